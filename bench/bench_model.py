@@ -1,0 +1,80 @@
+"""Speed benchmark for issue 2 (run by hand: ``python bench/bench_model.py``).
+
+1. Forward time of "hope" vs the same-size "transformer" preset (4 layers, d_model 256, 4 heads,
+   T = 512, batch 1, CPU, fp32, no_grad), interleaved in one process, median of N rounds.
+2. The chunk-wise gated delta rule vs its per-token oracle at head width 64, T = 2048.
+Timings on shared VMs swing 10-15%: only the ratios are meaningful.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from nested_learning import HopeTransformer
+from nested_learning.ops import gated_delta_rule, gated_delta_rule_reference, l2norm
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict[str, float]:
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(timed(fn))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def model_ratio(rounds: int, presets=("hope", "transformer"), T: int = 512) -> dict[str, float]:
+    tokens = torch.randint(0, 256, (1, T), generator=torch.Generator().manual_seed(0))
+    models = {p: HopeTransformer.from_preset(p, device="cpu", n_layers=4, d_model=256, n_heads=4).eval() for p in presets}
+
+    def run(model):
+        def go():
+            with torch.no_grad():
+                model(tokens)
+        return go
+    return interleaved({p: run(m) for p, m in models.items()}, rounds)
+
+
+def kernel_ratio(rounds: int, T: int = 2048, d: int = 64, H: int = 4) -> dict[str, float]:
+    g = torch.Generator().manual_seed(0)
+    q, k = (l2norm(torch.randn(1, H, T, d, generator=g)) for _ in range(2))
+    v = torch.randn(1, H, T, d, generator=g)
+    eta = torch.rand(1, H, T, generator=g)
+    log_retention = torch.log(0.9 + 0.1 * torch.rand(1, H, T, generator=g))
+    memory = torch.zeros(1, H, d, d)
+    return interleaved({
+        "chunked": lambda: gated_delta_rule(q, k, v, eta, log_retention, memory, 64),
+        "per_token_oracle": lambda: gated_delta_rule_reference(q, k, v, eta, log_retention, memory),
+    }, rounds)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--all-presets", action="store_true", help="time every preset against the transformer")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    presets = ("hope", "hope-paper", "hope-attention", "titans", "transformer") if args.all_presets else ("hope", "transformer")
+    times = model_ratio(args.rounds, presets)
+    base = times["transformer"]
+    print(f"forward, 4x256, 4 heads, T=512, B=1, {torch.get_num_threads()} threads, median of {args.rounds}:")
+    for name, t in times.items():
+        print(f"  {name:15s} {t * 1e3:8.1f} ms  {512 / t:9.0f} tok/s  {t / base:5.2f}x transformer")
+    kt = kernel_ratio(max(3, args.rounds // 3))
+    print(f"gated delta rule, d=64, T=2048, H=4: chunked {kt['chunked'] * 1e3:.1f} ms, "
+          f"oracle {kt['per_token_oracle'] * 1e3:.1f} ms, speed-up {kt['per_token_oracle'] / kt['chunked']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Block-frozen delta rule: the kernel of one Continuum Memory System level.
+
+A level with period P is frozen inside each block of P tokens (blocks are aligned to the stream's
+token clock, so they carry across calls). Every token of a block reads the block-start weights and
+adds its delta-rule gradient to a pending sum; at the block's last token ONE update is applied:
+
+    u_s       = eta_s (v_s - M_b k_s)                 (gradient of 1/2||M k - v||^2 at M_b, times lr)
+    M_{b+1}   = retention * M_b + sum_{s in block b} u_s k_s^T
+    out_t     = M_{b(t)} q_t                           (read before the block's update: causal)
+
+This is the gated delta rule with a block mask: in the chunk form, token t sees the writes of
+token s only when block(s) < block(t). A block cut by the end of a call keeps M_b frozen and its
+pending sum in the state; it is completed, never dropped or applied early, by the next call.
+Shapes: q, k [B, H, T, dk]; v [B, H, T, dv]; eta [B, H, T]; memory, pending [B, H, dv, dk];
+log_retention: a tensor broadcastable to [B, H] (one retention per level, per block).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class BlockDeltaResult(NamedTuple):
+    output: torch.Tensor  # [B, H, T, dv]
+    memory: torch.Tensor  # weights the next token will read
+    pending: torch.Tensor  # sum of u k^T of the unfinished block (zeros when the call ends on a boundary)
+    writes: torch.Tensor  # [B, H, T, dv] the u_s of every token (for recording)
+
+
+def block_delta_rule_reference(q, k, v, eta, log_retention, memory, pending, start: int, period: int):
+    """Per-token loop: the oracle of :func:`block_delta_rule`."""
+    retention = torch.as_tensor(log_retention, dtype=memory.dtype, device=memory.device).exp()
+    retention = retention.reshape(retention.shape + (1, 1))
+    outputs, writes = [], []
+    for t in range(k.shape[2]):
+        outputs.append(torch.einsum("bhvk,bhk->bhv", memory, q[:, :, t]))
+        u = eta[:, :, t, None] * (v[:, :, t] - torch.einsum("bhvk,bhk->bhv", memory, k[:, :, t]))
+        pending = pending + u[..., :, None] * k[:, :, t, None, :]
+        writes.append(u)
+        if (start + t + 1) % period == 0:
+            memory, pending = retention * memory + pending, torch.zeros_like(pending)
+    return BlockDeltaResult(torch.stack(outputs, 2), memory, pending, torch.stack(writes, 2))
+
+
+def _runs(start: int, length: int, span: int):
+    """Split [start, start+length) at multiples of ``span``: (a, b, aligned_full) per run."""
+    a = 0
+    while a < length:
+        b = min(length, ((start + a) // span + 1) * span - start)
+        yield a, b, (start + a) % span == 0 and b - a == span
+        a = b
+
+
+def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, period: int,
+                     chunk_tokens: int = 64) -> BlockDeltaResult:
+    """Exact chunk-wise form of :func:`block_delta_rule_reference`.
+
+    Runs are whole blocks about ``chunk_tokens`` long, aligned to the stream clock. Aligned full runs
+    (all but possibly the first and last) share one block structure and start with no pending sum,
+    so their triangular solves run for all of them at once; only a few matmuls per run stay sequential.
+    """
+    B, H = k.shape[:2]
+    la = torch.as_tensor(log_retention, dtype=memory.dtype, device=memory.device).expand(B, H)[..., None, None]
+    span = max(1, chunk_tokens // period) * period
+    runs = list(_runs(start, k.shape[2], span))
+    outputs, writes_all = [], []
+    i = 0
+    while i < len(runs):
+        a, b, full = runs[i]
+        j = i
+        if full:  # consecutive aligned full runs go together
+            while j + 1 < len(runs) and runs[j + 1][2]:
+                j += 1
+            b = runs[j][1]
+            out, writes, memory = _full_runs(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], eta[:, :, a:b], la, memory,
+                                             span, period)
+        else:
+            out, writes, memory, pending = _one_run(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], eta[:, :, a:b], la,
+                                                    memory, pending, start + a, period)
+        outputs.append(out)
+        writes_all.append(writes)
+        i = j + 1
+    return BlockDeltaResult(torch.cat(outputs, 2), memory, pending, torch.cat(writes_all, 2))
+
+
+def _block_masks(block: torch.Tensor, la: torch.Tensor, dtype):
+    """For relative block ids [C]: decay[t, s] = retention^(b_t - b_s - 1) where b_s < b_t, else 0."""
+    bt, bs = block[:, None], block[None, :]
+    steps = (bt - bs - 1).clamp(min=0).to(dtype)
+    return torch.where(bs < bt, (steps * la).exp(), 0.0)
+
+
+def _full_runs(q, k, v, eta, la, memory, span: int, period: int):
+    """n aligned runs of ``span`` tokens: each ends on a block boundary and starts with no pending sum."""
+    B, H, T, _ = k.shape
+    n = T // span
+    q, k, v = (x.reshape(B, H, n, span, -1) for x in (q, k, v))
+    eta = eta.reshape(B, H, n, span)
+    la_runs = la[..., None]  # [B, H, 1, 1, 1]: broadcasts over [n, C, C]
+    block = torch.arange(span, device=k.device) // period
+    decay = _block_masks(block, la_runs, k.dtype)  # [B, H, 1, C, C]
+    block_f = block.to(k.dtype)
+    start_decay = (block_f * la).exp()  # [B, H, 1, C]: retention^b, weights read by block b
+    end_coeff = ((span // period - 1 - block_f) * la).exp()  # [B, H, 1, C]
+    run_decay = ((span // period) * la).exp()  # [B, H, 1, 1]
+    system = torch.eye(span, dtype=k.dtype, device=k.device) + eta[..., None] * (k @ k.transpose(-1, -2)) * decay
+    solve = lambda rhs: torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
+    writes_from_values = solve(eta[..., None] * v)
+    writes_from_memory = solve((eta * start_decay[:, :, None, 0])[..., None] * k)
+    read_weights = (q @ k.transpose(-1, -2)) * decay
+    outputs, writes_all = [], []
+    for c in range(n):
+        memory_t = memory.transpose(-1, -2)
+        writes = writes_from_values[:, :, c] - writes_from_memory[:, :, c] @ memory_t
+        outputs.append(start_decay.transpose(-1, -2) * (q[:, :, c] @ memory_t) + read_weights[:, :, c] @ writes)
+        memory = run_decay * memory + (end_coeff.transpose(-1, -2) * writes).transpose(-1, -2) @ k[:, :, c]
+        writes_all.append(writes)
+    return torch.cat(outputs, 2), torch.cat(writes_all, 2), memory
+
+
+def _one_run(q, k, v, eta, la, memory, pending, first_position: int, period: int):
+    """A run of whole blocks that may start inside a block (with a pending sum) or stop inside one."""
+    T = k.shape[2]
+    block = torch.arange(first_position, first_position + T, device=k.device) // period
+    block = block - block[0]  # 0 .. n_blocks-1 inside this run
+    n_blocks = int(block[-1]) + 1
+    complete = (first_position + T) % period == 0
+    memory_t, pending_t = memory.transpose(-1, -2), pending.transpose(-1, -2)
+    if n_blocks == 1:  # one block: every token reads the same frozen weights
+        writes = eta[..., None] * (v - k @ memory_t)
+        out = q @ memory_t
+        pending = pending + writes.transpose(-1, -2) @ k
+        if complete:
+            memory, pending = la.exp() * memory + pending, torch.zeros_like(pending)
+        return out, writes, memory, pending
+    block_f = block.to(k.dtype)
+    decay = _block_masks(block, la, k.dtype)  # [B, H, C, C]
+    start_decay = (block_f * la[..., 0]).exp()[..., None]  # [B, H, C, 1]: retention^b
+    # The pending sum joins the weights at block 0's update: retention^(b-1) for blocks b >= 1.
+    pending_decay = torch.where(block >= 1, ((block_f - 1) * la[..., 0]).exp(), 0.0)[..., None]
+    system = torch.eye(T, dtype=k.dtype, device=k.device) + eta[..., None] * (k @ k.transpose(-1, -2)) * decay
+    rhs = eta[..., None] * (v - start_decay * (k @ memory_t) - pending_decay * (k @ pending_t))
+    writes = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
+    out = start_decay * (q @ memory_t) + pending_decay * (q @ pending_t) + ((q @ k.transpose(-1, -2)) * decay) @ writes
+    # Weights after the last finished block; an unfinished last block keeps its writes pending.
+    done = n_blocks if complete else n_blocks - 1
+    coeff = torch.where(block < done, ((done - 1 - block_f) * la[..., 0]).exp(), 0.0)[..., None]
+    memory = ((done * la).exp() * memory + ((done - 1) * la).exp() * pending
+              + (coeff * writes).transpose(-1, -2) @ k)
+    if complete:
+        pending = torch.zeros_like(pending)
+    else:
+        pending = ((block == n_blocks - 1).to(writes.dtype)[..., None] * writes).transpose(-1, -2) @ k
+    return out, writes, memory, pending

@@ -1,0 +1,40 @@
+"""Small numerical helpers shared by the memory kernels.
+
+Axis glossary used throughout ``nested_learning.ops``:
+    B batch, H heads, T tokens, C tokens in one chunk, dk key width, dv value width.
+A memory matrix ``M`` has shape [B, H, dv, dk] and maps a key to a value: ``v = M @ k``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Normalise the last axis to unit length (keys and queries of every memory)."""
+    return F.normalize(x, dim=-1, eps=eps)
+
+
+def segment_sum(log_gate: torch.Tensor) -> torch.Tensor:
+    """``out[..., t, s] = sum_{i=s+1..t} log_gate[..., i]`` for s <= t, ``-inf`` above the diagonal.
+
+    Summing each segment directly (instead of subtracting two long cumulative sums) keeps the
+    decay between nearby tokens exact even when the chunk's total log-decay is large.
+    """
+    C = log_gate.shape[-1]
+    x = log_gate.unsqueeze(-1).expand(*log_gate.shape, C)  # x[..., i, s] = log_gate[i]
+    strictly_lower = torch.ones(C, C, dtype=torch.bool, device=log_gate.device).tril(-1)
+    x = torch.where(strictly_lower, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    out = x.cumsum(dim=-2)
+    lower = torch.ones(C, C, dtype=torch.bool, device=log_gate.device).tril()
+    return torch.where(lower, out, torch.full((), float("-inf"), dtype=out.dtype, device=out.device))
+
+
+def pad_tokens(x: torch.Tensor, length: int, dim: int = -2, value: float = 0.0) -> torch.Tensor:
+    """Right-pad ``x`` along ``dim`` up to ``length`` tokens."""
+    missing = length - x.shape[dim]
+    if missing <= 0:
+        return x
+    dim = dim % x.dim()
+    pad = [0, 0] * (x.dim() - dim - 1) + [0, missing]
+    return F.pad(x, pad, value=value)

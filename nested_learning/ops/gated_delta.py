@@ -1,0 +1,86 @@
+"""Gated delta rule (Hope eq 88), chunk-wise exact form and its per-token oracle.
+
+Per head, with retention alpha_t in (0, 1] and learning rate eta_t:
+
+    error_t = v_t - M_{t-1} k_t                     (its norm is the token's *surprise*)
+    M_t     = alpha_t M_{t-1} + eta_t error_t k_t^T   ( = M_{t-1}(alpha_t I - eta_t k k^T) + eta_t v k^T )
+    out_t   = M_t q_t                                 (read after the write: still causal)
+
+Chunk-wise form (the UT transform). Inside a chunk write u_t = eta_t * error_t and
+c_t = sum_{i<=t} log alpha_i. Then u solves a unit lower-triangular system
+
+    u_t + eta_t sum_{s<t} e^{c_{t-1}-c_s} (k_t.k_s) u_s = eta_t (v_t - e^{c_{t-1}} M_0 k_t)
+
+and outputs / end state are matmuls of u. The triangular solves do not depend on M_0, so they run
+for every chunk at once; only a few small matmuls per chunk remain sequential.
+Inputs: q, k [B, H, T, dk]; v [B, H, T, dv]; eta, log_retention [B, H, T]; memory [B, H, dv, dk].
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .common import pad_tokens, segment_sum
+
+
+class DeltaRuleResult(NamedTuple):
+    output: torch.Tensor  # [B, H, T, dv]  M_t q_t
+    error: torch.Tensor | None  # [B, H, T, dv]  v_t - M_{t-1} k_t (prediction error before the write)
+    memory: torch.Tensor  # [B, H, dv, dk]  memory after the last token
+
+
+def gated_delta_rule_reference(q, k, v, eta, log_retention, memory) -> DeltaRuleResult:
+    """Per-token loop: the oracle the chunked form is tested against."""
+    outputs, errors = [], []
+    for t in range(k.shape[2]):
+        k_t, v_t, q_t = k[:, :, t], v[:, :, t], q[:, :, t]
+        error = v_t - torch.einsum("bhvk,bhk->bhv", memory, k_t)
+        retention = log_retention[:, :, t].exp()[..., None, None]
+        memory = retention * memory + eta[:, :, t, None, None] * error[..., :, None] * k_t[..., None, :]
+        outputs.append(torch.einsum("bhvk,bhk->bhv", memory, q_t))
+        errors.append(error)
+    return DeltaRuleResult(torch.stack(outputs, 2), torch.stack(errors, 2), memory)
+
+
+def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 64,
+                     return_error: bool = True) -> DeltaRuleResult:
+    """Exact chunk-wise gated delta rule; equals :func:`gated_delta_rule_reference`."""
+    B, H, T, dk = k.shape
+    dv = v.shape[-1]
+    n_chunks = -(-T // chunk_size)
+    padded = n_chunks * chunk_size
+    # Padding tokens have eta = 0, k = 0 and retention 1: they leave the memory untouched.
+    q, k, v = (pad_tokens(x, padded).reshape(B, H, n_chunks, chunk_size, -1) for x in (q, k, v))
+    eta = pad_tokens(eta, padded, dim=-1).reshape(B, H, n_chunks, chunk_size)
+    log_retention = pad_tokens(log_retention, padded, dim=-1).reshape(B, H, n_chunks, chunk_size)
+
+    seg = segment_sum(log_retention)  # [.., C, C]: c_t - c_s
+    decay_incl = seg.exp()  # e^{c_t - c_s} on and below the diagonal, 0 above
+    strict = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=k.device).tril(-1)
+    decay_before = torch.where(strict, (seg - log_retention[..., :, None]).exp(), 0.0)
+    cum = log_retention.cumsum(-1)  # c_t
+    start_decay = (cum - log_retention).exp()  # e^{c_{t-1}}
+    end_decay = (cum[..., -1:] - cum).exp()  # e^{c_C - c_s}
+    chunk_decay = cum[..., -1].exp()  # e^{c_C}
+
+    gram_before = (k @ k.transpose(-1, -2)) * decay_before  # X[t, s]
+    system = torch.eye(chunk_size, dtype=k.dtype, device=k.device) + eta[..., None] * gram_before
+    solve = lambda rhs: torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
+    writes_from_values = solve(eta[..., None] * v)  # u = writes_from_values - writes_from_memory @ M0^T
+    writes_from_memory = solve((eta * start_decay)[..., None] * k)
+    read_weights = (q @ k.transpose(-1, -2)) * decay_incl
+
+    outputs, errors = [], []
+    for c in range(n_chunks):
+        memory_t = memory.transpose(-1, -2)
+        writes = writes_from_values[:, :, c] - writes_from_memory[:, :, c] @ memory_t  # [B, H, C, dv]
+        outputs.append(cum[:, :, c, :, None].exp() * (q[:, :, c] @ memory_t) + read_weights[:, :, c] @ writes)
+        if return_error:
+            prediction = start_decay[:, :, c, :, None] * (k[:, :, c] @ memory_t) + gram_before[:, :, c] @ writes
+            errors.append(v[:, :, c] - prediction)
+        memory = (chunk_decay[:, :, c, None, None] * memory
+                  + (writes * end_decay[:, :, c, :, None]).transpose(-1, -2) @ k[:, :, c])
+    output = torch.cat(outputs, dim=2)[:, :, :T]
+    error = torch.cat(errors, dim=2)[:, :, :T] if return_error else None
+    return DeltaRuleResult(output, error, memory)

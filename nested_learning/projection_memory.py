@@ -1,0 +1,79 @@
+"""Self-modifying projection memories (Hope eq 79-85).
+
+In Hope the key, value and gate projections are memories themselves: small residual MLPs
+``P(z) = z + W_out silu(W_in z / ||z||)`` whose weights are fast weights, updated in context by the same rule
+as the main memory, each learning towards a target it generates itself: for key k_t and value v_t,
+the target is ``vhat_t = P(v_t)`` and the objective ``1/2 ||P(k_t) - vhat_t||^2``.
+
+Decisions (the paper leaves them open):
+- Three memories (key, value, gate) are stacked on one axis so they run as one batched matmul.
+- A static linear map (part of the memory module's input projection) feeds each of them; the fast
+  MLP is the part that changes.
+- Mini-batch semantics: inside a memory chunk the weights are frozen at the chunk start; at the
+  chunk boundary ONE update applies the chunk's mean gradient times the mean learning rate and the
+  geometric-mean retention (DGD: W <- retention * W - lr * grad). A chunk cut by the end of a call
+  keeps its pending sums in the state, so streaming equals one long call.
+- The fast MLP reads the unit-normalised input and learns at ``projection_learning_rate`` times the
+  memory's learning rate: without both, the in-context MLP step overshoots and diverges (seen here).
+- The gradient is written out by hand (no autograd inside the forward), so outer training
+  differentiates through these writes like any other op.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .ops import l2norm
+from .state import ProjectionMemoryState
+
+N_PROJECTIONS = 3  # key, value, gate
+
+
+class ProjectionMemories(nn.Module):
+    def __init__(self, d_model: int, hidden: int, init_std: float):
+        super().__init__()
+        # Learned initial fast weights (meta-learned by the outer optimiser).
+        self.initial_in = nn.Parameter(torch.randn(N_PROJECTIONS, hidden, d_model) * d_model ** -0.5)
+        self.initial_out = nn.Parameter(torch.randn(N_PROJECTIONS, d_model, hidden) * init_std)
+
+    def init_state(self, batch_size: int) -> ProjectionMemoryState:
+        w_in = self.initial_in.unsqueeze(0).expand(batch_size, -1, -1, -1)
+        w_out = self.initial_out.unsqueeze(0).expand(batch_size, -1, -1, -1)
+        return ProjectionMemoryState(w_in, w_out, torch.zeros_like(w_in), torch.zeros_like(w_out),
+                                     w_in.new_zeros(batch_size))
+
+    @staticmethod
+    def apply(state: ProjectionMemoryState, z: torch.Tensor) -> torch.Tensor:
+        """z [B, 3, n, D] -> P(z) [B, 3, n, D] with the (chunk-frozen) fast weights."""
+        return z + F.silu(l2norm(z) @ state.w_in.transpose(-1, -2)) @ state.w_out.transpose(-1, -2)
+
+    @staticmethod
+    def accumulate(state: ProjectionMemoryState, keys: torch.Tensor, values: torch.Tensor,
+                   learning_rate: torch.Tensor, log_retention: torch.Tensor) -> ProjectionMemoryState:
+        """Add the gradients of 1/2||P(k_t) - P(v_t)||^2 for a run of tokens to the pending sums.
+
+        keys, values [B, n, D] (the memory's own k_t and v_t); learning_rate, log_retention [B, n].
+        """
+        k = keys.unsqueeze(1)  # [B, 1, n, D]: the same key for all three memories
+        k_unit = l2norm(k)
+        pre = k_unit @ state.w_in.transpose(-1, -2)  # [B, 3, n, h]
+        hidden = F.silu(pre)
+        error = (k + hidden @ state.w_out.transpose(-1, -2)) - ProjectionMemories.apply(state, values.unsqueeze(1).expand(-1, N_PROJECTIONS, -1, -1))
+        weighted = error * learning_rate[:, None, :, None]  # [B, 3, n, D]
+        sig = torch.sigmoid(pre)
+        silu_grad = sig * (1 + pre * (1 - sig))
+        grad_out = weighted.transpose(-1, -2) @ hidden  # [B, 3, D, h]
+        grad_in = ((weighted @ state.w_out) * silu_grad).transpose(-1, -2) @ k_unit  # [B, 3, h, D]
+        return ProjectionMemoryState(state.w_in, state.w_out, state.pending_in + grad_in,
+                                     state.pending_out + grad_out,
+                                     state.pending_log_retention + log_retention.sum(-1))
+
+    @staticmethod
+    def apply_update(state: ProjectionMemoryState, chunk_size: int) -> ProjectionMemoryState:
+        """Chunk boundary: one DGD step with the chunk's mean gradient and geometric-mean retention."""
+        retention = (state.pending_log_retention / chunk_size).exp()[:, None, None, None]
+        w_in = retention * state.w_in - state.pending_in / chunk_size
+        w_out = retention * state.w_out - state.pending_out / chunk_size
+        return ProjectionMemoryState(w_in, w_out, torch.zeros_like(w_in), torch.zeros_like(w_out),
+                                     torch.zeros_like(state.pending_log_retention))

@@ -1,0 +1,153 @@
+"""SelfModifyingMemory: the test-time-learning memory of a Hope layer.
+
+Per head, per token (B batch, H heads, T tokens, d head width, D = H d):
+    q_t = l2norm(W_q x_t)                                 static query (the paper's ablation)
+    k_t, v_t, g_t = P_k, P_v, P_g (static maps of x_t)    self-modifying projection memories
+    surprise_t      = ||v_t - M_{t-1} k_t||                  prediction error before the write
+    learning_rate_t = max_lr * sigmoid(a(g_t) + w * log1p(gate_surprise_t))     bounded
+    retention_t     = 1 - (1 - min_retention) * sigmoid(r(g_t))                 bounded in [min, 1]
+    M_t = retention_t M_{t-1} + learning_rate_t (v_t - M_{t-1} k_t) k_t^T     (DGD, Hope eq 88)
+    y_t = M_t q_t
+With ``momentum`` the Titans update replaces the last line (see ``ops/momentum.py``).
+
+Chunking (``memory_chunk_size``, aligned to the stream's token clock): the learning-rate gate sees
+``gate_surprise_t = ||v_t - M_c k_t||`` against the memory M_c at the start of t's chunk, and the
+projection memories are frozen inside a chunk. Everything else is exact per token, so the recorded
+``surprise`` is the true per-token prediction error. With chunk size 1 the two surprises coincide.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .ablation import Ablation
+from .config import HopeConfig
+from .layers import CausalConv, RMSNorm
+from .ops import gated_delta_rule, l2norm, momentum_rule_chunk
+from .projection_memory import ProjectionMemories
+from .state import MemoryState
+
+
+def chunk_runs(position: int, length: int, chunk: int):
+    """Split tokens [0, length) starting at stream ``position`` at multiples of ``chunk``.
+
+    Yields (start, end, ends_on_boundary)."""
+    a = 0
+    while a < length:
+        b = min(length, (((position + a) // chunk) + 1) * chunk - position)
+        yield a, b, (position + b) % chunk == 0
+        a = b
+
+
+class SelfModifyingMemory(nn.Module):
+    def __init__(self, config: HopeConfig):
+        super().__init__()
+        self.config = config
+        D, H, d = config.d_model, config.n_heads, config.head_dim
+        self.n_heads, self.head_dim = H, d
+        # Mini-batch momentum gets no error feedback inside a chunk: bounding each token's rate by
+        # 1/chunk keeps a chunk's summed step <= max_learning_rate, which heavy-ball momentum tolerates.
+        self.max_learning_rate = config.max_learning_rate / (config.memory_chunk_size if config.momentum else 1)
+        n_inputs = 4 if config.self_modifying else 3  # q, k, v (+ gate features)
+        self.in_proj = nn.Linear(D, n_inputs * D, bias=False)
+        self.conv = CausalConv(3 * D, config.local_conv) if config.local_conv > 1 else None
+        self.projections = ProjectionMemories(D, config.projection_hidden, config.init_std) if config.self_modifying else None
+        self.lr_gate = nn.Linear(D, H)
+        self.surprise_weight = nn.Parameter(torch.full((H,), 0.5))  # >0: surprising tokens are written harder
+        self.retention_gate = nn.Linear(D, H)
+        self.momentum_gate = nn.Linear(D, H) if config.momentum else None
+        self.initial_memory = nn.Parameter(torch.zeros(H, d, d))  # learned M_0
+        self.out_norm = RMSNorm(d)
+        self.out_proj = nn.Linear(D, D, bias=False)
+        nn.init.zeros_(self.lr_gate.bias)
+        nn.init.constant_(self.retention_gate.bias, -3.0)  # retention starts near 1 - 0.05 (1 - min)
+
+    def init_state(self, batch_size: int) -> MemoryState:
+        memory = self.initial_memory.unsqueeze(0).expand(batch_size, -1, -1, -1)
+        conv = None
+        if self.conv is not None:
+            conv = memory.new_zeros(batch_size, self.conv.width - 1, self.conv.weight.shape[0])
+        return MemoryState(
+            memory=memory, reference=memory,
+            momentum=torch.zeros_like(memory) if self.config.momentum else None,
+            projections=self.projections.init_state(batch_size) if self.projections is not None else None,
+            conv=conv)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, n, D] -> [B, H, n, d]
+        return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, state: MemoryState, position: int, ablation: Ablation = Ablation(),
+                trace: dict | None = None) -> tuple[torch.Tensor, MemoryState]:
+        """x [B, T, D] (normalised layer input) -> (y [B, T, D], new state)."""
+        config = self.config
+        B, T, D = x.shape
+        inputs = self.in_proj(x)
+        static_qkv, gate_input = (inputs[..., :3 * D], inputs[..., 3 * D:]) if self.projections is not None else (inputs, x)
+        conv_state = state.conv
+        if self.conv is not None:
+            static_qkv, conv_state = self.conv(static_qkv, state.conv)
+        q_in, k_in, v_in = static_qkv.split(D, dim=-1)
+        q = l2norm(self._heads(q_in))
+        updates = ablation.test_time_updates
+        memory, reference, momentum, projections = state.memory, state.reference, state.momentum, state.projections
+        outputs, traces = [], []
+        for a, b, on_boundary in chunk_runs(position, T, config.memory_chunk_size):
+            if projections is not None:
+                stacked = torch.stack([k_in[:, a:b], v_in[:, a:b], gate_input[:, a:b]], dim=1)
+                keys_full, values_full, gate_features = ProjectionMemories.apply(projections, stacked).unbind(1)
+            else:
+                keys_full, values_full, gate_features = k_in[:, a:b], v_in[:, a:b], gate_input[:, a:b]
+            k, v, qc = l2norm(self._heads(keys_full)), self._heads(values_full), q[:, :, a:b]
+            gate_surprise = (v - k @ reference.transpose(-1, -2)).norm(dim=-1)  # [B, H, n]
+            learning_rate = self._learning_rate(gate_features, gate_surprise, ablation)
+            log_retention = self._log_retention(gate_features, ablation)
+            if not updates:
+                out = qc @ memory.transpose(-1, -2)
+                surprise = (v - k @ memory.transpose(-1, -2)).norm(dim=-1)
+            elif config.momentum:
+                log_gate = None
+                if ablation.momentum:
+                    log_gate = math.log(config.max_momentum) + F.logsigmoid(self.momentum_gate(gate_features)).transpose(1, 2)
+                result = momentum_rule_chunk(qc, k, v, learning_rate, log_retention, log_gate, memory, momentum, reference)
+                out, memory, momentum = result.output, result.memory, result.momentum
+                surprise = gate_surprise  # with mini-batch gradients the error IS taken at the chunk-start memory
+            else:
+                result = gated_delta_rule(qc, k, v, learning_rate, log_retention, memory, chunk_size=b - a,
+                                          return_error=trace is not None)
+                out, memory = result.output, result.memory
+                surprise = result.error.norm(dim=-1) if trace is not None else None
+            if updates and projections is not None and ablation.self_modification:
+                projections = ProjectionMemories.accumulate(
+                    projections, keys_full, values_full, config.projection_learning_rate * learning_rate.mean(1),
+                    log_retention.mean(1))
+                if on_boundary:
+                    projections = ProjectionMemories.apply_update(projections, config.memory_chunk_size)
+            if updates and on_boundary:
+                reference = memory
+            outputs.append(out)
+            if trace is not None:
+                traces.append((surprise, learning_rate, log_retention.exp()))
+        y = self.out_norm(torch.cat(outputs, dim=2)).transpose(1, 2).reshape(B, T, D)
+        if trace is not None:
+            for name, i in (("surprise", 0), ("learning_rate", 1), ("retention", 2)):
+                trace[name] = torch.cat([t[i] for t in traces], dim=2)
+        new_state = MemoryState(memory, reference, momentum, projections, conv_state)
+        return self.out_proj(y), new_state
+
+    def _learning_rate(self, gate_features, gate_surprise, ablation: Ablation) -> torch.Tensor:
+        """[B, H, n] in (0, max_learning_rate]."""
+        if not ablation.adaptive_lr:
+            logits = self.lr_gate.bias[None, :, None].expand_as(gate_surprise)
+        else:
+            logits = self.lr_gate(gate_features).transpose(1, 2) + self.surprise_weight[:, None] * torch.log1p(gate_surprise)
+        return self.max_learning_rate * torch.sigmoid(logits)
+
+    def _log_retention(self, gate_features, ablation: Ablation) -> torch.Tensor:
+        """[B, H, n] log retention, retention in [min_retention, 1]."""
+        if not ablation.retention:
+            return gate_features.new_zeros(gate_features.shape[0], self.n_heads, gate_features.shape[1])
+        decay = (1 - self.config.min_retention) * torch.sigmoid(self.retention_gate(gate_features).transpose(1, 2))
+        return torch.log1p(-decay)

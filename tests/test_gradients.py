@@ -1,0 +1,50 @@
+"""Differentiable writes: the outer loss reaches the gates and initial memories through the writes."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from tests.conftest import random_tokens, tiny_model
+
+WRITE_PARAMS = [
+    "blocks.0.memory.lr_gate.weight", "blocks.0.memory.lr_gate.bias", "blocks.0.memory.surprise_weight",
+    "blocks.0.memory.retention_gate.weight", "blocks.0.memory.initial_memory",
+    "blocks.0.memory.projections.initial_in", "blocks.0.memory.projections.initial_out",
+    "blocks.0.cms.levels.0.lr_logit", "blocks.0.cms.levels.0.retention_logit",
+    "blocks.0.cms.levels.3.initial_memory", "blocks.0.cms.levels.3.key_proj.weight",
+]
+
+
+def lm_loss(logits, tokens):
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+
+
+def test_gradient_reaches_write_parameters():
+    model = tiny_model().train()
+    tokens = random_tokens(2, 40)
+    lm_loss(model(tokens).logits, tokens).backward()
+    params = dict(model.named_parameters())
+    for name in WRITE_PARAMS:
+        assert params[name].grad is not None and params[name].grad.abs().sum() > 0, name
+
+
+def test_momentum_gate_gets_gradient():
+    model = tiny_model("titans").train()
+    tokens = random_tokens(1, 40)
+    lm_loss(model(tokens).logits, tokens).backward()
+    assert model.blocks[0].memory.momentum_gate.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["blocks.0.memory.lr_gate.bias", "blocks.0.memory.retention_gate.bias",
+                                  "blocks.1.memory.initial_memory", "blocks.0.cms.levels.1.lr_logit",
+                                  "blocks.0.memory.projections.initial_out"])
+def test_write_gradients_match_finite_differences(name):
+    model = tiny_model(dtype=torch.float64, d_model=8, n_heads=2, projection_hidden=4, cms_hidden=4,
+                       memory_chunk_size=4, cms_periods=(1, 2), n_persistent_tokens=1).train()
+    tokens = random_tokens(1, 10)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(p):
+        return lm_loss(functional_call(model, {**params, name: p}, (tokens,)).logits, tokens)
+
+    assert torch.autograd.gradcheck(loss, (params[name].clone().requires_grad_(),), eps=1e-6, atol=1e-6)

@@ -1,0 +1,147 @@
+"""Explicit state: memory learns at inference, parameters never change, streaming, isolation, causality."""
+import pytest
+import torch
+
+from nested_learning import Ablation, HopeConfig, HopeTransformer, PRESETS
+from tests.conftest import random_tokens, tiny_model
+
+
+def snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_memory_changes_at_inference_and_parameters_stay_bit_identical(model):
+    before = snapshot(model)
+    start = model.init_state(1)
+    with torch.no_grad():
+        out = model(random_tokens(1, 40), state=start)
+    changed = [name for name, t in out.state.tensors().items()
+               if name.endswith((".memory.memory", "projections.w_in", "cms.0.memory", "cms.3.memory"))
+               and not torch.equal(t, start.tensors()[name])]
+    assert len(changed) == 2 * 4, changed  # every layer: main memory, projections, fastest and slowest CMS level
+    after = snapshot(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not model.training
+
+
+def test_inference_mode_still_updates(model):
+    with torch.inference_mode():
+        out = model(random_tokens(1, 16))
+    initial = model.init_state(1).tensors()
+    assert not torch.equal(out.state.tensors()["layers.0.memory.memory"], initial["layers.0.memory.memory"])
+
+
+def test_updates_off_keeps_memory_at_initial_state(model):
+    start = model.init_state(1)
+    with torch.no_grad():
+        out = model(random_tokens(1, 40), state=start, ablation=Ablation(test_time_updates=False))
+    for name, t in start.tensors().items():
+        if "attention" not in name and not name.endswith("conv"):
+            assert torch.equal(out.state.tensors()[name], t), name
+
+
+def test_state_never_aliases_parameters(model):
+    """Writing to a returned state in place must not reach the learned initial memory."""
+    before = snapshot(model)
+    with torch.no_grad():
+        for state in (model.init_state(1), model(random_tokens(1, 20), ablation=Ablation(test_time_updates=False)).state):
+            for t in state.tensors().values():
+                t.add_(1)
+    after = snapshot(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+SPLITS = [(0, 7), (7, 40), (40, 41), (41, 67)]
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_streaming_equals_one_call(preset):
+    """One call over T tokens equals several calls with the state carried; CMS partial blocks,
+    memory chunks, conv history and the attention window all cross the call boundaries."""
+    overrides = dict(cms_periods=(1, 3, 8)) if preset not in ("titans", "transformer") else {}
+    model = tiny_model(preset, dtype=torch.float64, attention_window=12, **overrides)
+    tokens = random_tokens(2, 67)
+    with torch.no_grad():
+        full = model(tokens)
+        state, pieces = None, []
+        for a, b in SPLITS:
+            out = model(tokens[:, a:b], state=state)
+            state = out.state
+            pieces.append(out.logits)
+    assert torch.allclose(torch.cat(pieces, 1), full.logits, atol=1e-5, rtol=0)
+    for name, t in full.state.tensors().items():
+        assert torch.allclose(state.tensors()[name], t, atol=1e-5, rtol=0), name
+    assert state.position == full.state.position == 67
+
+
+def test_streaming_token_by_token_fp32(model):
+    """Token-by-token calls run every kernel in its one-token (per-token oracle) form."""
+    tokens = random_tokens(1, 30)
+    with torch.no_grad():
+        full = model(tokens)
+        state, pieces = None, []
+        for t in range(30):
+            out = model(tokens[:, t:t + 1], state=state)
+            state = out.state
+            pieces.append(out.logits)
+    stepped = torch.cat(pieces, 1)
+    assert ((stepped - full.logits).norm() / full.logits.norm()) < 1e-4
+
+
+def test_batch_isolation(model):
+    tokens = random_tokens(2, 50)
+    other = tokens.clone()
+    other[1] = random_tokens(1, 50, seed=9)[0]
+    with torch.no_grad():
+        a, b = model(tokens), model(other)
+    assert torch.equal(a.logits[0], b.logits[0])
+    assert not torch.allclose(a.logits[1], b.logits[1])
+    for name, t in a.state.tensors().items():
+        if t.dim() and t.shape[0] == 2:
+            assert torch.equal(t[0], b.state.tensors()[name][0]), name
+
+
+@pytest.mark.parametrize("preset", ["hope", "hope-paper"])
+def test_causality(preset):
+    model = tiny_model(preset)
+    tokens = random_tokens(1, 40)
+    changed = tokens.clone()
+    changed[0, 25:] = random_tokens(1, 15, seed=5)
+    with torch.no_grad():
+        a, b = model(tokens), model(changed)
+    assert torch.equal(a.logits[:, :25], b.logits[:, :25])
+    assert not torch.allclose(a.logits[:, 25:], b.logits[:, 25:])
+
+
+def test_bad_inputs_raise_one_line_errors(model):
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 256\)"):
+        model(torch.tensor([[1, 300]]))
+    with pytest.raises(ValueError, match="integer ids"):
+        model(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="state holds 1 sequences but tokens hold 2"):
+        model(random_tokens(2, 4), state=model.init_state(1))
+    with pytest.raises(ValueError, match="batch_size"):
+        model.init_state(0)
+
+
+def test_empty_input_keeps_state(model):
+    state = model.init_state(1)
+    out = model(torch.zeros(1, 0, dtype=torch.long), state=state)
+    assert out.logits.shape == (1, 0, 256) and out.state.position == 0
+
+
+def test_long_sequence_stays_finite():
+    model = tiny_model("hope-paper")
+    with torch.no_grad():
+        out = model(random_tokens(1, 1500))
+    assert torch.isfinite(out.logits).all()
+    assert all(torch.isfinite(t).all() for t in out.state.tensors().values())
+
+
+def test_default_presets_build():
+    for name in PRESETS:
+        config = HopeConfig.preset(name)
+        assert config.d_model == 256 and config.n_layers == 4
+    assert not HopeConfig.preset("transformer").memory and HopeConfig.preset("titans").momentum
+    with pytest.raises(ValueError, match="unknown preset"):
+        HopeConfig.preset("gpt5")
