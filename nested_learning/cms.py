@@ -50,17 +50,17 @@ class CMSLevel(nn.Module):
                 trace: dict | None = None) -> tuple[torch.Tensor, CMSLevelState]:
         """z [B, T, D] -> (level(z) [B, T, D], new state)."""
         B, T, _ = z.shape
-        features = self.features(z)
         if not ablation.test_time_updates:
-            read = features @ state.memory[:, 0].transpose(-1, -2)
+            read = self.features(z) @ state.memory[:, 0].transpose(-1, -2)
             return z + read, state
-        previous = torch.cat([state.previous_input[:, None], z[:, :-1]], dim=1)
-        keys = torch.cat([self.features(state.previous_input)[:, None], features[:, :-1]], dim=1)
+        # Inputs with the previous token's in front: token t writes (phi(z_{t-1}) -> z_t - z_{t-1}), reads phi(z_t).
+        inputs = torch.cat([state.previous_input[:, None], z], dim=1)  # [B, T + 1, D]
+        features = self.features(inputs)[:, None]  # [B, 1, T + 1, h]
         eta = self.learning_rate().expand(B, 1, T)
         if position == 0:  # the stream's first token has no previous input to learn from
             eta = torch.cat([torch.zeros_like(eta[..., :1]), eta[..., 1:]], dim=-1)
         log_retention = nn.functional.logsigmoid(self.retention_logit) if ablation.retention else torch.zeros(())
-        result = block_delta_rule(features[:, None], keys[:, None], (z - previous)[:, None], eta,
+        result = block_delta_rule(features[:, :, 1:], features[:, :, :-1], inputs.diff(dim=1)[:, None], eta,
                                   log_retention, state.memory, state.pending, position, self.period)
         if trace is not None:
             trace["writes"] = result.writes[:, 0]

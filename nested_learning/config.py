@@ -30,7 +30,7 @@ class HopeConfig:
     # Test-time memory (SelfModifyingMemory).
     memory: bool = True
     self_modifying: bool = True  # k, v and gate features come from in-context-updated projection memories
-    projection_hidden: int = 64  # hidden width of those projection memories
+    projection_hidden: int = 32  # hidden width of those projection memories
     projection_learning_rate: float = 0.1  # their rate, relative to the memory's learning rate
     momentum: bool = False  # Titans momentum (mini-batch gradients at the chunk-start memory)
     memory_chunk_size: int = 64  # tokens per chunk: the learning-rate gate's surprise is taken at the chunk start
@@ -40,7 +40,7 @@ class HopeConfig:
     local_conv: int = 0  # width of the causal depthwise conv on q/k/v inputs; 0 = none
     # Continuum Memory System: one level per period (tokens between updates).
     cms_periods: tuple[int, ...] = (1, 2, 4, 8)
-    cms_hidden: int = 128
+    cms_hidden: int = 64
     cms_objective: str = "local"  # only "local": predict the next level input (README explains why)
     # Feed-forward network.
     ffn: bool = True

@@ -88,7 +88,7 @@ class HopeTransformer(nn.Module):
     def _init_weights(self):
         std = self.config.init_std
         for name, module in self.named_modules():
-            if isinstance(module, nn.Linear) and not name.endswith(("lr_gate", "retention_gate", "momentum_gate")):
+            if isinstance(module, nn.Linear) and not name.endswith("gates"):  # gates keep PyTorch's default init
                 nn.init.normal_(module.weight, std=std)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, std=std)

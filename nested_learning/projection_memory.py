@@ -30,6 +30,14 @@ from .state import ProjectionMemoryState
 N_PROJECTIONS = 3  # key, value, gate
 
 
+def _silu_backward(upstream: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+    """upstream * silu'(pre): one fused kernel at inference, differentiable ops when training."""
+    if torch.is_grad_enabled() and (upstream.requires_grad or pre.requires_grad):
+        sig = torch.sigmoid(pre)
+        return upstream * sig * (1 + pre * (1 - sig))
+    return torch.ops.aten.silu_backward(upstream, pre)
+
+
 class ProjectionMemories(nn.Module):
     def __init__(self, d_model: int, hidden: int, init_std: float):
         super().__init__()
@@ -44,9 +52,12 @@ class ProjectionMemories(nn.Module):
                                      w_in.new_zeros(batch_size))
 
     @staticmethod
-    def apply(state: ProjectionMemoryState, z: torch.Tensor) -> torch.Tensor:
-        """z [B, 3, n, D] -> P(z) [B, 3, n, D] with the (chunk-frozen) fast weights."""
-        return z + F.silu(l2norm(z) @ state.w_in.transpose(-1, -2)) @ state.w_out.transpose(-1, -2)
+    def apply(state: ProjectionMemoryState, z: torch.Tensor, z_unit: torch.Tensor | None = None) -> torch.Tensor:
+        """z [B, 3, n, D] -> P(z) [B, 3, n, D] with the (chunk-frozen) fast weights.
+
+        ``z_unit`` (= l2norm(z)) may be passed when already computed for a whole call."""
+        z_unit = l2norm(z) if z_unit is None else z_unit
+        return z + F.silu(z_unit @ state.w_in.transpose(-1, -2)) @ state.w_out.transpose(-1, -2)
 
     @staticmethod
     def accumulate(state: ProjectionMemoryState, keys: torch.Tensor, values: torch.Tensor,
@@ -54,17 +65,18 @@ class ProjectionMemories(nn.Module):
         """Add the gradients of 1/2||P(k_t) - P(v_t)||^2 for a run of tokens to the pending sums.
 
         keys, values [B, n, D] (the memory's own k_t and v_t); learning_rate, log_retention [B, n].
+        The target P(v_t) is held fixed in the inner gradient (outer training still sees it).
         """
-        k = keys.unsqueeze(1)  # [B, 1, n, D]: the same key for all three memories
-        k_unit = l2norm(k)
-        pre = k_unit @ state.w_in.transpose(-1, -2)  # [B, 3, n, h]
+        n = keys.shape[1]
+        z_unit = l2norm(torch.cat([keys, values], dim=1)).unsqueeze(1)  # [B, 1, 2n, D]: one pass for both
+        pre = z_unit @ state.w_in.transpose(-1, -2)  # [B, 3, 2n, h]
         hidden = F.silu(pre)
-        error = (k + hidden @ state.w_out.transpose(-1, -2)) - ProjectionMemories.apply(state, values.unsqueeze(1).expand(-1, N_PROJECTIONS, -1, -1))
+        # P(k) - P(v) = (k - v) + (silu(W_in k^) - silu(W_in v^)) W_out^T
+        error = (keys - values).unsqueeze(1) + (hidden[:, :, :n] - hidden[:, :, n:]) @ state.w_out.transpose(-1, -2)
         weighted = error * learning_rate[:, None, :, None]  # [B, 3, n, D]
-        sig = torch.sigmoid(pre)
-        silu_grad = sig * (1 + pre * (1 - sig))
-        grad_out = weighted.transpose(-1, -2) @ hidden  # [B, 3, D, h]
-        grad_in = ((weighted @ state.w_out) * silu_grad).transpose(-1, -2) @ k_unit  # [B, 3, h, D]
+        grad_out = weighted.transpose(-1, -2) @ hidden[:, :, :n]  # [B, 3, D, h]
+        grad_pre = _silu_backward(weighted @ state.w_out, pre[:, :, :n])
+        grad_in = grad_pre.transpose(-1, -2) @ z_unit[:, :, :n]  # [B, 3, h, D]
         return ProjectionMemoryState(state.w_in, state.w_out, state.pending_in + grad_in,
                                      state.pending_out + grad_out,
                                      state.pending_log_retention + log_retention.sum(-1))

@@ -55,15 +55,15 @@ class SelfModifyingMemory(nn.Module):
         self.in_proj = nn.Linear(D, n_inputs * D, bias=False)
         self.conv = CausalConv(3 * D, config.local_conv) if config.local_conv > 1 else None
         self.projections = ProjectionMemories(D, config.projection_hidden, config.init_std) if config.self_modifying else None
-        self.lr_gate = nn.Linear(D, H)
+        # Per-head gate logits from the gate features: learning rate, retention (, momentum).
+        self.n_gates = 3 if config.momentum else 2
+        self.gates = nn.Linear(D, self.n_gates * H)
         self.surprise_weight = nn.Parameter(torch.full((H,), 0.5))  # >0: surprising tokens are written harder
-        self.retention_gate = nn.Linear(D, H)
-        self.momentum_gate = nn.Linear(D, H) if config.momentum else None
         self.initial_memory = nn.Parameter(torch.zeros(H, d, d))  # learned M_0
         self.out_norm = RMSNorm(d)
         self.out_proj = nn.Linear(D, D, bias=False)
-        nn.init.zeros_(self.lr_gate.bias)
-        nn.init.constant_(self.retention_gate.bias, -3.0)  # retention starts near 1 - 0.05 (1 - min)
+        nn.init.zeros_(self.gates.bias)
+        nn.init.constant_(self.gates.bias[H:2 * H], -3.0)  # retention starts near 1 - 0.05 (1 - min)
 
     def init_state(self, batch_size: int) -> MemoryState:
         memory = self.initial_memory.unsqueeze(0).expand(batch_size, -1, -1, -1)
@@ -91,26 +91,30 @@ class SelfModifyingMemory(nn.Module):
             static_qkv, conv_state = self.conv(static_qkv, state.conv)
         q_in, k_in, v_in = static_qkv.split(D, dim=-1)
         q = l2norm(self._heads(q_in))
+        if self.projections is not None:
+            projection_inputs = torch.stack([k_in, v_in, gate_input], dim=1)  # [B, 3, T, D]
+            projection_units = l2norm(projection_inputs)
         updates = ablation.test_time_updates
         memory, reference, momentum, projections = state.memory, state.reference, state.momentum, state.projections
         outputs, traces = [], []
         for a, b, on_boundary in chunk_runs(position, T, config.memory_chunk_size):
             if projections is not None:
-                stacked = torch.stack([k_in[:, a:b], v_in[:, a:b], gate_input[:, a:b]], dim=1)
-                keys_full, values_full, gate_features = ProjectionMemories.apply(projections, stacked).unbind(1)
+                keys_full, values_full, gate_features = ProjectionMemories.apply(
+                    projections, projection_inputs[:, :, a:b], projection_units[:, :, a:b]).unbind(1)
             else:
                 keys_full, values_full, gate_features = k_in[:, a:b], v_in[:, a:b], gate_input[:, a:b]
             k, v, qc = l2norm(self._heads(keys_full)), self._heads(values_full), q[:, :, a:b]
             gate_surprise = (v - k @ reference.transpose(-1, -2)).norm(dim=-1)  # [B, H, n]
-            learning_rate = self._learning_rate(gate_features, gate_surprise, ablation)
-            log_retention = self._log_retention(gate_features, ablation)
+            gate_logits = self.gates(gate_features).transpose(1, 2).split(self.n_heads, dim=1)  # each [B, H, n]
+            learning_rate = self._learning_rate(gate_logits[0], gate_surprise, ablation)
+            log_retention = self._log_retention(gate_logits[1], ablation)
             if not updates:
                 out = qc @ memory.transpose(-1, -2)
                 surprise = (v - k @ memory.transpose(-1, -2)).norm(dim=-1)
             elif config.momentum:
                 log_gate = None
                 if ablation.momentum:
-                    log_gate = math.log(config.max_momentum) + F.logsigmoid(self.momentum_gate(gate_features)).transpose(1, 2)
+                    log_gate = math.log(config.max_momentum) + F.logsigmoid(gate_logits[2])
                 result = momentum_rule_chunk(qc, k, v, learning_rate, log_retention, log_gate, memory, momentum, reference)
                 out, memory, momentum = result.output, result.memory, result.momentum
                 surprise = gate_surprise  # with mini-batch gradients the error IS taken at the chunk-start memory
@@ -137,17 +141,16 @@ class SelfModifyingMemory(nn.Module):
         new_state = MemoryState(memory, reference, momentum, projections, conv_state)
         return self.out_proj(y), new_state
 
-    def _learning_rate(self, gate_features, gate_surprise, ablation: Ablation) -> torch.Tensor:
+    def _learning_rate(self, logits, gate_surprise, ablation: Ablation) -> torch.Tensor:
         """[B, H, n] in (0, max_learning_rate]."""
         if not ablation.adaptive_lr:
-            logits = self.lr_gate.bias[None, :, None].expand_as(gate_surprise)
+            logits = self.gates.bias[:self.n_heads, None].expand_as(gate_surprise)
         else:
-            logits = self.lr_gate(gate_features).transpose(1, 2) + self.surprise_weight[:, None] * torch.log1p(gate_surprise)
+            logits = logits + self.surprise_weight[:, None] * torch.log1p(gate_surprise)
         return self.max_learning_rate * torch.sigmoid(logits)
 
-    def _log_retention(self, gate_features, ablation: Ablation) -> torch.Tensor:
+    def _log_retention(self, logits, ablation: Ablation) -> torch.Tensor:
         """[B, H, n] log retention, retention in [min_retention, 1]."""
         if not ablation.retention:
-            return gate_features.new_zeros(gate_features.shape[0], self.n_heads, gate_features.shape[1])
-        decay = (1 - self.config.min_retention) * torch.sigmoid(self.retention_gate(gate_features).transpose(1, 2))
-        return torch.log1p(-decay)
+            return torch.zeros_like(logits)
+        return torch.log1p(-(1 - self.config.min_retention) * torch.sigmoid(logits))

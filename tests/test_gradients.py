@@ -7,8 +7,8 @@ from torch.func import functional_call
 from tests.conftest import random_tokens, tiny_model
 
 WRITE_PARAMS = [
-    "blocks.0.memory.lr_gate.weight", "blocks.0.memory.lr_gate.bias", "blocks.0.memory.surprise_weight",
-    "blocks.0.memory.retention_gate.weight", "blocks.0.memory.initial_memory",
+    "blocks.0.memory.gates.weight", "blocks.0.memory.gates.bias", "blocks.0.memory.surprise_weight",
+    "blocks.0.memory.initial_memory",
     "blocks.0.memory.projections.initial_in", "blocks.0.memory.projections.initial_out",
     "blocks.0.cms.levels.0.lr_logit", "blocks.0.cms.levels.0.retention_logit",
     "blocks.0.cms.levels.3.initial_memory", "blocks.0.cms.levels.3.key_proj.weight",
@@ -26,16 +26,20 @@ def test_gradient_reaches_write_parameters():
     params = dict(model.named_parameters())
     for name in WRITE_PARAMS:
         assert params[name].grad is not None and params[name].grad.abs().sum() > 0, name
+    heads = model.config.n_heads  # gate rows: learning rate, then retention
+    gates = params["blocks.0.memory.gates.weight"].grad
+    assert gates[:heads].abs().sum() > 0 and gates[heads:2 * heads].abs().sum() > 0
 
 
 def test_momentum_gate_gets_gradient():
     model = tiny_model("titans").train()
     tokens = random_tokens(1, 40)
     lm_loss(model(tokens).logits, tokens).backward()
-    assert model.blocks[0].memory.momentum_gate.weight.grad.abs().sum() > 0
+    heads = model.config.n_heads
+    assert model.blocks[0].memory.gates.weight.grad[2 * heads:].abs().sum() > 0  # momentum rows
 
 
-@pytest.mark.parametrize("name", ["blocks.0.memory.lr_gate.bias", "blocks.0.memory.retention_gate.bias",
+@pytest.mark.parametrize("name", ["blocks.0.memory.gates.bias", "blocks.0.memory.surprise_weight",
                                   "blocks.1.memory.initial_memory", "blocks.0.cms.levels.1.lr_logit",
                                   "blocks.0.memory.projections.initial_out"])
 def test_write_gradients_match_finite_differences(name):

@@ -108,15 +108,17 @@ def _full_runs(q, k, v, eta, la, memory, span: int, period: int):
     solve = lambda rhs: torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
     writes_from_values = solve(eta[..., None] * v)
     writes_from_memory = solve((eta * start_decay[:, :, None, 0])[..., None] * k)
-    read_weights = (q @ k.transpose(-1, -2)) * decay
-    outputs, writes_all = [], []
+    starts, writes = [], []  # sequential part: only the weights at each run start
     for c in range(n):
-        memory_t = memory.transpose(-1, -2)
-        writes = writes_from_values[:, :, c] - writes_from_memory[:, :, c] @ memory_t
-        outputs.append(start_decay.transpose(-1, -2) * (q[:, :, c] @ memory_t) + read_weights[:, :, c] @ writes)
-        memory = run_decay * memory + (end_coeff.transpose(-1, -2) * writes).transpose(-1, -2) @ k[:, :, c]
-        writes_all.append(writes)
-    return torch.cat(outputs, 2), torch.cat(writes_all, 2), memory
+        starts.append(memory)
+        u = writes_from_values[:, :, c] - writes_from_memory[:, :, c] @ memory.transpose(-1, -2)
+        writes.append(u)
+        memory = run_decay * memory + (end_coeff.transpose(-1, -2) * u).transpose(-1, -2) @ k[:, :, c]
+    start_t = torch.stack(starts, 2).transpose(-1, -2)  # [B, H, n, dk, dv]
+    writes = torch.stack(writes, 2)  # [B, H, n, C, dv]
+    read_weights = (q @ k.transpose(-1, -2)) * decay
+    out = start_decay[..., None] * (q @ start_t) + read_weights @ writes
+    return out.reshape(B, H, T, -1), writes.reshape(B, H, T, -1), memory
 
 
 def _one_run(q, k, v, eta, la, memory, pending, first_position: int, period: int):

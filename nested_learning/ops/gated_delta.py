@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import torch
 
-from .common import pad_tokens, segment_sum
+from .common import pad_tokens
 
 
 class DeltaRuleResult(NamedTuple):
@@ -55,32 +55,39 @@ def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 64,
     eta = pad_tokens(eta, padded, dim=-1).reshape(B, H, n_chunks, chunk_size)
     log_retention = pad_tokens(log_retention, padded, dim=-1).reshape(B, H, n_chunks, chunk_size)
 
-    seg = segment_sum(log_retention)  # [.., C, C]: c_t - c_s
-    decay_incl = seg.exp()  # e^{c_t - c_s} on and below the diagonal, 0 above
-    strict = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=k.device).tril(-1)
-    decay_before = torch.where(strict, (seg - log_retention[..., :, None]).exp(), 0.0)
     cum = log_retention.cumsum(-1)  # c_t
+    # e^{c_t - c_s}. Only the lower triangle is used: the solve reads the lower triangle alone and the
+    # read weights are masked; the clamp keeps the unused upper triangle finite (and its gradient zero).
+    decay = (cum[..., :, None] - cum[..., None, :]).clamp(max=0).exp()
+    gram = k @ k.transpose(-1, -2)
+    # A[t, s] = eta_t e^{c_{t-1} - c_s} (k_t . k_s), s < t; the unit diagonal is implied.
+    system = gram * decay * (eta * (-log_retention).exp())[..., None]
     start_decay = (cum - log_retention).exp()  # e^{c_{t-1}}
     end_decay = (cum[..., -1:] - cum).exp()  # e^{c_C - c_s}
     chunk_decay = cum[..., -1].exp()  # e^{c_C}
-
-    gram_before = (k @ k.transpose(-1, -2)) * decay_before  # X[t, s]
-    system = torch.eye(chunk_size, dtype=k.dtype, device=k.device) + eta[..., None] * gram_before
     solve = lambda rhs: torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
-    writes_from_values = solve(eta[..., None] * v)  # u = writes_from_values - writes_from_memory @ M0^T
-    writes_from_memory = solve((eta * start_decay)[..., None] * k)
-    read_weights = (q @ k.transpose(-1, -2)) * decay_incl
-
-    outputs, errors = [], []
-    for c in range(n_chunks):
-        memory_t = memory.transpose(-1, -2)
-        writes = writes_from_values[:, :, c] - writes_from_memory[:, :, c] @ memory_t  # [B, H, C, dv]
-        outputs.append(cum[:, :, c, :, None].exp() * (q[:, :, c] @ memory_t) + read_weights[:, :, c] @ writes)
-        if return_error:
-            prediction = start_decay[:, :, c, :, None] * (k[:, :, c] @ memory_t) + gram_before[:, :, c] @ writes
-            errors.append(v[:, :, c] - prediction)
-        memory = (chunk_decay[:, :, c, None, None] * memory
-                  + (writes * end_decay[:, :, c, :, None]).transpose(-1, -2) @ k[:, :, c])
-    output = torch.cat(outputs, dim=2)[:, :, :T]
-    error = torch.cat(errors, dim=2)[:, :, :T] if return_error else None
+    if n_chunks == 1:  # one chunk: the memory is known, solve for the writes directly
+        start_t = memory.transpose(-1, -2)[:, :, None]  # [B, H, 1, dk, dv]
+        writes = solve(eta[..., None] * (v - start_decay[..., None] * (k @ start_t)))
+        memory = chunk_decay[:, :, 0, None, None] * memory + (writes[:, :, 0] * end_decay[:, :, 0, :, None]).transpose(-1, -2) @ k[:, :, 0]
+    else:  # u = writes_from_values - writes_from_memory @ M_0^T, both solved for every chunk at once
+        writes_from_values = solve(eta[..., None] * v)
+        writes_from_memory = solve((eta * start_decay)[..., None] * k)
+        starts, writes = [], []  # sequential part: only the memory at each chunk start
+        for c in range(n_chunks):
+            starts.append(memory)
+            u = writes_from_values[:, :, c] - writes_from_memory[:, :, c] @ memory.transpose(-1, -2)  # [B, H, C, dv]
+            writes.append(u)
+            memory = chunk_decay[:, :, c, None, None] * memory + (u * end_decay[:, :, c, :, None]).transpose(-1, -2) @ k[:, :, c]
+        start_t = torch.stack(starts, 2).transpose(-1, -2)  # [B, H, n, dk, dv]
+        writes = torch.stack(writes, 2)  # [B, H, n, C, dv]
+    # Batched over chunks: out_t = e^{c_t} M_0 q_t + sum_{s<=t} e^{c_t - c_s} (q_t . k_s) u_s.
+    read_weights = ((q @ k.transpose(-1, -2)) * decay).tril()
+    output = cum.exp()[..., None] * (q @ start_t) + read_weights @ writes
+    output = output.reshape(B, H, padded, dv)[:, :, :T]
+    error = None
+    if return_error:  # v_t - M_{t-1} k_t, with M_{t-1} k_t = e^{c_{t-1}} M_0 k_t + sum_{s<t} A[t,s]/eta_t u_s
+        before = (gram * decay * (-log_retention).exp()[..., None]).tril(-1)
+        prediction = start_decay[..., None] * (k @ start_t) + before @ writes
+        error = (v - prediction).reshape(B, H, padded, dv)[:, :, :T]
     return DeltaRuleResult(output, error, memory)
