@@ -67,25 +67,31 @@ class ProjectionMemories(nn.Module):
         keys, values [B, n, D] (the memory's own k_t and v_t); learning_rate, log_retention [B, n].
         The target P(v_t) is held fixed in the inner gradient (outer training still sees it).
         """
-        n = keys.shape[1]
-        z_unit = l2norm(torch.cat([keys, values], dim=1)).unsqueeze(1)  # [B, 1, 2n, D]: one pass for both
-        pre = z_unit @ state.w_in.transpose(-1, -2)  # [B, 3, 2n, h]
+        B, n, D = keys.shape
+        h = state.w_in.shape[2]
+        z_unit = l2norm(torch.cat([keys, values], dim=1))  # [B, 2n, D]: one pass for keys and values
+        # The three memories share their inputs: one [2n, D] x [D, 3h] matmul instead of a broadcast copy.
+        pre = (z_unit @ state.w_in.reshape(B, N_PROJECTIONS * h, D).transpose(-1, -2))
+        pre = pre.view(B, 2 * n, N_PROJECTIONS, h).transpose(1, 2)  # [B, 3, 2n, h]
         hidden = F.silu(pre)
         # P(k) - P(v) = (k - v) + (silu(W_in k^) - silu(W_in v^)) W_out^T
         error = (keys - values).unsqueeze(1) + (hidden[:, :, :n] - hidden[:, :, n:]) @ state.w_out.transpose(-1, -2)
         weighted = error * learning_rate[:, None, :, None]  # [B, 3, n, D]
         grad_out = weighted.transpose(-1, -2) @ hidden[:, :, :n]  # [B, 3, D, h]
-        grad_pre = _silu_backward(weighted @ state.w_out, pre[:, :, :n])
-        grad_in = grad_pre.transpose(-1, -2) @ z_unit[:, :, :n]  # [B, 3, h, D]
+        grad_pre = _silu_backward(weighted @ state.w_out, pre[:, :, :n])  # [B, 3, n, h]
+        grad_in = (grad_pre.transpose(1, 2).reshape(B, n, N_PROJECTIONS * h).transpose(-1, -2)
+                   @ z_unit[:, :n]).view(B, N_PROJECTIONS, h, D)
         return ProjectionMemoryState(state.w_in, state.w_out, state.pending_in + grad_in,
                                      state.pending_out + grad_out,
                                      state.pending_log_retention + log_retention.sum(-1))
 
     @staticmethod
     def apply_update(state: ProjectionMemoryState, chunk_size: int) -> ProjectionMemoryState:
-        """Chunk boundary: one DGD step with the chunk's mean gradient and geometric-mean retention."""
+        """Chunk boundary: one DGD step with the chunk's mean gradient and geometric-mean retention.
+
+        The pending sums already carry the 1/chunk_size of the mean (see the caller's learning rate)."""
         retention = (state.pending_log_retention / chunk_size).exp()[:, None, None, None]
-        w_in = retention * state.w_in - state.pending_in / chunk_size
-        w_out = retention * state.w_out - state.pending_out / chunk_size
+        w_in = retention * state.w_in - state.pending_in
+        w_out = retention * state.w_out - state.pending_out
         return ProjectionMemoryState(w_in, w_out, torch.zeros_like(w_in), torch.zeros_like(w_out),
                                      torch.zeros_like(state.pending_log_retention))

@@ -27,6 +27,7 @@ from .ablation import Ablation
 from .config import HopeConfig
 from .layers import CausalConv, RMSNorm
 from .ops import gated_delta_rule, l2norm, momentum_rule_chunk
+from .ops.common import cat_tokens
 from .projection_memory import ProjectionMemories
 from .state import MemoryState
 
@@ -51,6 +52,7 @@ class SelfModifyingMemory(nn.Module):
         # Mini-batch momentum gets no error feedback inside a chunk: bounding each token's rate by
         # 1/chunk keeps a chunk's summed step <= max_learning_rate, which heavy-ball momentum tolerates.
         self.max_learning_rate = config.max_learning_rate / (config.memory_chunk_size if config.momentum else 1)
+        self.projection_rate = config.projection_learning_rate / config.memory_chunk_size
         n_inputs = 4 if config.self_modifying else 3  # q, k, v (+ gate features)
         self.in_proj = nn.Linear(D, n_inputs * D, bias=False)
         self.conv = CausalConv(3 * D, config.local_conv) if config.local_conv > 1 else None
@@ -105,16 +107,15 @@ class SelfModifyingMemory(nn.Module):
                 keys_full, values_full, gate_features = k_in[:, a:b], v_in[:, a:b], gate_input[:, a:b]
             k, v, qc = l2norm(self._heads(keys_full)), self._heads(values_full), q[:, :, a:b]
             gate_surprise = (v - k @ reference.transpose(-1, -2)).norm(dim=-1)  # [B, H, n]
-            gate_logits = self.gates(gate_features).transpose(1, 2).split(self.n_heads, dim=1)  # each [B, H, n]
-            learning_rate = self._learning_rate(gate_logits[0], gate_surprise, ablation)
-            log_retention = self._log_retention(gate_logits[1], ablation)
+            gate_logits = self.gates(gate_features).transpose(1, 2)  # [B, gates * H, n]
+            learning_rate, log_retention = self._rates(gate_logits, gate_surprise, ablation)
             if not updates:
                 out = qc @ memory.transpose(-1, -2)
                 surprise = (v - k @ memory.transpose(-1, -2)).norm(dim=-1)
             elif config.momentum:
                 log_gate = None
                 if ablation.momentum:
-                    log_gate = math.log(config.max_momentum) + F.logsigmoid(gate_logits[2])
+                    log_gate = math.log(config.max_momentum) + F.logsigmoid(gate_logits[:, 2 * self.n_heads:])
                 result = momentum_rule_chunk(qc, k, v, learning_rate, log_retention, log_gate, memory, momentum, reference)
                 out, memory, momentum = result.output, result.memory, result.momentum
                 surprise = gate_surprise  # with mini-batch gradients the error IS taken at the chunk-start memory
@@ -124,8 +125,9 @@ class SelfModifyingMemory(nn.Module):
                 out, memory = result.output, result.memory
                 surprise = result.error.norm(dim=-1) if trace is not None else None
             if updates and projections is not None and ablation.self_modification:
+                # Mean over the chunk's tokens of lr_t * grad_t: each token adds lr_t / chunk_size.
                 projections = ProjectionMemories.accumulate(
-                    projections, keys_full, values_full, config.projection_learning_rate * learning_rate.mean(1),
+                    projections, keys_full, values_full, learning_rate.mean(1) * self.projection_rate,
                     log_retention.mean(1))
                 if on_boundary:
                     projections = ProjectionMemories.apply_update(projections, config.memory_chunk_size)
@@ -134,23 +136,23 @@ class SelfModifyingMemory(nn.Module):
             outputs.append(out)
             if trace is not None:
                 traces.append((surprise, learning_rate, log_retention.exp()))
-        y = self.out_norm(torch.cat(outputs, dim=2)).transpose(1, 2).reshape(B, T, D)
+        y = self.out_norm(cat_tokens(outputs)).transpose(1, 2).reshape(B, T, D)
         if trace is not None:
             for name, i in (("surprise", 0), ("learning_rate", 1), ("retention", 2)):
-                trace[name] = torch.cat([t[i] for t in traces], dim=2)
+                trace[name] = cat_tokens([t[i] for t in traces])
         new_state = MemoryState(memory, reference, momentum, projections, conv_state)
         return self.out_proj(y), new_state
 
-    def _learning_rate(self, logits, gate_surprise, ablation: Ablation) -> torch.Tensor:
-        """[B, H, n] in (0, max_learning_rate]."""
-        if not ablation.adaptive_lr:
-            logits = self.gates.bias[:self.n_heads, None].expand_as(gate_surprise)
+    def _rates(self, gate_logits, gate_surprise, ablation: Ablation) -> tuple[torch.Tensor, torch.Tensor]:
+        """Learning rate in (0, max] and log retention (retention in [min, 1]), each [B, H, n]."""
+        H = self.n_heads
+        lr_logits = gate_logits[:, :H]
+        if not ablation.adaptive_lr:  # the learned constant: blind to the token and its surprise
+            lr_logits = self.gates.bias[:H, None].expand_as(gate_surprise)
         else:
-            logits = logits + self.surprise_weight[:, None] * torch.log1p(gate_surprise)
-        return self.max_learning_rate * torch.sigmoid(logits)
-
-    def _log_retention(self, logits, ablation: Ablation) -> torch.Tensor:
-        """[B, H, n] log retention, retention in [min_retention, 1]."""
+            lr_logits = lr_logits + self.surprise_weight[:, None] * torch.log1p(gate_surprise)
+        gates = torch.sigmoid(torch.cat([lr_logits, gate_logits[:, H:2 * H]], dim=1))
+        learning_rate = self.max_learning_rate * gates[:, :H]
         if not ablation.retention:
-            return torch.zeros_like(logits)
-        return torch.log1p(-(1 - self.config.min_retention) * torch.sigmoid(logits))
+            return learning_rate, torch.zeros_like(learning_rate)
+        return learning_rate, torch.log1p(-(1 - self.config.min_retention) * gates[:, H:])

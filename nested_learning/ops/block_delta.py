@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import torch
 
+from .common import cat_tokens
+
 
 class BlockDeltaResult(NamedTuple):
     output: torch.Tensor  # [B, H, T, dv]
@@ -81,7 +83,7 @@ def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, p
         outputs.append(out)
         writes_all.append(writes)
         i = j + 1
-    return BlockDeltaResult(torch.cat(outputs, 2), memory, pending, torch.cat(writes_all, 2))
+    return BlockDeltaResult(cat_tokens(outputs), memory, pending, cat_tokens(writes_all))
 
 
 def _block_masks(block: torch.Tensor, la: torch.Tensor, dtype):

@@ -38,3 +38,8 @@ def pad_tokens(x: torch.Tensor, length: int, dim: int = -2, value: float = 0.0) 
     dim = dim % x.dim()
     pad = [0, 0] * (x.dim() - dim - 1) + [0, missing]
     return F.pad(x, pad, value=value)
+
+
+def cat_tokens(pieces: list[torch.Tensor], dim: int = 2) -> torch.Tensor:
+    """torch.cat that does not copy a single piece (the common one-run case)."""
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=dim)

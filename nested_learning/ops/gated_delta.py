@@ -43,11 +43,37 @@ def gated_delta_rule_reference(q, k, v, eta, log_retention, memory) -> DeltaRule
     return DeltaRuleResult(torch.stack(outputs, 2), torch.stack(errors, 2), memory)
 
 
+def gated_delta_chunk(q, k, v, eta, log_retention, memory, return_error: bool = True) -> DeltaRuleResult:
+    """One chunk: the start memory is known, so the writes come from a single triangular solve."""
+    cum = log_retention.cumsum(-1)  # c_t
+    # e^{c_t - c_s}; only its lower triangle is used (the clamp keeps the upper one finite).
+    decay = (cum[..., :, None] - cum[..., None, :]).clamp(max=0).exp()
+    gram = k @ k.transpose(-1, -2)
+    # A[t, s] = eta_t e^{c_{t-1} - c_s} (k_t . k_s) for s < t; the solve reads only the strict lower part.
+    system = gram * decay * (eta * (-log_retention).exp())[..., None]
+    start_decay = (cum - log_retention).exp()[..., None]  # e^{c_{t-1}}
+    memory_t = memory.transpose(-1, -2)
+    from_start = start_decay * (k @ memory_t)  # the start memory's part of M_{t-1} k_t
+    writes = torch.linalg.solve_triangular(system, eta[..., None] * (v - from_start), upper=False, unitriangular=True)
+    read_weights = ((q @ k.transpose(-1, -2)) * decay).tril()
+    output = cum.exp()[..., None] * (q @ memory_t) + read_weights @ writes
+    total = cum[..., -1:]
+    new_memory = (total.exp()[..., None] * memory
+                  + (writes * (total - cum).exp()[..., None]).transpose(-1, -2) @ k)
+    error = None
+    if return_error:
+        before = (gram * decay * (-log_retention).exp()[..., None]).tril(-1)
+        error = v - from_start - before @ writes
+    return DeltaRuleResult(output, error, new_memory)
+
+
 def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 64,
                      return_error: bool = True) -> DeltaRuleResult:
     """Exact chunk-wise gated delta rule; equals :func:`gated_delta_rule_reference`."""
     B, H, T, dk = k.shape
     dv = v.shape[-1]
+    if T <= chunk_size:
+        return gated_delta_chunk(q, k, v, eta, log_retention, memory, return_error)
     n_chunks = -(-T // chunk_size)
     padded = n_chunks * chunk_size
     # Padding tokens have eta = 0, k = 0 and retention 1: they leave the memory untouched.
@@ -66,21 +92,17 @@ def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 64,
     end_decay = (cum[..., -1:] - cum).exp()  # e^{c_C - c_s}
     chunk_decay = cum[..., -1].exp()  # e^{c_C}
     solve = lambda rhs: torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
-    if n_chunks == 1:  # one chunk: the memory is known, solve for the writes directly
-        start_t = memory.transpose(-1, -2)[:, :, None]  # [B, H, 1, dk, dv]
-        writes = solve(eta[..., None] * (v - start_decay[..., None] * (k @ start_t)))
-        memory = chunk_decay[:, :, 0, None, None] * memory + (writes[:, :, 0] * end_decay[:, :, 0, :, None]).transpose(-1, -2) @ k[:, :, 0]
-    else:  # u = writes_from_values - writes_from_memory @ M_0^T, both solved for every chunk at once
-        writes_from_values = solve(eta[..., None] * v)
-        writes_from_memory = solve((eta * start_decay)[..., None] * k)
-        starts, writes = [], []  # sequential part: only the memory at each chunk start
-        for c in range(n_chunks):
-            starts.append(memory)
-            u = writes_from_values[:, :, c] - writes_from_memory[:, :, c] @ memory.transpose(-1, -2)  # [B, H, C, dv]
-            writes.append(u)
-            memory = chunk_decay[:, :, c, None, None] * memory + (u * end_decay[:, :, c, :, None]).transpose(-1, -2) @ k[:, :, c]
-        start_t = torch.stack(starts, 2).transpose(-1, -2)  # [B, H, n, dk, dv]
-        writes = torch.stack(writes, 2)  # [B, H, n, C, dv]
+    # u = writes_from_values - writes_from_memory @ M_0^T, both solved for every chunk at once.
+    writes_from_values = solve(eta[..., None] * v)
+    writes_from_memory = solve((eta * start_decay)[..., None] * k)
+    starts, writes = [], []  # sequential part: only the memory at each chunk start
+    for c in range(n_chunks):
+        starts.append(memory)
+        u = writes_from_values[:, :, c] - writes_from_memory[:, :, c] @ memory.transpose(-1, -2)  # [B, H, C, dv]
+        writes.append(u)
+        memory = chunk_decay[:, :, c, None, None] * memory + (u * end_decay[:, :, c, :, None]).transpose(-1, -2) @ k[:, :, c]
+    start_t = torch.stack(starts, 2).transpose(-1, -2)  # [B, H, n, dk, dv]
+    writes = torch.stack(writes, 2)  # [B, H, n, C, dv]
     # Batched over chunks: out_t = e^{c_t} M_0 q_t + sum_{s<=t} e^{c_t - c_s} (q_t . k_s) u_s.
     read_weights = ((q @ k.transpose(-1, -2)) * decay).tril()
     output = cum.exp()[..., None] * (q @ start_t) + read_weights @ writes
