@@ -118,7 +118,9 @@ class HopeConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "hope": {},
+    # The CMS chain adds four fast MLP levels per layer, so the FFN is half the transformer's width
+    # (keeps the default model under 5M parameters; see README "Speed").
+    "hope": dict(ffn_mult=2),
     "hope-paper": dict(attention=False, n_persistent_tokens=0, ffn=False, momentum=True, local_conv=4),
     "hope-attention": dict(memory=False, ffn=False, n_persistent_tokens=0),
     "titans": dict(self_modifying=False, momentum=True, cms_periods=()),
