@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import tempfile
 from pathlib import Path
 
@@ -19,13 +18,12 @@ from safetensors.torch import save as save_safetensors_bytes
 from .config import HopeConfig
 from .device import resolve_device
 from .model import HopeTransformer
+from .safe_files import check_entry, parse_header, read_bytes
 
 FORMAT = "nested_learning.checkpoint"
 FORMAT_VERSION = "1"
 MAX_BYTES = 1 << 30  # 1 GiB: far above any model this tool trains
-MAX_HEADER_BYTES = 16 << 20
 DTYPE_NAMES = {torch.float32: "F32"}
-DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 class CheckpointError(ValueError):
@@ -52,43 +50,16 @@ def save_checkpoint(model: HopeTransformer, path: str | os.PathLike, metadata: d
     return path
 
 
-def _read_bytes(source) -> tuple[bytes, str]:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), "uploaded file"
-    path = Path(source)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise CheckpointError(f"{path.name}: file is {size} bytes, more than the {MAX_BYTES} byte limit")
-    return path.read_bytes(), path.name
-
-
-def _parse_header(data: bytes, name: str) -> dict:
-    if len(data) < 8:
-        raise CheckpointError(f"{name}: not a safetensors file (only {len(data)} bytes)")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > min(len(data) - 8, MAX_HEADER_BYTES):
-        raise CheckpointError(f"{name}: not a safetensors file (header length {header_len} does not fit the file)")
-    try:
-        header = json.loads(data[8:8 + header_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{name}: not a safetensors file (header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{name}: not a safetensors file (header is not a JSON object)")
-    return header
-
-
 def read_checkpoint_info(source) -> tuple[HopeConfig, dict, dict]:
     """Validate the header of a checkpoint (path or bytes) without loading tensors.
 
     Returns (config, user metadata, tensor header entries)."""
-    data, name = _read_bytes(source)
+    data, name = read_bytes(source, MAX_BYTES, CheckpointError)
     return _validate_header(data, name)[:3]
 
 
 def _validate_header(data: bytes, name: str):
-    header = _parse_header(data, name)
+    header, data_len = parse_header(data, name, CheckpointError)
     meta = header.pop("__metadata__", None) or {}
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{name}: not a nested_learning checkpoint (metadata 'format' is {meta.get('format')!r})")
@@ -110,22 +81,8 @@ def _validate_header(data: bytes, name: str):
     unexpected = sorted(set(header) - set(expected))
     if unexpected:
         raise CheckpointError(f"{name}: unexpected tensor {unexpected[0]!r} for this config")
-    data_len = len(data) - 8 - struct.unpack("<Q", data[:8])[0]
     for key, (shape, dtype) in expected.items():
-        entry = header[key]
-        if not isinstance(entry, dict):
-            raise CheckpointError(f"{name}: tensor {key!r} has a malformed header entry")
-        if entry.get("dtype") != dtype:
-            raise CheckpointError(f"{name}: tensor {key!r} has dtype {entry.get('dtype')}, expected {dtype}")
-        if tuple(entry.get("shape", ())) != shape:
-            raise CheckpointError(f"{name}: tensor {key!r} has shape {list(entry.get('shape', []))}, expected {list(shape)}")
-        start, end = entry.get("data_offsets", (None, None))
-        numel = 1
-        for s in shape:
-            numel *= s
-        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= data_len
-                and end - start == numel * DTYPE_SIZES[dtype]):
-            raise CheckpointError(f"{name}: tensor {key!r} data lies outside the file (truncated or damaged)")
+        check_entry(header, key, name, data_len, CheckpointError, shape=shape, dtype=dtype)
     return config, user_metadata, header, expected
 
 
@@ -133,7 +90,7 @@ def load_checkpoint(source, device: str | torch.device = "auto") -> HopeTransfor
     """Load a checkpoint (path or bytes) into a new model in eval mode on ``device``.
 
     The checkpoint's user metadata is attached as ``model.checkpoint_metadata``."""
-    data, name = _read_bytes(source)
+    data, name = read_bytes(source, MAX_BYTES, CheckpointError)
     config, user_metadata, _, _ = _validate_header(data, name)
     try:
         tensors = load_safetensors_bytes(data)

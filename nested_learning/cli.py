@@ -25,7 +25,11 @@ class CommandError(Exception):
 def available_commands() -> dict:
     found = {}
     for name, (module, help_text) in COMMANDS.items():
-        if importlib.util.find_spec(module.rsplit(".", 1)[0]) is not None:
+        try:
+            present = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # its package is not there at all
+            present = False
+        if present:
             found[name] = (module, help_text)
     return found
 

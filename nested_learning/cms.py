@@ -60,10 +60,12 @@ class CMSLevel(nn.Module):
         if position == 0:  # the stream's first token has no previous input to learn from
             eta = torch.cat([torch.zeros_like(eta[..., :1]), eta[..., 1:]], dim=-1)
         log_retention = nn.functional.logsigmoid(self.retention_logit) if ablation.retention else torch.zeros(())
-        result = block_delta_rule(features[:, :, 1:], features[:, :, :-1], inputs.diff(dim=1)[:, None], eta,
+        values = inputs.diff(dim=1)  # z_t - z_{t-1}
+        result = block_delta_rule(features[:, :, 1:], features[:, :, :-1], values[:, None], eta,
                                   log_retention, state.memory, state.pending, position, self.period)
-        if trace is not None:
-            trace["writes"] = result.writes[:, 0]
+        if trace is not None:  # the level's write pairs, for the recorder's update events
+            trace.update(keys=features[:, 0, :-1], values=values, writes=result.writes[:, 0],
+                         learning_rate=eta[:, 0], retention=log_retention.exp())
         return z + result.output[:, 0], CMSLevelState(result.memory, result.pending, z[:, -1])
 
 
@@ -79,6 +81,8 @@ class ContinuumMemorySystem(nn.Module):
     def forward(self, x: torch.Tensor, states: list[CMSLevelState], position: int, ablation: Ablation = Ablation(),
                 trace: dict | None = None) -> tuple[torch.Tensor, list[CMSLevelState]]:
         new_states = []
+        if trace is not None:
+            trace["input"] = x  # with the initial states, this replays every level exactly
         for i, (level, state) in enumerate(zip(self.levels, states)):
             if ablation.cms_level(i):
                 level_trace = {} if trace is not None else None

@@ -121,7 +121,7 @@ class SelfModifyingMemory(nn.Module):
                 surprise = gate_surprise  # with mini-batch gradients the error IS taken at the chunk-start memory
             else:
                 result = gated_delta_rule(qc, k, v, learning_rate, log_retention, memory, chunk_size=b - a,
-                                          return_error=trace is not None)
+                                          return_error=trace is not None)  # the exact error only when recording
                 out, memory = result.output, result.memory
                 surprise = result.error.norm(dim=-1) if trace is not None else None
             if updates and projections is not None and ablation.self_modification:
@@ -134,12 +134,19 @@ class SelfModifyingMemory(nn.Module):
             if updates and on_boundary:
                 reference = memory
             outputs.append(out)
-            if trace is not None:
-                traces.append((surprise, learning_rate, log_retention.exp()))
+            if trace is not None:  # everything the recorder needs to rebuild M_t exactly
+                # The rates actually applied: with updates off nothing is written and nothing decays.
+                applied_lr = learning_rate if updates else torch.zeros_like(learning_rate)
+                applied_retention = log_retention.exp() if updates else torch.ones_like(learning_rate)
+                error = result.error if updates else torch.zeros_like(v)
+                item = dict(surprise=surprise, gate_surprise=gate_surprise, learning_rate=applied_lr,
+                            retention=applied_retention, keys=k, values=v, errors=error)
+                if updates and config.momentum:
+                    item["momentum_gate"] = log_gate.exp() if log_gate is not None else torch.zeros_like(learning_rate)
+                traces.append(item)
         y = self.out_norm(cat_tokens(outputs)).transpose(1, 2).reshape(B, T, D)
-        if trace is not None:
-            for name, i in (("surprise", 0), ("learning_rate", 1), ("retention", 2)):
-                trace[name] = cat_tokens([t[i] for t in traces])
+        if trace is not None:  # [B, H, T(, d)] each
+            trace.update({name: cat_tokens([t[name] for t in traces]) for name in traces[0]})
         new_state = MemoryState(memory, reference, momentum, projections, conv_state)
         return self.out_proj(y), new_state
 

@@ -117,4 +117,4 @@ def test_bad_config_and_version(saved, tmp_path):
 
 
 def test_missing_file(tmp_path):
-    expect_error(tmp_path / "nope.safetensors", "no such checkpoint file")
+    expect_error(tmp_path / "nope.safetensors", "no such file")

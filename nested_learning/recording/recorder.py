@@ -1,0 +1,132 @@
+"""record(): run the model once and capture, inside its own step, everything the dashboard shows.
+
+A self-modifying model cannot be re-run to recover what happened, so the recorder asks the layers
+to hand out their internals during the one forward pass (the ``trace`` dict) and keeps compact
+factors from which every memory matrix is rebuilt exactly afterwards.
+"""
+from __future__ import annotations
+
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..ablation import Ablation
+from ..model import HopeTransformer
+from ..state import HopeState
+from ..tokenizer import ByteTokenizer
+from .recording import Recording, RecordingError
+from .stats import memory_norms, momentum_norms, replay
+
+DEFAULT_MAX_TOKENS = 4096
+
+
+def _tokens(model: HopeTransformer, text_or_tokens, max_tokens: int) -> tuple[torch.Tensor, str | None]:
+    if isinstance(text_or_tokens, str):
+        n = len(text_or_tokens.encode("utf-8", errors="replace"))
+        if n > max_tokens:  # refuse before allocating anything
+            raise RecordingError(f"input is {n} tokens (bytes); the limit is {max_tokens}")
+        return torch.tensor(ByteTokenizer().encode(text_or_tokens), dtype=torch.long), text_or_tokens
+    tokens = torch.as_tensor(text_or_tokens)
+    if tokens.dim() == 2 and tokens.shape[0] == 1:
+        tokens = tokens[0]
+    if tokens.dim() != 1 or tokens.is_floating_point():
+        raise RecordingError(f"tokens must be a 1-D sequence of integer ids, got shape {tuple(tokens.shape)}")
+    if tokens.numel() > max_tokens:
+        raise RecordingError(f"input is {tokens.numel()} tokens; the limit is {max_tokens}")
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= model.config.vocab_size):
+        raise RecordingError(f"token ids must be in [0, {model.config.vocab_size})")
+    return tokens.long(), None
+
+
+def record(model: HopeTransformer, text_or_tokens, state: HopeState | None = None, ablation: Ablation | None = None,
+           *, top_k: int = 5, attention: bool = False, full_states: bool = False,
+           max_tokens: int = DEFAULT_MAX_TOKENS) -> tuple[Recording, HopeState]:
+    """Run ``model`` on one sequence and return (recording, state after the last token).
+
+    ``state`` continues an earlier stream (the recording starts at ``state.position``). ``attention``
+    keeps the attention weights; ``full_states`` stores every memory matrix M_t in float16 as well.
+    """
+    if not 1 <= top_k <= model.config.vocab_size:
+        raise RecordingError(f"top_k must be in [1, {model.config.vocab_size}], got {top_k}")
+    tokens, text = _tokens(model, text_or_tokens, max_tokens)
+    if tokens.numel() == 0:
+        raise RecordingError("nothing to record: the input is empty")
+    ablation = ablation or Ablation()
+    state = (state if state is not None else model.init_state(1)).detach()
+    if state.batch_size != 1:
+        raise RecordingError("a recording follows one sequence: pass a state with batch size 1")
+    with torch.no_grad():
+        return _record(model, tokens, text, state, ablation, top_k, attention, full_states)
+
+
+def _record(model, tokens, text, state, ablation, top_k, attention, full_states):
+    trace: dict = {"want_attention": attention}
+    started = time.perf_counter()
+    out = model(tokens[None].to(model.device), state=state, ablation=ablation, trace=trace)
+    forward_seconds = time.perf_counter() - started
+    tensors = _token_streams(out.logits[0].float().cpu(), tokens, top_k)
+    for i, layer_trace in trace.get("layers", {}).items():
+        layer_state = state.layers[i]
+        if "memory" in layer_trace:
+            tensors.update(_memory_streams(i, layer_trace["memory"], layer_state.memory, full_states))
+        if "cms" in layer_trace:
+            tensors.update(_cms_streams(i, layer_trace["cms"], layer_state.cms, model.blocks[i].cms))
+        if "attention.weights" in layer_trace:
+            tensors[f"layers.{i}.attention.weights"] = layer_trace["attention.weights"][0].float().cpu()
+    meta = {"torch": torch.__version__, "nested_learning": __version__, "python": platform.python_version(),
+            "device": str(model.device), "top_k": top_k, "forward_seconds": round(forward_seconds, 4),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if getattr(model, "checkpoint_metadata", None) is not None:
+        meta["checkpoint"] = model.checkpoint_metadata
+    recording = Recording(model.config, tensors, text, ablation, state.position, meta)
+    return recording, out.state
+
+
+def _token_streams(logits: torch.Tensor, tokens: torch.Tensor, top_k: int) -> dict[str, torch.Tensor]:
+    loss = torch.full((tokens.numel(),), float("nan"))
+    if tokens.numel() > 1:  # next-token loss: position t predicts token t+1
+        loss[:-1] = F.cross_entropy(logits[:-1], tokens[1:], reduction="none")
+    probs, ids = logits.softmax(-1).topk(top_k, dim=-1)
+    return {"tokens": tokens, "loss": loss, "topk.ids": ids, "topk.probs": probs}
+
+
+def _memory_streams(layer: int, trace: dict, initial_state, full_states: bool) -> dict[str, torch.Tensor]:
+    take = lambda name: trace[name][0].transpose(0, 1).float().cpu()  # [H, T, ...] -> [T, H, ...]
+    prefix = f"layers.{layer}.memory."
+    out = {prefix + n: take(n) for n in ("surprise", "gate_surprise", "learning_rate", "retention", "keys")}
+    errors, values = take("errors"), take("values")
+    writes = errors * out[prefix + "learning_rate"][..., None]  # u_t = lr_t * error_t
+    out[prefix + "writes"] = writes
+    initial = initial_state.memory[0].float().cpu()
+    out[prefix + "initial.memory"] = initial
+    if "momentum_gate" in trace:
+        out[prefix + "momentum_gate"] = take("momentum_gate")
+        momentum = initial_state.momentum[0].float().cpu()
+        out[prefix + "initial.momentum"] = momentum
+        norms, deltas = momentum_norms(initial, momentum, out[prefix + "keys"], writes, out[prefix + "retention"],
+                                       out[prefix + "momentum_gate"])
+    else:  # M_{t-1} k_t = v_t - error_t
+        norms, deltas = memory_norms(initial, out[prefix + "keys"], writes, values - errors, out[prefix + "retention"])
+    out[prefix + "memory_norm"], out[prefix + "write_norm"] = norms.float(), deltas.float()
+    if full_states:  # every M_t, float16: 2 d^2 bytes per head per token
+        full = replay(initial, out[prefix + "keys"], writes, out[prefix + "retention"], out.get(prefix + "momentum_gate"),
+                      out.get(prefix + "initial.momentum"))
+        out["full." + prefix + "memory"] = torch.stack(list(full)).half()
+    return out
+
+
+def _cms_streams(layer: int, trace: dict, initial_levels, cms_module) -> dict[str, torch.Tensor]:
+    """The chain's input, initial states and parameters: enough to replay every level exactly
+    (update events are derived from that replay on demand, which keeps recording cheap)."""
+    prefix = f"layers.{layer}.cms."
+    out = {prefix + "input": trace["input"][0].float().cpu()}
+    for name, p in cms_module.state_dict().items():
+        out[f"{prefix}params.{name}"] = p.detach().float().cpu().clone()
+    for j, level_state in enumerate(initial_levels):
+        out[f"{prefix}initial.{j}.memory"] = level_state.memory[0, 0].float().cpu()
+        out[f"{prefix}initial.{j}.pending"] = level_state.pending[0, 0].float().cpu()
+        out[f"{prefix}initial.{j}.previous_input"] = level_state.previous_input[0].float().cpu()
+    return out

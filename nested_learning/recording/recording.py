@@ -1,0 +1,183 @@
+"""Recording: what one run of the model did, token by token, as tensors with stable names.
+
+Stream names (README lists them): ``tokens``, ``loss``, ``topk.ids``, ``topk.probs``;
+``layers.{i}.memory.{surprise, gate_surprise, learning_rate, retention, write_norm, memory_norm}`` [T, H];
+``layers.{i}.attention.weights`` [H, T, keys] (optional). Factors that rebuild states exactly:
+``layers.{i}.memory.{keys, writes}`` [T, H, d], ``layers.{i}.memory.initial.*``, ``layers.{i}.cms.input``
+[T, D], ``layers.{i}.cms.initial.*`` and ``layers.{i}.cms.params.*``. CMS update events
+(:meth:`Recording.cms_events`) are derived from these by an exact replay of the layer's CMS chain.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..ablation import Ablation
+from ..cms import ContinuumMemorySystem
+from ..config import HopeConfig
+from ..state import CMSLevelState
+from ..tokenizer import ByteTokenizer
+from .events import level_events
+from .stats import rebuild_memory
+
+FORMAT = "nested_learning.recording"
+FORMAT_VERSION = "1"
+MEMORY_STREAMS = ("surprise", "gate_surprise", "learning_rate", "retention", "write_norm", "memory_norm")
+EVENT_FIELDS = ("token_index", "update_norm", "objective_before", "objective_after")
+
+
+class RecordingError(ValueError):
+    """A recording that cannot be made or read; the message is one line."""
+
+
+@dataclass
+class Recording:
+    config: HopeConfig
+    tensors: dict[str, torch.Tensor]
+    text: str | None = None
+    ablation: Ablation = field(default_factory=Ablation)
+    start_position: int = 0  # stream position of the first recorded token
+    meta: dict = field(default_factory=dict)
+    _events: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
+
+    # ---- shape of the run -------------------------------------------------------------------
+    @property
+    def tokens(self) -> torch.Tensor:
+        return self.tensors["tokens"]
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def memory_layers(self) -> list[int]:
+        return sorted(int(m.group(1)) for k in self.tensors if (m := re.fullmatch(r"layers\.(\d+)\.memory\.surprise", k)))
+
+    @property
+    def cms_layers(self) -> list[int]:
+        return sorted(int(m.group(1)) for k in self.tensors if (m := re.fullmatch(r"layers\.(\d+)\.cms\.input", k)))
+
+    def stream(self, name: str) -> torch.Tensor:
+        if name not in self.tensors:
+            raise KeyError(f"no stream {name!r} in this recording")
+        return self.tensors[name]
+
+    # ---- tables -----------------------------------------------------------------------------
+    def token_frame(self) -> pd.DataFrame:
+        """One row per token: id, printable label, next-token loss, top-k predictions."""
+        ids = self.tokens.tolist()
+        label = ByteTokenizer.token_label
+        frame = pd.DataFrame({"token_index": range(self.n_tokens),
+                              "position": [self.start_position + i for i in range(self.n_tokens)],
+                              "token_id": ids, "token": [label(i) for i in ids],
+                              "loss": self.tensors["loss"].double().numpy()})
+        top_ids, top_probs = self.tensors["topk.ids"], self.tensors["topk.probs"]
+        for r in range(top_ids.shape[1]):
+            frame[f"top{r + 1}"] = [label(i) for i in top_ids[:, r].tolist()]
+            frame[f"top{r + 1}_prob"] = top_probs[:, r].double().numpy()
+        return frame
+
+    def per_token(self) -> pd.DataFrame:
+        """Long format: one row per (token, layer, head) with every memory stream and the token columns."""
+        tokens = self.token_frame()[["token_index", "position", "token_id", "token", "loss"]]
+        parts = []
+        for layer in self.memory_layers:
+            T, H = self.tensors[f"layers.{layer}.memory.surprise"].shape
+            columns = {"token_index": torch.arange(T).repeat_interleave(H).numpy(), "layer": layer,
+                       "head": torch.arange(H).repeat(T).numpy()}
+            for name in MEMORY_STREAMS:
+                columns[name] = self.tensors[f"layers.{layer}.memory.{name}"].double().reshape(-1).numpy()
+            parts.append(pd.DataFrame(columns))
+        if not parts:
+            return tokens
+        return tokens.merge(pd.concat(parts, ignore_index=True), on="token_index", how="right")
+
+    def cms_events(self) -> pd.DataFrame:
+        """One row per CMS level update: layer, level, period, token index and position, update norm and the
+        level's objective (mean over the block's pairs of 1/2||W k - v||^2) before and after the update.
+
+        Derived exactly by replaying each layer's CMS chain from the recorded input (cached)."""
+        if self._events is None:
+            rows = []
+            for layer in self.cms_layers:
+                trace: dict = {}
+                self._replay_cms(layer, self.n_tokens - 1, trace)
+                for level, period in enumerate(self.config.cms_periods):
+                    level_trace = trace.get(f"levels.{level}")
+                    if not level_trace:  # level switched off, or updates off: no events
+                        continue
+                    initial = lambda n: self.tensors[f"layers.{layer}.cms.initial.{level}.{n}"]
+                    events = level_events(level_trace["keys"][0], level_trace["values"][0], level_trace["writes"][0],
+                                          level_trace["learning_rate"][0], float(level_trace["retention"]), period,
+                                          self.start_position, initial("memory"), initial("pending"))
+                    frame = pd.DataFrame({f: events[f].numpy() for f in EVENT_FIELDS})
+                    frame.insert(0, "period", period)
+                    frame.insert(0, "level", level)
+                    frame.insert(0, "layer", layer)
+                    frame.insert(4, "position", frame["token_index"] + self.start_position)
+                    rows.append(frame)
+            columns = ["layer", "level", "period", "token_index", "position", *EVENT_FIELDS[1:]]
+            self._events = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+        return self._events
+
+    def to_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.per_token().to_csv(path, index=False)
+        return path
+
+    # ---- exact states -----------------------------------------------------------------------
+    def _check_token(self, t: int) -> int:
+        if not -1 <= int(t) < self.n_tokens:
+            raise IndexError(f"token {t} is outside this recording (0..{self.n_tokens - 1}, or -1 for the start)")
+        return int(t)
+
+    def memory_matrix(self, layer: int, head: int, t: int) -> torch.Tensor:
+        """M_t of one head (after token t; t = -1 gives the memory before the first token). [d, d] float64."""
+        t = self._check_token(t)
+        prefix = f"layers.{layer}.memory."
+        if prefix + "initial.memory" not in self.tensors:
+            raise KeyError(f"layer {layer} has no recorded memory")
+        if f"full.{prefix}memory" in self.tensors and t >= 0:
+            return self.tensors[f"full.{prefix}memory"][t, head].double()
+        return rebuild_memory(self.tensors, prefix, head, t)
+
+    def memory_delta(self, layer: int, head: int, t: int) -> torch.Tensor:
+        """M_t - M_{t-1}: what token t wrote (including what retention removed)."""
+        return self.memory_matrix(layer, head, t) - self.memory_matrix(layer, head, t - 1)
+
+    def cms_weights(self, layer: int, level: int, t: int) -> torch.Tensor:
+        """Fast weights of a CMS level after token t (what token t+1 reads); t = -1 gives the initial ones.
+        [D, h] float32, replayed exactly from the layer's recorded CMS input, initial state and parameters."""
+        return self._replay_cms(layer, self._check_token(t))[level].memory[0, 0]
+
+    def _replay_cms(self, layer: int, t: int, trace: dict | None = None):
+        """Run the layer's CMS chain over recorded tokens 0..t; returns the level states after token t."""
+        prefix = f"layers.{layer}.cms."
+        if prefix + "input" not in self.tensors:
+            raise KeyError(f"layer {layer} has no recorded CMS")
+        config = self.config
+        cms = ContinuumMemorySystem(config.d_model, config.cms_hidden, config.cms_periods)
+        cms.load_state_dict({k[len(prefix + "params."):]: v for k, v in self.tensors.items() if k.startswith(prefix + "params.")})
+        initial = lambda j, n: self.tensors[f"{prefix}initial.{j}.{n}"]
+        states = [CMSLevelState(initial(j, "memory")[None, None], initial(j, "pending")[None, None],
+                                initial(j, "previous_input")[None]) for j in range(len(config.cms_periods))]
+        if t < 0:
+            return states
+        with torch.no_grad():
+            _, states = cms(self.tensors[prefix + "input"][None, :t + 1], states, self.start_position, self.ablation, trace)
+        return states
+
+    # ---- files ------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        from .files import save_recording
+        return save_recording(self, path)
+
+    @classmethod
+    def load(cls, source) -> "Recording":
+        from .files import load_recording
+        return load_recording(source)

@@ -1,0 +1,96 @@
+"""Exact per-token statistics derived from the recorded write factors (float64).
+
+The memory's Frobenius norm and the size of each write follow from scalar recurrences, so no
+memory matrix has to be materialised per token:
+
+    M_t = a M_{t-1} + u k^T, with p = M_{t-1} k known from the forward pass (p = v - error), gives
+    ||M_t||^2           = a^2 ||M_{t-1}||^2 + 2 a (u . p) + ||u||^2 ||k||^2
+    ||M_t - M_{t-1}||^2 = (a-1)^2 ||M_{t-1}||^2 + 2 (a-1) (u . p) + ||u||^2 ||k||^2
+A CMS level is the same with one update per block: u k^T becomes the block's sum of writes.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..ops.common import pad_tokens, segment_sum
+
+
+def linear_scan(a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """x_t = a_t x_{t-1} + b_t along the last axis (a_t > 0), returning x_1..x_T. Chunk-wise closed form."""
+    T = a.shape[-1]
+    n = -(-T // chunk)
+    log_a = pad_tokens(a.log(), n * chunk, dim=-1).unflatten(-1, (n, chunk))
+    b = pad_tokens(b, n * chunk, dim=-1).unflatten(-1, (n, chunk))
+    decay = segment_sum(log_a).exp()  # [.., n, C, C]
+    from_start = log_a.cumsum(-1).exp()  # [.., n, C]
+    inside = (decay @ b.unsqueeze(-1)).squeeze(-1)  # contribution of this chunk's b
+    out, x = [], x0
+    for c in range(n):
+        chunk_x = from_start[..., c, :] * x.unsqueeze(-1) + inside[..., c, :]
+        out.append(chunk_x)
+        x = chunk_x[..., -1]
+    return torch.cat(out, -1)[..., :T]
+
+
+def memory_norms(initial: torch.Tensor, keys, writes, predictions, retention):
+    """Per-token ||M_t|| and ||M_t - M_{t-1}|| of a gated-delta memory.
+
+    initial [H, d, d]; keys, writes, predictions [T, H, d] (u_t and M_{t-1} k_t); retention [T, H].
+    Returns two [T, H] float64 tensors.
+    """
+    a = retention.double().T  # [H, T]
+    cross = (writes.double() * predictions.double()).sum(-1).T  # u . p
+    rank_one = (writes.double().square().sum(-1) * keys.double().square().sum(-1)).T  # ||u k^T||^2
+    norm0 = initial.double().square().sum((-1, -2))  # [H]
+    squared = linear_scan(a.square(), 2 * a * cross + rank_one, norm0)  # ||M_t||^2
+    previous = torch.cat([norm0[:, None], squared[:, :-1]], dim=1)
+    write = (a - 1).square() * previous + 2 * (a - 1) * cross + rank_one
+    return squared.clamp(min=0).sqrt().T, write.clamp(min=0).sqrt().T
+
+
+def rebuild_gated_delta(initial: torch.Tensor, keys, writes, retention, t: int) -> torch.Tensor:
+    """M_t (after token t) = e^{c_t} M_0 + sum_{s<=t} e^{c_t - c_s} u_s k_s^T, in float64. [H, d, d]."""
+    log_a = retention[:t + 1].double().log()  # [t+1, H]
+    c = log_a.cumsum(0)
+    weight = (c[-1] - c).exp()  # [t+1, H]
+    u = writes[:t + 1].double() * weight[..., None]
+    return c[-1].exp()[:, None, None] * initial.double() + torch.einsum("shv,shk->hvk", u, keys[:t + 1].double())
+
+
+def replay(initial, keys, writes, retention, momentum_gate=None, initial_momentum=None, steps: int | None = None):
+    """Per-token replay in float64, yielding M_t after each token t < steps.
+
+    Without ``momentum_gate``: M_t = a_t M_{t-1} + u_t k_t^T. With it (Titans):
+    S_t = beta_t S_{t-1} + u_t k_t^T and M_t = a_t M_{t-1} + S_t. Shapes as in :func:`memory_norms`."""
+    memory = initial.double()
+    momentum = initial_momentum.double() if initial_momentum is not None else None
+    for s in range(keys.shape[0] if steps is None else steps):
+        write = writes[s].double()[:, :, None] * keys[s].double()[:, None, :]
+        if momentum_gate is not None:
+            momentum = momentum_gate[s].double()[:, None, None] * momentum + write
+            write = momentum
+        memory = retention[s].double()[:, None, None] * memory + write
+        yield memory
+
+
+def rebuild_memory(tensors: dict, prefix: str, head: int, t: int) -> torch.Tensor:
+    """M_t of one head from a recording's factors (``prefix`` = "layers.{i}.memory."). [d, d] float64."""
+    pick = lambda name: tensors[prefix + name][:, head:head + 1]
+    initial = tensors[prefix + "initial.memory"][head:head + 1]
+    if t < 0:
+        return initial[0].double()
+    if prefix + "momentum_gate" in tensors:
+        *_, memory = replay(initial, pick("keys"), pick("writes"), pick("retention"), pick("momentum_gate"),
+                            tensors[prefix + "initial.momentum"][head:head + 1], steps=t + 1)
+        return memory[0]
+    return rebuild_gated_delta(initial, pick("keys"), pick("writes"), pick("retention"), t)[0]
+
+
+def momentum_norms(initial, initial_momentum, keys, writes, retention, momentum_gate):
+    """Per-token ||M_t|| and ||M_t - M_{t-1}|| for the momentum memory (a replay: momentum presets only)."""
+    norms, deltas, previous = [], [], initial.double()
+    for memory in replay(initial, keys, writes, retention, momentum_gate, initial_momentum):
+        deltas.append((memory - previous).square().sum((-1, -2)).sqrt())
+        norms.append(memory.square().sum((-1, -2)).sqrt())
+        previous = memory
+    return torch.stack(norms), torch.stack(deltas)

@@ -1,0 +1,223 @@
+"""Recording: streams equal an independent per-token reference; states rebuild exactly; files; budgets."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nested_learning import Ablation
+from nested_learning.recording import Recording, RecordingError, record
+from tests.conftest import random_tokens, tiny_model
+
+
+def reference_memory(module, h):
+    """An independent per-token SelfModifyingMemory: plain loops, autograd for the projection gradients."""
+    config, H, d, D = module.config, module.n_heads, module.head_dim, module.config.d_model
+    C = config.memory_chunk_size
+    state = module.init_state(1)
+    memory = state.memory[0].detach().clone()
+    reference = memory.clone()
+    w_in, w_out = state.projections.w_in[0].detach().clone(), state.projections.w_out[0].detach().clone()
+    pending_in, pending_out, pending_log = torch.zeros_like(w_in), torch.zeros_like(w_out), 0.0
+    streams = {name: [] for name in ("surprise", "gate_surprise", "learning_rate", "retention")}
+
+    def project(wi, wo, i, z):
+        return z + wo[i] @ F.silu(wi[i] @ F.normalize(z, dim=-1))
+
+    for t in range(h.shape[0]):
+        with torch.no_grad():
+            q_in, k_in, v_in, g_in = module.in_proj(h[t]).split(D)
+            k_full, v_full, g = (project(w_in, w_out, i, z) for i, z in enumerate((k_in, v_in, g_in)))
+            k, v = F.normalize(k_full.view(H, d), dim=-1), v_full.view(H, d)
+            gate_surprise = (v - torch.einsum("hvk,hk->hv", reference, k)).norm(dim=-1)
+            logits = module.gates(g)
+            lr = config.max_learning_rate * torch.sigmoid(logits[:H] + module.surprise_weight * torch.log1p(gate_surprise))
+            retention = 1 - (1 - config.min_retention) * torch.sigmoid(logits[H:2 * H])
+            error = v - torch.einsum("hvk,hk->hv", memory, k)
+            memory = retention[:, None, None] * memory + lr[:, None, None] * error[:, :, None] * k[:, None, :]
+        for name, value in zip(streams, (error.norm(dim=-1), gate_surprise, lr, retention)):
+            streams[name].append(value)
+        wi, wo = w_in.clone().requires_grad_(), w_out.clone().requires_grad_()
+        with torch.enable_grad():  # 1/2 ||P(k) - P(v)||^2 per projection memory, the target held fixed
+            loss = sum(0.5 * (project(wi, wo, i, k_full) - project(w_in, w_out, i, v_full)).square().sum() for i in range(3))
+            grad_in, grad_out = torch.autograd.grad(loss, (wi, wo))
+        scale = lr.mean() * config.projection_learning_rate / C
+        pending_in, pending_out = pending_in + scale * grad_in, pending_out + scale * grad_out
+        pending_log += retention.log().mean()
+        if (t + 1) % C == 0:  # chunk boundary: one step for the projections, new gate reference
+            keep = torch.exp(pending_log / C)
+            w_in, w_out = keep * w_in - pending_in, keep * w_out - pending_out
+            pending_in, pending_out, pending_log = torch.zeros_like(w_in), torch.zeros_like(w_out), 0.0
+            reference = memory
+    return {name: torch.stack(v) for name, v in streams.items()}, memory
+
+
+def test_streams_equal_independent_per_token_reference():
+    model = tiny_model(n_layers=1, attention=False)  # the memory then reads norm(embed(tokens)) directly
+    tokens = random_tokens(1, 29)[0]  # 29 tokens: three full chunks of 8 and a partial one
+    recording, state = record(model, tokens)
+    with torch.no_grad():
+        h = model.blocks[0].norms["memory"](model.embed(tokens))
+    expected, final_memory = reference_memory(model.blocks[0].memory, h)
+    for name, value in expected.items():
+        assert torch.allclose(recording.stream(f"layers.0.memory.{name}"), value, rtol=1e-4, atol=1e-5), name
+    assert torch.allclose(state.layers[0].memory.memory[0], final_memory, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["hope", "titans"])
+def test_rebuilt_memory_equals_model_state(preset):
+    model = tiny_model(preset)
+    tokens = random_tokens(1, 37)[0]
+    recording, _ = record(model, tokens)
+    for t in (0, 7, 8, 20, 36):
+        with torch.no_grad():
+            state = model(tokens[None, :t + 1]).state
+        for layer in (0, 1):
+            for head in (0, 1):
+                expected = state.layers[layer].memory.memory[0, head].double()
+                assert torch.allclose(recording.memory_matrix(layer, head, t), expected, rtol=1e-4, atol=1e-6)
+    initial = model.init_state(1).layers[1].memory.memory[0, 1].double()
+    assert torch.equal(recording.memory_matrix(1, 1, -1), initial)
+    delta = recording.memory_delta(0, 0, 5)
+    assert torch.allclose(delta, recording.memory_matrix(0, 0, 5) - recording.memory_matrix(0, 0, 4))
+
+
+@pytest.mark.parametrize("preset", ["hope", "titans"])
+def test_norm_streams_match_rebuilt_matrices(preset):
+    recording, _ = record(tiny_model(preset), random_tokens(1, 30)[0])
+    for t in (0, 9, 29):
+        for head in (0, 1):
+            memory = recording.memory_matrix(1, head, t)
+            assert recording.stream("layers.1.memory.memory_norm")[t, head] == pytest.approx(memory.norm().item(), rel=1e-4)
+            delta = recording.memory_delta(1, head, t).norm().item()
+            assert recording.stream("layers.1.memory.write_norm")[t, head] == pytest.approx(delta, rel=1e-3, abs=1e-6)
+
+
+def test_cms_events_follow_the_cadence_across_recordings():
+    model = tiny_model(cms_periods=(1, 3, 8))
+    tokens = random_tokens(1, 40)[0]
+    first, state = record(model, tokens[:13])
+    second, _ = record(model, tokens[13:], state=state)
+    assert second.start_position == 13
+    for rec in (first, second):
+        events = rec.cms_events()
+        for level, period in enumerate((1, 3, 8)):
+            for layer in (0, 1):
+                got = events[(events.layer == layer) & (events.level == level)]["position"].tolist()
+                want = [p for p in range(rec.start_position, rec.start_position + rec.n_tokens) if (p + 1) % period == 0]
+                assert got == want, (layer, period)
+
+
+def test_cms_event_statistics_equal_direct_computation():
+    model = tiny_model(cms_periods=(1, 4))
+    tokens = random_tokens(1, 21)[0]
+    _, state = record(model, tokens[:6])  # the second recording starts inside a period-4 block
+    recording, _ = record(model, tokens[6:], state=state)
+    trace = {}
+    recording._replay_cms(0, recording.n_tokens - 1, trace)
+    events = recording.cms_events()
+    for level, period in ((0, 1), (1, 4)):
+        keys = trace[f"levels.{level}"]["keys"][0].double()
+        values = trace[f"levels.{level}"]["values"][0].double()
+        for _, event in events[(events.layer == 0) & (events.level == level)].iterrows():
+            t = int(event.token_index)
+            before, after = recording.cms_weights(0, level, t - 1).double(), recording.cms_weights(0, level, t).double()
+            assert event.update_norm == pytest.approx((after - before).norm().item(), rel=1e-3, abs=1e-6)
+            block = [s for s in range(max(0, t - period + 1), t + 1)]
+            objective = lambda W: 0.5 * (keys[block] @ W.T - values[block]).square().sum(-1).mean().item()
+            assert event.objective_before == pytest.approx(objective(before), rel=1e-3)
+            assert event.objective_after == pytest.approx(objective(after), rel=1e-3)
+
+
+def test_repetition_lowers_surprise_only_with_test_time_updates():
+    from nested_learning import HopeTransformer
+    model = HopeTransformer.from_preset("hope", device="cpu", seed=0).eval()
+    segment = torch.randint(0, 256, (128,), generator=torch.Generator().manual_seed(100))
+    tokens = torch.cat([segment, segment])
+
+    def mean_surprise(ablation):
+        recording, _ = record(model, tokens, ablation=ablation)
+        surprise = torch.stack([recording.stream(f"layers.{i}.memory.surprise") for i in recording.memory_layers])
+        per_token = surprise.mean((0, 2))
+        return per_token[:128].mean().item(), per_token[128:].mean().item()
+
+    first, second = mean_surprise(Ablation())
+    assert second < first
+    first_off, second_off = mean_surprise(Ablation(test_time_updates=False))
+    assert second_off >= first_off
+
+
+def test_tables_and_csv(tmp_path):
+    model = tiny_model()
+    recording, _ = record(model, "abc abc abc", top_k=3, attention=True)
+    frame = recording.per_token()
+    assert len(frame) == 11 * 2 * 2  # tokens x layers x heads
+    assert list(frame.columns[:5]) == ["token_index", "position", "token_id", "token", "loss"]
+    assert frame["token"].iloc[0] == "a" and math.isnan(frame.loc[frame.token_index == 10, "loss"].iloc[0])
+    tokens = recording.token_frame()
+    assert {"top1", "top3_prob"} <= set(tokens.columns) and (tokens["top1_prob"] >= tokens["top2_prob"]).all()
+    weights = recording.stream("layers.0.attention.weights")
+    assert weights.shape[:2] == (2, 11) and torch.allclose(weights.sum(-1), torch.ones(2, 11))
+    recording.to_csv(tmp_path / "run.csv")
+    assert (tmp_path / "run.csv").read_text().splitlines()[0].startswith("token_index,position,token_id,token,loss,layer,head")
+
+
+def test_full_states_option_matches_rebuild():
+    recording, _ = record(tiny_model(), random_tokens(1, 12)[0], full_states=True)
+    full = recording.stream("full.layers.0.memory.memory")
+    assert full.dtype == torch.float16 and full.shape == (12, 2, 16, 16)
+    recording_without = Recording(recording.config, {k: v for k, v in recording.tensors.items() if not k.startswith("full.")})
+    assert torch.allclose(full[7, 1].double(), recording_without.memory_matrix(0, 1, 7), atol=2e-3)
+    assert torch.equal(recording.memory_matrix(0, 1, 7), full[7, 1].double())  # stored states are served as is
+
+
+def test_file_round_trip_and_damaged_files(tmp_path):
+    model = tiny_model()
+    recording, _ = record(model, "hello memory", ablation=Ablation(cms_levels_off=frozenset({1})))
+    path = recording.save(tmp_path / "run.safetensors")
+    loaded = Recording.load(path)
+    assert loaded.text == "hello memory" and loaded.config == model.config and loaded.ablation == recording.ablation
+    assert set(loaded.tensors) == set(recording.tensors)
+    for name, tensor in recording.tensors.items():
+        assert torch.equal(tensor.nan_to_num(), loaded.tensors[name].nan_to_num()), name
+    assert loaded.cms_events().equals(recording.cms_events())
+    assert torch.equal(loaded.memory_matrix(1, 0, 5), recording.memory_matrix(1, 0, 5))
+
+    data = path.read_bytes()
+    cases = {"cut.safetensors": data[: len(data) // 2], "noise.safetensors": bytes(range(256)) * 20}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(RecordingError) as info:
+            Recording.load(tmp_path / name)
+        assert "\n" not in str(info.value)
+    from nested_learning import save_checkpoint
+    with pytest.raises(RecordingError, match="not a nested_learning recording"):
+        Recording.load(save_checkpoint(model, tmp_path / "model.safetensors"))
+    with pytest.raises(RecordingError, match="no such file"):
+        Recording.load(tmp_path / "missing.safetensors")
+
+
+def test_limits_and_bad_input():
+    model = tiny_model()
+    with pytest.raises(RecordingError, match="input is 5000 tokens \\(bytes\\); the limit is 4096"):
+        record(model, "x" * 5000)
+    with pytest.raises(RecordingError, match="limit is 10"):
+        record(model, list(range(11)), max_tokens=10)
+    with pytest.raises(RecordingError, match="empty"):
+        record(model, "")
+    with pytest.raises(RecordingError, match="token ids"):
+        record(model, [1, 999])
+    with pytest.raises(RecordingError, match="batch size 1"):
+        record(model, "ab", state=model.init_state(2))
+    recording, _ = record(model, "emoji 👋 and \x00 control")  # any text is bytes
+    assert recording.n_tokens == len("emoji 👋 and \x00 control".encode())
+
+
+def test_recording_leaves_parameters_and_given_state_untouched():
+    model = tiny_model()
+    params = {k: v.clone() for k, v in model.state_dict().items()}
+    state = model.init_state(1)
+    before = {k: v.clone() for k, v in state.tensors().items()}
+    record(model, "remember this", state=state)
+    assert all(torch.equal(params[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in state.tensors().items())
