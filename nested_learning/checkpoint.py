@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
 
 from .config import HopeConfig
 from .device import resolve_device
 from .model import HopeTransformer
-from .safe_files import check_entry, parse_header, read_bytes
+from .safe_files import check_entry, parse_tagged, read_bytes, write_safetensors
 
 FORMAT = "nested_learning.checkpoint"
 FORMAT_VERSION = "1"
@@ -37,17 +35,10 @@ def _parameters(model: HopeTransformer) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(model: HopeTransformer, path: str | os.PathLike, metadata: dict | None = None) -> Path:
     """Write the model's parameters and config atomically; ``metadata`` must be JSON-serialisable."""
-    path = Path(path)
     tensors = {name: p.detach().to("cpu", torch.float32).contiguous() for name, p in _parameters(model).items()}
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_json(),
               "metadata": json.dumps(metadata or {}, sort_keys=True)}
-    data = save_safetensors_bytes(tensors, metadata=header)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-    return path
+    return write_safetensors(path, tensors, header)
 
 
 def read_checkpoint_info(source) -> tuple[HopeConfig, dict, dict]:
@@ -59,12 +50,7 @@ def read_checkpoint_info(source) -> tuple[HopeConfig, dict, dict]:
 
 
 def _validate_header(data: bytes, name: str):
-    header, data_len = parse_header(data, name, CheckpointError)
-    meta = header.pop("__metadata__", None) or {}
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{name}: not a nested_learning checkpoint (metadata 'format' is {meta.get('format')!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{name}: unsupported format_version {meta.get('format_version')!r} (this version reads {FORMAT_VERSION!r})")
+    header, data_len, meta = parse_tagged(data, name, CheckpointError, FORMAT, FORMAT_VERSION, "checkpoint")
     try:
         config = HopeConfig.from_dict(json.loads(meta.get("config", "")))
     except (json.JSONDecodeError, TypeError, ValueError) as e:

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
+import tempfile
 from pathlib import Path
+
+import torch
+from safetensors.torch import save as save_safetensors_bytes
 
 MAX_HEADER_BYTES = 64 << 20
 DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
@@ -59,3 +64,26 @@ def check_entry(header: dict, key: str, name: str, data_len: int, error: type[Ex
     if not ok:
         raise error(f"{name}: tensor {key!r} data lies outside the file (truncated or damaged)")
     return found
+
+
+def parse_tagged(data: bytes, name: str, error: type[Exception], fmt: str, version: str, what: str):
+    """Parse the header and check our format tag: (tensor entries, data length, metadata dict)."""
+    header, data_len = parse_header(data, name, error)
+    meta = header.pop("__metadata__", None) or {}
+    if meta.get("format") != fmt:
+        raise error(f"{name}: not a nested_learning {what} (metadata 'format' is {meta.get('format')!r})")
+    if meta.get("format_version") != version:
+        raise error(f"{name}: unsupported {what} format_version {meta.get('format_version')!r} (this version reads {version!r})")
+    return header, data_len, meta
+
+
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write atomically (temp file + rename), so a crash never leaves a half-written file behind."""
+    path = Path(path)
+    data = save_safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return path

@@ -105,7 +105,7 @@ def test_nan_weights(tmp_path):
 def test_bad_config_and_version(saved, tmp_path):
     _, path = saved
     expect_error(rewrite_header(path, tmp_path / "v9.safetensors", lambda h: h["__metadata__"].update(format_version="9")),
-                 "unsupported format_version '9'")
+                 "unsupported checkpoint format_version '9'")
 
     def bad_config(header):
         config = json.loads(header["__metadata__"]["config"])

@@ -4,16 +4,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
 
 from ..ablation import Ablation
 from ..config import HopeConfig
-from ..safe_files import check_entry, parse_header, read_bytes
+from ..safe_files import check_entry, parse_tagged, read_bytes, write_safetensors
 from .recording import FORMAT, FORMAT_VERSION, Recording, RecordingError
 
 MAX_BYTES = 2 << 30
@@ -37,18 +35,10 @@ _PATTERNS = [
 
 
 def save_recording(recording: Recording, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in recording.tensors.items()}
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": recording.config.to_json(),
               "text": json.dumps(recording.text), "ablation": json.dumps(recording.ablation.names_off()),
               "start_position": str(recording.start_position), "meta": json.dumps(recording.meta, sort_keys=True)}
-    data = save_safetensors_bytes(tensors, metadata=header)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-    return path
+    return write_safetensors(path, recording.tensors, header)
 
 
 def _expected_shape(name: str, config: HopeConfig, T: int):
@@ -61,12 +51,7 @@ def _expected_shape(name: str, config: HopeConfig, T: int):
 def load_recording(source) -> Recording:
     """Read a recording (path or bytes); a damaged or foreign file raises RecordingError (one line)."""
     data, name = read_bytes(source, MAX_BYTES, RecordingError)
-    header, data_len = parse_header(data, name, RecordingError)
-    meta = header.pop("__metadata__", None) or {}
-    if meta.get("format") != FORMAT:
-        raise RecordingError(f"{name}: not a nested_learning recording (metadata 'format' is {meta.get('format')!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise RecordingError(f"{name}: unsupported recording format_version {meta.get('format_version')!r}")
+    header, data_len, meta = parse_tagged(data, name, RecordingError, FORMAT, FORMAT_VERSION, "recording")
     try:
         config = HopeConfig.from_dict(json.loads(meta.get("config", "")))
         text = json.loads(meta.get("text", "null"))
