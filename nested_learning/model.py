@@ -48,11 +48,13 @@ class HopeBlock(nn.Module):
             memory=self.memory.init_state(batch_size) if self.memory is not None else None,
             cms=self.cms.init_state(batch_size) if self.cms is not None else [])
 
-    def forward(self, x, state: LayerState, position: int, ablation: Ablation, trace: dict | None = None):
+    def forward(self, x, state: LayerState, position: int, ablation: Ablation, trace: dict | None = None,
+                trace_attention: bool = False):
         attention_cache, memory_state, cms_state = state.attention, state.memory, state.cms
         if self.attention is not None and ablation.attention:
             y, attention_cache, weights = self.attention(self.norms["attention"](x), state.attention, position,
-                                                         ablation.persistent_tokens, return_weights=trace is not None and trace.get("want_attention", False))
+                                                         ablation.persistent_tokens,
+                                                         return_weights=trace is not None and trace_attention)
             x = x + y
             if weights is not None:
                 trace["attention.weights"] = weights
@@ -117,10 +119,13 @@ class HopeTransformer(nn.Module):
         return state.clone()
 
     def forward(self, tokens: torch.Tensor, state: HopeState | None = None, ablation: Ablation | None = None,
-                trace: dict | None = None) -> HopeOutput:
+                trace: dict | None = None, trace_attention: bool = False) -> HopeOutput:
         """tokens [B, T] of byte ids -> logits [B, T, vocab] and the state after the last token.
 
-        ``trace``: an optional dict the layers fill with per-token internals (used by the recorder).
+        ``trace``: an optional dict the layers fill with per-token internals (used by the recorder):
+        ``trace["layers"][i]`` holds "memory" (surprise, rates, keys, values, errors [B, H, T(, d)]),
+        "cms" (the chain input and each level's write pairs) and, with ``trace_attention``,
+        "attention.weights" [B, H, T, keys].
         """
         ablation = ablation or FULL
         tokens = self._check_tokens(tokens)
@@ -134,10 +139,8 @@ class HopeTransformer(nn.Module):
         x = self.embed(tokens)
         new_layers = []
         for i, (block, layer_state) in enumerate(zip(self.blocks, state.layers)):
-            layer_trace = None
-            if trace is not None:
-                layer_trace = trace.setdefault("layers", {}).setdefault(i, {"want_attention": trace.get("want_attention", False)})
-            x, layer_state = block(x, layer_state, state.position, ablation, layer_trace)
+            layer_trace = trace.setdefault("layers", {}).setdefault(i, {}) if trace is not None else None
+            x, layer_state = block(x, layer_state, state.position, ablation, layer_trace, trace_attention)
             new_layers.append(layer_state)
         logits = self.lm_head(self.final_norm(x))
         return HopeOutput(logits, HopeState(state.position + T, new_layers))

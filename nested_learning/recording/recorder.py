@@ -63,9 +63,9 @@ def record(model: HopeTransformer, text_or_tokens, state: HopeState | None = Non
 
 
 def _record(model, tokens, text, state, ablation, top_k, attention, full_states):
-    trace: dict = {"want_attention": attention}
+    trace: dict = {}
     started = time.perf_counter()
-    out = model(tokens[None].to(model.device), state=state, ablation=ablation, trace=trace)
+    out = model(tokens[None].to(model.device), state=state, ablation=ablation, trace=trace, trace_attention=attention)
     forward_seconds = time.perf_counter() - started
     tensors = _token_streams(out.logits[0].float().cpu(), tokens, top_k)
     for i, layer_trace in trace.get("layers", {}).items():
