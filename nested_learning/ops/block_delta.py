@@ -61,11 +61,15 @@ def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, p
     Runs are whole blocks about ``chunk_tokens`` long, aligned to the stream clock. Aligned full runs
     (all but possibly the first and last) share one block structure and start with no pending sum,
     so their triangular solves run for all of them at once; only a few matmuls per run stay sequential.
+    Internally batch and heads are folded into one axis N (3-D matmuls dispatch far cheaper).
     """
-    B, H = k.shape[:2]
-    la = torch.as_tensor(log_retention, dtype=memory.dtype, device=memory.device).expand(B, H)[..., None, None]
+    B, H, T, _ = k.shape
+    dv = v.shape[-1]
+    fold = lambda x: x.reshape(B * H, *x.shape[2:])
+    q, k, v, eta, memory, pending = map(fold, (q, k, v, eta, memory, pending))
+    la = torch.as_tensor(log_retention, dtype=memory.dtype, device=memory.device).expand(B, H).reshape(B * H, 1, 1)
     span = max(1, chunk_tokens // period) * period
-    runs = list(_runs(start, k.shape[2], span))
+    runs = list(_runs(start, T, span))
     outputs, writes_all = [], []
     i = 0
     while i < len(runs):
@@ -75,15 +79,16 @@ def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, p
             while j + 1 < len(runs) and runs[j + 1][2]:
                 j += 1
             b = runs[j][1]
-            out, writes, memory = _full_runs(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], eta[:, :, a:b], la, memory,
-                                             span, period)
+            out, writes, memory = _full_runs(q[:, a:b], k[:, a:b], v[:, a:b], eta[:, a:b], la, memory, span, period)
         else:
-            out, writes, memory, pending = _one_run(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], eta[:, :, a:b], la,
-                                                    memory, pending, start + a, period)
+            out, writes, memory, pending = _one_run(q[:, a:b], k[:, a:b], v[:, a:b], eta[:, a:b], la, memory, pending,
+                                                    start + a, period)
         outputs.append(out)
         writes_all.append(writes)
         i = j + 1
-    return BlockDeltaResult(cat_tokens(outputs), memory, pending, cat_tokens(writes_all))
+    unfold = lambda x: x.reshape(B, H, *x.shape[1:])
+    return BlockDeltaResult(unfold(cat_tokens(outputs, 1)), unfold(memory), unfold(pending),
+                            unfold(cat_tokens(writes_all, 1)))
 
 
 def _block_masks(block: torch.Tensor, la: torch.Tensor, dtype):
@@ -94,66 +99,71 @@ def _block_masks(block: torch.Tensor, la: torch.Tensor, dtype):
 
 
 def _full_runs(q, k, v, eta, la, memory, span: int, period: int):
-    """n aligned runs of ``span`` tokens: each ends on a block boundary and starts with no pending sum."""
-    B, H, T, _ = k.shape
-    n = T // span
-    q, k, v = (x.reshape(B, H, n, span, -1) for x in (q, k, v))
-    eta = eta.reshape(B, H, n, span)
-    la_runs = la[..., None]  # [B, H, 1, 1, 1]: broadcasts over [n, C, C]
+    """n aligned runs of ``span`` tokens: each ends on a block boundary and starts with no pending sum.
+
+    Folded shapes: q, k [N, T, dk], v [N, T, dv], eta [N, T], la [N, 1, 1], memory [N, dv, dk]."""
+    N, T, dk = k.shape
+    dv, n = v.shape[-1], T // span
+    q, k, v = (x.reshape(N * n, span, -1) for x in (q, k, v))
+    eta = eta.reshape(N * n, span)
+    la_runs = la.repeat_interleave(n, dim=0)  # [N n, 1, 1]
     block = torch.arange(span, device=k.device) // period
-    decay = _block_masks(block, la_runs, k.dtype)  # [B, H, 1, C, C]
     block_f = block.to(k.dtype)
-    start_decay = (block_f * la).exp()  # [B, H, 1, C]: retention^b, weights read by block b
-    end_coeff = ((span // period - 1 - block_f) * la).exp()  # [B, H, 1, C]
-    run_decay = ((span // period) * la).exp()  # [B, H, 1, 1]
-    system = torch.eye(span, dtype=k.dtype, device=k.device) + eta[..., None] * (k @ k.transpose(-1, -2)) * decay
+    decay = _block_masks(block, la_runs, k.dtype)  # [N n, C, C]
+    start_decay = (block_f * la_runs[:, 0]).exp()  # [N n, C]: retention^b, the weights block b reads
+    k_t = k.transpose(1, 2)
+    system = torch.bmm(k, k_t) * decay * eta[:, :, None]
     solve = lambda rhs: torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
-    writes_from_values = solve(eta[..., None] * v)
-    writes_from_memory = solve((eta * start_decay[:, :, None, 0])[..., None] * k)
+    writes_from_values = solve(eta[:, :, None] * v).view(N, n, span, dv)
+    writes_from_memory = solve((eta * start_decay)[:, :, None] * k).view(N, n, span, dk)
+    end_coeff = ((span // period - 1 - block_f) * la[:, 0]).exp()[:, :, None]  # [N, C, 1]
+    run_decay = ((span // period) * la).exp()  # [N, 1, 1]
+    k_runs = k.view(N, n, span, dk)
     starts, writes = [], []  # sequential part: only the weights at each run start
     for c in range(n):
         starts.append(memory)
-        u = writes_from_values[:, :, c] - writes_from_memory[:, :, c] @ memory.transpose(-1, -2)
+        u = writes_from_values[:, c] - torch.bmm(writes_from_memory[:, c], memory.transpose(1, 2))
         writes.append(u)
-        memory = run_decay * memory + (end_coeff.transpose(-1, -2) * u).transpose(-1, -2) @ k[:, :, c]
-    start_t = torch.stack(starts, 2).transpose(-1, -2)  # [B, H, n, dk, dv]
-    writes = torch.stack(writes, 2)  # [B, H, n, C, dv]
-    read_weights = (q @ k.transpose(-1, -2)) * decay
-    out = start_decay[..., None] * (q @ start_t) + read_weights @ writes
-    return out.reshape(B, H, T, -1), writes.reshape(B, H, T, -1), memory
+        memory = torch.baddbmm(run_decay * memory, (end_coeff * u).transpose(1, 2), k_runs[:, c])
+    start_t = torch.stack(starts, 1).transpose(2, 3).reshape(N * n, dk, dv)
+    writes = torch.stack(writes, 1).view(N * n, span, dv)
+    out = torch.baddbmm(start_decay[:, :, None] * torch.bmm(q, start_t), torch.bmm(q, k_t) * decay, writes)
+    return out.view(N, T, dv), writes.view(N, T, dv), memory
 
 
 def _one_run(q, k, v, eta, la, memory, pending, first_position: int, period: int):
     """A run of whole blocks that may start inside a block (with a pending sum) or stop inside one."""
-    T = k.shape[2]
+    T = k.shape[1]
     block = torch.arange(first_position, first_position + T, device=k.device) // period
     block = block - block[0]  # 0 .. n_blocks-1 inside this run
     n_blocks = int(block[-1]) + 1
     complete = (first_position + T) % period == 0
-    memory_t, pending_t = memory.transpose(-1, -2), pending.transpose(-1, -2)
+    memory_t, pending_t, k_t = memory.transpose(1, 2), pending.transpose(1, 2), k.transpose(1, 2)
     if n_blocks == 1:  # one block: every token reads the same frozen weights
-        writes = eta[..., None] * (v - k @ memory_t)
-        out = q @ memory_t
-        pending = pending + writes.transpose(-1, -2) @ k
+        writes = eta[:, :, None] * (v - torch.bmm(k, memory_t))
+        out = torch.bmm(q, memory_t)
+        pending = torch.baddbmm(pending, writes.transpose(1, 2), k)
         if complete:
             memory, pending = la.exp() * memory + pending, torch.zeros_like(pending)
         return out, writes, memory, pending
     block_f = block.to(k.dtype)
-    decay = _block_masks(block, la, k.dtype)  # [B, H, C, C]
-    start_decay = (block_f * la[..., 0]).exp()[..., None]  # [B, H, C, 1]: retention^b
+    la_t = la[:, 0]  # [N, 1]
+    decay = _block_masks(block, la, k.dtype)  # [N, C, C]
+    start_decay = (block_f * la_t).exp()[:, :, None]  # [N, C, 1]: retention^b
     # The pending sum joins the weights at block 0's update: retention^(b-1) for blocks b >= 1.
-    pending_decay = torch.where(block >= 1, ((block_f - 1) * la[..., 0]).exp(), 0.0)[..., None]
-    system = torch.eye(T, dtype=k.dtype, device=k.device) + eta[..., None] * (k @ k.transpose(-1, -2)) * decay
-    rhs = eta[..., None] * (v - start_decay * (k @ memory_t) - pending_decay * (k @ pending_t))
+    pending_decay = torch.where(block >= 1, ((block_f - 1) * la_t).exp(), 0.0)[:, :, None]
+    system = torch.bmm(k, k_t) * decay * eta[:, :, None]
+    rhs = eta[:, :, None] * (v - start_decay * torch.bmm(k, memory_t) - pending_decay * torch.bmm(k, pending_t))
     writes = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
-    out = start_decay * (q @ memory_t) + pending_decay * (q @ pending_t) + ((q @ k.transpose(-1, -2)) * decay) @ writes
+    out = (start_decay * torch.bmm(q, memory_t) + pending_decay * torch.bmm(q, pending_t)
+           + torch.bmm(torch.bmm(q, k_t) * decay, writes))
     # Weights after the last finished block; an unfinished last block keeps its writes pending.
     done = n_blocks if complete else n_blocks - 1
-    coeff = torch.where(block < done, ((done - 1 - block_f) * la[..., 0]).exp(), 0.0)[..., None]
-    memory = ((done * la).exp() * memory + ((done - 1) * la).exp() * pending
-              + (coeff * writes).transpose(-1, -2) @ k)
+    coeff = torch.where(block < done, ((done - 1 - block_f) * la_t).exp(), 0.0)[:, :, None]
+    memory = torch.baddbmm((done * la).exp() * memory + ((done - 1) * la).exp() * pending,
+                           (coeff * writes).transpose(1, 2), k)
     if complete:
         pending = torch.zeros_like(pending)
     else:
-        pending = ((block == n_blocks - 1).to(writes.dtype)[..., None] * writes).transpose(-1, -2) @ k
+        pending = torch.bmm(((block == n_blocks - 1).to(writes.dtype)[None, :, None] * writes).transpose(1, 2), k)
     return out, writes, memory, pending
