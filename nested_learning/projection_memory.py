@@ -55,9 +55,12 @@ class ProjectionMemories(nn.Module):
     def apply(state: ProjectionMemoryState, z: torch.Tensor, z_unit: torch.Tensor | None = None) -> torch.Tensor:
         """z [B, 3, n, D] -> P(z) [B, 3, n, D] with the (chunk-frozen) fast weights.
 
-        ``z_unit`` (= l2norm(z)) may be passed when already computed for a whole call."""
+        ``z_unit`` (= l2norm(z)) may be passed when already computed for a whole call. Batch and the
+        three memories are folded into one axis: 3-D matmuls dispatch far cheaper than 4-D ones."""
         z_unit = l2norm(z) if z_unit is None else z_unit
-        return z + F.silu(z_unit @ state.w_in.transpose(-1, -2)) @ state.w_out.transpose(-1, -2)
+        w_in, w_out = state.w_in.flatten(0, 1), state.w_out.flatten(0, 1)  # [3B, h, D], [3B, D, h]
+        hidden = F.silu(torch.bmm(z_unit.flatten(0, 1), w_in.transpose(1, 2)))
+        return torch.baddbmm(z.flatten(0, 1), hidden, w_out.transpose(1, 2)).view(z.shape)
 
     @staticmethod
     def accumulate(state: ProjectionMemoryState, keys: torch.Tensor, values: torch.Tensor,
@@ -69,18 +72,20 @@ class ProjectionMemories(nn.Module):
         """
         B, n, D = keys.shape
         h = state.w_in.shape[2]
+        w_out = state.w_out.flatten(0, 1)  # [3B, D, h]
         z_unit = l2norm(torch.cat([keys, values], dim=1))  # [B, 2n, D]: one pass for keys and values
         # The three memories share their inputs: one [2n, D] x [D, 3h] matmul instead of a broadcast copy.
-        pre = (z_unit @ state.w_in.reshape(B, N_PROJECTIONS * h, D).transpose(-1, -2))
-        pre = pre.view(B, 2 * n, N_PROJECTIONS, h).transpose(1, 2)  # [B, 3, 2n, h]
+        pre = torch.bmm(z_unit, state.w_in.reshape(B, N_PROJECTIONS * h, D).transpose(1, 2))
+        pre = pre.view(B, 2 * n, N_PROJECTIONS, h).transpose(1, 2).reshape(B * N_PROJECTIONS, 2 * n, h)
         hidden = F.silu(pre)
         # P(k) - P(v) = (k - v) + (silu(W_in k^) - silu(W_in v^)) W_out^T
-        error = (keys - values).unsqueeze(1) + (hidden[:, :, :n] - hidden[:, :, n:]) @ state.w_out.transpose(-1, -2)
-        weighted = error * learning_rate[:, None, :, None]  # [B, 3, n, D]
-        grad_out = weighted.transpose(-1, -2) @ hidden[:, :, :n]  # [B, 3, D, h]
-        grad_pre = _silu_backward(weighted @ state.w_out, pre[:, :, :n])  # [B, 3, n, h]
-        grad_in = (grad_pre.transpose(1, 2).reshape(B, n, N_PROJECTIONS * h).transpose(-1, -2)
-                   @ z_unit[:, :n]).view(B, N_PROJECTIONS, h, D)
+        error = torch.bmm(hidden[:, :n] - hidden[:, n:], w_out.transpose(1, 2)).view(B, N_PROJECTIONS, n, D)
+        weighted = ((keys - values).unsqueeze(1) + error) * learning_rate[:, None, :, None]  # [B, 3, n, D]
+        weighted = weighted.flatten(0, 1)
+        grad_out = torch.bmm(weighted.transpose(1, 2), hidden[:, :n]).view(B, N_PROJECTIONS, D, h)
+        grad_pre = _silu_backward(torch.bmm(weighted, w_out), pre[:, :n])  # [3B, n, h]
+        grad_in = torch.bmm(grad_pre.view(B, N_PROJECTIONS, n, h).transpose(1, 2).reshape(B, n, N_PROJECTIONS * h)
+                            .transpose(1, 2), z_unit[:, :n]).view(B, N_PROJECTIONS, h, D)
         return ProjectionMemoryState(state.w_in, state.w_out, state.pending_in + grad_in,
                                      state.pending_out + grad_out,
                                      state.pending_log_retention + log_retention.sum(-1))

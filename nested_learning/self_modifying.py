@@ -43,6 +43,13 @@ def chunk_runs(position: int, length: int, chunk: int):
         a = b
 
 
+def _prediction_error(v, k, memory):
+    """v - M k per head: [B, H, n, d] (folded to 3-D for a cheap batched matmul)."""
+    B, H, n, d = k.shape
+    predicted = torch.bmm(k.reshape(B * H, n, d), memory.reshape(B * H, d, d).transpose(1, 2))
+    return v - predicted.view(B, H, n, d)
+
+
 class SelfModifyingMemory(nn.Module):
     def __init__(self, config: HopeConfig):
         super().__init__()
@@ -106,12 +113,12 @@ class SelfModifyingMemory(nn.Module):
             else:
                 keys_full, values_full, gate_features = k_in[:, a:b], v_in[:, a:b], gate_input[:, a:b]
             k, v, qc = l2norm(self._heads(keys_full)), self._heads(values_full), q[:, :, a:b]
-            gate_surprise = (v - k @ reference.transpose(-1, -2)).norm(dim=-1)  # [B, H, n]
+            gate_surprise = _prediction_error(v, k, reference).norm(dim=-1)  # [B, H, n]
             gate_logits = self.gates(gate_features).transpose(1, 2)  # [B, gates * H, n]
             learning_rate, log_retention = self._rates(gate_logits, gate_surprise, ablation)
             if not updates:
                 out = qc @ memory.transpose(-1, -2)
-                surprise = (v - k @ memory.transpose(-1, -2)).norm(dim=-1)
+                surprise = _prediction_error(v, k, memory).norm(dim=-1)
             elif config.momentum:
                 log_gate = None
                 if ablation.momentum:
