@@ -85,5 +85,6 @@ def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a saved model or recording is an ordinary file
     os.replace(tmp, path)
     return path
