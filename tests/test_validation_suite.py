@@ -1,0 +1,114 @@
+"""run_suite and ``python -m nested_learning validate`` end to end, including the error paths."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nested_learning import save_checkpoint
+from nested_learning.cli import main
+from nested_learning.validation import EXPERIMENTS, read_json, run_suite
+from tests.conftest import tiny_model
+from tests.test_validation_experiments import MEMORY_OFF, one_thread  # noqa: F401 (autouse fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+FIELDS = {"name", "title", "claim", "pass_rule", "passed", "seeds", "n_sequences", "metrics", "tables", "checks",
+          "settings", "notes", "runtime_s"}
+
+
+def test_quick_suite_returns_every_result_with_the_schema(model):
+    calls = []
+    results = run_suite(model, quick=True, progress=lambda fraction, message: calls.append((fraction, message)))
+    assert [r.name for r in results] == list(EXPERIMENTS)
+    assert [f for f, _ in calls] == [i / len(EXPERIMENTS) for i in range(len(EXPERIMENTS))] + [1.0]
+    for result in results:
+        data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+        assert set(data) == FIELDS and "PASS when" in data["pass_rule"]
+        assert data["n_sequences"] > 0 and data["runtime_s"] > 0 and data["seeds"]
+        for metric in data["metrics"].values():
+            assert set(metric) == {"mean", "ci_low", "ci_high", "n"}
+            if metric["mean"] is not None:
+                assert metric["ci_low"] <= metric["mean"] <= metric["ci_high"]
+        assert data["passed"] == all(data["checks"].values())
+    assert results[0].checks["parameters_bit_identical_after_suite"]
+    assert results[-1].passed  # module exactness holds whatever the model
+
+
+def test_memory_switched_off_fails_every_memory_property(model):
+    results = run_suite(model, quick=True, base=MEMORY_OFF, only="memory_updates,repetition_learning,"
+                        "in_context_association,memory_ablation,long_range_persistence")
+    assert [r.passed for r in results] == [False] * 5
+
+
+@pytest.mark.parametrize("preset, overrides", [("hope-paper", dict(cms_periods=(1, 2))),
+                                               ("transformer", dict(cms_periods=(), n_persistent_tokens=0))])
+def test_suite_runs_on_configs_without_attention_or_memory(preset, overrides):
+    model = tiny_model(preset, **overrides)
+    results = {r.name: r for r in run_suite(model, quick=True, only="memory_updates,in_context_association,"
+                                            "long_range_persistence")}
+    if preset == "transformer":  # nothing learns at test time: it must not pass
+        assert not results["memory_updates"].passed and not results["long_range_persistence"].passed
+        assert results["in_context_association"].metrics["accuracy_full_minus_updates_off"].mean == 0.0
+    else:  # no attention: every distance is beyond attention's reach, and there is no attention-only control
+        assert results["long_range_persistence"].settings["attention_reach"] == 0
+        assert "no attention-only control" in results["in_context_association"].notes[0]
+
+
+def test_unknown_experiment_is_one_line(model):
+    with pytest.raises(ValueError, match="unknown experiment 'nope'; choose from memory_updates"):
+        run_suite(model, quick=True, only="nope")
+
+
+def run_cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "nested_learning", "validate", *map(str, args)], cwd=cwd or ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_json_and_report(tmp_path):
+    checkpoint = save_checkpoint(tiny_model(), tmp_path / "tiny.safetensors")
+    out, report = tmp_path / "out.json", tmp_path / "report.md"
+    result = run_cli("--checkpoint", checkpoint, "--quick", "--json", out, "--report", report, "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    assert "PASS  1. Memory updates at inference" in result.stdout and "properties hold" in result.stdout
+    meta, results = read_json(out)
+    assert meta["source"] == "checkpoint tiny.safetensors" and meta["settings"] == "quick"
+    assert meta["config"]["d_model"] == 32 and meta["wall_time_s"] > 0
+    assert [r.name for r in results] == list(EXPERIMENTS)
+    text = report.read_text()
+    for r in results:
+        assert f"## {r.title}: {'PASS' if r.passed else 'FAIL'}" in text and r.pass_rule in text
+
+
+def test_cli_strict_exits_1_when_a_property_fails(tmp_path):
+    checkpoint = save_checkpoint(tiny_model("transformer", cms_periods=(), n_persistent_tokens=0), tmp_path / "t.safetensors")
+    result = run_cli("--checkpoint", checkpoint, "--quick", "--only", "memory_updates", "--strict", "--threads", "1")
+    assert result.returncode == 1 and "FAIL  1. Memory updates at inference" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checkpoint", "missing.safetensors"], "missing.safetensors: no such file"),
+    (["--checkpoint", "garbage.safetensors"], "not a safetensors file"),
+])
+def test_cli_bad_checkpoint_is_one_line_in_a_subprocess(tmp_path, args, message):
+    (tmp_path / "garbage.safetensors").write_bytes(b"\x80\x04not a checkpoint at all")
+    result = run_cli(*args, "--quick", "--json", tmp_path / "out.json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--json", "no/such/dir/out.json"], "--json no/such/dir/out.json: directory no/such/dir does not exist"),
+    (["--report", "no/such/dir/r.md"], "--report no/such/dir/r.md: directory no/such/dir does not exist"),
+    (["--only", "memory_updates,telepathy"], "unknown experiment 'telepathy'"),
+    (["--threads", "0"], "--threads must be positive"),
+])
+def test_cli_bad_arguments_are_one_line(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "--quick", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {message}" or (message in err and len(err.strip().splitlines()) == 1)
