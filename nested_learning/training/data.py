@@ -1,0 +1,142 @@
+"""Training and held-out data: byte tokens, documents packed into fixed-length sequences.
+
+* Split: a document is held out when a hash of its id falls below ``heldout_fraction``. The split
+  depends on nothing else (not the seed, not the order), so held-out text never enters training.
+* Packing: documents (each followed by a blank line) are concatenated into one byte stream per
+  split and cut into windows of ``seq_len + 1`` bytes with stride ``seq_len`` (inputs are
+  ``window[:-1]``, targets ``window[1:]``; no target is lost between windows). Several sources take
+  turns document by document; each restarts from its beginning (next epoch) when exhausted.
+* Synthetic tasks: sequence number i of the run is a task sequence when ``floor((i + 1) f) >
+  floor(i f)`` for task fraction f, so exactly that fraction is tasks, reproducibly; its content
+  comes from a generator seeded with (seed, i). Task sequences weight only their answer bytes.
+* Every rank of a distributed run builds the same global batch and keeps its own rows, so the
+  batch does not depend on the number of processes and resume is exact at any scale.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import torch
+
+from .. import tasks as synthetic
+from .sources import open_source
+
+SEPARATOR = b"\n\n"
+
+
+def is_heldout(document_id: str, fraction: float) -> bool:
+    digest = hashlib.blake2b(document_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0 ** 64 < fraction
+
+
+class TextStream:
+    """Documents of one split from several sources, in turns, as a byte stream cut into windows."""
+
+    def __init__(self, sources: list, split: str, heldout_fraction: float, loop: bool = True):
+        self.sources, self.split, self.fraction, self.loop = sources, split, heldout_fraction, loop
+        self.next_index = [0] * len(sources)  # raw document index to read next, per source
+        self.epoch = [0] * len(sources)
+        self.turn = 0
+        self.buffer = b""
+        self._iterators = [None] * len(sources)
+        self._exhausted = [False] * len(sources)
+
+    def _wanted(self, document) -> bool:
+        return bool(document.text.strip()) and is_heldout(document.id, self.fraction) == (self.split == "heldout")
+
+    def _next_document(self, k: int) -> bytes | None:
+        """The next document of this split from source k, or None when source k has no more."""
+        restarted = False
+        while True:
+            if self._iterators[k] is None:
+                self._iterators[k] = iter(self.sources[k].documents(self.next_index[k]))
+            for document in self._iterators[k]:
+                self.next_index[k] += 1
+                if self._wanted(document):
+                    return document.text.strip().encode("utf-8", errors="replace") + SEPARATOR
+            if not self.loop or restarted:  # restarted: a whole pass found no document of this split
+                return None
+            self.next_index[k], self.epoch[k], self._iterators[k], restarted = 0, self.epoch[k] + 1, None, True
+
+    def _fill(self, size: int) -> bool:
+        while len(self.buffer) < size:
+            live = [k for k in range(len(self.sources)) if not self._exhausted[k]]
+            if not live:
+                return False
+            k = live[self.turn % len(live)]
+            self.turn += 1
+            document = self._next_document(k)
+            if document is None:
+                self._exhausted[k] = True
+                if self.loop:
+                    raise ValueError(f"{self.sources[k].name}: no {self.split} documents (non-empty text) in the data")
+            else:
+                self.buffer += document
+        return True
+
+    def next_window(self, seq_len: int) -> bytes | None:
+        if not self._fill(seq_len + 1):
+            return None
+        window, self.buffer = self.buffer[:seq_len + 1], self.buffer[seq_len:]
+        return window
+
+    def state_dict(self) -> tuple[dict, bytes]:
+        return {"next_index": list(self.next_index), "epoch": list(self.epoch), "turn": self.turn}, self.buffer
+
+    def load_state_dict(self, state: dict, buffer: bytes):
+        if len(state["next_index"]) != len(self.sources):
+            raise ValueError(f"the saved run read {len(state['next_index'])} data sources, this one {len(self.sources)}")
+        self.next_index, self.epoch, self.turn = list(state["next_index"]), list(state["epoch"]), int(state["turn"])
+        self.buffer, self._iterators = bytes(buffer), [None] * len(self.sources)
+
+
+def is_task_sequence(index: int, task_fraction: float) -> bool:
+    return math.floor((index + 1) * task_fraction) > math.floor(index * task_fraction)
+
+
+class TrainBatches:
+    """Global batches of [batch_size, seq_len + 1] tokens and weights, in a reproducible order."""
+
+    def __init__(self, data: list[str], seq_len: int, heldout_fraction: float, tasks: list[str],
+                 task_fraction: float, seed: int):
+        self.sources = [open_source(spec) for spec in data]
+        self.seq_len, self.tasks, self.task_fraction, self.seed = seq_len, tasks, task_fraction, seed
+        self.text = TextStream(self.sources, "train", heldout_fraction) if self.sources else None
+        self.sequence = 0  # sequences handed out so far: the position of the run in its data
+
+    def next_sequence(self) -> tuple[list[int], list[float]]:
+        index, self.sequence = self.sequence, self.sequence + 1
+        if self.text is None or (self.tasks and is_task_sequence(index, self.task_fraction)):
+            return synthetic.pack_tasks(f"tasks:{self.seed}:{index}", self.seq_len + 1, self.tasks)
+        window = self.text.next_window(self.seq_len)
+        return list(window), [1.0] * len(window)
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [self.next_sequence() for _ in range(batch_size)]
+        return (torch.tensor([r[0] for r in rows], dtype=torch.long),
+                torch.tensor([r[1] for r in rows], dtype=torch.float32))
+
+    def state_dict(self) -> tuple[dict, bytes]:
+        text_state, buffer = self.text.state_dict() if self.text else ({}, b"")
+        return {"sequence": self.sequence, "text": text_state}, buffer
+
+    def load_state_dict(self, state: dict, buffer: bytes):
+        self.sequence = int(state["sequence"])
+        if self.text is not None:
+            self.text.load_state_dict(state["text"], buffer)
+
+
+def heldout_sequences(batches: TrainBatches, count: int, heldout_fraction: float) -> torch.Tensor:
+    """The first ``count`` held-out windows [N, seq_len + 1] (fewer when the split is small)."""
+    stream = TextStream(batches.sources, "heldout", heldout_fraction, loop=False)
+    windows = []
+    while len(windows) < count:
+        window = stream.next_window(batches.seq_len)
+        if window is None:
+            break
+        windows.append(list(window))
+    if not windows:
+        raise ValueError(f"the held-out split is empty: fewer than {batches.seq_len + 1} bytes of held-out text; "
+                         "add data, raise --heldout-fraction or lower --seq-len")
+    return torch.tensor(windows, dtype=torch.long)

@@ -1,0 +1,301 @@
+"""The training loop: AdamW, warm-up + cosine schedule, clipping, truncated BPTT, checkpoints, resume.
+
+One step reads a global batch of ``batch_size`` windows of ``seq_len + 1`` bytes, each in segments
+of ``bptt`` tokens (loss.py), and makes one optimizer update. The loss is the weighted mean of
+next-byte cross-entropy over the whole global batch (text bytes weigh 1, task sequences weigh only
+their answer bytes), so one process and N processes compute the same update.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import tasks as synthetic
+from ..checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from ..config import HopeConfig
+from ..model import HopeTransformer
+from . import distributed
+from .data import TrainBatches, heldout_sequences
+from .evaluate import full_report, quick_report
+from .loss import segmented_loss
+from .metrics import MetricsLog, Progress, WandbLog, metrics_path, read_metrics
+from .resume import TrainState, load_train_state, restore, resume_path, save_train_state
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    data: list[str] = field(default_factory=list)
+    preset: str = "hope"
+    model_overrides: dict = field(default_factory=dict)
+    tasks: list[str] = field(default_factory=lambda: list(synthetic.TASKS))
+    task_fraction: float = 0.25  # share of training sequences that are synthetic memory tasks
+    heldout_fraction: float = 0.02  # share of documents held out (by a hash of the document id)
+    steps: int = 1000
+    batch_size: int = 8  # windows per step, over all processes
+    seq_len: int = 512  # bytes per window; the memory state starts fresh in each window
+    bptt: int = 128  # segment length: the state is detached between segments (truncated backprop)
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 = no clipping
+    precision: str = "auto"  # auto: bf16 autocast on a GPU that supports it, else fp32
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 500  # 0 = only at the end
+    eval_every: int = 500  # 0 = only at the end
+    eval_windows: int = 16
+    eval_task_samples: int = 64
+    log_every: int = 10
+    wandb: bool = False
+    wandb_project: str = "nested-learning"
+    wandb_run_name: str | None = None
+    resume: bool = False
+    init: str = ""  # start from this checkpoint's weights and config (fine-tuning); fresh optimizer and schedule
+    data_note: str = ""  # where the data came from, recorded in the checkpoint metadata
+    command: str = ""  # the command line, recorded in the checkpoint metadata
+
+    # Settings that change what a run computes: a resumed run must have the same ones.
+    RESUME_FIELDS = ("data", "init", "preset", "model_overrides", "tasks", "task_fraction", "heldout_fraction", "steps",
+                     "batch_size", "seq_len", "bptt", "lr", "min_lr", "warmup_steps", "weight_decay", "beta1",
+                     "beta2", "grad_clip", "seed")
+
+    def model_config(self) -> HopeConfig:
+        if self.init:
+            if self.model_overrides:
+                raise ValueError("--init takes the model config from the checkpoint: drop --set")
+            return read_checkpoint_info(self.init)[0]
+        try:
+            base = HopeConfig.preset(self.preset).to_dict()
+        except ValueError as e:
+            raise ValueError(f"--preset: {e}") from None
+        return HopeConfig.from_dict({**base, **self.model_overrides})
+
+    def validate(self):
+        def check(ok: bool, message: str):
+            if not ok:
+                raise ValueError(message)
+        check(bool(self.out), "--out is required")
+        for name in ("steps", "batch_size", "seq_len", "bptt", "log_every", "eval_windows", "eval_task_samples"):
+            value = getattr(self, name)
+            check(isinstance(value, int) and value >= 1, f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("warmup_steps", "checkpoint_every", "eval_every"):
+            value = getattr(self, name)
+            check(isinstance(value, int) and value >= 0, f"--{name.replace('_', '-')} must be >= 0, got {value!r}")
+        check(self.seq_len <= 1 << 20, f"--seq-len {self.seq_len} is absurd (at most {1 << 20})")
+        check(self.warmup_steps <= self.steps, f"--warmup-steps ({self.warmup_steps}) exceeds --steps ({self.steps})")
+        check(0.0 < self.lr <= 1.0, f"--lr must be in (0, 1], got {self.lr}")
+        check(0.0 <= self.min_lr <= self.lr, f"--min-lr must be in [0, --lr], got {self.min_lr}")
+        check(self.weight_decay >= 0.0, f"--weight-decay must be >= 0, got {self.weight_decay}")
+        check(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0, "betas must be in [0, 1)")
+        check(self.grad_clip >= 0.0, f"--grad-clip must be >= 0, got {self.grad_clip}")
+        check(0.0 <= self.task_fraction <= 1.0, f"--task-fraction must be in [0, 1], got {self.task_fraction}")
+        check(0.0 < self.heldout_fraction < 1.0, f"--heldout-fraction must be in (0, 1), got {self.heldout_fraction}")
+        check(self.precision in ("auto", "fp32", "bf16"), f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+        self.tasks = synthetic.parse_task_names(self.tasks)
+        check(bool(self.data) or (self.task_fraction == 1.0 and bool(self.tasks)),
+              "no training data: give --data (or --task-fraction 1 to train on the synthetic tasks alone)")
+        check(self.task_fraction == 0.0 or bool(self.tasks), "--task-fraction > 0 needs at least one task in --tasks")
+        check(not self.tasks or self.task_fraction == 0.0 or self.seq_len >= 32,
+              f"--seq-len must be at least 32 with synthetic tasks (a task sample needs room), got {self.seq_len}")
+        self.model_config()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr`` at ``steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    # Matrices decay; gains, biases and other vectors do not (the GPT-2 / nanoGPT convention).
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    keep = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": keep, "weight_decay": 0.0}],
+                             lr=config.lr, betas=(config.beta1, config.beta2), eps=1e-8)
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda"
+                                      and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return None
+
+
+def train(config: TrainConfig, on_step=None) -> dict:
+    """Run (or resume) training; returns the final evaluation report. ``on_step(step, record)`` is
+    called after every optimizer step (the dashboard's hook; tests use it to interrupt a run)."""
+    config.validate()
+    if not config.command:
+        config.command = "python -m nested_learning " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    world = distributed.setup(config.device)
+    try:
+        return _train(config, world, on_step)
+    finally:
+        distributed.teardown()
+
+
+def _check_resumable(saved: TrainState, config: TrainConfig):
+    now = json.loads(json.dumps(config.to_dict()))  # as saved: tuples become lists
+    for name in TrainConfig.RESUME_FIELDS:
+        if saved.settings.get(name) != now[name]:
+            raise ValueError(f"cannot resume: --{name.replace('_', '-')} was {saved.settings.get(name)!r}, "
+                             f"now {now[name]!r} (settings must match the interrupted run)")
+
+
+def _train(config: TrainConfig, world: distributed.World, on_step) -> dict:
+    if config.batch_size % world.size:
+        raise ValueError(f"--batch-size ({config.batch_size}) must be a multiple of the number of processes ({world.size})")
+    out = Path(config.out)
+    saved = None
+    if config.resume:
+        saved = load_train_state(resume_path(out))
+        _check_resumable(saved, config)
+    elif world.is_main and resume_path(out).exists():
+        raise ValueError(f"{resume_path(out)} exists: an unfinished run; add --resume to continue it or delete the file")
+    torch.manual_seed(config.seed)
+    model_config = config.model_config()
+    model = HopeTransformer(model_config).to(world.device).train()
+    if config.init:
+        with torch.no_grad():
+            for p, q in zip(model.parameters(), load_checkpoint(config.init, device=world.device).parameters()):
+                p.copy_(q)
+    batches = TrainBatches(config.data, config.seq_len, config.heldout_fraction, config.tasks,
+                           config.task_fraction, config.seed)
+    heldout = heldout_sequences(batches, config.eval_windows, config.heldout_fraction) if batches.sources else None
+    optimizer = make_optimizer(model, config)
+    step, tokens, extra = 0, 0, {}
+    if saved is not None:
+        restore(saved, model, optimizer)
+        batches.load_state_dict(saved.data, saved.data_buffer)
+        step, tokens, extra = saved.step, saved.tokens, {k: v for k, v in saved.extra.items() if k == "wandb_id"}
+    if step >= config.steps:
+        raise ValueError(f"the run already made its {config.steps} steps")
+
+    log = wandb = progress = None
+    if world.is_main:
+        log = MetricsLog(metrics_path(out), resume_step=step if config.resume else None)
+        if config.wandb:
+            wandb = WandbLog(config.wandb_project, config.wandb_run_name, config.to_dict(), out.parent, extra.get("wandb_id"))
+            extra["wandb_id"] = wandb.id
+        progress = Progress(config.steps, step, config.log_every)
+        progress.message(f"training {sum(p.numel() for p in model.parameters()):,} parameters on {world.device} "
+                         f"x {world.size}: {config.steps} steps of {config.batch_size} x {config.seq_len} bytes")
+
+    segments = math.ceil(config.seq_len / config.bptt)
+    wrapped = model
+    if world.size > 1:
+        # Later segments never reach the learned initial states (the state is detached), so those
+        # parameters look unused in the synchronised last segment: DDP must be told to expect that.
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[world.device.index] if world.device.type == "cuda" else None,
+            find_unused_parameters=segments > 1, broadcast_buffers=False)
+    rows = slice(world.rank * config.batch_size // world.size, (world.rank + 1) * config.batch_size // world.size)
+    amp = autocast_dtype(config, world.device)
+    started = time.perf_counter()
+
+    def record_eval(kind_step: int, values: dict):
+        entry = {"kind": "eval", "step": kind_step, "tokens": tokens, **values}
+        if log:
+            log.write(entry)
+        if wandb:
+            wandb.write(entry)
+
+    while step < config.steps:
+        lr = learning_rate(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch_tokens, batch_weights = batches.next_batch(config.batch_size)
+        global_weight = max(float(batch_weights[:, 1:].sum()), 1.0)
+        # DDP averages gradients over processes, so each process scales its sum by size / global weight.
+        nats, _ = segmented_loss(wrapped, batch_tokens[rows].to(world.device), batch_weights[rows], config.bptt,
+                                 backward_scale=world.size / global_weight, autocast_dtype=amp)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss = float(distributed.all_reduce_sum(nats)) / global_weight
+        step += 1
+        tokens += config.batch_size * config.seq_len
+        record = {"kind": "train", "step": step, "tokens": tokens, "loss": loss, "bpb": loss / math.log(2),
+                  "lr": lr, "grad_norm": float(grad_norm)}
+        if not math.isfinite(loss):
+            raise ValueError(f"loss became {loss} at step {step}; lower --lr or raise --warmup-steps")
+        if world.is_main:
+            rate = progress.update(step, config.batch_size * config.seq_len, loss)
+            if step % config.log_every == 0 or step == config.steps:
+                entry = {**record, "tokens_per_s": rate, "elapsed_s": time.perf_counter() - started}
+                log.write(entry)
+                if wandb:
+                    wandb.write(entry)
+        if config.eval_every and step % config.eval_every == 0 and step < config.steps:
+            model.eval()
+            record_eval(step, quick_report(model, heldout, config.bptt, config.tasks, config.eval_task_samples, config.seed))
+            model.train()
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps and world.is_main:
+            save_checkpoint(model, out, _metadata(config, world, step, tokens, None))
+            data_state, buffer = batches.state_dict()
+            save_train_state(resume_path(out), model, optimizer,
+                             TrainState(step, tokens, config.to_dict(), data_state, buffer, extra, {}))
+        if on_step is not None:
+            on_step(step, record)
+
+    if world.is_main:
+        progress.message("final evaluation ...")
+    torch.manual_seed(config.seed)
+    baseline = HopeTransformer(model_config).to(world.device)  # a random-init model: this run's step 0 without --init
+    report = full_report(model, heldout, config.bptt, config.tasks, config.eval_task_samples, config.seed, baseline)
+    on = report["updates_on"]
+    record_eval(step, {**({"heldout_bpb": on["heldout_bpb"]} if "heldout_bpb" in on else {}),
+                       **{f"{t}_accuracy": v["answer_accuracy"] for t, v in on["tasks"].items()}})
+    if world.is_main:
+        metadata = _metadata(config, world, step, tokens, report)
+        metadata["metrics"] = _thinned(read_metrics(metrics_path(out)))  # curves for an uploaded checkpoint
+        save_checkpoint(model, out, metadata)
+        resume_path(out).unlink(missing_ok=True)  # the run is complete: nothing left to resume
+        if wandb:
+            wandb.summary(_flatten(report))
+            wandb.close()
+        progress.message(f"saved {out}")
+    return report
+
+
+def _metadata(config: TrainConfig, world, step: int, tokens: int, report: dict | None) -> dict:
+    return {"command": config.command, "status": "complete" if report is not None else "in progress",
+            "step": step, "tokens": tokens, "data": config.data, "data_note": config.data_note,
+            "tasks": config.tasks, "train_config": config.to_dict(), "processes": world.size,
+            "torch": torch.__version__, "eval": report or {}}
+
+
+def _thinned(records: list[dict], limit: int = 1000) -> list[dict]:
+    """At most ``limit`` train lines (evenly spaced, the last kept) plus every eval line."""
+    train_lines = [r for r in records if r.get("kind") == "train"]
+    stride = math.ceil(len(train_lines) / limit) if train_lines else 1
+    keep = {id(r) for r in train_lines[::-1][::stride]}
+    return [r for r in records if r.get("kind") != "train" or id(r) in keep]
+
+
+def _flatten(values: dict, prefix: str = "final") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}/{key}"))
+        elif isinstance(value, (int, float)):
+            flat[f"{prefix}/{key}"] = value
+    return flat

@@ -1,0 +1,89 @@
+"""Packing, the held-out split, task mixing and the data position that resume restores."""
+import pytest
+import torch
+
+from nested_learning.training.data import TextStream, TrainBatches, heldout_sequences, is_heldout, is_task_sequence
+from nested_learning.training.sources import open_source
+
+
+def write_corpus(folder, n_files=6, paragraphs=8):
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in range(n_files):
+        # Every paragraph names its own document-sized block, so windows can be traced to documents.
+        text = "\n\n".join(f"<f{f}p{p}> " + "lorem ipsum dolor " * 40 for p in range(paragraphs))
+        (folder / f"file{f}.txt").write_text(text)
+    return folder
+
+
+def markers(window: bytes) -> set[str]:
+    import re
+    return set(re.findall(r"<f\d+p\d+>", window.decode("utf-8", errors="replace")))
+
+
+def test_heldout_split_never_overlaps_training(tmp_path):
+    corpus = write_corpus(tmp_path / "c")
+    source = open_source(str(corpus))
+    documents = list(source.documents())
+    held = {d.id for d in documents if is_heldout(d.id, 0.3)}
+    assert 0 < len(held) < len(documents)
+    train_stream = TextStream([source], "train", 0.3, loop=False)
+    heldout_stream = TextStream([source], "heldout", 0.3, loop=False)
+    train_bytes = b"".join(iter(lambda: train_stream.next_window(100), None))
+    heldout_bytes = b"".join(iter(lambda: heldout_stream.next_window(100), None))
+    assert markers(train_bytes) and markers(heldout_bytes)
+    assert not markers(train_bytes) & markers(heldout_bytes)
+    expected_heldout = {m for d in documents if d.id in held for m in markers(d.text.encode())}
+    assert markers(heldout_bytes) <= expected_heldout
+
+
+def test_windows_tile_the_stream_with_one_byte_overlap(tmp_path):
+    source = open_source(str(write_corpus(tmp_path / "c", n_files=2)))
+    stream = TextStream([source], "train", 0.01, loop=False)
+    windows = list(iter(lambda: stream.next_window(64), None))
+    assert all(len(w) == 65 for w in windows)
+    assert all(a[-1] == b[0] for a, b in zip(windows, windows[1:]))
+    joined = windows[0] + b"".join(w[1:] for w in windows[1:])
+    documents = [d.text.encode() + b"\n\n" for d in source.documents() if not is_heldout(d.id, 0.01)]
+    assert b"".join(documents).startswith(joined)
+
+
+def test_sources_loop_over_epochs_and_take_turns(tmp_path):
+    a = open_source(str(write_corpus(tmp_path / "a", n_files=1, paragraphs=12)))  # 3 documents
+    b = open_source(str(write_corpus(tmp_path / "b", n_files=1, paragraphs=1)))  # 1 document
+    stream = TextStream([a, b], "train", 0.001, loop=True)
+    for _ in range(100):
+        stream.next_window(256)
+    assert stream.epoch[1] > stream.epoch[0] >= 1  # the smaller source restarted more often
+
+
+def test_task_fraction_is_exact():
+    for fraction in (0.0, 0.25, 1 / 3, 1.0):
+        chosen = sum(is_task_sequence(i, fraction) for i in range(1200))
+        assert chosen == round(1200 * fraction)
+
+
+def test_batches_resume_from_their_state_exactly(tmp_path):
+    corpus = str(write_corpus(tmp_path / "c"))
+    make = lambda: TrainBatches([corpus], 96, 0.1, ["recall", "repeat", "passkey"], 0.25, seed=3)
+    straight = make()
+    first = [straight.next_batch(4) for _ in range(3)]
+    state, buffer = straight.state_dict()
+    rest = [straight.next_batch(4) for _ in range(5)]
+    resumed = make()
+    resumed.load_state_dict(state, buffer)
+    for (tokens, weights), (tokens2, weights2) in zip(rest, [resumed.next_batch(4) for _ in range(5)]):
+        assert torch.equal(tokens, tokens2) and torch.equal(weights, weights2)
+    tokens, weights = first[0]
+    assert tokens.shape == weights.shape == (4, 97)
+    # Sequence 3 of every 4 is a task sequence: only its answer bytes weigh.
+    assert weights[:3].eq(1).all() and 0 < weights[3].sum() < 97
+
+
+def test_empty_or_all_heldout_data_is_a_clear_error(tmp_path):
+    corpus = write_corpus(tmp_path / "c", n_files=1, paragraphs=1)
+    batches = TrainBatches([str(corpus)], 64, 0.999999, [], 0.0, seed=0)
+    with pytest.raises(ValueError, match="no train documents"):
+        batches.next_batch(1)
+    (tmp_path / "blank.txt").write_text("\n\n   \n")
+    with pytest.raises(ValueError, match="held-out split is empty"):
+        heldout_sequences(TrainBatches([str(tmp_path / "blank.txt")], 64, 0.5, [], 0.0, seed=0), 4, 0.5)
