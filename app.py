@@ -1,6 +1,23 @@
-"""Nested Learning Explorer: Streamlit entry point (pages live in pages/)."""
-import streamlit as st
+"""Nested Learning Explorer: the Streamlit entry point. Run with ``streamlit run app.py``.
 
-st.set_page_config(page_title="Nested Learning Explorer", layout="wide")
-navigation = st.navigation([st.Page("pages/home.py", title="Home", default=True)])
+Pages live in app_pages/ (not pages/: with a pages/ folder Streamlit falls back to its older folder-based
+navigation whenever its page manager is re-created, which streamlit.testing does on every run, and then
+runs a page without this script). Figures and logic live in nested_learning.viz."""
+import streamlit as st
+import torch
+
+from app_pages import common
+from nested_learning.viz.models import TORCH_THREADS
+
+torch.set_num_threads(TORCH_THREADS)  # per script thread: each run starts in a new thread
+st.set_page_config(page_title="Nested Learning Explorer", page_icon=":material/neurology:", layout="wide")
+navigation = st.navigation([
+    st.Page("app_pages/explore.py", title="Explore", icon=":material/timeline:", default=True),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("app_pages/learn.py", title="Learn", icon=":material/school:"),
+    st.Page("app_pages/validate.py", title="Validate", icon=":material/fact_check:"),
+    st.Page("app_pages/model.py", title="Model", icon=":material/memory:"),
+])
+common.model_notice()
 navigation.run()
+common.sidebar()  # after the page, so it shows the memory after this run

@@ -1,15 +1,210 @@
-"""The Streamlit app starts and runs a sequence (AppTest, no browser)."""
+"""The dashboard under streamlit.testing (no browser): Explore, sessions, the shareable URL.
+
+The app runs a tiny checkpoint: ``models.DEFAULT_CHECKPOINT`` is patched (the module reads it once from
+the environment at import; nothing in a request can change it)."""
+import base64
+import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pytest
+import torch
 from streamlit.testing.v1 import AppTest
+
+from app_pages import common
+from nested_learning import load_checkpoint, save_checkpoint
+from nested_learning.recording import record
+from nested_learning.viz import models
+from nested_learning.viz.presets import TEXT_PRESETS
+from tests.conftest import tiny_model
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
-def test_home_page_runs_the_model():
-    app = AppTest.from_file(APP, default_timeout=60).run()
-    assert not app.exception
-    app.button[0].click().run()
-    assert not app.exception
-    assert app.metric[0].label == "Next-byte loss (nats)"
-    assert float(app.metric[0].value) > 0
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    model = tiny_model()
+    with torch.no_grad():  # like a trained model: CMS levels start from non-zero weights
+        for name, p in model.named_parameters():
+            if name.endswith("initial_memory") and ".cms." in name:
+                p.copy_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    path = save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny-app.safetensors", {"note": "tests"})
+    lines = [{"kind": "train", "step": s, "loss": 5.0 - s / 10} for s in range(1, 6)]
+    models.metrics_file(path).write_text("\n".join(json.dumps(l) for l in lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def app(tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", tiny_checkpoint)
+    return lambda: AppTest.from_file(APP, default_timeout=90)
+
+
+def arrays(value):
+    """Plotly JSON arrays (plain lists or typed base64 'bdata') as numpy."""
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return out.reshape([int(n) for n in str(shape).split(",")]) if shape is not None else out
+    return np.asarray(value)
+
+
+def figure(at, key: str) -> dict:
+    for element in at.get("plotly_chart"):
+        if element.key == key:
+            return json.loads(element.proto.spec)
+    raise AssertionError(f"no chart {key!r}; charts: {[e.key for e in at.get('plotly_chart')]}")
+
+
+def table(at, column: str) -> pd.DataFrame:
+    """The table that has ``column`` (st.dataframe keys are not visible to streamlit.testing)."""
+    for element in at.dataframe:
+        if column in element.value.columns:
+            return element.value
+    raise AssertionError(f"no table with column {column!r}")
+
+
+def has_chart(at, key: str) -> bool:
+    return any(e.key == key for e in at.get("plotly_chart"))
+
+
+def ok(at):
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_explore_runs_and_the_scrubber_redraws(app):
+    at = ok(app().run())
+    assert not has_chart(at, "timeline")
+    ok(at.button(key="run").click().run())
+    preset = TEXT_PRESETS["phrase"]
+    assert metric(at, "Tokens in this run") == str(len(preset.text))
+    timeline = figure(at, "timeline")
+    assert len(timeline["data"]) == 5  # loss, surprise, learning rate, retention, CMS raster
+    before = arrays(figure(at, "memory_heatmaps")["data"][0]["z"])
+    ok(at.slider(key="explore_token").set_value(3).run())
+    after = arrays(figure(at, "memory_heatmaps")["data"][0]["z"])
+    assert before.shape == after.shape == (16, 16) and not np.allclose(before, after)
+    ok(at.selectbox(key="view_layer").set_value(1).run())
+    assert not np.allclose(arrays(figure(at, "memory_heatmaps")["data"][0]["z"]), after)
+    weights = arrays(figure(at, "cms_heatmaps")["data"][0]["z"])
+    ok(at.segmented_control(key="cms_view").set_value("change in this run").run())
+    change = figure(at, "cms_heatmaps")["data"][0]
+    assert change["name"].startswith("W_t - W_start") and not np.allclose(arrays(change["z"]), weights)
+    assert any("Text coloured by surprise" in m.value for m in at.markdown)
+
+
+def test_switching_memory_off_changes_the_figures(app):
+    at = ok(app().run())
+    at.pills(key="view_off").set_value(["memory"])
+    ok(at.button(key="run").click().run())
+    assert len(figure(at, "timeline")["data"]) == 2  # loss and the CMS raster: no memory rows
+    assert not has_chart(at, "memory_heatmaps")
+    assert any("no test-time memory" in i.value for i in at.info)
+    assert at.query_params["off"] == "memory"
+
+
+def test_memory_carries_across_runs_until_reset(app):
+    at = ok(app().run())
+    at.segmented_control(key="explore_source").set_value("Type").run()
+    at.text_area(key="explore_text").set_value("abcdefgh").run()
+    ok(at.button(key="run").click().run())
+    ok(at.button(key="run").click().run())
+    assert metric(at, "Stream positions") == "8-15"
+    assert metric(at, "Memory holds") == "16 tokens"
+    ok(at.button(key="reset_memory").click().run())
+    assert metric(at, "Memory holds") == "0 tokens" and not has_chart(at, "timeline")
+    ok(at.button(key="run").click().run())
+    assert metric(at, "Stream positions") == "0-7"
+
+
+def test_two_sessions_are_isolated(app, tiny_checkpoint):
+    text = "the cat sat on the mat."
+    a, b = ok(app().run()), ok(app().run())
+    for at in (a, b):
+        at.segmented_control(key="explore_source").set_value("Type").run()
+        at.text_area(key="explore_text").set_value(text).run()
+    ok(a.button(key="run").click().run())
+    ok(a.button(key="run").click().run())  # A's memory has read the text twice
+    ok(b.button(key="run").click().run())
+    fresh, _ = record(load_checkpoint(tiny_checkpoint, device="cpu"), text)
+    expected = float(fresh.stream("loss")[:-1].double().mean())
+    assert metric(b, "Memory holds") == f"{len(text)} tokens" and metric(b, "Stream positions") == f"0-{len(text) - 1}"
+    assert metric(b, "Mean loss (nats)") == f"{expected:.3f}"  # B equals a fresh model
+    assert metric(a, "Memory holds") == f"{2 * len(text)} tokens"
+    b_surprise = arrays(figure(b, "timeline")["data"][1]["z"])
+    a_surprise = arrays(figure(a, "timeline")["data"][1]["z"])
+    np.testing.assert_allclose(b_surprise, fresh.stream("layers.0.memory.surprise").T.tolist() +
+                               fresh.stream("layers.1.memory.surprise").T.tolist(), rtol=1e-6)
+    assert not np.allclose(a_surprise, b_surprise)  # A's second reading differs: its memory learned
+    shared = common.shared_model("shipped", tiny_checkpoint.name, "cpu")  # the one model both sessions used
+    for (name, p), (_, q) in zip(shared.named_parameters(), load_checkpoint(tiny_checkpoint, device="cpu").named_parameters()):
+        assert torch.equal(p, q), f"{name} changed"  # parameters are never mutated
+
+
+def test_query_parameters_round_trip(app):
+    at = app()
+    params = {"preset": "facts", "layer": "1", "head": "1", "token": "20", "off": "cms.1"}
+    at.query_params.update(params)
+    ok(at.run())  # a shared link runs its preset once
+    assert not at.warning
+    assert metric(at, "Tokens in this run") == str(len(TEXT_PRESETS["facts"].text))
+    assert at.slider(key="explore_token").value == 20 and at.selectbox(key="view_layer").value == 1
+    assert at.selectbox(key="view_head").value == 1 and at.pills(key="view_off").value == ["cms.1"]
+    assert dict(at.query_params) == params
+    ok(at.slider(key="explore_token").set_value(7).run())
+    assert at.query_params["token"] == "7"
+
+
+def test_garbage_query_parameters_are_clamped_with_notices(app):
+    at = app()
+    at.query_params.update({"preset": "<script>x</script>", "layer": "99", "head": "two", "token": "100000",
+                            "off": "memory,bogus", "unknown": "1"})
+    ok(at.run())
+    warnings = " ".join(w.value for w in at.warning)
+    assert "layer=99 is out of range (0..1): using 1" in warnings
+    assert "head=two is not a whole number" in warnings and "off=bogus" in warnings and "preset=" in warnings
+    assert "<script>" not in warnings
+    ok(at.button(key="run").click().run())
+    assert at.slider(key="explore_token").value == len(TEXT_PRESETS["phrase"].text) - 1  # clamped to the run
+    assert any("past the end" in w.value for w in at.warning)
+    assert at.query_params["layer"] == "1" and at.query_params["off"] == "memory"
+    assert "head" not in at.query_params
+
+
+def test_input_limits_and_odd_text(app):
+    at = ok(app().run())
+    at.segmented_control(key="explore_source").set_value("Type").run()
+    at.text_area(key="explore_text").set_value("\u00e9" * 1025).run()  # 2050 bytes
+    at.button(key="run").click().run()
+    assert not at.exception and "2050 tokens" in at.error[0].value and "at most 2048" in at.error[0].value
+    assert metric(at, "Memory holds") == "0 tokens"
+    at.text_area(key="explore_text").set_value("<script>alert(1)</script> **x** \U0001F600\x07").run()
+    ok(at.button(key="run").click().run())
+    html = at.get("html")[0].proto.body
+    assert "<script" not in html and "**" not in html
+    at.segmented_control(key="explore_source").set_value("Upload").run()
+    at.file_uploader(key="explore_upload").set_value(("odd.txt", b"caf\xe9 \xff ok", "text/plain")).run()
+    assert "not valid UTF-8" in at.warning[0].value
+    ok(at.button(key="run").click().run())
+    assert metric(at, "Tokens in this run") == str(len("caf\ufffd \ufffd ok".encode()))
+
+
+def test_without_a_checkpoint_a_seeded_random_model_is_used(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", tmp_path / "absent.safetensors")
+    at = ok(AppTest.from_file(APP, default_timeout=90).run())
+    assert "random-init" in at.info[0].value
+
+
+def test_a_damaged_shipped_checkpoint_falls_back_with_the_reason(monkeypatch, tmp_path):
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"\x00" * 64)
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", damaged)
+    at = ok(AppTest.from_file(APP, default_timeout=90).run())
+    assert "could not be loaded" in at.info[0].value and "random\\-init" in at.sidebar.caption[0].value

@@ -1,0 +1,166 @@
+"""Streamlit glue shared by the pages: the cached model, this session's memory, the sidebar and the
+shareable view in the URL. Logic lives in nested_learning.viz; this file only wires it to Streamlit."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import streamlit as st
+
+from nested_learning import CheckpointError, HopeTransformer, load_checkpoint
+from nested_learning.viz import models
+from nested_learning.viz.presets import TEXT_PRESETS
+from nested_learning.viz.safe_text import escape_markdown
+from nested_learning.viz.session import MemorySession
+from nested_learning.viz.view import View, ablation_names, parse_view, view_to_params
+
+PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the model...")
+def shared_model(kind: str, name: str, device: str) -> HopeTransformer:
+    """One model object per (source, device) for the whole server: parameters are never mutated, every
+    session passes its own state."""
+    return models.build_model(models.ModelChoice(kind, name, device))
+
+
+def _choice() -> models.ModelChoice:
+    if "model_choice" not in st.session_state:
+        choice, notice = models.default_choice()
+        st.session_state.model_choice, st.session_state.model_notice = choice, notice
+    return st.session_state.model_choice
+
+
+def current_model() -> tuple[HopeTransformer, models.ModelChoice]:
+    choice = _choice()
+    if choice.kind == "upload":
+        return st.session_state.uploaded_model, choice
+    try:
+        return shared_model(choice.kind, choice.name, choice.device), choice
+    except (CheckpointError, OSError) as e:  # a damaged shipped file: fall back, say why
+        fallback = models.ModelChoice("preset", models.FALLBACK_PRESET, choice.device)
+        st.session_state.model_choice = fallback
+        st.session_state.model_notice = (f"The shipped checkpoint could not be loaded ({escape_markdown(e, limit=300)}); "
+                                         "using a seeded random-init model.")
+        return shared_model(fallback.kind, fallback.name, fallback.device), fallback
+
+
+def set_model(choice: models.ModelChoice, model: HopeTransformer | None = None):
+    """Switch this session to another model (an upload passes its loaded model). The memory is reset:
+    a state belongs to the model that wrote it."""
+    if choice.kind == "upload":
+        st.session_state.uploaded_model = model
+    st.session_state.model_choice, st.session_state.model_notice = choice, None
+
+
+def load_upload(name: str, data: bytes, device: str) -> str | None:
+    """Load an uploaded checkpoint; on failure the current model stays and the one-line reason is returned."""
+    try:
+        model = load_checkpoint(data, device=device)
+    except CheckpointError as e:
+        return escape_markdown(str(e).replace("uploaded file", name, 1), limit=300)  # shown as Markdown
+    set_model(models.ModelChoice("upload", name, device, hashlib.sha256(data).hexdigest()[:16]), model)
+    return None
+
+
+def memory_session() -> MemorySession:
+    """This browser session's memory for the current model (new and empty after a model switch)."""
+    _, choice = current_model()
+    session = st.session_state.get("memory")
+    if session is None or session.model_key != choice.key:
+        session = st.session_state.memory = MemorySession(choice.key)
+    return session
+
+
+def shown_label(choice: models.ModelChoice) -> str:
+    """The model's label for a Markdown element (an upload's file name is user text)."""
+    return escape_markdown(choice.label, limit=120)
+
+
+def _reset_memory():
+    memory_session().reset()
+    for key in ("explore_cms", "explore_events"):
+        st.session_state.pop(key, None)
+
+
+def model_notice():
+    current_model()
+    if st.session_state.get("model_notice"):
+        st.info(st.session_state.model_notice, icon=":material/info:")
+
+
+def sidebar():
+    """Drawn after the page (pages never call st.stop), so the count includes this run."""
+    _, choice = current_model()
+    session = memory_session()
+    with st.sidebar:
+        st.caption(f"Model: {shown_label(choice)}")
+        st.metric("Memory holds", f"{session.position} tokens", help="Tokens read since the last reset; "
+                  "each run on Explore continues from here.")
+        st.button("Reset memory", key="reset_memory", width="stretch", on_click=_reset_memory,
+                  help="Forget everything this session's memory has read (the model's parameters never change).")
+
+
+# ---- the shareable view ----------------------------------------------------------------------
+WIDGET_KEYS = {"layer": "view_layer", "head": "view_head", "off": "view_off", "preset": "view_preset"}
+
+
+def read_view(config) -> list[str]:
+    """Apply the URL to the view widgets when it differs from what this session last wrote (a shared
+    link, or an edited URL). Returns the notices of values that were clamped or ignored."""
+    params = st.query_params.to_dict()
+    if not params or params == st.session_state.get("view_params"):
+        _fit_widgets(config)
+        return []
+    view, notices = parse_view(params, config, tuple(TEXT_PRESETS))
+    st.session_state[WIDGET_KEYS["layer"]] = view.layer
+    st.session_state[WIDGET_KEYS["head"]] = view.head
+    st.session_state[WIDGET_KEYS["off"]] = list(view.off)
+    if view.preset:  # a shared link to a preset: Explore runs it once, from a fresh memory
+        st.session_state[WIDGET_KEYS["preset"]] = view.preset
+        st.session_state.explore_source = "Preset"
+        st.session_state.autorun = True
+    st.session_state.pending_token = view.token  # applied to the run (clamped to its length)
+    st.session_state.view_params = params
+    return notices
+
+
+def _fit_widgets(config):
+    """Keep remembered widget values valid for the current model (another model may have fewer layers)."""
+    state = st.session_state
+    if state.get(WIDGET_KEYS["layer"], 0) >= config.n_layers:
+        state[WIDGET_KEYS["layer"]] = config.n_layers - 1
+    if state.get(WIDGET_KEYS["head"], 0) >= config.n_heads:
+        state[WIDGET_KEYS["head"]] = config.n_heads - 1
+    if WIDGET_KEYS["off"] in state:
+        valid = ablation_names(config)
+        state[WIDGET_KEYS["off"]] = [n for n in state[WIDGET_KEYS["off"]] if n in valid]
+
+
+def current_view(token: int | None = None) -> View:
+    state = st.session_state
+    return View(state.get(WIDGET_KEYS["preset"]), int(state.get(WIDGET_KEYS["layer"], 0)),
+                int(state.get(WIDGET_KEYS["head"], 0)), token, tuple(state.get(WIDGET_KEYS["off"], ())))
+
+
+def write_view(view: View):
+    """Put the view in the URL (only when it changed, so the browser history stays quiet)."""
+    params = view_to_params(view)
+    if params != st.query_params.to_dict():
+        st.query_params.from_dict(params)
+    st.session_state.view_params = params
+
+
+def show_notices(notices: list[str]):
+    for notice in notices:
+        st.warning(notice, icon=":material/link:")
+
+
+def ablation_picker(config, key: str, label: str = "Switch off") -> list[str]:
+    names = ablation_names(config)
+    return st.pills(label, names, selection_mode="multi", key=key, persist_state="session",
+                    help="Components to switch off for this run (cms.N = one CMS level). Parameters are untouched.")
+
+
+def with_token(view: View, token: int) -> View:
+    return replace(view, token=token)

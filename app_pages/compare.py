@@ -1,0 +1,118 @@
+"""Compare: A (the current model, everything on) and B (components switched off, or another model)
+read the same text from a fresh memory; side by side on shared scales, with B - A."""
+from __future__ import annotations
+
+import streamlit as st
+
+from nested_learning import Ablation
+from nested_learning.config import PRESETS
+from nested_learning.tokenizer import ByteTokenizer
+from nested_learning.viz import compare, models
+from nested_learning.viz.presets import TEXT_PRESETS
+from nested_learning.viz.session import MAX_RUN_TOKENS
+from nested_learning.viz.view import ablation_names, clamp_token
+from app_pages import common
+
+model, choice = common.current_model()
+config = model.config
+notices = common.read_view(config)
+
+st.title("Compare two settings")
+common.show_notices(notices)
+st.caption("A is the current model with every component on. B is the same model with components switched off, "
+           "or another model. Both read the same text from a fresh memory (your Explore memory is not used).")
+
+uploaded = st.session_state.get("uploaded_model")  # this session's last uploaded checkpoint, if any
+B_OPTIONS = ["same"] + (["shipped"] if models.DEFAULT_CHECKPOINT.is_file() and choice.kind != "shipped" else []) \
+    + (["upload"] if uploaded is not None and choice.kind != "upload" else []) + [f"preset:{name}" for name in PRESETS]
+
+
+def b_label(option: str) -> str:
+    if option == "same":
+        return "the current model"
+    if option == "shipped":
+        return f"the shipped checkpoint ({models.DEFAULT_CHECKPOINT.name})"
+    if option == "upload":
+        return "your uploaded checkpoint"
+    return f"random-init '{option.split(':', 1)[1]}' preset"
+
+
+def model_for(option: str):
+    if option == "same":
+        return model
+    if option == "upload":
+        return uploaded
+    if option == "shipped":
+        return common.shared_model("shipped", models.DEFAULT_CHECKPOINT.name, choice.device)
+    return common.shared_model("preset", option.split(":", 1)[1], choice.device)
+
+
+with st.container(border=True):
+    left, right = st.columns(2)
+    with left:
+        key = st.selectbox("Text", list(TEXT_PRESETS), key=common.WIDGET_KEYS["preset"], persist_state="session",
+                           format_func=lambda k: TEXT_PRESETS[k].describe())
+        typed = st.text_area("or type your own (leave empty to use the preset)", key="compare_text", height=90,
+                             persist_state="session")
+        preset = TEXT_PRESETS[key or "phrase"]
+        text, answers = (typed, ()) if typed.strip() else (preset.text, preset.answers)
+    with right:
+        option = st.selectbox("B runs", B_OPTIONS, format_func=b_label, key="compare_b", persist_state="session")
+        model_b = model_for(option)
+    names_b = ablation_names(model_b.config)
+    if model_b is model:
+        off = common.ablation_picker(config, common.WIDGET_KEYS["off"], "Switch off in B")
+    else:
+        off = st.pills("Switch off in B", names_b, selection_mode="multi", key="compare_off_other")
+    n_tokens = len(ByteTokenizer().encode(text))
+    clicked = st.button("Compare", type="primary", key="compare_run")
+    st.caption(f"{n_tokens} tokens; at most {MAX_RUN_TOKENS}.")
+
+if clicked:
+    if not 0 < n_tokens <= MAX_RUN_TOKENS:
+        st.error(f"The text is {n_tokens} tokens; a comparison takes 1 to {MAX_RUN_TOKENS}.")
+    else:
+        ablation_b = Ablation.from_names([n for n in off if n in names_b])
+        label_b = "B (" + (", ".join(ablation_b.names_off()) + " off" if ablation_b.names_off() else "all on") + \
+            (f", {b_label(option)}" if option != "same" else "") + ")"
+        with st.spinner(f"Running A and B on {n_tokens} tokens...", show_time=True):
+            rec_a = compare.run_side(model, text, Ablation())
+            rec_b = compare.run_side(model_b, text, ablation_b)
+        st.session_state.compare = (rec_a, rec_b, answers, ("A", "B"), label_b)
+
+
+@st.fragment
+def memory_panels(rec_a, rec_b, labels):
+    st.subheader("Memory of one head, A vs B")
+    c1, c2 = st.columns(2)
+    layer = c1.selectbox("Layer", range(config.n_layers), key=common.WIDGET_KEYS["layer"], persist_state="session")
+    head = c2.selectbox("Head", range(config.n_heads), key=common.WIDGET_KEYS["head"], persist_state="session")
+    view, notice = clamp_token(common.current_view(st.session_state.get("compare_token")), rec_a.n_tokens)
+    if notice:
+        st.warning(notice)
+    st.session_state.compare_token = view.token if view.token is not None else rec_a.n_tokens - 1
+    t = st.slider("Token", 0, rec_a.n_tokens - 1, key="compare_token")
+    fig = compare.compare_memory(rec_a, rec_b, layer, head, t, labels)
+    if fig is None:
+        st.info(f"Layer {layer}, head {head} has no test-time memory on one side, so there is no M_t to compare.")
+    else:
+        st.plotly_chart(fig, config=common.PLOT_CONFIG, key="compare_memory")
+    common.write_view(common.with_token(view, t))
+
+
+def show_comparison(rec_a, rec_b, answers, labels, label_b):
+    st.markdown(f"**A** (all on) vs **{label_b}**")
+    table = compare.summary_table(rec_a, rec_b, answers, labels)
+    st.dataframe(table.style.format("{:.4f}", na_rep="n/a"), key="compare_table")
+    if not answers:
+        st.caption("Recall accuracy needs a preset text (its answer bytes are known); typed text shows n/a.")
+    st.plotly_chart(compare.compare_timeline(rec_a, rec_b, labels), config=common.PLOT_CONFIG, key="compare_timeline")
+    memory_panels(rec_a, rec_b, labels)
+
+
+result = st.session_state.get("compare")
+if result is None:
+    st.info("Choose B and press **Compare**.")
+    common.write_view(common.current_view())
+else:
+    show_comparison(*result)

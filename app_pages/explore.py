@@ -1,0 +1,167 @@
+"""Explore: feed text to the model, watch its memory learn token by token. The memory carries across
+runs until Reset; the token scrubber redraws the memory heatmaps without rerunning the page."""
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from nested_learning import Ablation
+from nested_learning.tokenizer import ByteTokenizer
+from nested_learning.viz import heatmaps, models, timelines
+from nested_learning.viz.cms_replay import CMSReplay
+from nested_learning.viz.presets import TEXT_PRESETS
+from nested_learning.viz.safe_text import byte_spans, colored_text_html, decode_upload, escape_markdown
+from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused, summary
+from nested_learning.viz.view import clamp_token
+from app_pages import common
+
+model, choice = common.current_model()
+config = model.config
+session = common.memory_session()
+notices = common.read_view(config)
+
+st.title("Explore memory dynamics")
+common.show_notices(notices)
+
+
+# ---- input ------------------------------------------------------------------------------------
+def input_text() -> tuple[str, str]:
+    """The text to run and where it came from."""
+    if "explore_source" not in st.session_state:
+        st.session_state.explore_source = "Preset"
+    source = st.segmented_control("Input", ["Type", "Preset", "Upload"], key="explore_source", persist_state="session")
+    if source == "Type":
+        text = st.text_area("Text", "the cat sat on the mat. the cat sat on the mat.", key="explore_text",
+                            height=140, persist_state="session")
+        return text, "the typed text"
+    if source == "Upload":
+        upload = st.file_uploader("A .txt file (UTF-8)", type=["txt"], key="explore_upload")
+        if upload is None:
+            return "", "no file yet"
+        text, problems = decode_upload(upload.getvalue())
+        for problem in problems:
+            st.warning(problem)
+        st.code(text[:3000] + (" ..." if len(text) > 3000 else ""), language=None, wrap_lines=True, height=160)
+        return text, f"the file {escape_markdown(upload.name)}"
+    key = st.selectbox("Preset", list(TEXT_PRESETS), key=common.WIDGET_KEYS["preset"], persist_state="session",
+                       format_func=lambda k: TEXT_PRESETS[k].describe())
+    preset = TEXT_PRESETS[key or "phrase"]
+    st.code(preset.text, language=None, wrap_lines=True, height=120)
+    return preset.text, f"the preset '{preset.title}'"
+
+
+with st.container(border=True):
+    text, origin = input_text()
+    off = common.ablation_picker(config, common.WIDGET_KEYS["off"])
+    n_tokens = len(ByteTokenizer().encode(text))
+    left, right = st.columns([1, 3], vertical_alignment="center")
+    run_clicked = left.button("Run", type="primary", key="run", width="stretch")
+    right.caption(f"{n_tokens} tokens (UTF-8 bytes) from {origin}; one run takes at most {MAX_RUN_TOKENS}. "
+                  "A run continues from the memory counted in the sidebar.")
+
+
+def do_run():
+    status = st.status(f"Reading {n_tokens} tokens...", expanded=False)
+    started = time.perf_counter()
+    try:
+        result = session.run(model, text, Ablation.from_names(off))
+    except RunRefused as e:
+        status.update(label="Run refused", state="error")
+        st.error(str(e), icon=":material/block:")
+        return
+    status.update(label=f"Read {n_tokens} tokens in {time.perf_counter() - started:.2f} s", state="complete")
+    st.session_state.explore_events = None
+    pending = st.session_state.pop("pending_token", None)
+    st.session_state.explore_token = pending if pending is not None else result.recording.n_tokens - 1
+
+
+autorun = st.session_state.pop("autorun", False) and session.runs == 0
+if run_clicked or autorun:
+    do_run()
+
+
+# ---- results ------------------------------------------------------------------------------------
+def cms_replay(recording, layer: int) -> CMSReplay:
+    cache = st.session_state.setdefault("explore_cms", {})
+    key = (id(recording), layer)
+    if key not in cache:
+        cache.clear()  # one replay per session: bounded memory
+        cache[key] = CMSReplay(recording, layer)
+    return cache[key]
+
+
+def show_run(result):
+    recording = result.recording
+    stats = summary(recording)
+    cols = st.columns(6)
+    cols[0].metric("Tokens in this run", recording.n_tokens)
+    cols[1].metric("Stream positions", f"{recording.start_position}-{recording.start_position + recording.n_tokens - 1}")
+    cols[2].metric("Mean loss (nats)", f"{stats['mean_loss']:.3f}")
+    cols[3].metric("Bits per byte", f"{stats['bits_per_byte']:.2f}")
+    cols[4].metric("Mean surprise", f"{stats['mean_surprise']:.3f}")
+    cols[5].metric("Run time", f"{result.seconds:.2f} s")
+    if recording.ablation.names_off():
+        st.caption("Switched off in this run: " + ", ".join(recording.ablation.names_off()))
+    # Timelines are drawn at once, then again with the CMS raster once its events are derived.
+    st.subheader("Timelines")
+    timeline = st.empty()
+    events = st.session_state.get("explore_events")
+    if events is None or events[0] is not recording:
+        timeline.plotly_chart(timelines.timeline_figure(recording), config=common.PLOT_CONFIG, key="timeline_fast")
+        with st.spinner("Deriving CMS update events..."):
+            st.session_state.explore_events = events = (recording, recording.cms_events())
+    timeline.plotly_chart(timelines.timeline_figure(recording, events[1]), config=common.PLOT_CONFIG, key="timeline")
+    left, right = st.columns(2)
+    left.download_button("Download recording (.safetensors)", lambda: models.recording_bytes(recording),
+                         file_name="recording.safetensors", mime="application/octet-stream", key="dl_recording",
+                         on_click="ignore", width="stretch")
+    right.download_button("Download per-token CSV", lambda: models.recording_csv(recording), file_name="recording.csv",
+                          mime="text/csv", key="dl_csv", on_click="ignore", width="stretch")
+    scrubber(recording)
+
+
+@st.fragment
+def scrubber(recording):
+    """Moving the slider (or layer / head) reruns only this function."""
+    st.subheader("Inside the memory at one token")
+    c1, c2, c3 = st.columns([1, 1, 2])
+    layer = c1.selectbox("Layer", range(config.n_layers), key=common.WIDGET_KEYS["layer"], persist_state="session")
+    head = c2.selectbox("Head", range(config.n_heads), key=common.WIDGET_KEYS["head"], persist_state="session")
+    cms_view = c3.segmented_control("CMS panels", ["weights", "change in this run"], default="weights",
+                                    key="cms_view", persist_state="session")
+    view, notice = clamp_token(common.current_view(st.session_state.get("explore_token")), recording.n_tokens)
+    if notice:
+        st.warning(notice, icon=":material/link:")
+    st.session_state.explore_token = view.token if view.token is not None else recording.n_tokens - 1
+    t = st.slider("Token", 0, recording.n_tokens - 1, key="explore_token",
+                  help="Scrub through the run: the heatmaps show the state after this token.")
+    label = ByteTokenizer.token_label(int(recording.tokens[t]))
+    st.caption(f"Token {t} (stream position {recording.start_position + t}): byte '{escape_markdown(label)}'")
+    if layer in recording.memory_layers:
+        fig = heatmaps.memory_figure(recording.memory_matrix(layer, head, t), recording.memory_delta(layer, head, t),
+                                     f"token {t}")
+        st.plotly_chart(fig, config=common.PLOT_CONFIG, key="memory_heatmaps")
+        values, name = timelines.stream_row(recording, "surprise", layer), "surprise"
+    else:
+        st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
+        values, name = recording.stream("loss").double().numpy(), "loss"
+    if layer in recording.cms_layers:
+        replay = cms_replay(recording, layer)
+        weights = replay.weights(t)
+        if cms_view == "change in this run":
+            weights = [w - w0 for w, w0 in zip(weights, replay.weights(-1))]
+        st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, "W" if cms_view == "weights" else "W_t - W_start"),
+                        config=common.PLOT_CONFIG, key="cms_heatmaps")
+    st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads; hover a character for its value)")
+    st.html(colored_text_html(byte_spans(recording.tokens.tolist(), values), value_name=name,
+                              start_position=recording.start_position))
+    common.write_view(common.with_token(view, t))
+
+
+if session.last is None:
+    st.info("Pick an input and press **Run**. Each run continues from the memory of the previous ones until "
+            "you press **Reset memory** in the sidebar.")
+    common.write_view(common.current_view(st.session_state.get("pending_token")))
+else:
+    show_run(session.last)

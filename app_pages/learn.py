@@ -1,0 +1,109 @@
+"""Learn: one-click demos of the ideas behind the model, each with a plain explanation."""
+from __future__ import annotations
+
+import streamlit as st
+
+from nested_learning.viz import lessons
+from app_pages import common
+
+model, choice = common.current_model()
+st.title("Learn: how a memory that learns while it reads works")
+st.caption(f"The demos run on the current model ({common.shown_label(choice)}) with a fresh memory each time; "
+           "they do not touch your Explore memory.")
+
+store, repeat, cms, recall, forget = st.tabs(["Hebbian vs delta rule", "Surprise falls on repeats",
+                                              "CMS update rates", "In-context recall", "Memory off forgets"])
+
+with store:
+    st.markdown(
+        "A memory is a matrix **M** that maps a *key* vector to a *value* vector. Writing a pair changes M; "
+        "reading multiplies M by the key.\n\n"
+        "- **Hebbian rule**: `M += v kᵀ` adds every pair on top of what is there. Keys that look alike "
+        "(here: words sharing letters) bleed into each other, and writing again only makes M bigger.\n"
+        "- **Delta rule**: `M += (v - M k) kᵀ` writes only the *error*, what M gets wrong for this key. "
+        "Writing a pair it already knows changes nothing, and a few passes untangle similar keys.\n\n"
+        "Edit the store (one `key = value` per line), choose how many passes to write it, and compare.")
+    text = st.text_area("Key-value store", lessons.DEFAULT_STORE, key="learn_store", height=160)
+    passes = st.slider("Passes over the store", 1, 5, 1, key="learn_passes")
+    if st.button("Write and recall", key="learn_store_run", type="primary"):
+        pairs, notices = lessons.parse_store(text)
+        for notice in notices:
+            st.warning(notice)
+        if not pairs:
+            st.error("The store is empty: write lines like `cat = meow`.")
+        else:
+            table = lessons.hebbian_vs_delta(pairs, passes=passes)
+            right_h = (table["hebbian recalls"] == table["stored"]).mean()
+            right_d = (table["delta recalls"] == table["stored"]).mean()
+            c1, c2 = st.columns(2)
+            c1.metric("Hebbian: recalled right", f"{right_h:.0%}")
+            c1.caption(f"mean recall error {table['hebbian error'].mean():.3f}")
+            c2.metric("Delta rule: recalled right", f"{right_d:.0%}")
+            c2.caption(f"mean recall error {table['delta error'].mean():.3f}")
+            st.plotly_chart(lessons.store_figure(table), config=common.PLOT_CONFIG, key="learn_store_fig")
+            st.dataframe(table, hide_index=True, key="learn_store_table")
+            st.caption("Keys are 16-dimensional vectors made from each word's letter trigrams; values are random "
+                       "32-dimensional vectors; 'recalls' is the stored value nearest to what the memory returns.")
+
+with repeat:
+    st.markdown(
+        "**Surprise** is how wrong the memory is about a token before it learns it: `||v - M k||`. The first "
+        "time a phrase goes by everything is new; when it comes again the memory has already written those "
+        "key-value pairs, so surprise drops copy after copy.")
+    phrase = st.text_input("Phrase", "the cat sat on the mat. ", key="learn_phrase")
+    if st.button("Read it 4 times", key="learn_repeat_run", type="primary"):
+        if not phrase.strip() or len(phrase.encode("utf-8")) > 400:
+            st.error("Type a phrase of 1 to 400 bytes.")
+        else:
+            recording, table = lessons.repetition(model, phrase, 4)
+            n = len(phrase.encode("utf-8"))
+            st.plotly_chart(lessons.surprise_by_copy_figure(recording, n, "mean surprise, dotted lines = new copy"),
+                            config=common.PLOT_CONFIG, key="learn_repeat_fig")
+            st.dataframe(table, hide_index=True, key="learn_repeat_table")
+            first, last = table["mean surprise"].iloc[0], table["mean surprise"].iloc[-1]
+            st.write(f"Mean surprise went from {first:.3f} on the first copy to {last:.3f} on the fourth.")
+
+with cms:
+    st.markdown(
+        "The **Continuum Memory System** is a chain of memory levels that learn at different speeds. "
+        "Level 0 updates after every token, level 1 every 2 tokens, level 2 every 4, and so on: fast levels "
+        "follow the moment, slow ones collect what stays true over longer stretches. Each dot below is one "
+        "update; its size is how much the weights changed.")
+    if not model.config.cms_periods:
+        st.info("This model has no CMS; choose a model with CMS on the Model page.")
+    elif st.button("Run 96 tokens and show the updates", key="learn_cms_run", type="primary"):
+        recording, _ = lessons.repetition(model, "the cat sat on the mat. ", 4)
+        table, fig = lessons.cms_rates(recording, layer=0)
+        st.plotly_chart(fig, config=common.PLOT_CONFIG, key="learn_cms_fig")
+        st.dataframe(table, hide_index=True, key="learn_cms_table")
+
+with recall:
+    st.markdown(
+        "**In-context recall**: the text lists key=value facts, then asks for the keys again. Nothing about "
+        "these pairs is in the model's parameters; the only way to answer is to remember them from the "
+        "text. The table shows, for each answer digit, what the model predicted before seeing it.")
+    seed = st.number_input("Sample", 0, 10_000, 0, key="learn_recall_seed")
+    if st.button("Ask", key="learn_recall_run", type="primary"):
+        text, table, accuracy = lessons.association_recall(model, seed=int(seed))
+        st.code(text, language=None, wrap_lines=True)
+        st.metric("Answer digits predicted right", f"{accuracy:.0%}", help="Chance is about 10% (ten digits).")
+        st.dataframe(table, hide_index=True, key="learn_recall_table")
+        if choice.kind == "preset":
+            st.caption("This is a random-init model: expect chance level. Load the trained checkpoint on the "
+                       "Model page to see recall.")
+
+with forget:
+    st.markdown(
+        "Read a passage, then read it again while the state carries over. With **test-time updates** on, the "
+        "memory wrote the passage the first time, so the second reading is less surprising. With updates "
+        "**off**, the memory stays exactly as it started: the second reading is as surprising as the first.")
+    passage = st.text_input("Passage", "a quiet river bends past the old mill. ", key="learn_forget_text")
+    if st.button("Read twice, updates on and off", key="learn_forget_run", type="primary"):
+        if not passage.strip() or len(passage.encode("utf-8")) > 400:
+            st.error("Type a passage of 1 to 400 bytes.")
+        else:
+            table, _ = lessons.forgetting(model, passage)
+            st.dataframe(table, hide_index=True, key="learn_forget_table")
+            pivot = table.pivot(index="setting", columns="reading", values="mean surprise")
+            for setting, row in pivot.iterrows():
+                st.write(f"{setting}: surprise {row['first']:.3f} on the first reading, {row['second']:.3f} on the second.")

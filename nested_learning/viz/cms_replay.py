@@ -1,0 +1,60 @@
+"""CMS level weights at any token, fast enough for a scrubber.
+
+``Recording.cms_weights(layer, level, t)`` replays the layer's CMS chain from the first token, which
+costs time linear in t. For the scrubber this class replays once, keeps the level states every
+``every`` tokens, and answers any t by replaying at most ``every - 1`` tokens from the checkpoint
+before it. The chain runs with the stream position of each segment, so block boundaries (and so the
+weights) are the same as in one replay.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..cms import ContinuumMemorySystem
+from ..recording import Recording
+from ..state import CMSLevelState
+
+
+class CMSReplay:
+    def __init__(self, recording: Recording, layer: int, every: int = 32):
+        prefix = f"layers.{layer}.cms."
+        if prefix + "input" not in recording.tensors:
+            raise KeyError(f"layer {layer} has no recorded CMS")
+        config, tensors = recording.config, recording.tensors
+        self.cms = ContinuumMemorySystem(config.d_model, config.cms_hidden, config.cms_periods)
+        params = {k[len(prefix + "params."):]: v for k, v in tensors.items() if k.startswith(prefix + "params.")}
+        self.cms.load_state_dict(params)
+        self.inputs = tensors[prefix + "input"]
+        self.start, self.ablation, self.every = recording.start_position, recording.ablation, every
+        initial = lambda j, n: tensors[f"{prefix}initial.{j}.{n}"]
+        self.initial = [CMSLevelState(initial(j, "memory")[None, None], initial(j, "pending")[None, None],
+                                      initial(j, "previous_input")[None]) for j in range(len(config.cms_periods))]
+        self._checkpoints: list[list[CMSLevelState]] | None = None  # states after tokens every-1, 2 every-1, ...
+
+    def _run(self, states, first: int, last: int):
+        """Level states after token ``last``, from ``states`` (the states before token ``first``)."""
+        if last < first:
+            return states
+        with torch.no_grad():
+            _, states = self.cms(self.inputs[None, first:last + 1], states, self.start + first, self.ablation)
+        return states
+
+    def _build(self):
+        self._checkpoints, states = [], self.initial
+        for end in range(self.every - 1, self.inputs.shape[0], self.every):
+            states = self._run(states, end - self.every + 1, end)
+            self._checkpoints.append(states)
+
+    def states(self, t: int) -> list[CMSLevelState]:
+        """Level states after token t (t = -1: before the first token)."""
+        if not -1 <= t < self.inputs.shape[0]:
+            raise IndexError(f"token {t} is outside this recording")
+        if self._checkpoints is None:
+            self._build()
+        k = (t + 1) // self.every  # whole segments before t's
+        base = self._checkpoints[k - 1] if k else self.initial
+        return self._run(base, k * self.every, t)
+
+    def weights(self, t: int) -> list[torch.Tensor]:
+        """Every level's fast weights after token t, [D, h] each."""
+        return [s.memory[0, 0] for s in self.states(t)]

@@ -1,0 +1,86 @@
+"""A/B comparison of two runs on the same text: a summary table, per-token timelines with B - A, and
+memory panels on shared scales."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..ablation import Ablation
+from ..model import HopeTransformer
+from ..recording import Recording, record
+from .heatmaps import ab_figure
+from .presets import recall_accuracy
+from .session import MAX_RUN_TOKENS, summary
+
+
+def run_side(model: HopeTransformer, text: str, ablation: Ablation) -> Recording:
+    """One side of a comparison: a fresh memory, so both sides start from the same place."""
+    recording, _ = record(model, text, ablation=ablation, max_tokens=MAX_RUN_TOKENS)
+    return recording
+
+
+def summary_table(a: Recording, b: Recording, answers: tuple[int, ...] = (), labels=("A", "B")) -> pd.DataFrame:
+    """Rows A, B and B - A: mean loss (nats and bits per byte), mean surprise, recall accuracy on ``answers``."""
+    rows = {}
+    for label, rec in zip(labels, (a, b)):
+        s = summary(rec)
+        accuracy = recall_accuracy(rec.stream("topk.ids")[:, 0], rec.tokens, answers)
+        rows[label] = {"mean loss (nats)": s["mean_loss"], "bits per byte": s["bits_per_byte"],
+                       "mean surprise": s["mean_surprise"],
+                       "recall accuracy": math.nan if accuracy is None else accuracy}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.loc[f"{labels[1]} - {labels[0]}"] = table.loc[labels[1]] - table.loc[labels[0]]
+    return table
+
+
+def _layer_surprise(rec: Recording) -> tuple[np.ndarray, list[str]]:
+    """[layers, T] mean-over-heads surprise, NaN rows for layers without memory (so A and B line up)."""
+    T, n = rec.n_tokens, rec.config.n_layers
+    z = np.full((n, T), np.nan)
+    for layer in rec.memory_layers:
+        z[layer] = rec.stream(f"layers.{layer}.memory.surprise").double().mean(1).numpy()
+    return z, [f"L{i}" for i in range(n)]
+
+
+def compare_timeline(a: Recording, b: Recording, labels=("A", "B")) -> go.Figure:
+    """Loss of A and B, loss B - A, and mean surprise per layer for A, B (one shared colour scale) and B - A."""
+    positions = np.arange(a.n_tokens)
+    loss_a, loss_b = (r.stream("loss").double().numpy() for r in (a, b))
+    titles = ["next-token loss", f"loss {labels[1]} - {labels[0]}", f"surprise {labels[0]} (mean over heads)",
+              f"surprise {labels[1]}", f"surprise {labels[1]} - {labels[0]}"]
+    fig = make_subplots(rows=5, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.05)
+    fig.add_trace(go.Scatter(x=positions, y=loss_a, name=labels[0], mode="lines", line=dict(width=1.2)), row=1, col=1)
+    fig.add_trace(go.Scatter(x=positions, y=loss_b, name=labels[1], mode="lines", line=dict(width=1.2)), row=1, col=1)
+    fig.add_trace(go.Bar(x=positions, y=loss_b - loss_a, name=f"{labels[1]} - {labels[0]}", showlegend=False,
+                         marker=dict(color=np.where(loss_b - loss_a > 0, "#d6604d", "#4393c3"), line=dict(width=0))),
+                  row=2, col=1)
+    (za, names), (zb, _) = _layer_surprise(a), _layer_surprise(b)
+    finite = np.concatenate([za[np.isfinite(za)], zb[np.isfinite(zb)]])
+    top = float(finite.max()) if finite.size else 1.0
+    diff = zb - za
+    limit = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0
+    for row, (z, scale, lo, hi) in enumerate(((za, "Oranges", 0, top), (zb, "Oranges", 0, top),
+                                              (diff, "RdBu_r", -limit, limit)), start=3):
+        domain = fig.layout[f"yaxis{row}"].domain
+        fig.add_trace(go.Heatmap(z=z, x=positions, y=names, colorscale=scale, zmin=lo, zmax=hi,
+                                 zmid=0 if scale == "RdBu_r" else None, showscale=row != 3,  # A and B share one bar
+                                 colorbar=dict(y=(domain[0] + domain[1]) / 2, len=domain[1] - domain[0], thickness=10),
+                                 hovertemplate="position %{x}, %{y}<br>%{z:.4g}<extra></extra>"), row=row, col=1)
+        fig.update_yaxes(autorange="reversed", row=row, col=1)
+    fig.update_xaxes(title_text="token index", row=5, col=1)
+    fig.update_layout(height=820, margin=dict(l=10, r=60, t=40, b=40), legend=dict(orientation="h", y=1.06))
+    return fig
+
+
+def compare_memory(a: Recording, b: Recording, layer: int, head: int, t: int, labels=("A", "B")) -> go.Figure | None:
+    """M_t of one head for A and B on a shared scale, and B - A; None when either side has no memory there."""
+    if layer not in a.memory_layers or layer not in b.memory_layers or a.config.head_dim != b.config.head_dim:
+        return None
+    if head >= min(a.config.n_heads, b.config.n_heads):
+        return None
+    return ab_figure(a.memory_matrix(layer, head, t), b.memory_matrix(layer, head, t), *labels,
+                     what=f"M_t (layer {layer}, head {head}, token {t})")

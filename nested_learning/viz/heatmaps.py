@@ -1,0 +1,86 @@
+"""Heatmaps of fast weights: a memory M_t and its change M_t - M_{t-1}, CMS level weights, and A/B/B-A
+panels with shared scales. Diverging colours centred on zero with symmetric limits, so equal colours
+mean equal values across panels that share a limit."""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+DIVERGING = "RdBu_r"  # red positive, blue negative, white zero
+
+
+def as_array(matrix) -> np.ndarray:
+    if isinstance(matrix, torch.Tensor):
+        matrix = matrix.detach().double().cpu().numpy()
+    return np.asarray(matrix, dtype=float)
+
+
+def symmetric_limit(*matrices) -> float:
+    """max |value| over all matrices (non-finite values ignored); a tiny positive floor keeps an all-zero
+    panel drawable."""
+    peak = 0.0
+    for m in matrices:
+        a = as_array(m)
+        a = a[np.isfinite(a)]
+        if a.size:
+            peak = max(peak, float(np.abs(a).max()))
+    return peak if peak > 0 else 1e-12
+
+
+def heatmap_trace(matrix, limit: float, name: str, colorbar_x: float | None = None, show_scale: bool = True,
+                  x_title: str = "key dim", y_title: str = "value dim") -> go.Heatmap:
+    return go.Heatmap(z=as_array(matrix), zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING, name=name,
+                      showscale=show_scale, colorbar=dict(x=colorbar_x, len=0.9, thickness=10) if colorbar_x is not None else None,
+                      hovertemplate=f"{name}<br>{y_title} %{{y}}, {x_title} %{{x}}<br>%{{z:.4g}}<extra></extra>")
+
+
+def _panels(panels: list[tuple[str, object, float]], height: int, x_title: str, y_title: str,
+            square: bool = True) -> go.Figure:
+    """One row of heatmaps; each panel is (title, matrix, limit). Panels with the same limit share a scale."""
+    n = len(panels)
+    fig = make_subplots(rows=1, cols=n, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.16)
+    for i, (title, matrix, limit) in enumerate(panels):
+        domain_end = fig.layout[f"xaxis{i + 1 if i else ''}"].domain[1]
+        fig.add_trace(heatmap_trace(matrix, limit, title, colorbar_x=domain_end + 0.01, x_title=x_title,
+                                    y_title=y_title), row=1, col=i + 1)
+        fig.update_yaxes(autorange="reversed", row=1, col=i + 1)  # row 0 at the top, like a matrix
+        if square:
+            fig.update_yaxes(scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
+    fig.update_layout(height=height, margin=dict(l=10, r=40, t=40, b=10))
+    return fig
+
+
+def memory_figure(memory, delta, token_label: str = "", limit: float | None = None,
+                  delta_limit: float | None = None) -> go.Figure:
+    """M_t and M_t - M_{t-1} of one head, each on its own symmetric scale unless limits are given."""
+    limit = limit if limit is not None else symmetric_limit(memory)
+    delta_limit = delta_limit if delta_limit is not None else symmetric_limit(delta)
+    suffix = f" after {token_label}" if token_label else ""
+    return _panels([(f"M_t{suffix}", memory, limit), ("M_t - M_(t-1)", delta, delta_limit)], 380,
+                   "key dim", "value dim")
+
+
+def cms_figure(weights: list, periods: tuple[int, ...], title: str = "W", limit: float | None = None) -> go.Figure:
+    """One panel per CMS level, weights [D, h] drawn as [h, D] (wide). Each level on its own symmetric scale
+    unless ``limit`` is given."""
+    panels = [(f"{title} level {j} (period {p})", as_array(w).T, limit if limit is not None else symmetric_limit(w))
+              for j, (w, p) in enumerate(zip(weights, periods))]
+    fig = make_subplots(rows=len(panels), cols=1, subplot_titles=[p[0] for p in panels], vertical_spacing=0.08)
+    for i, (name, matrix, lim) in enumerate(panels):
+        domain = fig.layout[f"yaxis{i + 1 if i else ''}"].domain
+        trace = heatmap_trace(matrix, lim, name, x_title="model dim", y_title="hidden unit")
+        trace.colorbar = dict(y=(domain[0] + domain[1]) / 2, len=domain[1] - domain[0], thickness=10)
+        fig.add_trace(trace, row=i + 1, col=1)
+        fig.update_yaxes(autorange="reversed", row=i + 1, col=1)
+    fig.update_layout(height=150 + 150 * len(panels), margin=dict(l=10, r=40, t=40, b=10))
+    return fig
+
+
+def ab_figure(a, b, label_a: str = "A", label_b: str = "B", what: str = "M_t") -> go.Figure:
+    """A and B on one shared symmetric scale, and B - A on its own."""
+    shared = symmetric_limit(a, b)
+    diff = as_array(b) - as_array(a)
+    return _panels([(f"{what} {label_a}", a, shared), (f"{what} {label_b}", b, shared),
+                    (f"{label_b} - {label_a}", diff, symmetric_limit(diff))], 340, "key dim", "value dim")

@@ -1,0 +1,182 @@
+"""The Learn page's demos as pure functions: each returns tables and figures, no Streamlit."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+
+from ..ablation import Ablation
+from ..associative import AssociativeMemory
+from ..model import HopeTransformer
+from ..recording import Recording, record
+from ..tasks import associative_recall
+from ..tokenizer import ByteTokenizer
+from .safe_text import plotly_label
+from .timelines import raster_rows, raster_trace
+
+DEFAULT_STORE = "cat = meow\ncats = purr\ndog = woof\ndogs = growl\nbird = tweet\nfish = blub"
+MAX_PAIRS = 32
+
+
+# ---- 1. Hebbian vs delta rule ------------------------------------------------------------------
+def parse_store(text: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """``key = value`` per line -> pairs (a later line for the same key replaces the earlier one) and notices."""
+    pairs, notices = {}, []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            notices.append(f"line {number} is not 'key = value': skipped.")
+            continue
+        pairs.pop(key, None)
+        pairs[key] = value
+    items = list(pairs.items())
+    if len(items) > MAX_PAIRS:
+        notices.append(f"{len(items)} pairs: only the first {MAX_PAIRS} are stored.")
+        items = items[:MAX_PAIRS]
+    return items, notices
+
+
+def word_vector(word: str, dim: int, salt: str = "key") -> torch.Tensor:
+    """A unit vector from a word's character trigrams (hashed): words that share letters get correlated
+    keys, as real keys are, so Hebbian crosstalk shows up. Deterministic (no Python hash salt)."""
+    padded = f"  {word.lower()}  "
+    vector = torch.zeros(dim, dtype=torch.float64)
+    for i in range(len(padded) - 2):
+        digest = hashlib.sha256(f"{salt}:{padded[i:i + 3]}".encode()).digest()
+        vector[int.from_bytes(digest[:4], "little") % dim] += 1.0 if digest[4] & 1 else -1.0
+    if vector.norm() == 0:
+        vector[0] = 1.0
+    return vector / vector.norm()
+
+
+def value_vectors(values: list[str], dim: int) -> dict[str, torch.Tensor]:
+    """A random unit vector per distinct value (seeded by the value's text)."""
+    out = {}
+    for value in dict.fromkeys(values):
+        seed = int.from_bytes(hashlib.sha256(f"value:{value}".encode()).digest()[:8], "little")
+        v = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        out[value] = v / v.norm()
+    return out
+
+
+def hebbian_vs_delta(pairs: list[tuple[str, str]], key_dim: int = 16, value_dim: int = 32, passes: int = 1) -> pd.DataFrame:
+    """Write every pair ``passes`` times (in order) into a Hebbian and a delta-rule memory (learning rate 1),
+    then read every key back. The delta rule writes only what the memory gets wrong, so more passes fix
+    the interference of correlated keys (up to key_dim independent keys); Hebbian writes just add up.
+
+    Columns: key, stored value, and per rule the recalled value (nearest stored value by cosine), the
+    recall error ||read - value|| and whether the recall is right."""
+    if not pairs:
+        return pd.DataFrame(columns=["key", "stored", "hebbian recalls", "hebbian error", "delta recalls", "delta error"])
+    values = value_vectors([v for _, v in pairs], value_dim)
+    names = list(values)
+    table = torch.stack([values[n] for n in names])
+    keys = torch.stack([word_vector(k, key_dim) for k, _ in pairs])
+    targets = torch.stack([values[v] for _, v in pairs])
+    rows = {"key": [k for k, _ in pairs], "stored": [v for _, v in pairs]}
+    for rule in ("hebbian", "delta"):
+        memory = AssociativeMemory(key_dim, value_dim, rule=rule, learning_rate=1.0, dtype=torch.float64)
+        for _ in range(passes):
+            memory.write(keys, targets)
+        read = memory.read(keys)
+        nearest = (torch.nn.functional.normalize(read, dim=-1) @ table.T).argmax(-1)
+        rows[f"{rule} recalls"] = [names[i] for i in nearest.tolist()]
+        rows[f"{rule} error"] = (read - targets).norm(dim=-1).numpy()
+    return pd.DataFrame(rows)
+
+
+def store_figure(table: pd.DataFrame) -> go.Figure:
+    keys = [plotly_label(k) for k in table["key"]]
+    fig = go.Figure([go.Bar(x=keys, y=table["hebbian error"], name="Hebbian"),
+                     go.Bar(x=keys, y=table["delta error"], name="delta rule")])
+    fig.update_layout(barmode="group", height=320, yaxis_title="recall error ||M k - v||",
+                      margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+# ---- 2. surprise falls when a phrase repeats ---------------------------------------------------
+def repetition(model: HopeTransformer, phrase: str, times: int = 4,
+               ablation: Ablation | None = None) -> tuple[Recording, pd.DataFrame]:
+    """Read ``phrase`` ``times`` times in one stream; mean surprise (all memory heads) and loss per copy."""
+    recording, _ = record(model, phrase * times, ablation=ablation or Ablation())
+    n = len(ByteTokenizer().encode(phrase))
+    surprise = _mean_surprise(recording)
+    loss = recording.stream("loss").double().numpy()
+    rows = [{"copy": i + 1, "mean surprise": float(np.nanmean(surprise[i * n:(i + 1) * n])),
+             "mean loss": float(np.nanmean(loss[i * n:(i + 1) * n]))} for i in range(times)]
+    return recording, pd.DataFrame(rows)
+
+
+def _mean_surprise(recording: Recording) -> np.ndarray:
+    layers = [recording.stream(f"layers.{i}.memory.surprise").double().mean(1) for i in recording.memory_layers]
+    if not layers:
+        return np.full(recording.n_tokens, np.nan)
+    return torch.stack(layers).mean(0).numpy()
+
+
+def surprise_by_copy_figure(recording: Recording, copy_length: int, title: str = "") -> go.Figure:
+    surprise = _mean_surprise(recording)
+    fig = go.Figure(go.Scatter(x=np.arange(recording.n_tokens), y=surprise, mode="lines", name="surprise"))
+    for start in range(copy_length, recording.n_tokens, copy_length):
+        fig.add_vline(x=start - 0.5, line=dict(color="gray", dash="dot"))
+    fig.update_layout(height=280, title=title, xaxis_title="token", yaxis_title="mean surprise",
+                      margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+# ---- 3. CMS levels update at different rates ---------------------------------------------------
+def cms_rates(recording: Recording, layer: int = 0) -> tuple[pd.DataFrame, go.Figure]:
+    """Updates per level of one layer: count, period, mean update norm; and the raster of that layer."""
+    events = recording.cms_events()
+    events = events[events["layer"] == layer]
+    periods = recording.config.cms_periods
+    table = pd.DataFrame({"level": range(len(periods)), "period (tokens)": periods,
+                          "updates": [int((events["level"] == j).sum()) for j in range(len(periods))],
+                          "mean update norm": [float(events.loc[events["level"] == j, "update_norm"].mean())
+                                               if (events["level"] == j).any() else np.nan for j in range(len(periods))]})
+    rows = [r for r in raster_rows(recording) if r[0] == layer]
+    fig = go.Figure(raster_trace(events, recording.start_position, rows))
+    fig.update_yaxes(tickvals=list(range(len(rows))), ticktext=[f"level {v} (period {periods[v]})" for _, v in rows],
+                     autorange="reversed")
+    fig.update_layout(height=260, xaxis_title="token", margin=dict(l=10, r=10, t=20, b=10))
+    return table, fig
+
+
+# ---- 4. in-context association recall ----------------------------------------------------------
+def association_recall(model: HopeTransformer, seed: int = 0, n_pairs: int = 8,
+                       ablation: Ablation | None = None) -> tuple[str, pd.DataFrame, float]:
+    """A key-value sample; per answer byte the model's top-1 guess (from the bytes before it). Returns
+    (text, table, accuracy)."""
+    sample = associative_recall(seed=seed, n_pairs=n_pairs)
+    recording, _ = record(model, sample.text, ablation=ablation or Ablation())
+    top1 = recording.stream("topk.ids")[:, 0]
+    probs = recording.stream("topk.probs")[:, 0]
+    label = ByteTokenizer.token_label
+    rows = [{"position": p, "context": sample.text[max(0, p - 4):p], "answer": sample.text[p],
+             "model predicts": label(int(top1[p - 1])), "probability": float(probs[p - 1]),
+             "right": bool(int(top1[p - 1]) == sample.tokens[p])} for p in sample.answer_positions]
+    table = pd.DataFrame(rows)
+    return sample.text, table, float(table["right"].mean())
+
+
+# ---- 5. memory switched off forgets ------------------------------------------------------------
+def forgetting(model: HopeTransformer, text: str) -> tuple[pd.DataFrame, dict[str, Recording]]:
+    """Read ``text``, then read it again in a second call carrying the state: with test-time updates on,
+    the second reading benefits from the first; with them off, the memory stays as it started.
+
+    Returns per setting the mean surprise and loss of the first and second reading."""
+    rows, recordings = [], {}
+    for name, ablation in (("memory learns", Ablation()), ("updates off", Ablation(test_time_updates=False))):
+        first, state = record(model, text, ablation=ablation)
+        second, _ = record(model, text, state=state, ablation=ablation)
+        recordings[name] = second
+        for reading, rec in (("first", first), ("second", second)):
+            rows.append({"setting": name, "reading": reading, "mean surprise": float(np.nanmean(_mean_surprise(rec))),
+                         "mean loss": float(np.nanmean(rec.stream("loss")[:-1].double().numpy()))})
+    return pd.DataFrame(rows), recordings

@@ -1,0 +1,163 @@
+"""Which model the dashboard runs, and what the Model page shows about it: parameter counts, the
+training curve next to a checkpoint, and files to download.
+
+The shipped checkpoint is ``assets/hope-default.safetensors``. The server's operator (and the tests)
+may point elsewhere with the environment variable ``NLE_DEFAULT_CHECKPOINT``, read once at import:
+the path is never taken from a request.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import PRESETS
+from ..model import HopeTransformer
+from ..recording import Recording
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CHECKPOINT = Path(os.environ.get("NLE_DEFAULT_CHECKPOINT") or ROOT / "assets" / "hope-default.safetensors")
+FALLBACK_PRESET, FALLBACK_SEED = "hope", 0
+# PyTorch threads per script run. One: sessions run in parallel threads, and a busy CPU makes OpenMP's
+# spinning thread teams collapse (measured on 2 cores with one other busy process: a 512-token run took
+# 0.3 s with 1 thread and 22 s with 2). At this model size 1 thread is as fast as 2 on an idle machine.
+TORCH_THREADS = 1
+MAX_METRIC_LINES = 100_000
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    kind: str  # "shipped" (the default checkpoint), "preset" (seeded random init) or "upload"
+    name: str  # preset name, or the checkpoint's file name
+    device: str = "cpu"
+    digest: str = ""  # sha256 of an uploaded file (its identity)
+
+    @property
+    def key(self) -> str:
+        """Identity of the model (a memory state belongs to exactly one)."""
+        return f"{self.kind}:{self.name}:{self.digest}:{self.device}"
+
+    @property
+    def label(self) -> str:
+        what = {"shipped": f"checkpoint {self.name}", "preset": f"random-init '{self.name}' (seed {FALLBACK_SEED})",
+                "upload": f"uploaded {self.name}"}[self.kind]
+        return f"{what} on {self.device}"
+
+
+def device_options() -> list[str]:
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def default_choice(device: str | None = None) -> tuple[ModelChoice, str | None]:
+    """The shipped checkpoint when it exists, else a seeded random-init model with a notice."""
+    device = device or device_options()[-1]  # the GPU when there is one
+    if DEFAULT_CHECKPOINT.is_file():
+        return ModelChoice("shipped", DEFAULT_CHECKPOINT.name, device), None
+    return ModelChoice("preset", FALLBACK_PRESET, device), (
+        f"No trained checkpoint found ({DEFAULT_CHECKPOINT.name} is not in assets/): this is a seeded random-init "
+        f"'{FALLBACK_PRESET}' model. Its memory still learns in context, but its predictions are untrained.")
+
+
+def build_model(choice: ModelChoice) -> HopeTransformer:
+    """Load a shipped or preset model (uploads are loaded from their bytes by the page)."""
+    if choice.kind == "shipped":
+        return load_checkpoint(DEFAULT_CHECKPOINT, device=choice.device)
+    if choice.kind == "preset":
+        if choice.name not in PRESETS:
+            raise ValueError(f"unknown preset {choice.name!r}")
+        return HopeTransformer.from_preset(choice.name, device=choice.device, seed=FALLBACK_SEED).eval()
+    raise ValueError(f"a {choice.kind!r} model is not built from a name")
+
+
+def parameter_table(model: HopeTransformer) -> pd.DataFrame:
+    """Learned parameters per component (the tied embedding / output matrix counted once)."""
+    counts: dict[str, int] = {}
+    for name, p in model.named_parameters():  # lists a tied weight once
+        parts = name.split(".")
+        if parts[0] == "blocks":
+            component = "norms" if parts[2] == "norms" else parts[2]
+        else:
+            component = {"embed": "embedding (tied with output)", "final_norm": "norms"}.get(parts[0], parts[0])
+        counts[component] = counts.get(component, 0) + p.numel()
+    table = pd.DataFrame({"component": list(counts), "parameters": list(counts.values())})
+    total = pd.DataFrame({"component": ["total"], "parameters": [sum(counts.values())]})
+    return pd.concat([table, total], ignore_index=True)
+
+
+def metrics_file(checkpoint: Path) -> Path:
+    """Where a training run writes its metrics, next to the checkpoint (``name.metrics.jsonl``)."""
+    return Path(checkpoint).with_suffix(".metrics.jsonl")
+
+
+def read_metrics(source) -> pd.DataFrame:
+    """JSON lines (a path, or a list of dicts from checkpoint metadata) -> one row per line with a step;
+    lines that are not JSON objects with a numeric step are skipped (a file still being written may end
+    mid-line)."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            return pd.DataFrame()
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[:MAX_METRIC_LINES]
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    else:
+        records = list(source or [])[:MAX_METRIC_LINES]
+    rows = [r for r in records if isinstance(r, dict) and isinstance(r.get("step"), (int, float))
+            and not isinstance(r.get("step"), bool)]
+    return pd.DataFrame(rows)
+
+
+def _curves(frame: pd.DataFrame, words: tuple[str, ...]) -> list[str]:
+    return [c for c in frame.columns if c != "step" and any(w in c for w in words)
+            and pd.api.types.is_numeric_dtype(frame[c])]
+
+
+def training_curve(frame: pd.DataFrame) -> go.Figure | None:
+    """Loss-like fields (loss, bpb) and accuracies against the step; None when there is nothing to plot."""
+    if frame.empty or "step" not in frame:
+        return None
+    losses, accuracies = _curves(frame, ("loss", "bpb")), _curves(frame, ("accuracy",))
+    if not losses and not accuracies:
+        return None
+    panels = [(n, cols) for n, cols in (("loss (nats) / bits per byte", losses), ("accuracy", accuracies)) if cols]
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=[n for n, _ in panels])
+    for row, (_, columns) in enumerate(panels, start=1):
+        for column in columns:
+            points = frame[["step", column]].dropna().sort_values("step")
+            fig.add_trace(go.Scatter(x=points["step"], y=points[column], name=column, mode="lines+markers"
+                                     if len(points) < 50 else "lines"), row=row, col=1)
+    fig.update_xaxes(title_text="step", row=len(panels), col=1)
+    fig.update_layout(height=280 * len(panels), margin=dict(l=10, r=10, t=40, b=40))
+    return fig
+
+
+def _via_file(write, suffix: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"file{suffix}"
+        write(path)
+        return path.read_bytes()
+
+
+def checkpoint_bytes(model: HopeTransformer) -> bytes:
+    """The model as a checkpoint file (its metadata kept)."""
+    return _via_file(lambda p: save_checkpoint(model, p, getattr(model, "checkpoint_metadata", None)), ".safetensors")
+
+
+def recording_bytes(recording: Recording) -> bytes:
+    return _via_file(recording.save, ".safetensors")
+
+
+def recording_csv(recording: Recording) -> bytes:
+    return recording.per_token().to_csv(index=False).encode("utf-8")

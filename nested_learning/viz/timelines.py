@@ -1,0 +1,109 @@
+"""Timelines of one run on a shared token axis (stream positions): per-token loss; surprise, learning
+rate and retention of every memory head (one heatmap row per layer and head); and CMS level updates
+as a raster (one row per layer and level, marker area = update norm)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..recording import Recording
+from .safe_text import plotly_label
+
+MEMORY_ROWS = (("surprise", "surprise ||v - M k||", "Oranges"), ("learning_rate", "learning rate", "Blues"),
+               ("retention", "retention", "Greens"))
+
+
+def token_labels(recording: Recording) -> list[str]:
+    """Printable, Plotly-safe label per token (hover text)."""
+    return [plotly_label(row) for row in recording.token_frame()["token"]]
+
+
+def _head_matrix(recording: Recording, stream: str) -> tuple[np.ndarray, list[str]]:
+    """[layers x heads, T] of one memory stream, with row names."""
+    rows, names = [], []
+    for layer in recording.memory_layers:
+        values = recording.stream(f"layers.{layer}.memory.{stream}").double().numpy()  # [T, H]
+        for head in range(values.shape[1]):
+            rows.append(values[:, head])
+            names.append(f"L{layer} H{head}")
+    return np.array(rows), names
+
+
+def _colorbar(fig: go.Figure, row: int) -> dict:
+    domain = fig.layout[f"yaxis{row if row > 1 else ''}"].domain
+    return dict(y=(domain[0] + domain[1]) / 2, len=(domain[1] - domain[0]) * 1.05, thickness=10)
+
+
+def raster_rows(recording: Recording) -> list[tuple[int, int]]:
+    """(layer, level) of each raster row, top to bottom."""
+    return [(layer, level) for layer in recording.cms_layers for level in range(len(recording.config.cms_periods))]
+
+
+def raster_trace(events: pd.DataFrame, start_position: int, rows: list[tuple[int, int]],
+                 max_norm: float | None = None) -> go.Scatter:
+    """CMS update events as markers at (position, row of (layer, level)), area proportional to the update norm.
+    Rows are numbers (labelled by the axis ticks): thousands of category strings would slow the figure down."""
+    norms = events["update_norm"].to_numpy(dtype=float)
+    peak = max_norm if max_norm is not None else (float(np.nanmax(norms)) if len(norms) else 1.0)
+    index = {row: i for i, row in enumerate(rows)}
+    y = np.array([index[(l, v)] for l, v in zip(events["layer"].tolist(), events["level"].tolist())], dtype=float)
+    return go.Scatter(
+        x=events["token_index"].to_numpy() + start_position, y=y, mode="markers", name="CMS updates",
+        marker=dict(size=np.nan_to_num(norms), sizemode="area", sizeref=2.0 * max(peak, 1e-12) / 9 ** 2, sizemin=1.5, opacity=0.75,
+                    color=events["level"].to_numpy(), colorscale="Viridis", showscale=False, line=dict(width=0)),
+        customdata=np.stack([norms, events["objective_before"].to_numpy(float), events["objective_after"].to_numpy(float)], -1)
+        if len(events) else None,
+        hovertemplate="position %{x}<br>update norm %{customdata[0]:.4g}<br>"
+                      "objective %{customdata[1]:.4g} -> %{customdata[2]:.4g}<extra></extra>")
+
+
+def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, marker: int | None = None) -> go.Figure:
+    """The run's timelines. ``events`` = ``recording.cms_events()`` adds the raster row (None leaves it out,
+    so the rest can be shown before the events are derived). ``marker``: a position to draw a line at."""
+    positions = np.arange(recording.n_tokens) + recording.start_position
+    has_memory = bool(recording.memory_layers)
+    has_cms = events is not None and bool(recording.cms_layers)
+    titles = ["next-token loss (nats)"]
+    heights = [1.0]
+    if has_memory:
+        n_rows = sum(1 for _ in recording.memory_layers) * recording.config.n_heads
+        titles += [title for _, title, _ in MEMORY_ROWS]
+        heights += [max(1.0, n_rows / 8)] * 3
+    if has_cms:
+        titles.append("CMS level updates (marker area = update norm)")
+        heights.append(max(1.0, len(recording.cms_layers) * len(recording.config.cms_periods) / 8))
+    fig = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, subplot_titles=titles, row_heights=heights,
+                        vertical_spacing=0.22 / len(titles))
+    loss = recording.stream("loss").double().numpy()
+    fig.add_trace(go.Scatter(x=positions, y=loss, mode="lines", name="loss", line=dict(width=1.2),
+                             customdata=token_labels(recording),
+                             hovertemplate="position %{x} '%{customdata}'<br>loss %{y:.3f}<extra></extra>"), row=1, col=1)
+    row = 1
+    if has_memory:
+        for stream, title, scale in MEMORY_ROWS:
+            row += 1
+            z, names = _head_matrix(recording, stream)
+            fig.add_trace(go.Heatmap(z=z, x=positions, y=names, colorscale=scale, name=title,
+                                     colorbar=_colorbar(fig, row),
+                                     hovertemplate=f"position %{{x}}, %{{y}}<br>{title} %{{z:.4g}}<extra></extra>"),
+                          row=row, col=1)
+            fig.update_yaxes(autorange="reversed", row=row, col=1)
+    if has_cms:
+        row += 1
+        rows = raster_rows(recording)
+        fig.add_trace(raster_trace(events, recording.start_position, rows), row=row, col=1)
+        periods = recording.config.cms_periods
+        fig.update_yaxes(tickvals=list(range(len(rows))), ticktext=[f"L{l} P{periods[v]}" for l, v in rows],
+                         autorange="reversed", row=row, col=1)
+    if marker is not None:
+        fig.add_vline(x=marker, line=dict(color="black", width=1, dash="dot"))
+    fig.update_xaxes(title_text="token position in the stream", row=len(titles), col=1)
+    fig.update_layout(height=220 + 130 * sum(heights), showlegend=False, margin=dict(l=10, r=60, t=40, b=40))
+    return fig
+
+
+def stream_row(recording: Recording, stream: str, layer: int) -> np.ndarray:
+    """Mean over heads of one memory stream of a layer, [T] (for text colouring)."""
+    return recording.stream(f"layers.{layer}.memory.{stream}").double().mean(1).numpy()

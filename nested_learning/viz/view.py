@@ -1,0 +1,116 @@
+"""The shareable view: text preset, layer, head, token and ablations as URL query parameters.
+
+:func:`parse_view` never raises: a value that is not understood falls back to the default and an
+out-of-range value is clamped, each with a one-line notice (user values in notices are escaped for
+Markdown, which Streamlit messages render).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from ..ablation import Ablation
+from ..config import HopeConfig
+from .safe_text import escape_markdown
+
+KEYS = ("preset", "layer", "head", "token", "off")
+
+
+@dataclass(frozen=True)
+class View:
+    preset: str | None = None
+    layer: int = 0
+    head: int = 0
+    token: int | None = None  # None: the last token of the run
+    off: tuple[str, ...] = field(default_factory=tuple)  # ablation names, Ablation.from_names order
+
+    @property
+    def ablation(self) -> Ablation:
+        return Ablation.from_names(list(self.off))
+
+
+def ablation_names(config: HopeConfig) -> list[str]:
+    """The switches that change something for this config (components it does not have are left out)."""
+    present = {"attention": config.attention, "memory": config.memory, "cms": bool(config.cms_periods),
+               "persistent_tokens": config.attention and config.n_persistent_tokens > 0, "ffn": config.ffn,
+               "test_time_updates": config.memory or bool(config.cms_periods),
+               "momentum": config.memory and config.momentum, "retention": config.memory or bool(config.cms_periods),
+               "self_modification": config.memory and config.self_modifying, "adaptive_lr": config.memory}
+    return [n for n in Ablation.SWITCHES if present[n]] + [f"cms.{i}" for i in range(len(config.cms_periods))]
+
+
+def _single(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return str(value[-1]) if value else ""
+    return str(value)
+
+
+def _int(params, key: str, default, low: int, high: int | None, notices: list[str]):
+    if key not in params:
+        return default
+    raw = _single(params[key]).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        shown = "the last token" if default is None else default
+        notices.append(f"{key}={escape_markdown(raw)} is not a whole number: using {shown}.")
+        return default
+    clamped = max(low, value if high is None else min(value, high))
+    if clamped != value:
+        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+        notices.append(f"{key}={value} is out of range ({bounds}): using {clamped}.")
+    return clamped
+
+
+def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...]) -> tuple[View, list[str]]:
+    """Query parameters -> (View, notices). Unknown keys are ignored."""
+    notices: list[str] = []
+    preset = None
+    if "preset" in params:
+        raw = _single(params["preset"]).strip()
+        if raw in presets:
+            preset = raw
+        else:
+            notices.append(f"preset={escape_markdown(raw)} is not a preset ({', '.join(presets)}): ignored.")
+    layer = _int(params, "layer", 0, 0, config.n_layers - 1, notices)
+    head = _int(params, "head", 0, 0, config.n_heads - 1, notices)
+    token = _int(params, "token", None, 0, None, notices)
+    off = []
+    if "off" in params:
+        valid = ablation_names(config)
+        for name in _single(params["off"]).split(","):
+            name = name.strip()
+            if not name or name in off:
+                continue
+            if name in valid:
+                off.append(name)
+            else:
+                notices.append(f"off={escape_markdown(name)} is not a component of this model: ignored.")
+    order = {n: i for i, n in enumerate(ablation_names(config))}
+    return View(preset, layer, head, token, tuple(sorted(off, key=order.__getitem__))), notices
+
+
+def clamp_token(view: View, n_tokens: int) -> tuple[View, str | None]:
+    """Fit the view's token into a run of ``n_tokens`` (None = last token)."""
+    if view.token is None or n_tokens <= 0:
+        return view, None
+    if view.token > n_tokens - 1:
+        return replace(view, token=n_tokens - 1), \
+            f"token={view.token} is past the end of the run (0..{n_tokens - 1}): using {n_tokens - 1}."
+    return view, None
+
+
+def view_to_params(view: View) -> dict[str, str]:
+    """The canonical query parameters of a view (defaults left out, so URLs stay short)."""
+    params = {}
+    if view.preset:
+        params["preset"] = view.preset
+    if view.layer:
+        params["layer"] = str(view.layer)
+    if view.head:
+        params["head"] = str(view.head)
+    if view.token is not None:
+        params["token"] = str(view.token)
+    if view.off:
+        params["off"] = ",".join(view.off)
+    return params

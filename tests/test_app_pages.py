@@ -1,0 +1,111 @@
+"""Compare, Learn, Validate and Model pages under streamlit.testing."""
+import numpy as np
+import torch
+from streamlit.testing.v1 import AppTest
+
+from nested_learning import save_checkpoint
+from nested_learning.validation import run_suite, write_json
+from nested_learning.viz import models, validation_view
+from tests.conftest import tiny_model
+from tests.test_app import APP, app, arrays, figure, has_chart, metric, ok, table, tiny_checkpoint  # noqa: F401 (fixtures)
+
+
+def test_compare_side_by_side(app):
+    at = ok(app().run())
+    ok(at.switch_page("app_pages/compare.py").run())
+    at.pills(key="view_off").set_value(["test_time_updates"])
+    ok(at.button(key="compare_run").click().run())
+    summary = table(at, "mean surprise")
+    assert list(summary.index) == ["A", "B", "B - A"]
+    np.testing.assert_allclose(summary.loc["B - A"], summary.loc["B"] - summary.loc["A"])
+    assert 0 <= summary.loc["A", "recall accuracy"] <= 1  # the preset's answers are known
+    timeline = figure(at, "compare_timeline")
+    assert len(timeline["data"]) == 6  # loss A, loss B, B - A bars, surprise A, B, B - A
+    panels = figure(at, "compare_memory")["data"]
+    assert panels[0]["zmax"] == panels[1]["zmax"]  # shared scale
+    np.testing.assert_allclose(arrays(panels[2]["z"]), arrays(panels[1]["z"]) - arrays(panels[0]["z"]), atol=1e-12)
+    ok(at.slider(key="compare_token").set_value(2).run())
+    assert not np.allclose(arrays(figure(at, "compare_memory")["data"][0]["z"]), arrays(panels[0]["z"]))
+    at.pills(key="view_off").set_value(["memory"])
+    ok(at.button(key="compare_run").click().run())
+    assert not has_chart(at, "compare_memory") and "no test-time memory" in at.info[0].value
+    assert at.query_params["off"] == "memory"
+
+
+def test_learn_demos_each_run_in_one_click(app):
+    at = ok(app().run())
+    ok(at.switch_page("app_pages/learn.py").run())
+    at.text_area(key="learn_store").set_value("<b>cat</b> = **meow**\ncats = purr\nnot a pair").run()
+    ok(at.button(key="learn_store_run").click().run())
+    store = table(at, "delta error")
+    assert list(store["key"]) == ["<b>cat</b>", "cats"] and "line 3" in at.warning[0].value
+    assert "&lt;b&gt;cat" in figure(at, "learn_store_fig")["data"][0]["x"][0]  # escaped for Plotly
+    ok(at.slider(key="learn_passes").set_value(3).run())
+    ok(at.button(key="learn_store_run").click().run())
+    assert table(at, "delta error")["delta error"].max() < store["delta error"].max()
+    for button, column in (("learn_repeat_run", "copy"), ("learn_cms_run", "period (tokens)"),
+                           ("learn_recall_run", "model predicts"), ("learn_forget_run", "reading")):
+        ok(at.button(key=button).click().run())
+        assert not table(at, column).empty, button
+        if column == "copy":
+            assert list(table(at, "copy")["copy"]) == [1, 2, 3, 4]
+
+
+def test_validate_runs_the_suite_and_shows_the_saved_report(app, tiny_checkpoint, tmp_path, monkeypatch):
+    at = ok(app().run())
+    ok(at.switch_page("app_pages/validate.py").run())
+    at.multiselect(key="validate_only").set_value(["long_range_persistence", "module_exactness"]).run()
+    ok(at.button(key="validate_run").click().run())
+    summary = table(at, "failed checks")
+    assert len(summary) == 2 and summary["property"].iloc[1].endswith("exactness: delta-rule recall")
+    assert summary["result"].iloc[1] == "PASS"  # exactness holds whatever the model
+    assert "quick settings" in at.caption[0].value
+    assert not any("Saved report" in s.value for s in at.subheader)
+    monkeypatch.setattr(validation_view, "ROOT", tmp_path)  # a saved report for the shipped (tiny) checkpoint
+    (tmp_path / "reports").mkdir()
+    write_json(validation_view.report_file(tiny_checkpoint), run_suite(tiny_model(), quick=True, only="module_exactness"),
+               {"command": "python -m nested_learning validate", "finished": "today", "settings": "quick"})
+    ok(at.run())
+    assert any("Saved report" in s.value for s in at.subheader)
+
+
+def test_model_page_shows_and_switches_models(app, tiny_checkpoint):
+    at = ok(app().run())
+    ok(at.switch_page("app_pages/model.py").run())
+    parameters = table(at, "parameters")
+    assert parameters.iloc[-1]["parameters"] == sum(p.numel() for p in tiny_model().parameters())
+    curve = figure(at, "model_curve")  # the metrics file next to the checkpoint
+    assert [t["name"] for t in curve["data"]] == ["loss"]
+    at.radio(key="model_source").set_value("upload").run()
+    at.file_uploader(key="model_upload").set_value(("bad.safetensors", b"not a checkpoint", "application/octet-stream"))
+    ok(at.run())
+    at.button(key="model_load_upload").click().run()
+    assert not at.exception and "Not loaded, the current model stays" in at.error[0].value
+    assert "tiny\\-app" in at.sidebar.caption[0].value  # still the shipped model
+    other = tiny_model(n_layers=1)
+    name = "**one** <b>layer</b>.safetensors"  # a file name is user text: shown escaped
+    at.file_uploader(key="model_upload").set_value((name, models.checkpoint_bytes(other), "application/octet-stream"))
+    ok(at.run())
+    ok(at.button(key="model_load_upload").click().run())
+    assert "uploaded \\*\\*one\\*\\* \\<b\\>layer" in at.sidebar.caption[0].value
+    config = table(at, "field")
+    assert config.set_index("field").loc["n_layers", "value"] == "1"
+
+
+def test_a_diverging_run_names_token_and_layer_and_keeps_the_memory(monkeypatch, tmp_path):
+    # A model whose byte "z" embeds to infinity (a checkpoint cannot hold that: the loader refuses
+    # non-finite tensors), served as the default model under a name no other test uses.
+    model = tiny_model()
+    with torch.no_grad():
+        model.embed.weight[ord("z")] = float("inf")
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", save_checkpoint(tiny_model(), tmp_path / "diverging.safetensors"))
+    monkeypatch.setattr(models, "build_model", lambda choice: model)
+    at = ok(AppTest.from_file(APP, default_timeout=90).run())
+    at.segmented_control(key="explore_source").set_value("Type").run()
+    at.text_area(key="explore_text").set_value("abc").run()
+    ok(at.button(key="run").click().run())
+    at.text_area(key="explore_text").set_value("xyzw").run()
+    at.button(key="run").click().run()
+    assert not at.exception
+    assert "diverged at token 2 (character z), stream position 5, layer 0" in at.error[0].value
+    assert metric(at, "Memory holds") == "3 tokens" and metric(at, "Stream positions") == "0-2"

@@ -1,0 +1,205 @@
+"""End to end in a real browser: `streamlit run app.py` headless on a free port, driven by Debian's
+Chromium through Playwright across every page. Any error element fails the test.
+
+Needs the `playwright` package and /usr/bin/chromium (CI installs both; see .ci/run). Missing either
+is a failure, not a skip."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from nested_learning import load_checkpoint, save_checkpoint
+from nested_learning.recording import Recording
+from nested_learning.viz import models
+from nested_learning.viz.presets import TEXT_PRESETS
+from tests.conftest import tiny_model
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("NLE_CHROMIUM", "/usr/bin/chromium")
+TIMEOUT_MS = 60_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, seconds: float = 90):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not become healthy within {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser")
+    checkpoint = save_checkpoint(tiny_model(), folder / "tiny-browser.safetensors")
+    models.metrics_file(checkpoint).write_text('{"kind": "train", "step": 1, "loss": 5.5}\n'
+                                               '{"kind": "train", "step": 2, "loss": 5.0}\n')
+    port = free_port()
+    env = {**os.environ, "NLE_DEFAULT_CHECKPOINT": str(checkpoint)}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.port", str(port), "--server.address", "127.0.0.1"]
+    log = open(folder / "streamlit.log", "wb")  # a file, not a pipe (an unread pipe fills and blocks the server)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)  # its own process group: killed as a whole below
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, process)
+        yield url
+    finally:
+        log.close()
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright  # a missing package fails the tests (no skip)
+    assert Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server)
+    wait_idle(page)
+    yield page
+    context.close()
+
+
+def wait_idle(page):
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
+    page.wait_for_timeout(150)  # let the last deltas render
+    assert_no_errors(page)
+
+
+def assert_no_errors(page):
+    for test_id in ("stException", "stAlertContentError"):
+        found = page.locator(f'[data-testid="{test_id}"]')
+        assert found.count() == 0, f"{test_id}: {found.first.inner_text()}"
+
+
+def click(page, name: str):
+    page.get_by_role("button", name=name, exact=True).click()
+
+
+def go(page, title: str):
+    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
+    page.get_by_role("heading", level=1).first.wait_for()
+    wait_idle(page)
+
+
+def test_explore_run_scrub_ablate_download(page, tmp_path):
+    click(page, "Run")
+    page.get_by_text("Tokens in this run").wait_for()
+    page.locator('[data-testid="stPlotlyChart"]').nth(2).wait_for()  # timelines, memory, CMS
+    wait_idle(page)
+    n = len(TEXT_PRESETS["phrase"].text)
+    page.get_by_text(f"Token {n - 1} (stream position {n - 1})").wait_for()
+    slider = page.get_by_role("slider")
+    for step in (2, 3):  # one key at a time: each move reruns the scrubber fragment
+        slider.focus()
+        slider.press("ArrowLeft")
+        page.get_by_text(f"Token {n - step} (stream position {n - step})").wait_for()
+        wait_idle(page)
+    assert f"token={n - 3}" in page.url
+    with page.expect_download() as download:
+        click(page, "Download recording (.safetensors)")
+    path = tmp_path / "recording.safetensors"
+    download.value.save_as(path)
+    recording = Recording.load(path)
+    assert recording.n_tokens == n and recording.text == TEXT_PRESETS["phrase"].text
+    with page.expect_download() as download:
+        click(page, "Download per-token CSV")
+    assert download.value.suggested_filename == "recording.csv"
+    click(page, "memory")  # switch the memory off
+    page.wait_for_url("**off=memory**")  # the pill's rerun has finished
+    wait_idle(page)
+    click(page, "Run")
+    page.get_by_text("has no test-time memory in this run").wait_for()
+    wait_idle(page)
+    assert page.get_by_text("Switched off in this run: memory").count() == 1
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert "384 tokens" in sidebar.inner_text()  # two runs of the preset: the memory carried
+
+
+def test_shared_link_with_garbage_is_clamped(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(server + "/?preset=facts&layer=7&head=x&token=99999&off=cms.1,%3Cscript%3E")
+        page.get_by_text("Tokens in this run").wait_for()  # the preset ran from the link
+        wait_idle(page)
+        text = page.locator('[data-testid="stMain"]').inner_text()
+        assert "layer=7 is out of range" in text and "head=x is not a whole number" in text
+        assert "past the end of the run" in text and "<script> is not a component" in text
+        assert "layer=1" in page.url and "off=cms.1" in page.url
+    finally:
+        context.close()
+
+
+def test_compare_learn_validate_model(page, tmp_path):
+    go(page, "Compare")
+    click(page, "test_time_updates")
+    page.wait_for_url("**off=test_time_updates**")
+    wait_idle(page)
+    click(page, "Compare")
+    page.get_by_text("vs B (test_time_updates off)").wait_for()
+    page.get_by_text("Memory of one head, A vs B").wait_for()
+    page.locator('[data-testid="stPlotlyChart"]').nth(1).wait_for()  # timelines and the A / B / B - A panels
+    wait_idle(page)
+    go(page, "Learn")
+    click(page, "Write and recall")
+    page.get_by_text("Delta rule: recalled right").wait_for()
+    wait_idle(page)
+    page.get_by_role("tab", name="Surprise falls on repeats").click()
+    click(page, "Read it 4 times")
+    page.get_by_text("Mean surprise went from").wait_for()
+    wait_idle(page)
+    go(page, "Validate")
+    for name in ("memory_updates", "repetition_learning", "in_context_association", "memory_ablation"):
+        page.get_by_label(f"Remove {name}").click()  # keep the two fast experiments
+        page.get_by_label(f"Remove {name}").wait_for(state="detached")
+        wait_idle(page)
+    click(page, "Run the validation suite")
+    page.get_by_text("of 2 properties hold").wait_for()
+    wait_idle(page)
+    go(page, "Model")
+    page.locator('[data-testid="stPlotlyChart"]').wait_for()  # the curve from the metrics file
+    with page.expect_download() as download:
+        click(page, "Download this model (.safetensors)")
+    path = tmp_path / "model.safetensors"
+    download.value.save_as(path)
+    assert load_checkpoint(path, device="cpu").config == tiny_model().config
+    wait_idle(page)

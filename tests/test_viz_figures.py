@@ -1,0 +1,127 @@
+"""Figure builders: what each panel shows is the recording's data, on the scales promised."""
+import numpy as np
+import pytest
+import torch
+
+from nested_learning import Ablation
+from nested_learning.recording import record
+from nested_learning.viz import compare, heatmaps, timelines
+from nested_learning.viz.cms_replay import CMSReplay
+from nested_learning.viz.presets import TEXT_PRESETS, recall_accuracy
+from tests.conftest import tiny_model
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """A recording that starts mid-stream (position 5: not aligned to any CMS period or chunk)."""
+    model = tiny_model()
+    _, state = record(model, "hello")
+    rec, _ = record(model, "the cat sat on the mat. the cat sat on the mat.", state=state)
+    return model, rec
+
+
+def test_timeline_rows_hold_the_streams(runs):
+    _, rec = runs
+    fig = timelines.timeline_figure(rec)
+    loss, surprise, lr, retention = fig.data
+    positions = np.arange(rec.n_tokens) + 5
+    np.testing.assert_array_equal(loss.x, positions)
+    np.testing.assert_allclose(loss.y, rec.stream("loss").double().numpy())
+    assert surprise.y == ("L0 H0", "L0 H1", "L1 H0", "L1 H1")
+    np.testing.assert_allclose(surprise.z[3], rec.stream("layers.1.memory.surprise")[:, 1].double().numpy())
+    np.testing.assert_allclose(lr.z[0], rec.stream("layers.0.memory.learning_rate")[:, 0].double().numpy())
+    np.testing.assert_allclose(retention.z[2], rec.stream("layers.1.memory.retention")[:, 0].double().numpy())
+    axes = sorted({trace.xaxis for trace in fig.data})
+    bottom = axes[-1]
+    assert all(fig.layout[a.replace("x", "xaxis")].matches == bottom for a in axes[:-1])  # one shared token axis
+
+
+def test_raster_marker_area_is_the_update_norm(runs):
+    _, rec = runs
+    events = rec.cms_events()
+    fig = timelines.timeline_figure(rec, events)
+    raster = fig.data[-1]
+    np.testing.assert_allclose(raster.marker.size, events["update_norm"].to_numpy())
+    assert raster.marker.sizemode == "area"
+    np.testing.assert_array_equal(raster.x, events["token_index"].to_numpy() + 5)
+    rows = timelines.raster_rows(rec)
+    assert len(set(raster.y)) == len(rows) == 2 * 4  # one row per (layer, level) that updated
+
+
+def test_timeline_without_memory_has_loss_only(runs):
+    model, _ = runs
+    rec, _ = record(model, "abcabc", ablation=Ablation(memory=False))
+    assert len(timelines.timeline_figure(rec).data) == 1
+
+
+def test_memory_heatmaps_are_symmetric_around_zero(runs):
+    _, rec = runs
+    m, d = rec.memory_matrix(1, 0, 10), rec.memory_delta(1, 0, 10)
+    fig = heatmaps.memory_figure(m, d)
+    for trace, matrix in zip(fig.data, (m, d)):
+        peak = float(matrix.abs().max())
+        assert trace.zmax == pytest.approx(peak) and trace.zmin == pytest.approx(-peak) and trace.zmid == 0
+        np.testing.assert_allclose(trace.z, matrix.numpy())
+
+
+def test_ab_panels_share_one_scale_and_show_the_difference():
+    a, b = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5, 3.0]])
+    fig = heatmaps.ab_figure(a, b)
+    assert fig.data[0].zmax == fig.data[1].zmax == 3.0
+    np.testing.assert_allclose(fig.data[2].z, [[-0.5, 5.0]])
+    assert fig.data[2].zmax == 5.0
+    assert heatmaps.symmetric_limit(torch.zeros(2, 2)) > 0  # an all-zero panel still draws
+
+
+def test_cms_panels_one_per_level(runs):
+    _, rec = runs
+    weights = [rec.cms_weights(0, j, 7) for j in range(4)]
+    fig = heatmaps.cms_figure(weights, rec.config.cms_periods)
+    assert len(fig.data) == 4
+    np.testing.assert_allclose(fig.data[2].z, weights[2].T.numpy())  # drawn [hidden, model dim]
+
+
+def test_cms_replay_matches_the_recording(runs):
+    _, rec = runs
+    every = 7  # checkpoints at tokens 6, 13, ...: not aligned with the periods or the start position
+    replay = CMSReplay(rec, 1, every=every)
+    for t in (-1, every - 1, 2 * every + 1, rec.n_tokens - 1):
+        for level, w in enumerate(replay.weights(t)):
+            torch.testing.assert_close(w, rec.cms_weights(1, level, t), rtol=1e-5, atol=1e-6)
+    with pytest.raises(IndexError):
+        replay.weights(rec.n_tokens)
+
+
+def test_recall_accuracy():
+    tokens = torch.tensor([5, 6, 7, 8])
+    top1 = torch.tensor([6, 0, 8, 0])  # predicts tokens 1 and 3 right
+    assert recall_accuracy(top1, tokens, (1, 2, 3)) == pytest.approx(2 / 3)
+    assert recall_accuracy(top1, tokens, (0, 9)) is None and recall_accuracy(top1, tokens, ()) is None
+
+
+def test_presets_answers_are_their_task_answers():
+    facts = TEXT_PRESETS["facts"]
+    query = facts.text.split(";")[1]
+    assert "".join(facts.text[p] for p in facts.answers) == "".join(c for c in query if c.isdigit())
+    phrase = TEXT_PRESETS["phrase"]
+    assert all(phrase.text[p] == phrase.text[p - phrase.answers[0]] for p in phrase.answers)
+
+
+def test_comparison_of_a_run_with_itself_is_zero(runs):
+    model, _ = runs
+    text = TEXT_PRESETS["facts"].text[:40]
+    a = compare.run_side(model, text, Ablation())
+    b = compare.run_side(model, text, Ablation(test_time_updates=False))
+    table = compare.summary_table(a, b, (20, 21, 30))
+    assert list(table.index) == ["A", "B", "B - A"]
+    np.testing.assert_allclose(table.loc["B - A"], table.loc["B"] - table.loc["A"])
+    same = compare.summary_table(a, compare.run_side(model, text, Ablation()))
+    assert (same.loc["B - A", ["mean loss (nats)", "mean surprise"]] == 0).all()
+    assert np.isnan(same.loc["A", "recall accuracy"])  # no answers given
+    fig = compare.compare_timeline(a, b)
+    np.testing.assert_allclose(fig.data[2].y, (b.stream("loss") - a.stream("loss")).double().numpy())
+    assert fig.data[3].zmax == fig.data[4].zmax  # A and B surprise on one scale
+    panels = compare.compare_memory(a, b, 1, 0, 25)
+    np.testing.assert_allclose(panels.data[2].z, (b.memory_matrix(1, 0, 25) - a.memory_matrix(1, 0, 25)).numpy())
+    off = compare.run_side(model, text, Ablation(memory=False))
+    assert compare.compare_memory(a, off, 1, 0, 25) is None

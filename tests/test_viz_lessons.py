@@ -1,0 +1,68 @@
+"""Learn-page demos compute what they say."""
+import numpy as np
+import pytest
+import torch
+
+from nested_learning.recording import record
+from nested_learning.viz import lessons
+
+
+def test_parse_store():
+    pairs, notices = lessons.parse_store("cat = meow\nbad line\n\n = x\ncat = purr\ndog=woof")
+    assert pairs == [("cat", "purr"), ("dog", "woof")]  # a later line for a key replaces the earlier one
+    assert notices == ["line 2 is not 'key = value': skipped.", "line 4 is not 'key = value': skipped."]
+    many, notices = lessons.parse_store("\n".join(f"k{i} = v" for i in range(40)))
+    assert len(many) == lessons.MAX_PAIRS and "only the first" in notices[0]
+
+
+def test_word_vectors_are_deterministic_and_share_letters():
+    cat, cats, fish = (lessons.word_vector(w, 16) for w in ("cat", "cats", "fish"))
+    torch.testing.assert_close(cat, lessons.word_vector("cat", 16))
+    assert float(cat.norm()) == pytest.approx(1.0)
+    assert float(cat @ cats) > abs(float(cat @ fish))
+
+
+def test_delta_rule_fixes_what_hebbian_cannot():
+    pairs, _ = lessons.parse_store(lessons.DEFAULT_STORE)
+    one = lessons.hebbian_vs_delta(pairs, passes=1)
+    three = lessons.hebbian_vs_delta(pairs, passes=3)
+    assert list(one["key"]) == [k for k, _ in pairs] and list(one["stored"]) == [v for _, v in pairs]
+    # The last pair written is exact under the delta rule; more passes shrink every delta error.
+    assert one["delta error"].iloc[-1] < 1e-9
+    assert (three["delta error"] <= one["delta error"] + 1e-12).all()
+    assert three["hebbian error"].mean() > one["hebbian error"].mean()  # Hebbian writes only pile up
+    assert (three["delta recalls"] == three["stored"]).all()
+    assert lessons.hebbian_vs_delta([]).empty
+
+
+def test_repetition_table_is_the_recordings_means(model):
+    rec, table = lessons.repetition(model, "abcd", 3)
+    surprise = torch.stack([rec.stream(f"layers.{i}.memory.surprise").double().mean(1) for i in (0, 1)]).mean(0)
+    assert list(table["copy"]) == [1, 2, 3]
+    np.testing.assert_allclose(table["mean surprise"], [float(surprise[i * 4:(i + 1) * 4].mean()) for i in range(3)])
+
+
+def test_cms_rates_count_updates_per_period(model):
+    rec, _ = record(model, "x" * 37)
+    table, fig = lessons.cms_rates(rec, layer=1)
+    assert list(table["updates"]) == [37 // p for p in (1, 2, 4, 8)]
+    assert len(fig.data[0].x) == table["updates"].sum()
+
+
+def test_association_recall_reads_the_models_predictions(model):
+    text, table, accuracy = lessons.association_recall(model, seed=1, n_pairs=3)
+    rec, _ = record(model, text)
+    top1 = rec.stream("topk.ids")[:, 0]
+    expected = [int(top1[p - 1]) == text.encode()[p] for p in table["position"]]
+    assert list(table["right"]) == expected and accuracy == pytest.approx(np.mean(expected))
+    assert "".join(table["answer"]) == "".join(c for c in text.split(";")[1] if c.isdigit())
+
+
+def test_forgetting_keeps_the_memory_still_when_updates_are_off(model):
+    table, recordings = lessons.forgetting(model, "abcabc")
+    assert list(table["setting"]) == ["memory learns"] * 2 + ["updates off"] * 2
+    initial = model.init_state(1).layers[0].memory.memory[0]
+    off = recordings["updates off"].stream("layers.0.memory.initial.memory")
+    learns = recordings["memory learns"].stream("layers.0.memory.initial.memory")
+    torch.testing.assert_close(off, initial)  # the second reading starts from the untouched memory
+    assert not torch.allclose(learns, initial)

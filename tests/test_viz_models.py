@@ -1,0 +1,69 @@
+"""Model choice, parameter counts, training curves and downloads."""
+import io
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from nested_learning import load_checkpoint, save_checkpoint
+from nested_learning.recording import Recording, record
+from nested_learning.viz import models
+
+
+def test_default_choice_follows_the_shipped_file(tmp_path, monkeypatch, model):
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", tmp_path / "missing.safetensors")
+    choice, notice = models.default_choice("cpu")
+    assert (choice.kind, choice.name) == ("preset", "hope") and "random-init" in notice
+    path = save_checkpoint(model, tmp_path / "shipped.safetensors")
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", path)
+    choice, notice = models.default_choice("cpu")
+    assert (choice.kind, choice.name, notice) == ("shipped", "shipped.safetensors", None)
+    loaded = models.build_model(choice)
+    assert loaded.config == model.config
+    assert models.ModelChoice("preset", "hope", "cpu").key != models.ModelChoice("preset", "hope", "cuda").key
+
+
+def test_parameter_table_counts_every_parameter_once(model):
+    table = models.parameter_table(model)
+    rows = dict(zip(table["component"], table["parameters"]))
+    assert rows["total"] == sum(p.numel() for p in model.parameters())  # the tied matrix once
+    assert rows["total"] == sum(v for k, v in rows.items() if k != "total")
+    assert rows["embedding (tied with output)"] == 256 * 32
+    assert {"attention", "memory", "cms", "ffn", "norms"} <= set(rows)
+
+
+def test_read_metrics_skips_what_it_cannot_use(tmp_path):
+    assert models.read_metrics(tmp_path / "none.metrics.jsonl").empty
+    path = tmp_path / "run.metrics.jsonl"
+    lines = [{"kind": "train", "step": 1, "tokens": 10, "loss": 5.0, "bpb": 7.2},
+             {"kind": "eval", "step": 2, "heldout_bpb": 6.9, "recall_accuracy": 0.1},
+             "not json", {"no": "step"}, {"step": True, "loss": 1.0}, {"kind": "train", "step": 3, "loss": 4.0}]
+    path.write_text("\n".join(json.dumps(l) if isinstance(l, dict) else l for l in lines) + '\n{"step": 4, "lo')
+    frame = models.read_metrics(path)
+    assert list(frame["step"]) == [1, 2, 3]
+    fig = models.training_curve(frame)
+    names = {trace.name for trace in fig.data}
+    assert names == {"loss", "bpb", "heldout_bpb", "recall_accuracy"}
+    loss = next(t for t in fig.data if t.name == "loss")
+    assert list(loss.x) == [1, 3] and list(loss.y) == [5.0, 4.0]
+    assert models.training_curve(pd.DataFrame()) is None
+    assert models.training_curve(models.read_metrics([{"step": 1, "tokens": 3}])) is None
+
+
+def test_downloads_round_trip(model):
+    restored = load_checkpoint(models.checkpoint_bytes(model), device="cpu")
+    for (name, a), (_, b) in zip(model.named_parameters(), restored.named_parameters()):
+        assert torch.equal(a, b), name
+    rec, _ = record(model, "round trip")
+    again = Recording.load(models.recording_bytes(rec))
+    assert again.text == "round trip" and torch.equal(again.stream("loss")[:-1], rec.stream("loss")[:-1])
+    table = pd.read_csv(io.BytesIO(models.recording_csv(rec)))
+    assert len(table) == rec.n_tokens * 2 * 2 and {"surprise", "learning_rate", "loss"} <= set(table.columns)
+
+
+def test_build_model_refuses_unknown_names():
+    with pytest.raises(ValueError):
+        models.build_model(models.ModelChoice("preset", "nope"))
+    with pytest.raises(ValueError):
+        models.build_model(models.ModelChoice("upload", "x.safetensors"))

@@ -1,0 +1,69 @@
+"""The shareable view: query parameters parsed, clamped with notices, and written back."""
+import pytest
+
+from nested_learning import HopeConfig
+from nested_learning.viz.view import View, ablation_names, clamp_token, parse_view, view_to_params
+
+CONFIG = HopeConfig.preset("hope")  # 4 layers, 4 heads, 4 CMS levels
+PRESETS = ("phrase", "facts")
+
+
+def test_defaults_and_round_trip():
+    assert parse_view({}, CONFIG, PRESETS) == (View(), [])
+    params = {"preset": "facts", "layer": "3", "head": "2", "token": "40", "off": "memory,cms.1"}
+    view, notices = parse_view(params, CONFIG, PRESETS)
+    assert notices == []
+    assert view == View("facts", 3, 2, 40, ("memory", "cms.1"))
+    assert view_to_params(view) == params
+    assert view.ablation.memory is False and view.ablation.cms_levels_off == {1}
+
+
+@pytest.mark.parametrize("params, expected, fragment", [
+    ({"layer": "abc"}, View(layer=0), "layer=abc is not a whole number"),
+    ({"layer": "99"}, View(layer=3), "out of range (0..3): using 3"),
+    ({"head": "-3"}, View(head=0), "using 0"),
+    ({"token": "-5"}, View(token=0), "token=-5"),
+    ({"token": "1e9x"}, View(token=None), "using the last token"),
+    ({"preset": "nope"}, View(), "preset=nope is not a preset"),
+    ({"off": "bogus"}, View(), "off=bogus is not a component"),
+    ({"off": "cms.9"}, View(), "off=cms\\.9"),
+    ({"layer": ""}, View(layer=0), "not a whole number"),
+])
+def test_garbage_is_clamped_or_ignored_with_a_notice(params, expected, fragment):
+    view, notices = parse_view(params, CONFIG, PRESETS)
+    assert view == expected
+    assert len(notices) == 1 and fragment in notices[0]
+
+
+def test_notices_never_carry_markup():
+    view, notices = parse_view({"preset": "<script>alert(1)</script>", "layer": "**9**"}, CONFIG, PRESETS)
+    assert view == View()
+    assert len(notices) == 2
+    for notice in notices:  # every Markdown/HTML character of the user's value arrives backslash-escaped
+        for ch in "<>*":
+            assert notice.count(ch) == notice.count("\\" + ch), notice
+    assert "\\<script\\>alert\\(1\\)" in notices[0] and "\\*\\*9\\*\\*" in notices[1]
+
+
+def test_repeated_and_duplicate_values():
+    view, notices = parse_view({"layer": ["1", "2"], "off": "ffn, memory,memory,,"}, CONFIG, PRESETS)
+    assert view.layer == 2  # the last value wins, as in st.query_params
+    assert view.off == ("memory", "ffn")  # canonical order, duplicates dropped
+    assert notices == []
+
+
+def test_ablations_follow_the_model():
+    transformer = HopeConfig.preset("transformer")
+    names = ablation_names(transformer)
+    assert "memory" not in names and "cms" not in names and "attention" in names
+    view, notices = parse_view({"off": "memory,attention"}, transformer, PRESETS)
+    assert view.off == ("attention",) and "memory" in notices[0]
+    assert "momentum" in ablation_names(HopeConfig.preset("titans"))
+    assert "momentum" not in ablation_names(CONFIG)
+
+
+def test_clamp_token():
+    assert clamp_token(View(token=5), 10) == (View(token=5), None)
+    view, notice = clamp_token(View(token=500), 10)
+    assert view.token == 9 and "past the end" in notice
+    assert clamp_token(View(), 10) == (View(), None)
