@@ -8,10 +8,8 @@ from pathlib import Path
 import torch
 
 from ..ablation import Ablation
-from ..checkpoint import load_checkpoint
-from ..cli import CommandError
+from ..cli import CommandError, model_from_args
 from ..config import PRESETS
-from ..model import HopeTransformer
 from .recorder import DEFAULT_MAX_TOKENS, record
 
 
@@ -44,12 +42,7 @@ def run(args: argparse.Namespace) -> int:
         tokens = torch.tensor(list(args.file.read_bytes()), dtype=torch.long)
     else:
         tokens = args.text
-    if args.checkpoint is not None:
-        model = load_checkpoint(args.checkpoint, device=args.device)
-        origin = f"checkpoint {args.checkpoint.name}"
-    else:
-        model = HopeTransformer.from_preset(args.preset, device=args.device, seed=args.seed).eval()
-        origin = f"preset {args.preset}, random init seed {args.seed}"
+    model, origin = model_from_args(args.checkpoint, args.preset, args.seed, args.device)
     recording, _ = record(model, tokens, ablation=ablation, top_k=args.top_k, attention=args.attention,
                           full_states=args.full_states, max_tokens=args.max_tokens)
     if args.file is not None:

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_checkpoint
-from ..cli import CommandError
+from ..cli import CommandError, model_from_args
 from ..config import PRESETS
-from ..model import HopeTransformer
 from .report import write_json, write_markdown
 from .suite import DEFAULT, EXPERIMENTS, QUICK, parse_only, run_metadata, run_suite
 
@@ -50,12 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise CommandError(f"--threads must be positive, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if args.checkpoint is not None:
-        model = load_checkpoint(args.checkpoint, device=args.device)
-        source = f"checkpoint {args.checkpoint.name}"
-    else:
-        model = HopeTransformer.from_preset(args.preset, device=args.device, seed=args.model_seed).eval()
-        source = f"preset {args.preset}, random init (seed {args.model_seed})"
+    model, source = model_from_args(args.checkpoint, args.preset, args.model_seed, args.device)
     load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     started = time.perf_counter()
 
