@@ -6,6 +6,16 @@ import streamlit as st
 from nested_learning.viz import lessons
 from app_pages import common
 
+LESSON_TEXT_LIMIT = 400  # bytes: the lessons read a short text several times
+
+
+def _refused(text: str, what: str) -> bool:
+    """Show why a lesson text is refused (empty or too long); True when it is."""
+    if text.strip() and len(text.encode("utf-8")) <= LESSON_TEXT_LIMIT:
+        return False
+    st.error(f"Type a {what} of 1 to {LESSON_TEXT_LIMIT} bytes.")
+    return True
+
 model, choice = common.current_model()
 st.title("Learn: how a memory that learns while it reads works")
 st.caption(f"The demos run on the current model ({common.shown_label(choice)}) with a fresh memory each time; "
@@ -52,9 +62,7 @@ with repeat:
         "key-value pairs, so surprise drops copy after copy.")
     phrase = st.text_input("Phrase", "the cat sat on the mat. ", key="learn_phrase")
     if st.button("Read it 4 times", key="learn_repeat_run", type="primary"):
-        if not phrase.strip() or len(phrase.encode("utf-8")) > 400:
-            st.error("Type a phrase of 1 to 400 bytes.")
-        else:
+        if not _refused(phrase, "phrase"):
             recording, table = lessons.repetition(model, phrase, 4)
             n = len(phrase.encode("utf-8"))
             st.plotly_chart(lessons.surprise_by_copy_figure(recording, n, "mean surprise, dotted lines = new copy"),
@@ -99,9 +107,7 @@ with forget:
         "**off**, the memory stays exactly as it started: the second reading is as surprising as the first.")
     passage = st.text_input("Passage", "a quiet river bends past the old mill. ", key="learn_forget_text")
     if st.button("Read twice, updates on and off", key="learn_forget_run", type="primary"):
-        if not passage.strip() or len(passage.encode("utf-8")) > 400:
-            st.error("Type a passage of 1 to 400 bytes.")
-        else:
+        if not _refused(passage, "passage"):
             table, _ = lessons.forgetting(model, passage)
             st.dataframe(table, hide_index=True, key="learn_forget_table")
             pivot = table.pivot(index="setting", columns="reading", values="mean surprise")

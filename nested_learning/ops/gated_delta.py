@@ -28,7 +28,6 @@ class DeltaRuleResult(NamedTuple):
     output: torch.Tensor  # [B, H, T, dv]  M_t q_t
     error: torch.Tensor | None  # [B, H, T, dv]  v_t - M_{t-1} k_t (prediction error before the write)
     memory: torch.Tensor  # [B, H, dv, dk]  memory after the last token
-    writes: torch.Tensor | None = None  # [B, H, T, dv]  u_t = eta_t * error_t (the chunked form has them free)
 
 
 def gated_delta_rule_reference(q, k, v, eta, log_retention, memory) -> DeltaRuleResult:
@@ -41,8 +40,7 @@ def gated_delta_rule_reference(q, k, v, eta, log_retention, memory) -> DeltaRule
         memory = retention * memory + eta[:, :, t, None, None] * error[..., :, None] * k_t[..., None, :]
         outputs.append(torch.einsum("bhvk,bhk->bhv", memory, q_t))
         errors.append(error)
-    errors = torch.stack(errors, 2)
-    return DeltaRuleResult(torch.stack(outputs, 2), errors, memory, eta[..., None] * errors)
+    return DeltaRuleResult(torch.stack(outputs, 2), torch.stack(errors, 2), memory)
 
 
 def _fold(*tensors):
@@ -80,7 +78,7 @@ def _chunk(q, k, v, eta, log_retention, memory, return_error: bool):
     if return_error:
         before = (gram * decay * inverse_retention[:, :, None]).tril(-1)
         error = v - torch.baddbmm(from_start, before, writes)
-    return output, error, new_memory, writes
+    return output, error, new_memory
 
 
 def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 64,
@@ -128,5 +126,4 @@ def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 64,
         before = (gram * decay * inverse_retention[:, :, None]).tril(-1)
         prediction = torch.baddbmm(start_decay[:, :, None] * torch.bmm(k, start_t), before, writes)
         error = (v - prediction).view(B, H, padded, dv)[:, :, :T]
-    writes = writes.view(B, H, padded, dv)[:, :, :T]
-    return DeltaRuleResult(output, error, memory.view(B, H, dv, dk), writes)
+    return DeltaRuleResult(output, error, memory.view(B, H, dv, dk))
