@@ -48,6 +48,24 @@ def test_block_delta_chunked_equals_oracle(period, start, T):
     assert torch.allclose(out.pending, ref.pending, atol=1e-5)
 
 
+@pytest.mark.parametrize("period", [1, 4, 64])
+def test_block_delta_with_wide_values_and_no_writes_equals_oracle(period):
+    """The CMS shape: values wider than keys (dv = 4 dk); without writes the aligned runs never form u."""
+    g = torch.Generator().manual_seed(period)
+    B, H, T, dk, dv = 2, 1, 200, 8, 32
+    q, k = (l2norm(torch.randn(B, H, T, dk, generator=g)) for _ in range(2))
+    v = torch.randn(B, H, T, dv, generator=g)
+    eta = torch.rand(B, H, T, generator=g) / period
+    memory = torch.randn(B, H, dv, dk, generator=g)
+    log_retention = torch.log(0.8 + 0.2 * torch.rand(B, H, generator=g))
+    ref = block_delta_rule_reference(q, k, v, eta, log_retention, memory, torch.zeros_like(memory), 0, period)
+    out = block_delta_rule(q, k, v, eta, log_retention, memory, torch.zeros_like(memory), 0, period, return_writes=False)
+    assert out.writes is None
+    assert rel(out.output, ref.output) < 1e-4 and rel(out.memory, ref.memory) < 1e-4
+    with_writes = block_delta_rule(q, k, v, eta, log_retention, memory, torch.zeros_like(memory), 0, period)
+    assert rel(with_writes.writes, ref.writes) < 1e-4
+
+
 @pytest.mark.parametrize("with_momentum", [True, False])
 @pytest.mark.parametrize("T", [64, 37])
 def test_momentum_chunk_equals_oracle(with_momentum, T):

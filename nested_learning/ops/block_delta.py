@@ -20,14 +20,15 @@ from typing import NamedTuple
 
 import torch
 
-from .common import cat_tokens
+from .chunk_scan import chunk_scan
+from .common import cat_tokens, solve_unit_lower
 
 
 class BlockDeltaResult(NamedTuple):
     output: torch.Tensor  # [B, H, T, dv]
     memory: torch.Tensor  # weights the next token will read
     pending: torch.Tensor  # sum of u k^T of the unfinished block (zeros when the call ends on a boundary)
-    writes: torch.Tensor  # [B, H, T, dv] the u_s of every token (for recording)
+    writes: torch.Tensor | None  # [B, H, T, dv] the u_s of every token (for recording), when asked
 
 
 def block_delta_rule_reference(q, k, v, eta, log_retention, memory, pending, start: int, period: int):
@@ -55,13 +56,14 @@ def _runs(start: int, length: int, span: int):
 
 
 def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, period: int,
-                     chunk_tokens: int = 64) -> BlockDeltaResult:
+                     chunk_tokens: int = 64, return_writes: bool = True) -> BlockDeltaResult:
     """Exact chunk-wise form of :func:`block_delta_rule_reference`.
 
     Runs are whole blocks about ``chunk_tokens`` long, aligned to the stream clock. Aligned full runs
     (all but possibly the first and last) share one block structure and start with no pending sum,
     so their triangular solves run for all of them at once; only a few matmuls per run stay sequential.
     Internally batch and heads are folded into one axis N (3-D matmuls dispatch far cheaper).
+    Without ``return_writes`` the result's ``writes`` is None (the aligned runs never form them).
     """
     B, H, T, _ = k.shape
     dv = v.shape[-1]
@@ -79,7 +81,8 @@ def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, p
             while j + 1 < len(runs) and runs[j + 1][2]:
                 j += 1
             b = runs[j][1]
-            out, writes, memory = _full_runs(q[:, a:b], k[:, a:b], v[:, a:b], eta[:, a:b], la, memory, span, period)
+            out, writes, memory = _full_runs(q[:, a:b], k[:, a:b], v[:, a:b], eta[:, a:b], la, memory, span, period,
+                                             return_writes)
         else:
             out, writes, memory, pending = _one_run(q[:, a:b], k[:, a:b], v[:, a:b], eta[:, a:b], la, memory, pending,
                                                     start + a, period)
@@ -87,8 +90,8 @@ def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, p
         writes_all.append(writes)
         i = j + 1
     unfold = lambda x: x.reshape(B, H, *x.shape[1:])
-    return BlockDeltaResult(unfold(cat_tokens(outputs, 1)), unfold(memory), unfold(pending),
-                            unfold(cat_tokens(writes_all, 1)))
+    writes = unfold(cat_tokens(writes_all, 1)) if return_writes else None
+    return BlockDeltaResult(unfold(cat_tokens(outputs, 1)), unfold(memory), unfold(pending), writes)
 
 
 def _block_masks(block: torch.Tensor, la: torch.Tensor, dtype):
@@ -98,10 +101,12 @@ def _block_masks(block: torch.Tensor, la: torch.Tensor, dtype):
     return torch.where(bs < bt, (steps * la).exp(), 0.0)
 
 
-def _full_runs(q, k, v, eta, la, memory, span: int, period: int):
+def _full_runs(q, k, v, eta, la, memory, span: int, period: int, return_writes: bool):
     """n aligned runs of ``span`` tokens: each ends on a block boundary and starts with no pending sum.
 
-    Folded shapes: q, k [N, T, dk], v [N, T, dv], eta [N, T], la [N, 1, 1], memory [N, dv, dk]."""
+    Folded shapes: q, k [N, T, dk], v [N, T, dv], eta [N, T], la [N, 1, 1], memory [N, dv, dk].
+    Block b of a run reads retention^b M (M: the weights at the run start) plus the earlier blocks'
+    writes; the scan (chunk_scan.py) does the rest."""
     N, T, dk = k.shape
     dv, n = v.shape[-1], T // span
     q, k, v = (x.reshape(N * n, span, -1) for x in (q, k, v))
@@ -111,24 +116,13 @@ def _full_runs(q, k, v, eta, la, memory, span: int, period: int):
     block_f = block.to(k.dtype)
     decay = _block_masks(block, la_runs, k.dtype)  # [N n, C, C]
     start_decay = (block_f * la_runs[:, 0]).exp()  # [N n, C]: retention^b, the weights block b reads
-    k_t = k.transpose(1, 2)
-    system = torch.bmm(k, k_t) * decay * eta[:, :, None]
-    solve = lambda rhs: torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
-    writes_from_values = solve(eta[:, :, None] * v).view(N, n, span, dv)
-    writes_from_memory = solve((eta * start_decay)[:, :, None] * k).view(N, n, span, dk)
-    end_coeff = ((span // period - 1 - block_f) * la[:, 0]).exp()[:, :, None]  # [N, C, 1]
-    run_decay = ((span // period) * la).exp()  # [N, 1, 1]
-    k_runs = k.view(N, n, span, dk)
-    starts, writes = [], []  # sequential part: only the weights at each run start
-    for c in range(n):
-        starts.append(memory)
-        u = writes_from_values[:, c] - torch.bmm(writes_from_memory[:, c], memory.transpose(1, 2))
-        writes.append(u)
-        memory = torch.baddbmm(run_decay * memory, (end_coeff * u).transpose(1, 2), k_runs[:, c])
-    start_t = torch.stack(starts, 1).transpose(2, 3).reshape(N * n, dk, dv)
-    writes = torch.stack(writes, 1).view(N * n, span, dv)
-    out = torch.baddbmm(start_decay[:, :, None] * torch.bmm(q, start_t), torch.bmm(q, k_t) * decay, writes)
-    return out.view(N, T, dv), writes.view(N, T, dv), memory
+    end_decay = ((span // period - 1 - block_f) * la_runs[:, 0]).exp()  # a write's decay to the run end
+    seen = torch.bmm(k, k.transpose(1, 2)) * decay
+    reads = torch.bmm(q, k.transpose(1, 2)) * decay
+    out, errors, memory = chunk_scan(q, k, v, eta, seen, reads, start_decay, start_decay, end_decay,
+                                     ((span // period) * la_runs).exp(), memory, return_writes)
+    writes = None if errors is None else (eta[:, :, None] * errors).reshape(N, T, dv)
+    return out.view(N, T, dv), writes, memory
 
 
 def _one_run(q, k, v, eta, la, memory, pending, first_position: int, period: int):
@@ -154,7 +148,7 @@ def _one_run(q, k, v, eta, la, memory, pending, first_position: int, period: int
     pending_decay = torch.where(block >= 1, ((block_f - 1) * la_t).exp(), 0.0)[:, :, None]
     system = torch.bmm(k, k_t) * decay * eta[:, :, None]
     rhs = eta[:, :, None] * (v - start_decay * torch.bmm(k, memory_t) - pending_decay * torch.bmm(k, pending_t))
-    writes = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
+    writes = solve_unit_lower(system, rhs)
     out = (start_decay * torch.bmm(q, memory_t) + pending_decay * torch.bmm(q, pending_t)
            + torch.bmm(torch.bmm(q, k_t) * decay, writes))
     # Weights after the last finished block; an unfinished last block keeps its writes pending.

@@ -30,6 +30,16 @@ def segment_sum(log_gate: torch.Tensor) -> torch.Tensor:
     return torch.where(lower, out, torch.full((), float("-inf"), dtype=out.dtype, device=out.device))
 
 
+def solve_unit_lower(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """``system^-1 @ rhs`` for a unit lower-triangular ``system`` [N, C, C] (its diagonal and upper
+    part are never read) and ``rhs`` [N, C, R]; the result is a transposed view.
+
+    Solved as the equivalent right-hand problem ``X system^T = rhs^T``: LAPACK is column-major, so
+    this form needs no layout copies and ran about 2x faster on CPU for wide right-hand sides."""
+    return torch.linalg.solve_triangular(system.transpose(-1, -2), rhs.transpose(-1, -2), upper=True,
+                                         left=False, unitriangular=True).transpose(-1, -2)
+
+
 def pad_tokens(x: torch.Tensor, length: int, dim: int = -2, value: float = 0.0) -> torch.Tensor:
     """Right-pad ``x`` along ``dim`` up to ``length`` tokens."""
     missing = length - x.shape[dim]

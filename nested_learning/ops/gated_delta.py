@@ -21,7 +21,8 @@ from typing import NamedTuple
 
 import torch
 
-from .common import pad_tokens
+from .chunk_scan import chunk_scan
+from .common import pad_tokens, solve_unit_lower
 
 
 class DeltaRuleResult(NamedTuple):
@@ -68,7 +69,7 @@ def _chunk(q, k, v, eta, log_retention, memory, return_error: bool):
     start_decay = (cum - log_retention).exp()[:, :, None]  # e^{c_{t-1}}
     memory_t = memory.transpose(1, 2)
     from_start = start_decay * torch.bmm(k, memory_t)  # the start memory's part of M_{t-1} k_t
-    writes = torch.linalg.solve_triangular(system, eta[:, :, None] * (v - from_start), upper=False, unitriangular=True)
+    writes = solve_unit_lower(system, eta[:, :, None] * (v - from_start))
     read_weights = (torch.bmm(q, k_t) * decay).tril()
     output = torch.baddbmm(cum.exp()[:, :, None] * torch.bmm(q, memory_t), read_weights, writes)
     total = cum[:, -1:]
@@ -93,37 +94,18 @@ def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 64,
     # Padding tokens have eta = 0, k = 0 and retention 1: they leave the memory untouched.
     q, k, v = (pad_tokens(x, padded).reshape(N * n_chunks, C, -1) for x in (q, k, v))
     eta, log_retention = (pad_tokens(x, padded, dim=-1).reshape(N * n_chunks, C) for x in (eta, log_retention))
-    memory = memory.reshape(N, dv, dk)
 
     cum = log_retention.cumsum(-1)  # c_t inside each chunk
     decay = (cum[:, :, None] - cum[:, None, :]).clamp(max=0).exp()  # e^{c_t - c_s}, lower triangle used
     k_t = k.transpose(1, 2)
     gram = torch.bmm(k, k_t)
-    inverse_retention = (-log_retention).exp()
-    system = gram * decay * (eta * inverse_retention)[:, :, None]  # strict lower part: A[t, s]
-    start_decay = (cum - log_retention).exp()  # e^{c_{t-1}}
-    solve = lambda rhs: torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
-    # u = writes_from_values - writes_from_memory @ M_0^T, both solved for every chunk at once.
-    writes_from_values = solve(eta[:, :, None] * v).view(N, n_chunks, C, dv)
-    writes_from_memory = solve((eta * start_decay)[:, :, None] * k).view(N, n_chunks, C, dk)
-    end_decay = (cum[:, -1:] - cum).exp().view(N, n_chunks, C, 1)  # e^{c_C - c_s}
-    chunk_decay = cum[:, -1].exp().view(N, n_chunks, 1, 1)  # e^{c_C}
-    k_chunks = k.view(N, n_chunks, C, dk)
-    starts, writes = [], []  # sequential part: only the memory at each chunk start
-    for c in range(n_chunks):
-        starts.append(memory)
-        u = writes_from_values[:, c] - torch.bmm(writes_from_memory[:, c], memory.transpose(1, 2))  # [N, C, dv]
-        writes.append(u)
-        memory = torch.baddbmm(chunk_decay[:, c] * memory, (u * end_decay[:, c]).transpose(1, 2), k_chunks[:, c])
-    start_t = torch.stack(starts, 1).transpose(2, 3).reshape(N * n_chunks, dk, dv)
-    writes = torch.stack(writes, 1).view(N * n_chunks, C, dv)
-    # Batched over chunks: out_t = e^{c_t} M_0 q_t + sum_{s<=t} e^{c_t - c_s} (q_t . k_s) u_s.
-    read_weights = (torch.bmm(q, k_t) * decay).tril()
-    output = torch.baddbmm(cum.exp()[:, :, None] * torch.bmm(q, start_t), read_weights, writes)
+    before = gram * decay * (-log_retention).exp()[:, :, None]  # e^{c_{t-1} - c_s} (k_t . k_s), s < t used
+    start_decay = (cum - log_retention).exp()  # e^{c_{t-1}}: the start memory as token t's write sees it
+    # Read after the write: out_t = e^{c_t} M_0 q_t + sum_{s<=t} e^{c_t - c_s} (q_t . k_s) u_s.
+    output, error, memory = chunk_scan(
+        q, k, v, eta, before, (torch.bmm(q, k_t) * decay).tril(), cum.exp(), start_decay,
+        (cum[:, -1:] - cum).exp(), cum[:, -1].exp()[:, None, None], memory.reshape(N, dv, dk), return_error)
     output = output.view(B, H, padded, dv)[:, :, :T]
-    error = None
-    if return_error:  # v_t - M_{t-1} k_t, with M_{t-1} k_t = e^{c_{t-1}} M_0 k_t + sum_{s<t} A[t,s]/eta_t u_s
-        before = (gram * decay * inverse_retention[:, :, None]).tril(-1)
-        prediction = torch.baddbmm(start_decay[:, :, None] * torch.bmm(k, start_t), before, writes)
-        error = (v - prediction).view(B, H, padded, dv)[:, :, :T]
+    if error is not None:
+        error = error.view(B, H, padded, dv)[:, :, :T]
     return DeltaRuleResult(output, error, memory.view(B, H, dv, dk))

@@ -1,0 +1,57 @@
+"""The sequential part shared by the chunk-wise kernels, in a form with no dv-wide intermediates.
+
+For each chunk of C tokens with start memory M [dv, dk] (axis glossary in ``common.py``), a kernel
+supplies its decays and masks and the scan computes
+
+    e      = V - diag(write_start) K M^T - G u                 each write's prediction error
+    u      = diag(eta) e                                        the chunk's writes
+    out    = diag(read_start) Q M^T + S u                        what each token reads
+    M_next = run_decay M + u^T diag(write_end) K                 the memory after the chunk
+
+where G (``seen``, strictly lower part used) says how much of write s token t's prediction sees
+and S (``reads``) how much of it token t reads. So u = T^-1 diag(eta) (V - diag(write_start) K M^T)
+with T = I + diag(eta) G. The writes are never formed:
+with Y = S T^-1 and R = T^-T diag(write_end) K, both from ONE right-hand triangular solve,
+
+    out    = (diag(read_start) Q - Y diag(eta write_start) K) M^T + Y diag(eta) V
+    M_next = M (run_decay I - K^T diag(eta write_start) R) + V^T diag(eta) R
+
+so every solve and every sequential step is dk x dk, and dv-wide data (values, outputs) passes
+through a few batched matmuls only: on CPU fresh dv-wide temporaries cost more than the flops.
+"""
+from __future__ import annotations
+
+import torch
+
+from .common import solve_unit_lower
+
+
+def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory,
+               return_errors: bool = False):
+    """Shapes: q, k [N n, C, dk]; v [N n, C, dv]; eta, read_start, write_start, write_end [N n, C];
+    seen, reads [N n, C, C]; run_decay [N n, 1, 1]; memory [N, dv, dk] (n chunks per sequence).
+
+    Returns (out [N n, C, dv], errors e [N n, C, dv] or None, memory after the last chunk [N, dv, dk])."""
+    N, dv, dk = memory.shape
+    n, C = k.shape[0] // N, k.shape[1]
+    k_t = k.transpose(1, 2)
+    system = seen * eta[:, :, None]
+    right = torch.cat([reads, k_t * write_end[:, None, :]], dim=1)  # [S; (E K)^T]
+    solved = torch.linalg.solve_triangular(system, right, upper=False, left=False, unitriangular=True)
+    mixing, reach = solved[:, :C], solved[:, C:].transpose(1, 2)  # Y [C, C], R [C, dk]
+    eta_start = (eta * write_start)[:, :, None]
+    read_keys = read_start[:, :, None] * q - torch.bmm(mixing, eta_start * k)
+    step = torch.eye(dk, dtype=k.dtype, device=k.device) * run_decay - torch.bmm(k_t, eta_start * reach)
+    gained = torch.bmm(v.transpose(1, 2), eta[:, :, None] * reach).view(N, n, dv, dk)
+    step = step.view(N, n, dk, dk)
+    starts = []
+    for c in range(n):  # the only sequential work: one [dv, dk] x [dk, dk] step per chunk
+        starts.append(memory)
+        memory = torch.baddbmm(gained[:, c], memory, step[:, c])
+    start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
+    out = torch.baddbmm(torch.bmm(mixing * eta[:, None, :], v), read_keys, start_memory.transpose(1, 2))
+    errors = None
+    if return_errors:  # e = (I + G diag(eta))^-1 (V - diag(write_start) K M^T): one more solve, dv wide
+        from_start = write_start[:, :, None] * torch.bmm(k, start_memory.transpose(1, 2))
+        errors = solve_unit_lower(seen * eta[:, None, :], v - from_start)
+    return out, errors, memory
