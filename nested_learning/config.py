@@ -1,7 +1,8 @@
 """HopeConfig: every architectural choice of the model in one dataclass, plus named presets.
 
 Presets (see ``../shared/spec/HOPE.md`` section 4 and README):
-    hope            attention + self-modifying memory + CMS + FFN, persistent tokens (default)
+    hope            attention + self-modifying memory (causal conv, window 4, on its q/k/v) + CMS + FFN,
+                    persistent tokens (default)
     hope-paper      self-modifying Titans memory + CMS chain in place of the FFN, no attention,
                     causal conv (window 4) on q/k/v
     hope-attention  attention + CMS
@@ -120,7 +121,7 @@ class HopeConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # The CMS chain adds four fast MLP levels per layer, so the FFN is half the transformer's width
     # (keeps the default model under 5M parameters; see README "Speed").
-    "hope": dict(ffn_mult=2),
+    "hope": dict(ffn_mult=2, local_conv=4),
     "hope-paper": dict(attention=False, n_persistent_tokens=0, ffn=False, momentum=True, local_conv=4),
     "hope-attention": dict(memory=False, ffn=False, n_persistent_tokens=0),
     "titans": dict(self_modifying=False, momentum=True, cms_periods=()),

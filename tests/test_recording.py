@@ -24,9 +24,15 @@ def reference_memory(module, h):
     def project(wi, wo, i, z):
         return z + wo[i] @ F.silu(wi[i] @ F.normalize(z, dim=-1))
 
+    with torch.no_grad():
+        inputs = module.in_proj(h)  # [T, 4D]: q, k, v and gate inputs
+        if module.conv is not None:  # the causal conv on q/k/v, written as torch's conv1d over zero history
+            width = module.conv.width
+            qkv = F.pad(inputs[:, :3 * D].T, (width - 1, 0))
+            inputs = torch.cat([F.conv1d(qkv[None], module.conv.weight[:, None], groups=3 * D)[0].T, inputs[:, 3 * D:]], 1)
     for t in range(h.shape[0]):
         with torch.no_grad():
-            q_in, k_in, v_in, g_in = module.in_proj(h[t]).split(D)
+            q_in, k_in, v_in, g_in = inputs[t].split(D)
             k_full, v_full, g = (project(w_in, w_out, i, z) for i, z in enumerate((k_in, v_in, g_in)))
             k, v = F.normalize(k_full.view(H, d), dim=-1), v_full.view(H, d)
             gate_surprise = (v - torch.einsum("hvk,hk->hv", reference, k)).norm(dim=-1)
@@ -130,21 +136,24 @@ def test_cms_event_statistics_equal_direct_computation():
 
 
 def test_repetition_lowers_surprise_only_with_test_time_updates():
+    """Attention off, so a layer's input at a token depends only on that token unless a memory
+    learned something: without updates the second reading repeats the first exactly. No conv: with
+    random taps adjacent keys share 3 of 4 inputs and an untrained memory barely tells them apart
+    (the trained checkpoint's recall is measured by the validation suite)."""
     from nested_learning import HopeTransformer
-    model = HopeTransformer.from_preset("hope", device="cpu", seed=0).eval()
+    model = HopeTransformer.from_preset("hope", device="cpu", seed=0, attention=False, local_conv=0).eval()
     segment = torch.randint(0, 256, (128,), generator=torch.Generator().manual_seed(100))
     tokens = torch.cat([segment, segment])
 
-    def mean_surprise(ablation):
+    def per_token_surprise(ablation):
         recording, _ = record(model, tokens, ablation=ablation)
         surprise = torch.stack([recording.stream(f"layers.{i}.memory.surprise") for i in recording.memory_layers])
-        per_token = surprise.mean((0, 2))
-        return per_token[:128].mean().item(), per_token[128:].mean().item()
+        return surprise.mean((0, 2))
 
-    first, second = mean_surprise(Ablation())
-    assert second < first
-    first_off, second_off = mean_surprise(Ablation(test_time_updates=False))
-    assert second_off >= first_off
+    on = per_token_surprise(Ablation())
+    assert on[128:].mean() < 0.95 * on[:128].mean()  # the memory recalls what it wrote
+    off = per_token_surprise(Ablation(test_time_updates=False))
+    assert torch.allclose(off[128:], off[:128], rtol=1e-5, atol=1e-6)  # nothing learned
 
 
 def test_tables_and_csv(tmp_path):
