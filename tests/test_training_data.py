@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from nested_learning.training.data import TextStream, TrainBatches, heldout_sequences, is_heldout, is_task_sequence
+from nested_learning.training.data import (TextStream, TrainBatches, heldout_sequences, is_heldout, is_task_sequence,
+                                          reread_span)
 from nested_learning.training.sources import open_source
 
 
@@ -77,6 +78,38 @@ def test_batches_resume_from_their_state_exactly(tmp_path):
     assert tokens.shape == weights.shape == (4, 97)
     # Sequence 3 of every 4 is a task sequence: only its answer bytes weigh.
     assert weights[:3].eq(1).all() and 0 < weights[3].sum() < 97
+
+
+def test_reread_windows_repeat_one_span_of_the_training_text(tmp_path):
+    corpus = str(write_corpus(tmp_path / "c"))
+    seq_len = 128
+    plain = TrainBatches([corpus], seq_len, 0.1, [], 0.0, seed=5)
+    reread = TrainBatches([corpus], seq_len, 0.1, [], 0.0, seed=5, reread_fraction=1.0)
+    windows = [bytes(plain.next_sequence()[0]) for _ in range(40)]
+    text = windows[0] + b"".join(w[1:] for w in windows[1:])  # consecutive windows share one byte
+    spans = set()
+    for index in range(20):
+        tokens, weights = reread.next_sequence()
+        window = bytes(tokens)
+        span = reread_span(index, 5, seq_len, 1.0)
+        assert seq_len // 8 <= span <= seq_len // 2 and len(window) == seq_len + 1
+        assert window == (window[:span] * 20)[:seq_len + 1]  # one span, read again and again
+        assert window[:span] in text  # real training text, in stream order
+        assert weights == [1.0] * (seq_len + 1)  # every byte is scored
+        spans.add(span)
+    assert len(spans) > 5  # the span length varies from window to window
+    # The spans tile the stream like ordinary windows: the text is not skipped or repeated.
+    again = TrainBatches([corpus], seq_len, 0.1, [], 0.0, seed=5, reread_fraction=1.0)
+    firsts = [bytes(again.next_sequence()[0][:reread_span(i, 5, seq_len, 1.0)]) for i in range(3)]
+    assert text.startswith(firsts[0] + firsts[1][1:] + firsts[2][1:])
+
+
+def test_reread_fraction_picks_that_share_of_text_windows_reproducibly():
+    chosen = [reread_span(i, 0, 512, 0.3) > 0 for i in range(2000)]
+    assert 0.26 < sum(chosen) / 2000 < 0.34
+    assert chosen == [reread_span(i, 0, 512, 0.3) > 0 for i in range(2000)]
+    assert chosen != [reread_span(i, 1, 512, 0.3) > 0 for i in range(2000)]  # the seed decides
+    assert not any(reread_span(i, 0, 512, 0.0) for i in range(200))
 
 
 def test_empty_or_all_heldout_data_is_a_clear_error(tmp_path):

@@ -9,6 +9,11 @@
 * Synthetic tasks: sequence number i of the run is a task sequence when ``floor((i + 1) f) >
   floor(i f)`` for task fraction f, so exactly that fraction is tasks, reproducibly; its content
   comes from a generator seeded with (seed, i). Task sequences weight only their answer bytes.
+* Reread windows: a share ``reread_fraction`` of the text windows (chosen by a hash of (seed, i))
+  is a span of training text read again and again until the window is full; the span length is
+  drawn from [seq_len / 8, seq_len / 2]. Every byte is scored: after the first reading the next
+  byte is in the context, so these windows give in-context copying a dense signal on real prose
+  (the skill the memory tasks and the validation's repetition test need).
 * Every rank of a distributed run builds the same global batch and keeps its own rows, so the
   batch does not depend on the number of processes and resume is exact at any scale.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 
 import torch
 
@@ -95,13 +101,29 @@ def is_task_sequence(index: int, task_fraction: float) -> bool:
     return math.floor((index + 1) * task_fraction) > math.floor(index * task_fraction)
 
 
+def reread_span(index: int, seed: int, seq_len: int, reread_fraction: float) -> int:
+    """The span length of text window ``index`` when it is a reread window, else 0."""
+    if reread_fraction <= 0.0:
+        return 0
+    rng = random.Random(f"reread:{seed}:{index}")
+    if rng.random() >= reread_fraction:
+        return 0
+    return rng.randint(max(1, seq_len // 8), max(1, seq_len // 2))
+
+
+def reread_window(span: bytes, size: int) -> bytes:
+    """``span`` repeated until ``size`` bytes."""
+    return (span * (size // len(span) + 1))[:size]
+
+
 class TrainBatches:
     """Global batches of [batch_size, seq_len + 1] tokens and weights, in a reproducible order."""
 
     def __init__(self, data: list[str], seq_len: int, heldout_fraction: float, tasks: list[str],
-                 task_fraction: float, seed: int):
+                 task_fraction: float, seed: int, reread_fraction: float = 0.0):
         self.sources = [open_source(spec) for spec in data]
         self.seq_len, self.tasks, self.task_fraction, self.seed = seq_len, tasks, task_fraction, seed
+        self.reread_fraction = reread_fraction
         self.text = TextStream(self.sources, "train", heldout_fraction) if self.sources else None
         self.sequence = 0  # sequences handed out so far: the position of the run in its data
 
@@ -109,7 +131,8 @@ class TrainBatches:
         index, self.sequence = self.sequence, self.sequence + 1
         if self.text is None or (self.tasks and is_task_sequence(index, self.task_fraction)):
             return synthetic.pack_tasks(f"tasks:{self.seed}:{index}", self.seq_len + 1, self.tasks)
-        window = self.text.next_window(self.seq_len)
+        span = reread_span(index, self.seed, self.seq_len, self.reread_fraction)
+        window = reread_window(self.text.next_window(span - 1), self.seq_len + 1) if span else self.text.next_window(self.seq_len)
         return list(window), [1.0] * len(window)
 
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -95,9 +95,13 @@ def repeated_text_loss(model, windows: torch.Tensor, length: int = 256, ablation
 
 def quick_report(model, windows: torch.Tensor | None, segment_len: int, tasks: list[str], task_samples: int,
                  seed: int) -> dict:
-    """The periodic evaluation: held-out bits per byte (when there is held-out text) and task answer
-    accuracy, updates on."""
-    out = {"heldout_bpb": heldout_bpb(model, windows, segment_len)} if windows is not None else {}
+    """The periodic evaluation, updates on: held-out bits per byte and the loss change from the
+    first to the second reading of held-out text (when there is held-out text), task answer accuracy."""
+    out = {}
+    if windows is not None:
+        repeated = repeated_text_loss(model, windows)
+        out.update(heldout_bpb=heldout_bpb(model, windows, segment_len),
+                   repeated_text_second_minus_first=repeated["second"] - repeated["first"])
     for task in tasks:
         out[f"{task}_accuracy"] = task_accuracy(model, task, task_samples, seed)["answer_accuracy"]
     return out

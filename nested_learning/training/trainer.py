@@ -38,6 +38,7 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)
     tasks: list[str] = field(default_factory=lambda: list(synthetic.TASKS))
     task_fraction: float = 0.25  # share of training sequences that are synthetic memory tasks
+    reread_fraction: float = 0.0  # share of text windows that are one span of text read repeatedly
     heldout_fraction: float = 0.02  # share of documents held out (by a hash of the document id)
     steps: int = 1000
     batch_size: int = 8  # windows per step, over all processes
@@ -67,7 +68,8 @@ class TrainConfig:
     command: str = ""  # the command line, recorded in the checkpoint metadata
 
     # Settings that change what a run computes: a resumed run must have the same ones.
-    RESUME_FIELDS = ("data", "init", "preset", "model_overrides", "tasks", "task_fraction", "heldout_fraction", "steps",
+    RESUME_FIELDS = ("data", "init", "preset", "model_overrides", "tasks", "task_fraction", "reread_fraction",
+                     "heldout_fraction", "steps",
                      "batch_size", "seq_len", "bptt", "lr", "min_lr", "warmup_steps", "weight_decay", "beta1",
                      "beta2", "grad_clip", "seed")
 
@@ -101,6 +103,7 @@ class TrainConfig:
         check(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0, "betas must be in [0, 1)")
         check(self.grad_clip >= 0.0, f"--grad-clip must be >= 0, got {self.grad_clip}")
         check(0.0 <= self.task_fraction <= 1.0, f"--task-fraction must be in [0, 1], got {self.task_fraction}")
+        check(0.0 <= self.reread_fraction <= 1.0, f"--reread-fraction must be in [0, 1], got {self.reread_fraction}")
         check(0.0 < self.heldout_fraction < 1.0, f"--heldout-fraction must be in (0, 1), got {self.heldout_fraction}")
         check(self.precision in ("auto", "fp32", "bf16"), f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         self.tasks = synthetic.parse_task_names(self.tasks)
@@ -154,8 +157,9 @@ def train(config: TrainConfig, on_step=None) -> dict:
 
 def _check_resumable(saved: TrainState, config: TrainConfig):
     now = json.loads(json.dumps(config.to_dict()))  # as saved: tuples become lists
+    defaults = json.loads(json.dumps(TrainConfig(out="").to_dict()))  # a setting newer than the saved run
     for name in TrainConfig.RESUME_FIELDS:
-        if saved.settings.get(name) != now[name]:
+        if saved.settings.get(name, defaults[name]) != now[name]:
             raise ValueError(f"cannot resume: --{name.replace('_', '-')} was {saved.settings.get(name)!r}, "
                              f"now {now[name]!r} (settings must match the interrupted run)")
 
@@ -178,7 +182,7 @@ def _train(config: TrainConfig, world: distributed.World, on_step) -> dict:
             for p, q in zip(model.parameters(), load_checkpoint(config.init, device=world.device).parameters()):
                 p.copy_(q)
     batches = TrainBatches(config.data, config.seq_len, config.heldout_fraction, config.tasks,
-                           config.task_fraction, config.seed)
+                           config.task_fraction, config.seed, config.reread_fraction)
     heldout = heldout_sequences(batches, config.eval_windows, config.heldout_fraction) if batches.sources else None
     optimizer = make_optimizer(model, config)
     step, tokens, extra = 0, 0, {}
