@@ -63,17 +63,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--all-presets", action="store_true", help="time every preset against the transformer")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, torch.get_num_threads()],
+                        help="torch thread counts to time, one after the other (default: 1 and torch's default)")
     args = parser.parse_args()
     torch.manual_seed(0)
     presets = ("hope", "hope-paper", "hope-attention", "titans", "transformer") if args.all_presets else ("hope", "transformer")
-    times = model_ratio(args.rounds, presets)
-    base = times["transformer"]
-    print(f"forward, 4x256, 4 heads, T=512, B=1, {torch.get_num_threads()} threads, median of {args.rounds}:")
-    for name, t in times.items():
-        print(f"  {name:15s} {t * 1e3:8.1f} ms  {512 / t:9.0f} tok/s  {t / base:5.2f}x transformer")
-    kt = kernel_ratio(max(3, args.rounds // 3))
-    print(f"gated delta rule, d=64, T=2048, H=4: chunked {kt['chunked'] * 1e3:.1f} ms, "
-          f"oracle {kt['per_token_oracle'] * 1e3:.1f} ms, speed-up {kt['per_token_oracle'] / kt['chunked']:.1f}x")
+    for threads in dict.fromkeys(args.threads):  # the small memory ops gain little from threads, big matmuls do
+        torch.set_num_threads(threads)
+        times = model_ratio(args.rounds, presets)
+        base = times["transformer"]
+        print(f"forward, 4x256, 4 heads, T=512, B=1, {threads} threads, median of {args.rounds}:")
+        for name, t in times.items():
+            print(f"  {name:15s} {t * 1e3:8.1f} ms  {512 / t:9.0f} tok/s  {t / base:5.2f}x transformer")
+        kt = kernel_ratio(max(3, args.rounds // 3))
+        print(f"gated delta rule, d=64, T=2048, H=4, {threads} threads: chunked {kt['chunked'] * 1e3:.1f} ms, "
+              f"oracle {kt['per_token_oracle'] * 1e3:.1f} ms, speed-up {kt['per_token_oracle'] / kt['chunked']:.1f}x")
 
 
 if __name__ == "__main__":
