@@ -62,7 +62,8 @@ class CMSLevel(nn.Module):
         log_retention = nn.functional.logsigmoid(self.retention_logit) if ablation.retention else torch.zeros(())
         values = inputs.diff(dim=1)  # z_t - z_{t-1}
         result = block_delta_rule(features[:, :, 1:], features[:, :, :-1], values[:, None], eta,
-                                  log_retention, state.memory, state.pending, position, self.period)
+                                  log_retention, state.memory, state.pending, position, self.period,
+                                  return_writes=trace is not None)
         if trace is not None:  # the level's write pairs, for the recorder's update events
             trace.update(keys=features[:, 0, :-1], values=values, writes=result.writes[:, 0],
                          learning_rate=eta[:, 0], retention=log_retention.exp())
