@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from .ablation import Ablation
 from .config import HopeConfig
 from .layers import CausalConv, RMSNorm
-from .ops import gated_delta_rule, l2norm, momentum_rule_chunk
+from .ops import l2norm, momentum_rule_chunk
+from .ops.gated_delta import gated_delta_chunk
 from .ops.common import cat_tokens
 from .projection_memory import ProjectionMemories
 from .state import MemoryState
@@ -43,11 +44,10 @@ def chunk_runs(position: int, length: int, chunk: int):
         a = b
 
 
-def _prediction_error(v, k, memory):
-    """v - M k per head: [B, H, n, d] (folded to 3-D for a cheap batched matmul)."""
+def _predict(k, memory):
+    """M k per head: [B, H, n, d] (folded to 3-D for a cheap batched matmul)."""
     B, H, n, d = k.shape
-    predicted = torch.bmm(k.reshape(B * H, n, d), memory.reshape(B * H, d, d).transpose(1, 2))
-    return v - predicted.view(B, H, n, d)
+    return torch.bmm(k.reshape(B * H, n, d), memory.reshape(B * H, d, d).transpose(1, 2)).view(B, H, n, d)
 
 
 class SelfModifyingMemory(nn.Module):
@@ -113,12 +113,13 @@ class SelfModifyingMemory(nn.Module):
             else:
                 keys_full, values_full, gate_features = k_in[:, a:b], v_in[:, a:b], gate_input[:, a:b]
             k, v, qc = l2norm(self._heads(keys_full)), self._heads(values_full), q[:, :, a:b]
-            gate_surprise = _prediction_error(v, k, reference).norm(dim=-1)  # [B, H, n]
+            reference_keys = _predict(k, reference)
+            gate_surprise = (v - reference_keys).norm(dim=-1)  # [B, H, n]
             gate_logits = self.gates(gate_features).transpose(1, 2)  # [B, gates * H, n]
             learning_rate, log_retention = self._rates(gate_logits, gate_surprise, ablation)
             if not updates:
                 out = qc @ memory.transpose(-1, -2)
-                surprise = _prediction_error(v, k, memory).norm(dim=-1)
+                surprise = gate_surprise if reference is memory else (v - _predict(k, memory)).norm(dim=-1)
             elif config.momentum:
                 log_gate = None
                 if ablation.momentum:
@@ -127,8 +128,9 @@ class SelfModifyingMemory(nn.Module):
                 out, memory, momentum = result.output, result.memory, result.momentum
                 surprise = gate_surprise  # with mini-batch gradients the error IS taken at the chunk-start memory
             else:
-                result = gated_delta_rule(qc, k, v, learning_rate, log_retention, memory, chunk_size=b - a,
-                                          return_error=trace is not None)  # the exact error only when recording
+                # One chunk; inside an aligned chunk the gate's reference IS the start memory: reuse M k.
+                result = gated_delta_chunk(qc, k, v, learning_rate, log_retention, memory, return_error=trace is not None,
+                                           memory_keys=reference_keys if reference is memory else None)
                 out, memory = result.output, result.memory
                 surprise = result.error.norm(dim=-1) if trace is not None else None
             if updates and projections is not None and ablation.self_modification:

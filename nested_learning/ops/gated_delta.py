@@ -49,14 +49,18 @@ def _fold(*tensors):
     return [t.reshape(-1, *t.shape[2:]) for t in tensors]
 
 
-def gated_delta_chunk(q, k, v, eta, log_retention, memory, return_error: bool = True) -> DeltaRuleResult:
-    """One chunk: the start memory is known, so the writes come from a single triangular solve."""
+def gated_delta_chunk(q, k, v, eta, log_retention, memory, return_error: bool = True,
+                      memory_keys: torch.Tensor | None = None) -> DeltaRuleResult:
+    """One chunk: the start memory is known, so the writes come from a single triangular solve.
+
+    ``memory_keys`` [B, H, C, dv] = M_0 k_t may be passed when the caller already has it."""
     B, H = k.shape[:2]
-    out = _chunk(*_fold(q, k, v, eta, log_retention, memory), return_error)
+    folded = _fold(q, k, v, eta, log_retention, memory)
+    out = _chunk(*folded, return_error, None if memory_keys is None else _fold(memory_keys)[0])
     return DeltaRuleResult(*(None if t is None else t.reshape(B, H, *t.shape[1:]) for t in out))
 
 
-def _chunk(q, k, v, eta, log_retention, memory, return_error: bool):
+def _chunk(q, k, v, eta, log_retention, memory, return_error: bool, memory_keys=None):
     """gated_delta_chunk on folded [N, C, d] inputs (N = batch x heads)."""
     cum = log_retention.cumsum(-1)  # c_t
     # e^{c_t - c_s}; only its lower triangle is used (the clamp keeps the upper one finite).
@@ -68,7 +72,8 @@ def _chunk(q, k, v, eta, log_retention, memory, return_error: bool):
     system = gram * decay * (eta * inverse_retention)[:, :, None]
     start_decay = (cum - log_retention).exp()[:, :, None]  # e^{c_{t-1}}
     memory_t = memory.transpose(1, 2)
-    from_start = start_decay * torch.bmm(k, memory_t)  # the start memory's part of M_{t-1} k_t
+    memory_keys = torch.bmm(k, memory_t) if memory_keys is None else memory_keys
+    from_start = start_decay * memory_keys  # the start memory's part of M_{t-1} k_t
     writes = solve_unit_lower(system, eta[:, :, None] * (v - from_start))
     read_weights = (torch.bmm(q, k_t) * decay).tril()
     output = torch.baddbmm(cum.exp()[:, :, None] * torch.bmm(q, memory_t), read_weights, writes)
