@@ -40,8 +40,9 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
     solved = torch.linalg.solve_triangular(system, right, upper=False, left=False, unitriangular=True)
     mixing, reach = solved[:, :C], solved[:, C:].transpose(1, 2)  # Y [C, C], R [C, dk]
     eta_start = (eta * write_start)[:, :, None]
-    read_keys = read_start[:, :, None] * q - torch.bmm(mixing, eta_start * k)
-    step = torch.eye(dk, dtype=k.dtype, device=k.device) * run_decay - torch.bmm(k_t, eta_start * reach)
+    # baddbmm with alpha -1 instead of bmm and a subtraction: one fresh [C, dk] buffer less each
+    read_keys = torch.baddbmm(read_start[:, :, None] * q, mixing, eta_start * k, alpha=-1)
+    step = torch.baddbmm(torch.eye(dk, dtype=k.dtype, device=k.device) * run_decay, k_t, eta_start * reach, alpha=-1)
     gained = torch.bmm(v.transpose(1, 2), eta[:, :, None] * reach).view(N, n, dv, dk)
     step = step.view(N, n, dk, dk)
     starts = []
@@ -49,7 +50,8 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
         starts.append(memory)
         memory = torch.baddbmm(gained[:, c], memory, step[:, c])
     start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
-    out = torch.baddbmm(torch.bmm(mixing * eta[:, None, :], v), read_keys, start_memory.transpose(1, 2))
+    # In place on bmm's fresh output (bmm's backward needs only its inputs): no copy of it.
+    out = torch.bmm(mixing * eta[:, None, :], v).baddbmm_(read_keys, start_memory.transpose(1, 2))
     errors = None
     if return_errors:  # e = (I + G diag(eta))^-1 (V - diag(write_start) K M^T): one more solve, dv wide
         from_start = write_start[:, :, None] * torch.bmm(k, start_memory.transpose(1, 2))
