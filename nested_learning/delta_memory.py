@@ -47,7 +47,8 @@ class DeltaRuleMemory(nn.Module):
         if use_reference:
             result = gated_delta_rule_reference(q, k, v, learning_rate, log_retention, memory)
         else:
-            result = gated_delta_rule(q, k, v, learning_rate, log_retention, memory, self.chunk_size)
+            result = gated_delta_rule(q, k, v, learning_rate, log_retention, memory, self.chunk_size,
+                                      return_error=return_surprise)  # errors cost an extra solve
         y = self.out(result.output.transpose(1, 2).reshape(B, T, D))
         if return_surprise:
             return y, result.memory, result.error.norm(dim=-1)
