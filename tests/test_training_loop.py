@@ -54,11 +54,28 @@ def test_training_beats_random_init_and_writes_checkpoint_and_metrics(tmp_path):
     assert not resume_path(config.out).exists()  # a finished run leaves nothing to resume
 
 
+def test_repeated_text_loss_scores_each_reading_of_the_doubled_window():
+    import torch.nn.functional as F
+    from nested_learning.training.evaluate import quick_report, repeated_text_loss
+    model = tiny_model().eval()
+    windows = random_tokens(3, 41)
+    result = repeated_text_loss(model, windows, length=20)
+    doubled = torch.cat([windows[:, :20], windows[:, :20]], dim=1)
+    with torch.no_grad():
+        nats = F.cross_entropy(model(doubled[:, :-1]).logits.flatten(0, 1), doubled[:, 1:].flatten(), reduction="none")
+    nats = nats.view(3, 39)
+    assert result["first"] == pytest.approx(nats[:, :19].mean().item(), rel=1e-5)  # byte 0 has no context
+    assert result["second"] == pytest.approx(nats[:, 19:].mean().item(), rel=1e-5)
+    report = quick_report(model, windows, 16, [], 4, 0)
+    assert report["repeated_text_second_minus_first"] == pytest.approx(
+        repeated_text_loss(model, windows)["second"] - repeated_text_loss(model, windows)["first"], rel=1e-5)
+
+
 def test_resume_equals_an_uninterrupted_run(tmp_path):
-    straight = tiny_config(tmp_path / "a")
+    straight = tiny_config(tmp_path / "a", reread_fraction=0.5)
     train(straight)
 
-    interrupted = tiny_config(tmp_path / "b")
+    interrupted = tiny_config(tmp_path / "b", reread_fraction=0.5)
 
     def stop_after_four(step, record):
         if step == 4:  # past the checkpoint at step 3: steps 4.. are redone after resuming
@@ -67,7 +84,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(interrupted, on_step=stop_after_four)
     assert resume_path(interrupted.out).exists()
-    train(tiny_config(tmp_path / "b", resume=True))
+    train(tiny_config(tmp_path / "b", resume=True, reread_fraction=0.5))
 
     a, b = load_checkpoint(straight.out, device="cpu"), load_checkpoint(interrupted.out, device="cpu")
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
