@@ -18,6 +18,9 @@ with Y = S T^-1 and R = T^-T diag(write_end) K, both from ONE right-hand triangu
 
 so every solve and every sequential step is dk x dk, and dv-wide data (values, outputs) passes
 through a few batched matmuls only: on CPU fresh dv-wide temporaries cost more than the flops.
+That pays when values are wider than keys (a CMS level: dv = d_model, dk = its hidden width). With
+dv <= dk the direct form is cheaper (fewer big matmuls): one solve gives u = U_v - U_m M^T for
+every chunk, and the sequential step forms u per chunk.
 """
 from __future__ import annotations
 
@@ -33,6 +36,9 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
 
     Returns (out [N n, C, dv], errors e [N n, C, dv] or None, memory after the last chunk [N, dv, dk])."""
     N, dv, dk = memory.shape
+    if dv <= dk:
+        return _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory,
+                            return_errors)
     n, C = k.shape[0] // N, k.shape[1]
     k_t = k.transpose(1, 2)
     system = seen * eta[:, :, None]
@@ -56,4 +62,29 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
     if return_errors:  # e = (I + G diag(eta))^-1 (V - diag(write_start) K M^T): one more solve, dv wide
         from_start = write_start[:, :, None] * torch.bmm(k, start_memory.transpose(1, 2))
         errors = solve_unit_lower(seen * eta[:, None, :], v - from_start)
+    return out, errors, memory
+
+
+def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory, return_errors):
+    """chunk_scan with the writes formed: u = U_v - U_m M^T, (U_v, U_m) = T^-1 diag(eta) [V, diag(write_start) K]."""
+    N, dv, dk = memory.shape
+    n, C = k.shape[0] // N, k.shape[1]
+    rhs = torch.cat([eta[:, :, None] * v, (eta * write_start)[:, :, None] * k], dim=-1)
+    solved = solve_unit_lower(seen * eta[:, :, None], rhs)
+    from_values, from_memory = solved[..., :dv].view(N, n, C, dv), solved[..., dv:].view(N, n, C, dk)
+    end_keys = (write_end[:, :, None] * k).view(N, n, C, dk)
+    run_decay = run_decay.view(N, n, 1, 1)
+    starts, writes = [], []
+    for c in range(n):  # sequential: the memory at each chunk start and that chunk's writes
+        starts.append(memory)
+        u = torch.baddbmm(from_values[:, c], from_memory[:, c], memory.transpose(1, 2), alpha=-1)
+        writes.append(u)
+        memory = torch.baddbmm(run_decay[:, c] * memory, u.transpose(1, 2), end_keys[:, c])
+    start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
+    writes = torch.stack(writes, 1).view(N * n, C, dv)
+    out = torch.baddbmm(read_start[:, :, None] * torch.bmm(q, start_memory.transpose(1, 2)), reads, writes)
+    errors = None
+    if return_errors:
+        predicted = torch.baddbmm(write_start[:, :, None] * torch.bmm(k, start_memory.transpose(1, 2)), seen.tril(-1), writes)
+        errors = v - predicted
     return out, errors, memory
