@@ -1,4 +1,4 @@
-"""The sequential part shared by the chunk-wise kernels, in a form with no dv-wide intermediates.
+"""The sequential part shared by the chunk-wise kernels, in two exact forms chosen by shape.
 
 For each chunk of C tokens with start memory M [dv, dk] (axis glossary in ``common.py``), a kernel
 supplies its decays and masks and the scan computes
@@ -10,7 +10,7 @@ supplies its decays and masks and the scan computes
 
 where G (``seen``, strictly lower part used) says how much of write s token t's prediction sees
 and S (``reads``) how much of it token t reads. So u = T^-1 diag(eta) (V - diag(write_start) K M^T)
-with T = I + diag(eta) G. The writes are never formed:
+with T = I + diag(eta) G. When values are wider than keys the writes are never formed:
 with Y = S T^-1 and R = T^-T diag(write_end) K, both from ONE right-hand triangular solve,
 
     out    = (diag(read_start) Q - Y diag(eta write_start) K) M^T + Y diag(eta) V
