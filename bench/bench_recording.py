@@ -6,6 +6,8 @@ Default: the benchmark config (hope preset: 4 layers, d_model 256, 4 heads), T =
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 import os
 import statistics
 import tempfile
@@ -13,6 +15,7 @@ import time
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from anywhere without installing
 from nested_learning import HopeTransformer
 from nested_learning.recording import record
 

@@ -18,7 +18,7 @@ from .ops import gated_delta_rule, gated_delta_rule_reference, l2norm
 
 class DeltaRuleMemory(nn.Module):
     def __init__(self, d_model: int, n_heads: int = 4, max_learning_rate: float = 1.0, min_retention: float = 0.9,
-                 chunk_size: int = 64):
+                 chunk_size: int = 32):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")

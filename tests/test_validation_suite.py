@@ -112,3 +112,11 @@ def test_cli_bad_arguments_are_one_line(tmp_path, monkeypatch, capsys, args, mes
     assert main(["validate", "--quick", *args]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"error: {message}" or (message in err and len(err.strip().splitlines()) == 1)
+
+
+def test_report_says_other_work_shared_the_machine_only_when_it_did():
+    from nested_learning.validation.report import _load_note
+    busy = _load_note({"load_average_1min_start": 2.5, "load_average_1min": 3.0})
+    idle = _load_note({"load_average_1min_start": 0.2, "load_average_1min": 1.9})
+    assert "other processes were running" in busy and "2.5" in busy
+    assert "other processes" not in idle and "0.2" in idle and "1.9" in idle

@@ -87,9 +87,12 @@ def _chunk(q, k, v, eta, log_retention, memory, return_error: bool, memory_keys=
     return output, error, new_memory
 
 
-def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 64,
+def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 32,
                      return_error: bool = True) -> DeltaRuleResult:
-    """Exact chunk-wise gated delta rule; equals :func:`gated_delta_rule_reference`."""
+    """Exact chunk-wise gated delta rule; equals :func:`gated_delta_rule_reference`.
+
+    Chunks of 32 ran fastest here at head width 64, T = 2048 (1 thread: 13.8 / 12.4 / 14.4 / 19.0 ms
+    for chunks of 16 / 32 / 64 / 128; 2 threads: 13.6 / 8.6 / 9.0 / 11.2 ms)."""
     B, H, T, dk = k.shape
     if T <= chunk_size:
         return gated_delta_chunk(q, k, v, eta, log_retention, memory, return_error)

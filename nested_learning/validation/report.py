@@ -69,15 +69,23 @@ def _model_line(meta: dict) -> str:
     return ", ".join(parts)
 
 
+def _load_note(meta: dict) -> str:
+    """The 1-minute load averages, and whether other work shared the machine: the load before the
+    suite started is other processes' (at the end it includes the suite's own threads)."""
+    start, end = meta.get("load_average_1min_start"), meta.get("load_average_1min")
+    note = f"1-minute load average {_number(start)} at the start, {_number(end)} at the end"
+    if start is not None and start >= 1.0:
+        note += ": other processes were running before the suite started, so the time is longer than on an idle machine"
+    return note
+
+
 def markdown(results: list[Result], meta: dict) -> str:
     passed = sum(r.passed for r in results)
     lines = [f"# Validation report: {meta.get('source', 'model')}", ""]
     lines += [f"Command: `{meta['command']}`" if meta.get("command") else "",
               f"Finished {meta.get('finished')}; settings **{meta.get('settings')}**, seed {meta.get('seed')}; "
               f"wall time **{meta.get('wall_time_s', 0):.1f} s** on {meta.get('cpus')} CPUs with {meta.get('threads')} "
-              f"torch thread{'' if meta.get('threads') == 1 else 's'} (1-minute load average {_number(meta.get('load_average_1min_start'))} at the start, "
-              f"{_number(meta.get('load_average_1min'))} at the end: above the CPU count, other processes shared "
-              "the CPUs and the time is longer than on an idle machine); "
+              f"torch thread{'' if meta.get('threads') == 1 else 's'} ({_load_note(meta)}); "
               f"torch {meta.get('torch')}, device {meta.get('device')}.", "",
               f"Model: {_model_line(meta)}."]
     checkpoint = meta.get("checkpoint_metadata")
