@@ -9,12 +9,17 @@ from app_pages import common
 LESSON_TEXT_LIMIT = 400  # bytes: the lessons read a short text several times
 
 
-def _refused(text: str, what: str) -> bool:
-    """Show why a lesson text is refused (empty or too long); True when it is."""
+def _lesson_text(intro: str, what: str, default: str, key: str, button: str) -> str | None:
+    """A lesson's explanation, its text box and run button: the text when run with an acceptable
+    text (1 to LESSON_TEXT_LIMIT bytes), else None (with the reason shown when it was refused)."""
+    st.markdown(intro)
+    text = st.text_input(what.capitalize(), default, key=f"learn_{key}")
+    if not st.button(button, key=f"learn_{key}_run", type="primary"):
+        return None
     if text.strip() and len(text.encode("utf-8")) <= LESSON_TEXT_LIMIT:
-        return False
+        return text
     st.error(f"Type a {what} of 1 to {LESSON_TEXT_LIMIT} bytes.")
-    return True
+    return None
 
 model, choice = common.current_model()
 st.title("Learn: how a memory that learns while it reads works")
@@ -56,20 +61,19 @@ with store:
                        "32-dimensional vectors; 'recalls' is the stored value nearest to what the memory returns.")
 
 with repeat:
-    st.markdown(
+    phrase = _lesson_text(
         "**Surprise** is how wrong the memory is about a token before it learns it: `||v - M k||`. The first "
         "time a phrase goes by everything is new; when it comes again the memory has already written those "
-        "key-value pairs, so surprise drops copy after copy.")
-    phrase = st.text_input("Phrase", "the cat sat on the mat. ", key="learn_phrase")
-    if st.button("Read it 4 times", key="learn_repeat_run", type="primary"):
-        if not _refused(phrase, "phrase"):
-            recording, table = lessons.repetition(model, phrase, 4)
-            n = len(phrase.encode("utf-8"))
-            st.plotly_chart(lessons.surprise_by_copy_figure(recording, n, "mean surprise, dotted lines = new copy"),
-                            config=common.PLOT_CONFIG, key="learn_repeat_fig")
-            st.dataframe(table, hide_index=True, key="learn_repeat_table")
-            first, last = table["mean surprise"].iloc[0], table["mean surprise"].iloc[-1]
-            st.write(f"Mean surprise went from {first:.3f} on the first copy to {last:.3f} on the fourth.")
+        "key-value pairs, so surprise drops copy after copy.",
+        "phrase", "the cat sat on the mat. ", "repeat", "Read it 4 times")
+    if phrase is not None:
+        recording, table = lessons.repetition(model, phrase, 4)
+        n = len(phrase.encode("utf-8"))
+        st.plotly_chart(lessons.surprise_by_copy_figure(recording, n, "mean surprise, dotted lines = new copy"),
+                        config=common.PLOT_CONFIG, key="learn_repeat_fig")
+        st.dataframe(table, hide_index=True, key="learn_repeat_table")
+        first, last = table["mean surprise"].iloc[0], table["mean surprise"].iloc[-1]
+        st.write(f"Mean surprise went from {first:.3f} on the first copy to {last:.3f} on the fourth.")
 
 with cms:
     st.markdown(
@@ -101,15 +105,14 @@ with recall:
                        "Model page to see recall.")
 
 with forget:
-    st.markdown(
+    passage = _lesson_text(
         "Read a passage, then read it again while the state carries over. With **test-time updates** on, the "
         "memory wrote the passage the first time, so the second reading is less surprising. With updates "
-        "**off**, the memory stays exactly as it started: the second reading is as surprising as the first.")
-    passage = st.text_input("Passage", "a quiet river bends past the old mill. ", key="learn_forget_text")
-    if st.button("Read twice, updates on and off", key="learn_forget_run", type="primary"):
-        if not _refused(passage, "passage"):
-            table, _ = lessons.forgetting(model, passage)
-            st.dataframe(table, hide_index=True, key="learn_forget_table")
-            pivot = table.pivot(index="setting", columns="reading", values="mean surprise")
-            for setting, row in pivot.iterrows():
-                st.write(f"{setting}: surprise {row['first']:.3f} on the first reading, {row['second']:.3f} on the second.")
+        "**off**, the memory stays exactly as it started: the second reading is as surprising as the first.",
+        "passage", "a quiet river bends past the old mill. ", "forget", "Read twice, updates on and off")
+    if passage is not None:
+        table, _ = lessons.forgetting(model, passage)
+        st.dataframe(table, hide_index=True, key="learn_forget_table")
+        pivot = table.pivot(index="setting", columns="reading", values="mean surprise")
+        for setting, row in pivot.iterrows():
+            st.write(f"{setting}: surprise {row['first']:.3f} on the first reading, {row['second']:.3f} on the second.")

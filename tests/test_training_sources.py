@@ -77,19 +77,15 @@ def test_wikitext_rules():
     assert strip_wikitext("x<ref name=a/>y<ref>z</ref> <span>w</span> a &amp; b") == "xy w a & b"
 
 
-def test_bad_dumps_raise_one_line_errors(tmp_path):
-    broken = tmp_path / "broken.xml"
-    broken.write_text("<mediawiki><page><title>A</title></mediawiki>")
-    with pytest.raises(ValueError, match="broken.xml: malformed XML"):
-        list(wiki_dump_documents(broken))
-    other = tmp_path / "other.xml"
-    other.write_text("<rss><item/></rss>")
-    with pytest.raises(ValueError, match="not a MediaWiki dump"):
-        list(wiki_dump_documents(other))
-    fake_bz2 = tmp_path / "fake.xml.bz2"
-    fake_bz2.write_bytes(b"not compressed")
-    with pytest.raises(ValueError, match="fake.xml.bz2: cannot read"):
-        list(wiki_dump_documents(fake_bz2))
+@pytest.mark.parametrize("name, content, message", [
+    ("broken.xml", b"<mediawiki><page><title>A</title></mediawiki>", "broken.xml: malformed XML"),
+    ("other.xml", b"<rss><item/></rss>", "not a MediaWiki dump"),
+    ("fake.xml.bz2", b"not compressed", "fake.xml.bz2: cannot read")])
+def test_bad_dumps_raise_one_line_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        list(wiki_dump_documents(path))
 
 
 def write_shard(path, rows, row_group_size=2, **columns):
@@ -108,17 +104,18 @@ def test_parquet_shard_reads_rows_and_skips_row_groups(tmp_path):
         assert list(open_source(str(path)).documents(start)) == documents[start:]
 
 
-def test_parquet_with_wrong_schema_or_bytes_is_refused(tmp_path):
-    bad = write_shard(tmp_path / "bad.parquet", None, content=["x"], title=["t"])
-    with pytest.raises(ValueError, match=r"bad.parquet: missing column\(s\) id, url, text"):
+@pytest.mark.parametrize("columns, message", [
+    (dict(content=["x"], title=["t"]), r"bad.parquet: missing column\(s\) id, url, text"),
+    (dict(id=["1"], url=["u"], title=["t"], text=[3]), "column 'text' must hold strings"),
+    (None, "bad.parquet: not a readable parquet file")])
+def test_parquet_with_wrong_schema_or_bytes_is_refused(tmp_path, columns, message):
+    bad = tmp_path / "bad.parquet"
+    if columns is None:
+        bad.write_bytes(b"PAR1 this is not parquet")
+    else:
+        write_shard(bad, None, **columns)
+    with pytest.raises(ValueError, match=message):
         open_source(str(bad))
-    numbers = write_shard(tmp_path / "numbers.parquet", None, id=["1"], url=["u"], title=["t"], text=[3])
-    with pytest.raises(ValueError, match="column 'text' must hold strings"):
-        open_source(str(numbers))
-    junk = tmp_path / "junk.parquet"
-    junk.write_bytes(b"PAR1 this is not parquet")
-    with pytest.raises(ValueError, match="junk.parquet: not a readable parquet file"):
-        open_source(str(junk))
 
 
 def test_text_files_and_folders(tmp_path):
