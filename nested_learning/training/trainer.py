@@ -149,10 +149,13 @@ def train(config: TrainConfig, on_step=None) -> dict:
     if not config.command:
         config.command = "python -m nested_learning " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     world = distributed.setup(config.device)
+    finished = False
     try:
-        return _train(config, world, on_step)
+        report = _train(config, world, on_step)
+        finished = True
+        return report
     finally:
-        distributed.teardown()
+        distributed.teardown(wait_for_peers=finished)  # a failed rank must not wait for peers that may be gone
 
 
 def _check_resumable(saved: TrainState, config: TrainConfig):
