@@ -26,8 +26,7 @@ import torch.nn.functional as F
 from .ablation import Ablation
 from .config import HopeConfig
 from .layers import CausalConv, RMSNorm
-from .ops import l2norm, momentum_rule_chunk
-from .ops.gated_delta import gated_delta_chunk
+from .ops import gated_delta_rule, l2norm, momentum_rule_chunk
 from .ops.common import cat_tokens
 from .projection_memory import ProjectionMemories
 from .state import MemoryState
@@ -129,8 +128,9 @@ class SelfModifyingMemory(nn.Module):
                 surprise = gate_surprise  # with mini-batch gradients the error IS taken at the chunk-start memory
             else:
                 # One chunk; inside an aligned chunk the gate's reference IS the start memory: reuse M k.
-                result = gated_delta_chunk(qc, k, v, learning_rate, log_retention, memory, return_error=trace is not None,
-                                           memory_keys=reference_keys if reference is memory else None)
+                result = gated_delta_rule(qc, k, v, learning_rate, log_retention, memory, chunk_size=b - a,
+                                          return_error=trace is not None,
+                                          memory_keys=reference_keys if reference is memory else None)
                 out, memory = result.output, result.memory
                 surprise = result.error.norm(dim=-1) if trace is not None else None
             if updates and projections is not None and ablation.self_modification:

@@ -30,15 +30,16 @@ from .common import solve_unit_lower
 
 
 def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory,
-               return_errors: bool = False):
+               return_errors: bool = False, memory_keys: torch.Tensor | None = None):
     """Shapes: q, k [N n, C, dk]; v [N n, C, dv]; eta, read_start, write_start, write_end [N n, C];
-    seen, reads [N n, C, C]; run_decay [N n, 1, 1]; memory [N, dv, dk] (n chunks per sequence).
+    seen, reads [N n, C, C]; run_decay [N n, 1, 1]; memory [N, dv, dk] (n chunks per sequence);
+    ``memory_keys`` [N, C, dv] = K M^T, optional, for one chunk (n = 1) with dv <= dk.
 
     Returns (out [N n, C, dv], errors e [N n, C, dv] or None, memory after the last chunk [N, dv, dk])."""
     N, dv, dk = memory.shape
     if dv <= dk:
         return _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory,
-                            return_errors)
+                            return_errors, memory_keys)
     n, C = k.shape[0] // N, k.shape[1]
     k_t = k.transpose(1, 2)
     system = seen * eta[:, :, None]
@@ -65,26 +66,36 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
     return out, errors, memory
 
 
-def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory, return_errors):
+def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory, return_errors,
+                 memory_keys=None):
     """chunk_scan with the writes formed: u = U_v - U_m M^T, (U_v, U_m) = T^-1 diag(eta) [V, diag(write_start) K]."""
     N, dv, dk = memory.shape
     n, C = k.shape[0] // N, k.shape[1]
-    rhs = torch.cat([eta[:, :, None] * v, (eta * write_start)[:, :, None] * k], dim=-1)
-    solved = solve_unit_lower(seen * eta[:, :, None], rhs)
-    from_values, from_memory = solved[..., :dv].view(N, n, C, dv), solved[..., dv:].view(N, n, C, dk)
-    end_keys = (write_end[:, :, None] * k).view(N, n, C, dk)
-    run_decay = run_decay.view(N, n, 1, 1)
-    starts, writes = [], []
-    for c in range(n):  # sequential: the memory at each chunk start and that chunk's writes
-        starts.append(memory)
-        u = torch.baddbmm(from_values[:, c], from_memory[:, c], memory.transpose(1, 2), alpha=-1)
-        writes.append(u)
-        memory = torch.baddbmm(run_decay[:, c] * memory, u.transpose(1, 2), end_keys[:, c])
-    start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
-    writes = torch.stack(writes, 1).view(N * n, C, dv)
+    system = seen * eta[:, :, None]
+    if n == 1:  # one chunk: its start memory is known, so one dv-wide solve gives the writes themselves
+        start_memory = memory
+        memory_keys = torch.bmm(k, memory.transpose(1, 2)) if memory_keys is None else memory_keys
+        writes = solve_unit_lower(system, eta[:, :, None] * (v - write_start[:, :, None] * memory_keys))
+        memory = torch.baddbmm(run_decay * memory, (write_end[:, :, None] * writes).transpose(1, 2), k)
+    else:
+        rhs = torch.cat([eta[:, :, None] * v, (eta * write_start)[:, :, None] * k], dim=-1)
+        solved = solve_unit_lower(system, rhs)
+        from_values, from_memory = solved[..., :dv].view(N, n, C, dv), solved[..., dv:].view(N, n, C, dk)
+        end_keys = (write_end[:, :, None] * k).view(N, n, C, dk)
+        run_decay = run_decay.view(N, n, 1, 1)
+        starts, writes = [], []
+        for c in range(n):  # sequential: the memory at each chunk start and that chunk's writes
+            starts.append(memory)
+            u = torch.baddbmm(from_values[:, c], from_memory[:, c], memory.transpose(1, 2), alpha=-1)
+            writes.append(u)
+            memory = torch.baddbmm(run_decay[:, c] * memory, u.transpose(1, 2), end_keys[:, c])
+        start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
+        writes = torch.stack(writes, 1).view(N * n, C, dv)
+        memory_keys = None
     out = torch.baddbmm(read_start[:, :, None] * torch.bmm(q, start_memory.transpose(1, 2)), reads, writes)
     errors = None
-    if return_errors:
-        predicted = torch.baddbmm(write_start[:, :, None] * torch.bmm(k, start_memory.transpose(1, 2)), seen.tril(-1), writes)
-        errors = v - predicted
+    if return_errors:  # e = V - M_{t-1} k_t: the start memory's part plus the earlier writes seen
+        if memory_keys is None:
+            memory_keys = torch.bmm(k, start_memory.transpose(1, 2))
+        errors = v - torch.baddbmm(write_start[:, :, None] * memory_keys, seen.tril(-1), writes)
     return out, errors, memory

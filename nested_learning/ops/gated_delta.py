@@ -44,61 +44,23 @@ def gated_delta_rule_reference(q, k, v, eta, log_retention, memory) -> DeltaRule
     return DeltaRuleResult(torch.stack(outputs, 2), torch.stack(errors, 2), memory)
 
 
-def _fold(*tensors):
-    """[B, H, ...] -> [B*H, ...]: 3-D batched matmuls dispatch far cheaper than 4-D broadcasting ones."""
-    return [t.reshape(-1, *t.shape[2:]) for t in tensors]
-
-
-def gated_delta_chunk(q, k, v, eta, log_retention, memory, return_error: bool = True,
-                      memory_keys: torch.Tensor | None = None) -> DeltaRuleResult:
-    """One chunk: the start memory is known, so the writes come from a single triangular solve.
-
-    ``memory_keys`` [B, H, C, dv] = M_0 k_t may be passed when the caller already has it."""
-    B, H = k.shape[:2]
-    folded = _fold(q, k, v, eta, log_retention, memory)
-    out = _chunk(*folded, return_error, None if memory_keys is None else _fold(memory_keys)[0])
-    return DeltaRuleResult(*(None if t is None else t.reshape(B, H, *t.shape[1:]) for t in out))
-
-
-def _chunk(q, k, v, eta, log_retention, memory, return_error: bool, memory_keys=None):
-    """gated_delta_chunk on folded [N, C, d] inputs (N = batch x heads)."""
-    cum = log_retention.cumsum(-1)  # c_t
-    # e^{c_t - c_s}; only its lower triangle is used (the clamp keeps the upper one finite).
-    decay = (cum[:, :, None] - cum[:, None, :]).clamp(max=0).exp()
-    k_t = k.transpose(1, 2)
-    gram = torch.bmm(k, k_t)
-    inverse_retention = (-log_retention).exp()
-    # A[t, s] = eta_t e^{c_{t-1} - c_s} (k_t . k_s) for s < t; the solve reads only the strict lower part.
-    system = gram * decay * (eta * inverse_retention)[:, :, None]
-    start_decay = (cum - log_retention).exp()[:, :, None]  # e^{c_{t-1}}
-    memory_t = memory.transpose(1, 2)
-    memory_keys = torch.bmm(k, memory_t) if memory_keys is None else memory_keys
-    from_start = start_decay * memory_keys  # the start memory's part of M_{t-1} k_t
-    writes = solve_unit_lower(system, eta[:, :, None] * (v - from_start))
-    read_weights = (torch.bmm(q, k_t) * decay).tril()
-    output = torch.baddbmm(cum.exp()[:, :, None] * torch.bmm(q, memory_t), read_weights, writes)
-    total = cum[:, -1:]
-    new_memory = torch.baddbmm(total.exp()[:, :, None] * memory,
-                               (writes * (total - cum).exp()[:, :, None]).transpose(1, 2), k)
-    error = None
-    if return_error:
-        before = (gram * decay * inverse_retention[:, :, None]).tril(-1)
-        error = v - torch.baddbmm(from_start, before, writes)
-    return output, error, new_memory
-
-
 def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 32,
-                     return_error: bool = True) -> DeltaRuleResult:
+                     return_error: bool = True, memory_keys: torch.Tensor | None = None) -> DeltaRuleResult:
     """Exact chunk-wise gated delta rule; equals :func:`gated_delta_rule_reference`.
+
+    ``memory_keys`` [B, H, T, dv] = M_0 k_t may be passed for a single chunk (T <= chunk_size) when
+    the caller already has it (the self-modifying memory's gate computes it).
 
     Chunks of 32 ran fastest here at head width 64, T = 2048 (1 thread: 13.8 / 12.4 / 14.4 / 19.0 ms
     for chunks of 16 / 32 / 64 / 128; 2 threads: 13.6 / 8.6 / 9.0 / 11.2 ms)."""
     B, H, T, dk = k.shape
-    if T <= chunk_size:
-        return gated_delta_chunk(q, k, v, eta, log_retention, memory, return_error)
-    dv = v.shape[-1]
-    N, n_chunks = B * H, -(-T // chunk_size)
-    padded, C = n_chunks * chunk_size, chunk_size
+    dv, C = v.shape[-1], min(chunk_size, T)
+    N, n_chunks = B * H, -(-T // C)
+    padded = n_chunks * C
+    if memory_keys is not None:
+        if n_chunks != 1:
+            raise ValueError("memory_keys is for a single chunk (T <= chunk_size)")
+        memory_keys = memory_keys.reshape(N, T, dv)
     # Padding tokens have eta = 0, k = 0 and retention 1: they leave the memory untouched.
     q, k, v = (pad_tokens(x, padded).reshape(N * n_chunks, C, -1) for x in (q, k, v))
     eta, log_retention = (pad_tokens(x, padded, dim=-1).reshape(N * n_chunks, C) for x in (eta, log_retention))
@@ -114,7 +76,8 @@ def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 32,
     # Read after the write: out_t = e^{c_t} M_0 q_t + sum_{s<=t} e^{c_t - c_s} (q_t . k_s) u_s.
     output, error, memory = chunk_scan(
         q, k, v, eta, before, torch.bmm(q, k_t).mul_(decay).tril_(), cum.exp(), start_decay,
-        (cum[:, -1:] - cum).exp(), cum[:, -1].exp()[:, None, None], memory.reshape(N, dv, dk), return_error)
+        (cum[:, -1:] - cum).exp(), cum[:, -1].exp()[:, None, None], memory.reshape(N, dv, dk), return_error,
+        memory_keys)
     output = output.view(B, H, padded, dv)[:, :, :T]
     if error is not None:
         error = error.view(B, H, padded, dv)[:, :, :T]
