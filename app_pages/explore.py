@@ -139,8 +139,8 @@ def scrubber(recording):
     label = ByteTokenizer.token_label(int(recording.tokens[t]))
     st.caption(f"Token {t} (stream position {recording.start_position + t}): byte '{escape_markdown(label)}'")
     if layer in recording.memory_layers:
-        fig = heatmaps.memory_figure(recording.memory_matrix(layer, head, t), recording.memory_delta(layer, head, t),
-                                     f"token {t}")
+        memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
+        fig = heatmaps.memory_figure(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
         st.plotly_chart(fig, config=common.PLOT_CONFIG, key="memory_heatmaps")
         values, name = timelines.stream_row(recording, "surprise", layer), "surprise"
     else:

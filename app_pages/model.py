@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from nested_learning.config import PRESETS
+from nested_learning.training.metrics import metrics_path
 from nested_learning.viz import models
 from nested_learning.viz.safe_text import escape_markdown
 from app_pages import common
@@ -70,7 +71,7 @@ with right:
 
 st.subheader("Training curve")
 metadata = getattr(model, "checkpoint_metadata", None) or {}
-frame = models.read_metrics(models.metrics_file(models.DEFAULT_CHECKPOINT)) if choice.kind == "shipped" else \
+frame = models.read_metrics(metrics_path(models.DEFAULT_CHECKPOINT)) if choice.kind == "shipped" else \
     models.read_metrics(metadata.get("metrics") if isinstance(metadata.get("metrics"), list) else [])
 figure = models.training_curve(frame)
 if figure is None:

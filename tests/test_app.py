@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from app_pages import common
 from nested_learning import load_checkpoint, save_checkpoint
 from nested_learning.recording import record
+from nested_learning.training.metrics import metrics_path
 from nested_learning.viz import models
 from nested_learning.viz.presets import TEXT_PRESETS
 from tests.conftest import tiny_model
@@ -31,7 +32,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
                 p.copy_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
     path = save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny-app.safetensors", {"note": "tests"})
     lines = [{"kind": "train", "step": s, "loss": 5.0 - s / 10} for s in range(1, 6)]
-    models.metrics_file(path).write_text("\n".join(json.dumps(l) for l in lines) + "\n")
+    metrics_path(path).write_text("\n".join(json.dumps(l) for l in lines) + "\n")
     return path
 
 

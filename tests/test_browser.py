@@ -18,6 +18,7 @@ import pytest
 
 from nested_learning import load_checkpoint, save_checkpoint
 from nested_learning.recording import Recording
+from nested_learning.training.metrics import metrics_path
 from nested_learning.viz import models
 from nested_learning.viz.presets import TEXT_PRESETS
 from tests.conftest import tiny_model
@@ -52,7 +53,7 @@ def wait_healthy(url: str, process: subprocess.Popen, seconds: float = 90):
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser")
     checkpoint = save_checkpoint(tiny_model(), folder / "tiny-browser.safetensors")
-    models.metrics_file(checkpoint).write_text('{"kind": "train", "step": 1, "loss": 5.5}\n'
+    metrics_path(checkpoint).write_text('{"kind": "train", "step": 1, "loss": 5.5}\n'
                                                '{"kind": "train", "step": 2, "loss": 5.0}\n')
     port = free_port()
     env = {**os.environ, "NLE_DEFAULT_CHECKPOINT": str(checkpoint)}

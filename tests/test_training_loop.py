@@ -193,3 +193,28 @@ def test_init_starts_from_a_checkpoint(tmp_path):
         assert torch.allclose(p, q, atol=1e-9)  # one step at lr 1e-12: the weights are the checkpoint's
     with pytest.raises(ValueError, match="--init takes the model config from the checkpoint: drop --set"):
         train(TrainConfig(**{**tuned.to_dict(), "model_overrides": {"d_model": 64}}))
+
+
+def test_task_accuracy_scores_exactly_the_answer_bytes():
+    """A model that always predicts '7': its recall scores are the share of answer digits (and whole
+    values) that are 7, counted here straight from the samples the evaluation draws."""
+    from types import SimpleNamespace
+
+    from nested_learning.tasks import make_sample
+    from nested_learning.training.evaluate import EVAL_TASKS, task_accuracy
+
+    class AlwaysSeven(torch.nn.Module):
+        device = torch.device("cpu")
+
+        def forward(self, tokens, ablation=None):
+            logits = torch.zeros(*tokens.shape, 256)
+            logits[..., ord("7")] = 1.0
+            return SimpleNamespace(logits=logits)
+
+    result = task_accuracy(AlwaysSeven(), "recall", n_samples=40, seed=3)
+    samples = [make_sample("recall", f"eval:3:recall:{i}", **EVAL_TASKS["recall"]) for i in range(40)]
+    digits = "".join(s.answers for s in samples)
+    values = [s.answers[i:i + 2] for s in samples for i in range(0, len(s.answers), 2)]
+    assert result["byte_accuracy"] == pytest.approx(digits.count("7") / len(digits))
+    assert result["answer_accuracy"] == pytest.approx(values.count("77") / len(values))
+    assert 0 < result["byte_accuracy"] < 0.3

@@ -56,7 +56,7 @@ def task_accuracy(model, task: str, n_samples: int = 64, seed: int = 0, ablation
     ``answer_accuracy`` (whole answers right: a recalled value, a copied string, a pass key)."""
     params = {**EVAL_TASKS.get(task, {}), **params}
     samples = [make_sample(task, f"eval:{seed}:{task}:{i}", **params) for i in _my_rows(n_samples)]
-    counts = torch.zeros(4, dtype=torch.float64, device=model.device)  # bytes right, bytes, answers right, answers
+    counts = [0, 0, 0, 0]  # bytes right, bytes, answers right, answers
     by_length: dict[int, list] = {}
     for sample in samples:  # fixed task settings give one length per task: one group
         by_length.setdefault(len(sample), []).append(sample)
@@ -64,12 +64,15 @@ def task_accuracy(model, task: str, n_samples: int = 64, seed: int = 0, ablation
         for start in range(0, len(group), batch_size):
             chunk = group[start:start + batch_size]
             tokens = torch.tensor([s.tokens for s in chunk], device=model.device)
-            predicted = model(tokens[:, :-1], ablation=ablation).logits.argmax(-1)
+            # One device-to-host copy per batch: hits[row, p - 1] says whether byte p was predicted.
+            hits = (model(tokens[:, :-1], ablation=ablation).logits.argmax(-1) == tokens[:, 1:]).tolist()
             for row, sample in enumerate(chunk):
-                right = {p: bool(predicted[row, p - 1] == tokens[row, p]) for p in sample.answer_positions}
+                right = {p: hits[row][p - 1] for p in sample.answer_positions}
                 runs = _answer_runs(sample.answer_positions)
-                counts += torch.tensor([sum(right.values()), len(right), sum(all(right[p] for p in run) for run in runs),
-                                        len(runs)], dtype=torch.float64, device=model.device)
+                for i, value in enumerate((sum(right.values()), len(right), sum(all(right[p] for p in run) for run in runs),
+                                           len(runs))):
+                    counts[i] += value
+    counts = torch.tensor(counts, dtype=torch.float64, device=model.device)
     bytes_right, n_bytes, answers_right, n_answers = all_reduce_sum(counts).tolist()
     return {"byte_accuracy": bytes_right / max(n_bytes, 1), "answer_accuracy": answers_right / max(n_answers, 1)}
 

@@ -8,14 +8,13 @@ rate is a pure function of the step (trainer.learning_rate), so the step is the 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
+from ..safe_files import write_safetensors
 
 FORMAT = "nested_learning.train_state"
 FORMAT_VERSION = "1"
@@ -36,14 +35,6 @@ class TrainState:
     tensors: dict
 
 
-def _atomic_write(path: Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def save_train_state(path: Path, model, optimizer: torch.optim.Optimizer, state: TrainState):
     tensors = {f"model.{name}": p.detach().cpu().contiguous() for name, p in model.named_parameters()}
     optimizer_state = optimizer.state_dict()
@@ -60,8 +51,7 @@ def save_train_state(path: Path, model, optimizer: torch.optim.Optimizer, state:
     scalars = {"step": state.step, "tokens": state.tokens, "settings": state.settings, "data": state.data,
                "extra": state.extra, "parameter_names": [name for name, _ in model.named_parameters()],
                "optimizer_groups": optimizer_state["param_groups"]}
-    _atomic_write(Path(path), save(tensors, metadata={"format": FORMAT, "format_version": FORMAT_VERSION,
-                                                      "state": json.dumps(scalars)}))
+    write_safetensors(path, tensors, {"format": FORMAT, "format_version": FORMAT_VERSION, "state": json.dumps(scalars)})
 
 
 def load_train_state(path: Path) -> TrainState:

@@ -92,11 +92,6 @@ def parameter_table(model: HopeTransformer) -> pd.DataFrame:
     return pd.concat([table, total], ignore_index=True)
 
 
-def metrics_file(checkpoint: Path) -> Path:
-    """Where a training run writes its metrics, next to the checkpoint (``name.metrics.jsonl``)."""
-    return Path(checkpoint).with_suffix(".metrics.jsonl")
-
-
 def read_metrics(source) -> pd.DataFrame:
     """JSON lines (a path, or a list of dicts from checkpoint metadata) -> one row per line with a step;
     lines that are not JSON objects with a numeric step are skipped (a file still being written may end
