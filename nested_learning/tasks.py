@@ -102,6 +102,11 @@ def repeated_string(seed=0, length: int = 32, alphabet: str = LETTERS, repeats: 
     return TaskSample("repeat", text + "\n", tuple(answers))
 
 
+# The passkey sentences (the validation suite builds its persistence test from the same ones).
+PASSKEY_FACT_HEAD, PASSKEY_FACT_TAIL = "The pass key is ", ". Remember it. "
+PASSKEY_QUESTION = "What is the pass key? The pass key is "
+
+
 def passkey(seed=0, n_distractors: int = 12, digits: int = 5) -> TaskSample:
     """A pass key hidden at a random depth among distractor sentences, then asked for."""
     _check("n_distractors", n_distractors, 0)
@@ -109,8 +114,8 @@ def passkey(seed=0, n_distractors: int = 12, digits: int = 5) -> TaskSample:
     rng = _rng(seed)
     key = "".join(rng.choice(DIGITS) for _ in range(digits))
     sentences = [DISTRACTORS[i % len(DISTRACTORS)] for i in range(n_distractors)]
-    sentences.insert(rng.randint(0, n_distractors), f"The pass key is {key}. Remember it. ")
-    head = "passkey: " + "".join(sentences) + "What is the pass key? The pass key is "
+    sentences.insert(rng.randint(0, n_distractors), PASSKEY_FACT_HEAD + key + PASSKEY_FACT_TAIL)
+    head = "passkey: " + "".join(sentences) + PASSKEY_QUESTION
     return TaskSample("passkey", head + key + ".\n", tuple(range(len(head), len(head) + digits)))
 
 

@@ -155,8 +155,8 @@ class Recording:
         [D, h] float32, replayed exactly from the layer's recorded CMS input, initial state and parameters."""
         return self._replay_cms(layer, self._check_token(t))[level].memory[0, 0]
 
-    def _replay_cms(self, layer: int, t: int, trace: dict | None = None):
-        """Run the layer's CMS chain over recorded tokens 0..t; returns the level states after token t."""
+    def cms_chain(self, layer: int) -> tuple[ContinuumMemorySystem, list[CMSLevelState]]:
+        """The layer's CMS module (with the recorded parameters) and its level states before token 0."""
         prefix = f"layers.{layer}.cms."
         if prefix + "input" not in self.tensors:
             raise KeyError(f"layer {layer} has no recorded CMS")
@@ -166,10 +166,16 @@ class Recording:
         initial = lambda j, n: self.tensors[f"{prefix}initial.{j}.{n}"]
         states = [CMSLevelState(initial(j, "memory")[None, None], initial(j, "pending")[None, None],
                                 initial(j, "previous_input")[None]) for j in range(len(config.cms_periods))]
+        return cms, states
+
+    def _replay_cms(self, layer: int, t: int, trace: dict | None = None):
+        """Run the layer's CMS chain over recorded tokens 0..t; returns the level states after token t."""
+        cms, states = self.cms_chain(layer)
         if t < 0:
             return states
         with torch.no_grad():
-            _, states = cms(self.tensors[prefix + "input"][None, :t + 1], states, self.start_position, self.ablation, trace)
+            _, states = cms(self.tensors[f"layers.{layer}.cms.input"][None, :t + 1], states, self.start_position,
+                            self.ablation, trace)
         return states
 
     # ---- files ------------------------------------------------------------------------------

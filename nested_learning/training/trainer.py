@@ -179,11 +179,8 @@ def _train(config: TrainConfig, world: distributed.World, on_step) -> dict:
         raise ValueError(f"{resume_path(out)} exists: an unfinished run; add --resume to continue it or delete the file")
     torch.manual_seed(config.seed)
     model_config = config.model_config()
-    model = HopeTransformer(model_config).to(world.device).train()
-    if config.init:
-        with torch.no_grad():
-            for p, q in zip(model.parameters(), load_checkpoint(config.init, device=world.device).parameters()):
-                p.copy_(q)
+    model = (load_checkpoint(config.init, device=world.device) if config.init
+             else HopeTransformer(model_config).to(world.device)).train()
     batches = TrainBatches(config.data, config.seq_len, config.heldout_fraction, config.tasks,
                            config.task_fraction, config.seed, config.reread_fraction)
     heldout = heldout_sequences(batches, config.eval_windows, config.heldout_fraction) if batches.sources else None

@@ -100,8 +100,8 @@ def heldout_tasks(n: int, length: int, seed: int) -> tuple[Batch, torch.Tensor]:
 
 # --- 5. a fact, distractors, the question -----------------------------------------------------------
 
-FACT_HEAD, FACT_TAIL = "passkey: The pass key is ", ". Remember it. "
-QUESTION = "What is the pass key? The pass key is "
+FACT_HEAD, FACT_TAIL = "passkey: " + tasks.PASSKEY_FACT_HEAD, tasks.PASSKEY_FACT_TAIL  # the training task's wording
+QUESTION = tasks.PASSKEY_QUESTION
 KEY_DIGITS = 5
 
 

@@ -25,9 +25,6 @@ class Estimate:
     ci_high: float
     n: int
 
-    def excludes(self, value: float) -> bool:
-        return self.ci_low > value or self.ci_high < value
-
     def above(self, value: float) -> bool:
         return self.ci_low > value
 

@@ -10,25 +10,15 @@ from __future__ import annotations
 
 import torch
 
-from ..cms import ContinuumMemorySystem
 from ..recording import Recording
 from ..state import CMSLevelState
 
 
 class CMSReplay:
     def __init__(self, recording: Recording, layer: int, every: int = 32):
-        prefix = f"layers.{layer}.cms."
-        if prefix + "input" not in recording.tensors:
-            raise KeyError(f"layer {layer} has no recorded CMS")
-        config, tensors = recording.config, recording.tensors
-        self.cms = ContinuumMemorySystem(config.d_model, config.cms_hidden, config.cms_periods)
-        params = {k[len(prefix + "params."):]: v for k, v in tensors.items() if k.startswith(prefix + "params.")}
-        self.cms.load_state_dict(params)
-        self.inputs = tensors[prefix + "input"]
+        self.cms, self.initial = recording.cms_chain(layer)
+        self.inputs = recording.tensors[f"layers.{layer}.cms.input"]
         self.start, self.ablation, self.every = recording.start_position, recording.ablation, every
-        initial = lambda j, n: tensors[f"{prefix}initial.{j}.{n}"]
-        self.initial = [CMSLevelState(initial(j, "memory")[None, None], initial(j, "pending")[None, None],
-                                      initial(j, "previous_input")[None]) for j in range(len(config.cms_periods))]
         self._checkpoints: list[list[CMSLevelState]] | None = None  # states after tokens every-1, 2 every-1, ...
 
     def _run(self, states, first: int, last: int):

@@ -14,6 +14,7 @@ from ..model import HopeTransformer
 from ..recording import Recording, record
 from .heatmaps import ab_figure
 from .presets import recall_accuracy
+from .timelines import stream_row
 from .session import MAX_RUN_TOKENS, summary
 
 
@@ -42,7 +43,7 @@ def _layer_surprise(rec: Recording) -> tuple[np.ndarray, list[str]]:
     T, n = rec.n_tokens, rec.config.n_layers
     z = np.full((n, T), np.nan)
     for layer in rec.memory_layers:
-        z[layer] = rec.stream(f"layers.{layer}.memory.surprise").double().mean(1).numpy()
+        z[layer] = stream_row(rec, "surprise", layer)
     return z, [f"L{i}" for i in range(n)]
 
 

@@ -29,15 +29,14 @@ def symmetric_limit(*matrices) -> float:
     return peak if peak > 0 else 1e-12
 
 
-def heatmap_trace(matrix, limit: float, name: str, colorbar_x: float | None = None, show_scale: bool = True,
+def heatmap_trace(matrix, limit: float, name: str, colorbar_x: float | None = None,
                   x_title: str = "key dim", y_title: str = "value dim") -> go.Heatmap:
     return go.Heatmap(z=as_array(matrix), zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING, name=name,
-                      showscale=show_scale, colorbar=dict(x=colorbar_x, len=0.9, thickness=10) if colorbar_x is not None else None,
+                      colorbar=dict(x=colorbar_x, len=0.9, thickness=10) if colorbar_x is not None else None,
                       hovertemplate=f"{name}<br>{y_title} %{{y}}, {x_title} %{{x}}<br>%{{z:.4g}}<extra></extra>")
 
 
-def _panels(panels: list[tuple[str, object, float]], height: int, x_title: str, y_title: str,
-            square: bool = True) -> go.Figure:
+def _panels(panels: list[tuple[str, object, float]], height: int, x_title: str, y_title: str) -> go.Figure:
     """One row of heatmaps; each panel is (title, matrix, limit). Panels with the same limit share a scale."""
     n = len(panels)
     fig = make_subplots(rows=1, cols=n, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.16)
@@ -45,27 +44,23 @@ def _panels(panels: list[tuple[str, object, float]], height: int, x_title: str, 
         domain_end = fig.layout[f"xaxis{i + 1 if i else ''}"].domain[1]
         fig.add_trace(heatmap_trace(matrix, limit, title, colorbar_x=domain_end + 0.01, x_title=x_title,
                                     y_title=y_title), row=1, col=i + 1)
-        fig.update_yaxes(autorange="reversed", row=1, col=i + 1)  # row 0 at the top, like a matrix
-        if square:
-            fig.update_yaxes(scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
+        # row 0 at the top, like a matrix; square cells
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
     fig.update_layout(height=height, margin=dict(l=10, r=40, t=40, b=10))
     return fig
 
 
-def memory_figure(memory, delta, token_label: str = "", limit: float | None = None,
-                  delta_limit: float | None = None) -> go.Figure:
-    """M_t and M_t - M_{t-1} of one head, each on its own symmetric scale unless limits are given."""
-    limit = limit if limit is not None else symmetric_limit(memory)
-    delta_limit = delta_limit if delta_limit is not None else symmetric_limit(delta)
+def memory_figure(memory, delta, token_label: str = "") -> go.Figure:
+    """M_t and M_t - M_{t-1} of one head, each on its own symmetric scale."""
     suffix = f" after {token_label}" if token_label else ""
-    return _panels([(f"M_t{suffix}", memory, limit), ("M_t - M_(t-1)", delta, delta_limit)], 380,
+    panels = [(f"M_t{suffix}", memory, symmetric_limit(memory)), ("M_t - M_(t-1)", delta, symmetric_limit(delta))]
+    return _panels(panels, 380,
                    "key dim", "value dim")
 
 
-def cms_figure(weights: list, periods: tuple[int, ...], title: str = "W", limit: float | None = None) -> go.Figure:
-    """One panel per CMS level, weights [D, h] drawn as [h, D] (wide). Each level on its own symmetric scale
-    unless ``limit`` is given."""
-    panels = [(f"{title} level {j} (period {p})", as_array(w).T, limit if limit is not None else symmetric_limit(w))
+def cms_figure(weights: list, periods: tuple[int, ...], title: str = "W") -> go.Figure:
+    """One panel per CMS level, weights [D, h] drawn as [h, D] (wide), each on its own symmetric scale."""
+    panels = [(f"{title} level {j} (period {p})", as_array(w).T, symmetric_limit(w))
               for j, (w, p) in enumerate(zip(weights, periods))]
     fig = make_subplots(rows=len(panels), cols=1, subplot_titles=[p[0] for p in panels], vertical_spacing=0.08)
     for i, (name, matrix, lim) in enumerate(panels):

@@ -15,7 +15,7 @@ from ..recording import Recording, record
 from ..tasks import associative_recall
 from ..tokenizer import ByteTokenizer
 from .safe_text import plotly_label
-from .timelines import raster_rows, raster_trace
+from .timelines import raster_rows, raster_trace, stream_row
 
 DEFAULT_STORE = "cat = meow\ncats = purr\ndog = woof\ndogs = growl\nbird = tweet\nfish = blub"
 MAX_PAIRS = 32
@@ -114,10 +114,9 @@ def repetition(model: HopeTransformer, phrase: str, times: int = 4,
 
 
 def _mean_surprise(recording: Recording) -> np.ndarray:
-    layers = [recording.stream(f"layers.{i}.memory.surprise").double().mean(1) for i in recording.memory_layers]
-    if not layers:
-        return np.full(recording.n_tokens, np.nan)
-    return torch.stack(layers).mean(0).numpy()
+    """Surprise per token, the mean over heads and memory layers, [T] (NaN without a memory)."""
+    layers = [stream_row(recording, "surprise", i) for i in recording.memory_layers]
+    return np.mean(layers, axis=0) if layers else np.full(recording.n_tokens, np.nan)
 
 
 def surprise_by_copy_figure(recording: Recording, copy_length: int, title: str = "") -> go.Figure:

@@ -119,14 +119,13 @@ def escape_all(text: str) -> str:
     return "".join(f"&#{ord(ch)};" if (ch.isascii() and not ch.isalnum() and ch != " ") else ch for ch in text)
 
 
-def colored_text_html(spans: list[Span], vmax: float | None = None, value_name: str = "surprise",
+def colored_text_html(spans: list[Span], value_name: str = "surprise",
                       start_position: int = 0) -> str:
     """The spans as HTML: one <span> per character with a background by value and a tooltip.
 
     Every character of user text is escaped (:func:`escape_all`); the only markup is ours."""
     finite = [s.value for s in spans if np.isfinite(s.value)]
-    if vmax is None:
-        vmax = float(np.quantile(finite, 0.98)) if finite else 1.0
+    vmax = float(np.quantile(finite, 0.98)) if finite else 1.0  # the top 2% saturate
     parts = ['<div style="font-family: monospace; white-space: pre-wrap; line-height: 1.7; word-break: break-all;">']
     for s in spans:
         where = f"token {start_position + s.first}" if s.first == s.last else \

@@ -41,12 +41,11 @@ def raster_rows(recording: Recording) -> list[tuple[int, int]]:
     return [(layer, level) for layer in recording.cms_layers for level in range(len(recording.config.cms_periods))]
 
 
-def raster_trace(events: pd.DataFrame, start_position: int, rows: list[tuple[int, int]],
-                 max_norm: float | None = None) -> go.Scatter:
+def raster_trace(events: pd.DataFrame, start_position: int, rows: list[tuple[int, int]]) -> go.Scatter:
     """CMS update events as markers at (position, row of (layer, level)), area proportional to the update norm.
     Rows are numbers (labelled by the axis ticks): thousands of category strings would slow the figure down."""
     norms = events["update_norm"].to_numpy(dtype=float)
-    peak = max_norm if max_norm is not None else (float(np.nanmax(norms)) if len(norms) else 1.0)
+    peak = float(np.nanmax(norms)) if len(norms) else 1.0
     index = {row: i for i, row in enumerate(rows)}
     y = np.array([index[(l, v)] for l, v in zip(events["layer"].tolist(), events["level"].tolist())], dtype=float)
     return go.Scatter(
