@@ -50,22 +50,16 @@ def random_text(n: int, length: int, seed: int) -> Batch:
 
 # --- 2. repetitions of a random string -----------------------------------------------------------
 
-REPEAT_PREFIX, REPEAT_SEPARATOR = "repeat: ", " | "
-
-
 def repetitions(n: int, length: int, repeats: int, seed: int) -> tuple[Batch, list[torch.Tensor]]:
-    """``repeat: s | s | ... | s`` with a random letter string s; one position mask per repetition.
-
-    The format extends the training task ``repeat: s | s`` to more copies. Letters are uniform, so the
-    first copy is unpredictable (about ln 26 = 3.26 nats a byte at best) and only the context helps later."""
-    rows = []
-    for i in range(n):
-        rng = random.Random(row_seed("repetition", seed, i))
-        s = "".join(rng.choice(LETTERS) for _ in range(length))
-        rows.append(REPEAT_PREFIX + REPEAT_SEPARATOR.join([s] * repeats) + "\n")
-    batch = _batch(rows)
-    T = batch.tokens.shape[1]
-    starts = [len(REPEAT_PREFIX) + r * (length + len(REPEAT_SEPARATOR)) for r in range(repeats)]
+    """The training task ``repeat: s | s`` with more copies of the random letter string s; one position
+    mask per copy. Letters are uniform, so the first copy is unpredictable (about ln 26 = 3.26 nats a
+    byte at best) and only the context helps later."""
+    samples = [tasks.repeated_string(random.Random(row_seed("repetition", seed, i)), length, repeats=repeats)
+               for i in range(n)]
+    batch = _batch([s.text for s in samples])
+    T, copies = batch.tokens.shape[1], samples[0].answer_positions  # every row has the same layout
+    first = samples[0].text.index(samples[0].answers[:length])
+    starts = [first] + [copies[r * length] for r in range(repeats - 1)]
     return batch, [position_mask(T, range(a, a + length)) for a in starts]
 
 
