@@ -92,3 +92,24 @@ def test_delta_rule_memory_chunked_equals_reference(T):
     y1, m1 = module(x[:, :50])
     y2, m2 = module(x[:, 50:], memory=m1)
     assert rel(torch.cat([y1, y2], 1), y) < 1e-4 and rel(m2, memory) < 1e-4
+
+
+KERNEL_CALLS = {  # each kernel on bf16-rounded inputs, as a mixed-precision model hands them over
+    "gated_delta": lambda q, k, v, eta, lr, m: gated_delta_rule(q, k, v, eta, lr, m),
+    "block_delta": lambda q, k, v, eta, lr, m: block_delta_rule(q, k, v, eta, lr[:, :, 0], m, torch.zeros_like(m), 0, 4),
+    "momentum": lambda q, k, v, eta, lr, m: momentum_rule_chunk(q, k, v, eta, lr, None, m, torch.zeros_like(m), m),
+}
+
+
+@pytest.mark.parametrize("kernel", KERNEL_CALLS)
+def test_kernels_compute_in_float32_under_bf16_autocast(kernel):
+    """Fast weights must not be summed in bf16 (and CUDA has no bf16 triangular solve): under autocast
+    a kernel gives exactly what it gives in float32 on the same (bf16-rounded) inputs."""
+    q, k, v, eta, log_retention, memory = inputs(40)
+    q, k, v = (x.bfloat16() for x in (q, k, v))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = KERNEL_CALLS[kernel](q, k, v, eta, log_retention, memory)
+    exact = KERNEL_CALLS[kernel](q.float(), k.float(), v.float(), eta, log_retention, memory)
+    for a, b in zip(mixed, exact):
+        if a is not None:
+            assert a.dtype == torch.float32 and torch.equal(a, b)

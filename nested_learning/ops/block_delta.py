@@ -21,7 +21,7 @@ from typing import NamedTuple
 import torch
 
 from .chunk_scan import chunk_scan
-from .common import cat_tokens, solve_unit_lower
+from .common import cat_tokens, float32_kernel, solve_unit_lower
 
 
 class BlockDeltaResult(NamedTuple):
@@ -55,6 +55,7 @@ def _runs(start: int, length: int, span: int):
         a = b
 
 
+@float32_kernel
 def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, period: int,
                      chunk_tokens: int = 64, return_writes: bool = True) -> BlockDeltaResult:
     """Exact chunk-wise form of :func:`block_delta_rule_reference`.

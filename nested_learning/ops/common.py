@@ -6,8 +6,31 @@ A memory matrix ``M`` has shape [B, H, dv, dk] and maps a key to a value: ``v = 
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
+
+
+def float32_kernel(kernel):
+    """Run a memory kernel in float32 with autocast off, whatever the caller's precision.
+
+    Fast weights sum many small writes (bf16 rounds most of them away) and CUDA has no bf16
+    triangular solve, so under mixed precision only the surrounding projections run in bf16.
+    Half-precision tensor arguments are upcast; results come back in float32."""
+    @functools.wraps(kernel)
+    def run(*args, **kwargs):
+        device_type = next(a for a in args if isinstance(a, torch.Tensor)).device.type
+        upcast = lambda x: x.float() if isinstance(x, torch.Tensor) and x.dtype in HALF_TYPES else x
+        args, kwargs = [upcast(a) for a in args], {name: upcast(a) for name, a in kwargs.items()}
+        if not torch.is_autocast_enabled(device_type):
+            return kernel(*args, **kwargs)
+        with torch.autocast(device_type, enabled=False):
+            return kernel(*args, **kwargs)
+    return run
+
+
+HALF_TYPES = (torch.float16, torch.bfloat16)
 
 
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

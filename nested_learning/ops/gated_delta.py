@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 
 from .chunk_scan import chunk_scan
-from .common import pad_tokens, solve_unit_lower
+from .common import float32_kernel, pad_tokens, solve_unit_lower
 
 
 class DeltaRuleResult(NamedTuple):
@@ -44,6 +44,7 @@ def gated_delta_rule_reference(q, k, v, eta, log_retention, memory) -> DeltaRule
     return DeltaRuleResult(torch.stack(outputs, 2), torch.stack(errors, 2), memory)
 
 
+@float32_kernel
 def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 32,
                      return_error: bool = True, memory_keys: torch.Tensor | None = None) -> DeltaRuleResult:
     """Exact chunk-wise gated delta rule; equals :func:`gated_delta_rule_reference`.

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from .common import segment_sum
+from .common import float32_kernel, segment_sum
 
 
 class MomentumResult(NamedTuple):
@@ -41,6 +41,7 @@ def momentum_rule_reference(q, k, v, eta, log_retention, momentum_gate, memory, 
     return MomentumResult(torch.stack(outputs, 2), error, memory, momentum)
 
 
+@float32_kernel
 def momentum_rule_chunk(q, k, v, eta, log_retention, log_momentum_gate, memory, momentum, reference):
     """Chunk form of :func:`momentum_rule_reference`. ``log_momentum_gate=None`` means beta = 0."""
     error = v - k @ reference.transpose(-1, -2)
