@@ -12,7 +12,7 @@ from nested_learning.viz import heatmaps, models, timelines
 from nested_learning.viz.cms_replay import CMSReplay
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, colored_text_html, decode_upload, escape_markdown
-from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused, summary
+from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
 from nested_learning.viz.view import clamp_token
 from app_pages import common
 
@@ -93,7 +93,7 @@ def cms_replay(recording, layer: int) -> CMSReplay:
 
 def show_run(result):
     recording = result.recording
-    stats = summary(recording)
+    stats = recording.summary()
     cols = st.columns(6)
     cols[0].metric("Tokens in this run", recording.n_tokens)
     cols[1].metric("Stream positions", f"{recording.start_position}-{recording.start_position + recording.n_tokens - 1}")

@@ -8,7 +8,7 @@ import torch
 from nested_learning import Ablation
 from nested_learning.recording import record
 from nested_learning.viz import session as session_module
-from nested_learning.viz.session import MemorySession, RunRefused, locate_divergence, non_finite, summary
+from nested_learning.viz.session import MemorySession, RunRefused, locate_divergence, non_finite
 from tests.conftest import tiny_model
 
 
@@ -99,7 +99,7 @@ def test_locate_divergence_finds_the_first_bad_token_late_in_a_run():
 
 def test_summary(model):
     rec, _ = record(model, "abcdefabcdef")
-    s = summary(rec)
+    s = rec.summary()
     loss = rec.stream("loss")[:-1].double().mean().item()
     assert s["tokens"] == 12 and math.isclose(s["mean_loss"], loss)
     assert math.isclose(s["bits_per_byte"], loss / math.log(2))

@@ -55,11 +55,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary(recording, origin: str, out: Path) -> str:
-    loss = recording.stream("loss")[:-1]
+    headline = recording.summary()
     lines = [f"recorded {recording.n_tokens} tokens ({origin}) -> {out}"]
-    if loss.numel():
-        mean = loss.mean().item()
-        lines.append(f"mean next-token loss {mean:.3f} nats ({mean / math.log(2):.3f} bits/byte)")
+    if not math.isnan(headline["mean_loss"]):
+        lines.append(f"mean next-token loss {headline['mean_loss']:.3f} nats ({headline['bits_per_byte']:.3f} bits/byte)")
     if recording.ablation.names_off():
         lines.append("switched off: " + ", ".join(recording.ablation.names_off()))
     if recording.memory_layers:

@@ -10,6 +10,7 @@ Stream names (README lists them): ``tokens``, ``loss``, ``topk.ids``, ``topk.pro
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,16 @@ class Recording:
         if name not in self.tensors:
             raise KeyError(f"no stream {name!r} in this recording")
         return self.tensors[name]
+
+    def summary(self) -> dict[str, float]:
+        """Headline numbers: tokens, mean next-token loss (nats; over the tokens that have a next token
+        and a finite loss), bits per byte, and surprise averaged over memory layers and heads."""
+        loss = self.stream("loss")[:-1].double()
+        loss = loss[torch.isfinite(loss)]
+        surprises = [self.stream(f"layers.{i}.memory.surprise").double().mean() for i in self.memory_layers]
+        mean_loss = float(loss.mean()) if loss.numel() else math.nan
+        return {"tokens": self.n_tokens, "mean_loss": mean_loss, "bits_per_byte": mean_loss / math.log(2),
+                "mean_surprise": float(torch.stack(surprises).mean()) if surprises else math.nan}
 
     # ---- tables -----------------------------------------------------------------------------
     def token_frame(self) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from ..recording import Recording, record
 from .heatmaps import ab_figure
 from .presets import recall_accuracy
 from .timelines import stream_row
-from .session import MAX_RUN_TOKENS, summary
+from .session import MAX_RUN_TOKENS
 
 
 def run_side(model: HopeTransformer, text: str, ablation: Ablation) -> Recording:
@@ -28,7 +28,7 @@ def summary_table(a: Recording, b: Recording, answers: tuple[int, ...] = (), lab
     """Rows A, B and B - A: mean loss (nats and bits per byte), mean surprise, recall accuracy on ``answers``."""
     rows = {}
     for label, rec in zip(labels, (a, b)):
-        s = summary(rec)
+        s = rec.summary()
         accuracy = recall_accuracy(rec.stream("topk.ids")[:, 0], rec.tokens, answers)
         rows[label] = {"mean loss (nats)": s["mean_loss"], "bits per byte": s["bits_per_byte"],
                        "mean surprise": s["mean_surprise"],

@@ -6,7 +6,6 @@ shared and never mutated (every run passes this session's own state).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -126,13 +125,3 @@ class MemorySession:
         self.state, self.runs = new_state, self.runs + 1
         self.last = RunResult(recording, time.perf_counter() - started)
         return self.last
-
-
-def summary(recording: Recording) -> dict[str, float]:
-    """Headline numbers of a run: mean next-token loss (nats, bits per byte) and mean surprise."""
-    loss = recording.stream("loss")[:-1].double()
-    loss = loss[torch.isfinite(loss)]
-    surprises = [recording.stream(f"layers.{i}.memory.surprise").double().mean() for i in recording.memory_layers]
-    mean_loss = float(loss.mean()) if loss.numel() else math.nan
-    return {"tokens": recording.n_tokens, "mean_loss": mean_loss, "bits_per_byte": mean_loss / math.log(2),
-            "mean_surprise": float(torch.stack(surprises).mean()) if surprises else math.nan}
