@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from nested_learning import Ablation
 from nested_learning.viz import lessons
 from app_pages import common
 
@@ -97,8 +98,12 @@ with recall:
     seed = st.number_input("Sample", 0, 10_000, 0, key="learn_recall_seed")
     if st.button("Ask", key="learn_recall_run", type="primary"):
         text, table, accuracy = lessons.association_recall(model, seed=int(seed))
+        _, _, frozen = lessons.association_recall(model, seed=int(seed), ablation=Ablation(test_time_updates=False))
         st.code(text, language=None, wrap_lines=True)
-        st.metric("Answer digits predicted right", f"{accuracy:.0%}", help="Chance is about 10% (ten digits).")
+        learning, off = st.columns(2)
+        learning.metric("Answer digits predicted right", f"{accuracy:.0%}", help="Chance is about 10% (ten digits).")
+        off.metric("The same with test-time updates off", f"{frozen:.0%}",
+                   help="The memory stays at its initial state while reading: what its writes add to recall.")
         st.dataframe(table, hide_index=True, key="learn_recall_table")
         if choice.kind == "preset":
             st.caption("This is a random-init model: expect chance level. Load the trained checkpoint on the "

@@ -49,6 +49,9 @@ def test_learn_demos_each_run_in_one_click(app):
         assert not table(at, column).empty, button
         if column == "copy":
             assert list(table(at, "copy")["copy"]) == [1, 2, 3, 4]
+        if column == "model predicts":  # recall with the memory learning, and frozen for comparison
+            labels = [m.label for m in at.metric]
+            assert "Answer digits predicted right" in labels and "The same with test-time updates off" in labels
 
 
 def test_validate_runs_the_suite_and_shows_the_saved_report(app, tiny_checkpoint, tmp_path, monkeypatch):

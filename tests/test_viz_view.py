@@ -1,7 +1,7 @@
 """The shareable view: query parameters parsed, clamped with notices, and written back."""
 import pytest
 
-from nested_learning import HopeConfig
+from nested_learning import Ablation, HopeConfig
 from nested_learning.viz.view import View, ablation_names, clamp_token, parse_view, view_to_params
 
 CONFIG = HopeConfig.preset("hope")  # 4 layers, 4 heads, 4 CMS levels
@@ -15,7 +15,8 @@ def test_defaults_and_round_trip():
     assert notices == []
     assert view == View("facts", 3, 2, 40, ("memory", "cms.1"))
     assert view_to_params(view) == params
-    assert view.ablation.memory is False and view.ablation.cms_levels_off == {1}
+    ablation = Ablation.from_names(list(view.off))  # what the Explore page runs with
+    assert ablation.memory is False and ablation.cms_levels_off == {1}
 
 
 @pytest.mark.parametrize("params, expected, fragment", [

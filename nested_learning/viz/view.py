@@ -24,10 +24,6 @@ class View:
     token: int | None = None  # None: the last token of the run
     off: tuple[str, ...] = field(default_factory=tuple)  # ablation names, Ablation.from_names order
 
-    @property
-    def ablation(self) -> Ablation:
-        return Ablation.from_names(list(self.off))
-
 
 def ablation_names(config: HopeConfig) -> list[str]:
     """The switches that change something for this config (components it does not have are left out)."""
