@@ -8,7 +8,7 @@ rate is a pure function of the step (trainer.learning_rate), so the step is the 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,6 +33,10 @@ class TrainState:
     data_buffer: bytes
     extra: dict  # e.g. the W&B run id
     tensors: dict
+    # Read back from a file (saving takes them from the model and optimizer): what restore() checks
+    # the fresh model against, and AdamW's per-group hyper-parameters.
+    parameter_names: list[str] = field(default_factory=list)
+    optimizer_groups: list[dict] = field(default_factory=list)
 
 
 def save_train_state(path: Path, model, optimizer: torch.optim.Optimizer, state: TrainState):
@@ -68,17 +72,15 @@ def load_train_state(path: Path) -> TrainState:
         raise ValueError(f"{path}: not a training state of this version (format {meta.get('format')!r}, "
                          f"version {meta.get('format_version')!r})")
     scalars = json.loads(meta["state"])
-    state = TrainState(scalars["step"], scalars["tokens"], scalars["settings"], scalars["data"],
-                       bytes(tensors.pop("data.buffer").tolist()), scalars["extra"], tensors)
-    state.extra = {**state.extra, "parameter_names": scalars["parameter_names"],
-                   "optimizer_groups": scalars["optimizer_groups"]}
-    return state
+    return TrainState(scalars["step"], scalars["tokens"], scalars["settings"], scalars["data"],
+                      bytes(tensors.pop("data.buffer").tolist()), scalars["extra"], tensors,
+                      scalars["parameter_names"], scalars["optimizer_groups"])
 
 
 def restore(state: TrainState, model, optimizer: torch.optim.Optimizer):
     """Load parameters, optimizer state and RNG state into a freshly built model and optimizer."""
     names = [name for name, _ in model.named_parameters()]
-    if names != state.extra["parameter_names"]:
+    if names != state.parameter_names:
         raise ValueError("the saved training state holds different parameters than this model")
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -88,7 +90,7 @@ def restore(state: TrainState, model, optimizer: torch.optim.Optimizer):
         if key.startswith("optimizer."):
             _, index, field = key.split(".", 2)
             per_parameter.setdefault(int(index), {})[field] = value
-    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in state.extra["optimizer_groups"]]
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in state.optimizer_groups]
     optimizer.load_state_dict({"state": per_parameter, "param_groups": groups})
     torch.set_rng_state(state.tensors["rng.torch"])
     cuda_states = [state.tensors[k] for k in sorted(state.tensors) if k.startswith("rng.cuda.")]

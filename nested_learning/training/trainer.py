@@ -189,7 +189,7 @@ def _train(config: TrainConfig, world: distributed.World, on_step) -> dict:
     if saved is not None:
         restore(saved, model, optimizer)
         batches.load_state_dict(saved.data, saved.data_buffer)
-        step, tokens, extra = saved.step, saved.tokens, {k: v for k, v in saved.extra.items() if k == "wandb_id"}
+        step, tokens, extra = saved.step, saved.tokens, dict(saved.extra)
     if step >= config.steps:
         raise ValueError(f"the run already made its {config.steps} steps")
 
