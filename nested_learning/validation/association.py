@@ -41,10 +41,11 @@ def run(model: HopeTransformer, n_sequences: int = 100, pair_counts: tuple[int, 
     conditions = available_conditions(model, base)
     accuracy = {name: [] for name in conditions}  # per pair count: [N] per-sequence accuracy
     loss = {name: [] for name in conditions}
-    lengths = []
+    lengths, examples = [], []
     for n_pairs in pair_counts:
         batch, answers, _ = data.recall(n_sequences, n_pairs, seed)
         lengths.append(int(batch.tokens.shape[1]))
+        examples.append(batch.texts[0])
         for name, ablation in conditions.items():
             scores = score(model, batch.tokens, ablation=ablation)
             accuracy[name].append(masked_mean(scores.correct, answers))
@@ -71,5 +72,5 @@ def run(model: HopeTransformer, n_sequences: int = 100, pair_counts: tuple[int, 
         passed=all(checks.values()), seeds={"data": seed, "bootstrap": seed}, n_sequences=n_sequences * len(pair_counts),
         metrics=metrics, tables={"accuracy_by_pairs": rows}, checks=checks,
         settings={"pair_counts": list(pair_counts), "sequences_per_count": n_sequences, "chance": CHANCE,
-                  "example": data.recall(1, pair_counts[0], seed)[0].texts[0], "ablation_off": base.names_off()},
+                  "example": examples[0], "ablation_off": base.names_off()},
         notes=notes, runtime_s=time.perf_counter() - started)
