@@ -79,8 +79,7 @@ def shown_label(choice: models.ModelChoice) -> str:
 
 def _reset_memory():
     memory_session().reset()
-    for key in ("explore_cms", "explore_events"):
-        st.session_state.pop(key, None)
+    st.session_state.pop("explore_events", None)
 
 
 def model_notice():

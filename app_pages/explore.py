@@ -9,7 +9,6 @@ import streamlit as st
 from nested_learning import Ablation
 from nested_learning.tokenizer import ByteTokenizer
 from nested_learning.viz import heatmaps, models, timelines
-from nested_learning.viz.cms_replay import CMSReplay
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, colored_text_html, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
@@ -82,15 +81,6 @@ if run_clicked or autorun:
 
 
 # ---- results ------------------------------------------------------------------------------------
-def cms_replay(recording, layer: int) -> CMSReplay:
-    cache = st.session_state.setdefault("explore_cms", {})
-    key = (id(recording), layer)
-    if key not in cache:
-        cache.clear()  # one replay per session: bounded memory
-        cache[key] = CMSReplay(recording, layer)
-    return cache[key]
-
-
 def show_run(result):
     recording = result.recording
     stats = recording.summary()
@@ -147,7 +137,7 @@ def scrubber(recording):
         st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
         values, name = recording.stream("loss").double().numpy(), "loss"
     if layer in recording.cms_layers:
-        replay = cms_replay(recording, layer)
+        replay = recording.cms_replay(layer)
         weights = replay.weights(t)
         if cms_view == "change in this run":
             weights = [w - w0 for w, w0 in zip(weights, replay.weights(-1))]

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nested_learning.viz import heatmaps, models, timelines  # noqa: E402
-from nested_learning.viz.cms_replay import CMSReplay  # noqa: E402
+from nested_learning.recording.replay import CMSReplay  # noqa: E402
 from nested_learning.viz.presets import TEXT_PRESETS  # noqa: E402
 from nested_learning.viz.safe_text import byte_spans, colored_text_html  # noqa: E402
 from nested_learning.viz.session import MemorySession  # noqa: E402

@@ -6,7 +6,7 @@ import torch
 from nested_learning import Ablation
 from nested_learning.recording import record
 from nested_learning.viz import compare, heatmaps, timelines
-from nested_learning.viz.cms_replay import CMSReplay
+from nested_learning.recording.replay import CMSReplay
 from nested_learning.viz.presets import TEXT_PRESETS, recall_accuracy
 from tests.conftest import tiny_model
 
@@ -81,13 +81,17 @@ def test_cms_panels_one_per_level(runs):
     np.testing.assert_allclose(fig.data[2].z, weights[2].T.numpy())  # drawn [hidden, model dim]
 
 
-def test_cms_replay_matches_the_recording(runs):
-    _, rec = runs
+def test_cms_replay_matches_the_model_state(runs):
+    """The replayed level weights after token t are the weights the model itself held after token t."""
+    model, rec = runs
     every = 7  # checkpoints at tokens 6, 13, ...: not aligned with the periods or the start position
     replay = CMSReplay(rec, 1, every=every)
+    _, start = record(model, "hello")
     for t in (-1, every - 1, 2 * every + 1, rec.n_tokens - 1):
+        state = start if t < 0 else model(rec.tokens[None, :t + 1], state=start).state
         for level, w in enumerate(replay.weights(t)):
-            torch.testing.assert_close(w, rec.cms_weights(1, level, t), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(w, state.layers[1].cms[level].memory[0, 0], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(rec.cms_weights(1, level, t), w)
     with pytest.raises(IndexError):
         replay.weights(rec.n_tokens)
 

@@ -24,6 +24,7 @@ from ..config import HopeConfig
 from ..state import CMSLevelState
 from ..tokenizer import ByteTokenizer
 from .events import level_events
+from .replay import CMSReplay
 from .stats import rebuild_memory
 
 FORMAT = "nested_learning.recording"
@@ -45,6 +46,7 @@ class Recording:
     start_position: int = 0  # stream position of the first recorded token
     meta: dict = field(default_factory=dict)
     _events: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
+    _replays: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # {layer: CMSReplay}, at most one
 
     # ---- shape of the run -------------------------------------------------------------------
     @property
@@ -163,8 +165,17 @@ class Recording:
 
     def cms_weights(self, layer: int, level: int, t: int) -> torch.Tensor:
         """Fast weights of a CMS level after token t (what token t+1 reads); t = -1 gives the initial ones.
-        [D, h] float32, replayed exactly from the layer's recorded CMS input, initial state and parameters."""
-        return self._replay_cms(layer, self._check_token(t))[level].memory[0, 0]
+        [D, h] float32, replayed exactly from the layer's recorded CMS input, initial state and parameters
+        (from a cached checkpoint at most 31 tokens before t: scrubbing stays fast)."""
+        return self.cms_replay(layer).states(self._check_token(t))[level].memory[0, 0]
+
+    def cms_replay(self, layer: int) -> CMSReplay:
+        """The layer's checkpointed CMS replay. Only the last layer asked for is kept: a replay of a long
+        run holds tens of MB of checkpoints, and a dashboard session scrubs one layer at a time."""
+        if layer not in self._replays:
+            self._replays.clear()
+            self._replays[layer] = CMSReplay(self, layer)
+        return self._replays[layer]
 
     def cms_chain(self, layer: int) -> tuple[ContinuumMemorySystem, list[CMSLevelState]]:
         """The layer's CMS module (with the recorded parameters) and its level states before token 0."""

@@ -1,17 +1,21 @@
-"""CMS level weights at any token, fast enough for a scrubber.
+"""CMS level weights at any token, fast enough for a scrubber (``Recording.cms_weights`` uses it).
 
-``Recording.cms_weights(layer, level, t)`` replays the layer's CMS chain from the first token, which
-costs time linear in t. For the scrubber this class replays once, keeps the level states every
-``every`` tokens, and answers any t by replaying at most ``every - 1`` tokens from the checkpoint
-before it. The chain runs with the stream position of each segment, so block boundaries (and so the
-weights) are the same as in one replay.
+The recording holds each layer's CMS input, initial states and parameters, not the fast weights at
+every token (the weights are D x h per level and token). This class replays the chain once, keeps
+the level states every ``every`` tokens, and answers any t by replaying at most ``every - 1``
+tokens from the checkpoint before it. Each segment runs at its own stream position, so block
+boundaries (and so the weights) are the same as in one replay.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from ..recording import Recording
 from ..state import CMSLevelState
+
+if TYPE_CHECKING:
+    from .recording import Recording
 
 
 class CMSReplay:
