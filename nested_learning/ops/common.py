@@ -12,6 +12,9 @@ import torch
 import torch.nn.functional as F
 
 
+HALF_TYPES = (torch.float16, torch.bfloat16)
+
+
 def float32_kernel(kernel):
     """Run a memory kernel in float32 with autocast off, whatever the caller's precision.
 
@@ -28,9 +31,6 @@ def float32_kernel(kernel):
         with torch.autocast(device_type, enabled=False):
             return kernel(*args, **kwargs)
     return run
-
-
-HALF_TYPES = (torch.float16, torch.bfloat16)
 
 
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
