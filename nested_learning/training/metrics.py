@@ -62,7 +62,11 @@ class WandbLog:
         self.run.summary.update(values)
 
     def close(self):
+        """Finish the run, then shut W&B's service process down: only then is the run's file complete
+        (in CI, twice, finish() returned while the offline .wandb file held just its 7-byte header)."""
+        import wandb
         self.run.finish()
+        wandb.teardown()
 
 
 def _clock(seconds: float) -> str:
