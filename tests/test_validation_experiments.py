@@ -103,6 +103,16 @@ def test_association_conditions_and_memory_off_control(model):
     assert off.metrics["accuracy_full_minus_updates_off"].mean == 0.0 and not off.passed
 
 
+@pytest.mark.parametrize("length", [1, 12])  # a one-letter string is often inside the word "repeat"
+def test_repetition_masks_mark_each_reading_of_the_string(length):
+    for seed in range(12):
+        batch, masks = data.repetitions(3, length, 3, seed=seed)
+        assert int(masks[0].nonzero()[0]) == len("repeat: ")
+        for row, text in enumerate(batch.texts):
+            s = text[len("repeat: "):len("repeat: ") + length]
+            assert [bytes(batch.tokens[row][mask].tolist()).decode() for mask in masks] == [s, s, s]
+
+
 def test_recall_batch_marks_the_queried_values():
     batch, answers, split = data.recall(3, 4, seed=0)
     text = batch.texts[0]

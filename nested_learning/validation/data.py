@@ -58,7 +58,7 @@ def repetitions(n: int, length: int, repeats: int, seed: int) -> tuple[Batch, li
                for i in range(n)]
     batch = _batch([s.text for s in samples])
     T, copies = batch.tokens.shape[1], samples[0].answer_positions  # every row has the same layout
-    first = samples[0].text.index(samples[0].answers[:length])
+    first = copies[0] - len(" | ") - length  # the string itself sits right before the first " | "
     starts = [first] + [copies[r * length] for r in range(repeats - 1)]
     return batch, [position_mask(T, range(a, a + length)) for a in starts]
 
