@@ -50,6 +50,10 @@ def test_training_beats_random_init_and_writes_checkpoint_and_metrics(tmp_path):
     assert [r["step"] for r in records if r["kind"] == "train"] == list(range(5, 41, 5))
     assert [r["step"] for r in records if r["kind"] == "eval"] == [20, 40]
     assert all(math.isfinite(r["heldout_bpb"]) for r in records if r["kind"] == "eval")
+    periodic, final = [r for r in records if r["kind"] == "eval"]  # the same keys, the final line included
+    assert set(periodic) - {"step", "tokens"} == set(final) - {"step", "tokens"}
+    repeated = report["updates_on"]["repeated_text"]
+    assert final["repeated_text_second_minus_first"] == repeated["second"] - repeated["first"]
     assert meta["metrics"] == records  # the curves travel with the checkpoint (the dashboard plots them)
     assert not resume_path(config.out).exists()  # a finished run leaves nothing to resume
 

@@ -96,18 +96,32 @@ def repeated_text_loss(model, windows: torch.Tensor, length: int = 256, ablation
     return {"first": first / (n * (length - 1)), "second": second / (n * length)}
 
 
+def _measure(model, windows: torch.Tensor | None, segment_len: int, tasks: list[str], task_samples: int, seed: int,
+             ablation=None, repeat_length: int = 256) -> dict:
+    """One condition's numbers: task accuracies; held-out bpb and repeated text when there is held-out text."""
+    part = {"tasks": {task: task_accuracy(model, task, task_samples, seed, ablation) for task in tasks}}
+    if windows is not None:
+        part["heldout_bpb"] = heldout_bpb(model, windows, segment_len, ablation=ablation)
+        part["repeated_text"] = repeated_text_loss(model, windows, repeat_length, ablation)
+    return part
+
+
+def eval_line(part: dict) -> dict:
+    """The numbers of a metrics ``eval`` line from one condition of a report (the periodic ones and the
+    final one carry the same keys)."""
+    out = {}
+    if "heldout_bpb" in part:
+        repeated = part["repeated_text"]
+        out.update(heldout_bpb=part["heldout_bpb"], repeated_text_second_minus_first=repeated["second"] - repeated["first"])
+    out.update({f"{task}_accuracy": v["answer_accuracy"] for task, v in part["tasks"].items()})
+    return out
+
+
 def quick_report(model, windows: torch.Tensor | None, segment_len: int, tasks: list[str], task_samples: int,
                  seed: int) -> dict:
     """The periodic evaluation, updates on: held-out bits per byte and the loss change from the
     first to the second reading of held-out text (when there is held-out text), task answer accuracy."""
-    out = {}
-    if windows is not None:
-        repeated = repeated_text_loss(model, windows)
-        out.update(heldout_bpb=heldout_bpb(model, windows, segment_len),
-                   repeated_text_second_minus_first=repeated["second"] - repeated["first"])
-    for task in tasks:
-        out[f"{task}_accuracy"] = task_accuracy(model, task, task_samples, seed)["answer_accuracy"]
-    return out
+    return eval_line(_measure(model, windows, segment_len, tasks, task_samples, seed))
 
 
 def full_report(model, windows: torch.Tensor | None, segment_len: int, tasks: list[str], task_samples: int, seed: int,
@@ -117,11 +131,7 @@ def full_report(model, windows: torch.Tensor | None, segment_len: int, tasks: li
     model.eval()
     report = {"task_samples": task_samples}
     for name, ablation in (("updates_on", None), ("updates_off", UPDATES_OFF)):
-        part = {"tasks": {task: task_accuracy(model, task, task_samples, seed, ablation) for task in tasks}}
-        if windows is not None:
-            part["heldout_bpb"] = heldout_bpb(model, windows, segment_len, ablation=ablation)
-            part["repeated_text"] = repeated_text_loss(model, windows, repeat_length, ablation)
-        report[name] = part
+        report[name] = _measure(model, windows, segment_len, tasks, task_samples, seed, ablation, repeat_length)
     if windows is not None:
         report.update(heldout_windows=len(windows), window_bytes=windows.shape[1] - 1,
                       repeated_text_bytes=min(repeat_length, windows.shape[1]))

@@ -24,7 +24,7 @@ from ..config import HopeConfig
 from ..model import HopeTransformer
 from . import distributed
 from .data import TrainBatches, heldout_sequences
-from .evaluate import full_report, quick_report
+from .evaluate import eval_line, full_report, quick_report
 from .loss import segmented_loss
 from .metrics import MetricsLog, Progress, WandbLog, metrics_path, read_metrics
 from .resume import TrainState, load_train_state, restore, resume_path, save_train_state
@@ -178,9 +178,8 @@ def _train(config: TrainConfig, world: distributed.World, on_step) -> dict:
     elif world.is_main and resume_path(out).exists():
         raise ValueError(f"{resume_path(out)} exists: an unfinished run; add --resume to continue it or delete the file")
     torch.manual_seed(config.seed)
-    model_config = config.model_config()
     model = (load_checkpoint(config.init, device=world.device) if config.init
-             else HopeTransformer(model_config).to(world.device)).train()
+             else HopeTransformer(config.model_config()).to(world.device)).train()
     batches = TrainBatches(config.data, config.seq_len, config.heldout_fraction, config.tasks,
                            config.task_fraction, config.seed, config.reread_fraction)
     heldout = heldout_sequences(batches, config.eval_windows, config.heldout_fraction) if batches.sources else None
@@ -263,11 +262,9 @@ def _train(config: TrainConfig, world: distributed.World, on_step) -> dict:
     if world.is_main:
         progress.message("final evaluation ...")
     torch.manual_seed(config.seed)
-    baseline = HopeTransformer(model_config).to(world.device)  # a random-init model: this run's step 0 without --init
+    baseline = HopeTransformer(model.config).to(world.device)  # a random-init model: this run's step 0 without --init
     report = full_report(model, heldout, config.bptt, config.tasks, config.eval_task_samples, config.seed, baseline)
-    on = report["updates_on"]
-    record_eval(step, {**({"heldout_bpb": on["heldout_bpb"]} if "heldout_bpb" in on else {}),
-                       **{f"{t}_accuracy": v["answer_accuracy"] for t, v in on["tasks"].items()}})
+    record_eval(step, eval_line(report["updates_on"]))
     if world.is_main:
         metadata = _metadata(config, world, step, tokens, report)
         metadata["metrics"] = _thinned(read_metrics(metrics_path(out)))  # curves for an uploaded checkpoint
