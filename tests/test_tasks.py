@@ -4,6 +4,7 @@ import re
 import pytest
 
 from nested_learning import tasks
+from nested_learning.training.evaluate import _answer_runs
 
 
 def test_recall_answers_are_the_values_of_the_queried_keys():
@@ -50,23 +51,23 @@ def test_pack_tasks_fills_exactly_with_whole_samples():
     assert (tokens, weights) == again and len(tokens) == len(weights) == 300
     text = bytes(tokens).decode("ascii")
     assert text.startswith(("recall:", "repeat:", "passkey:")) and sum(weights) > 0
-    # Every weighted run is an answer where the format puts one: a recalled value after "=", a copy
-    # after "| " (equal to the string before it), a pass key after the question's "is ".
-    runs, i = [], 0
-    while i < 300:
-        if weights[i]:
-            j = i
-            while j < 300 and weights[j]:
-                j += 1
-            runs.append((i, j))
-            i = j
-        i += 1
+    # Every weighted run is an answer where the format asks for one, and equals what the sample stated:
+    # a queried value (after the ";", the value its key was given), a copy (the string before it), the
+    # pass key after the question (the key of the fact).
+    runs = [(run[0], run[-1] + 1) for run in _answer_runs([i for i, w in enumerate(weights) if w])]
     assert runs
     for a, b in runs:
         answer, before = text[a:b], text[:a]
-        assert answer.isalnum() and before.endswith(("=", "| ", "is ")), (before[-20:], answer)
-        if before.endswith("| "):
-            assert before.rstrip(" |").endswith(answer)
+        sample = before[max(before.rfind(head) for head in ("recall:", "repeat:", "passkey:")):]
+        if sample.startswith("recall:"):
+            facts, queries = sample.split(";")
+            key = queries.rsplit(" ", 1)[-1]
+            assert key.endswith("=") and f" {key}{answer} " in facts, (sample, answer)
+        elif sample.startswith("repeat:"):
+            assert sample.endswith("| ") and sample.rstrip(" |").endswith(answer), (sample, answer)
+        else:
+            assert sample.endswith(tasks.PASSKEY_QUESTION), (sample, answer)
+            assert f"{tasks.PASSKEY_FACT_HEAD}{answer}{tasks.PASSKEY_FACT_TAIL}" in sample
     small_tokens, small_weights = tasks.pack_tasks(1, 40, ["repeat", "passkey"])  # passkey never fits in 40
     assert bytes(small_tokens).decode().startswith("repeat:") and sum(small_weights) >= 8
 

@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from nested_learning import load_checkpoint
 from nested_learning.cli import main
@@ -104,6 +106,16 @@ def test_resume_refuses_changed_settings(tmp_path):
         train(tiny_config(tmp_path, resume=True, lr=1e-3))
     with pytest.raises(ValueError, match="unfinished run; add --resume"):
         train(tiny_config(tmp_path))
+    # A run saved before --reread-fraction existed counts as its default (0), not as a mismatch.
+    path = resume_path(tiny_config(tmp_path).out)
+    with safe_open(str(path), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    state = json.loads(meta["state"])
+    del state["settings"]["reread_fraction"]
+    save_file(tensors, str(path), {**meta, "state": json.dumps(state)})
+    with pytest.raises(ValueError, match="cannot resume: --reread-fraction was 0.0, now 0.5"):
+        train(tiny_config(tmp_path, resume=True, reread_fraction=0.5))
+    train(tiny_config(tmp_path, resume=True))
 
 
 def test_truncated_bptt_keeps_the_forward_and_cuts_the_gradient():

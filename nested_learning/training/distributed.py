@@ -39,7 +39,7 @@ def setup(device: str = "auto") -> World:
     return World(dist.get_rank(), dist.get_world_size(), chosen)
 
 
-def teardown(wait_for_peers: bool = True):
+def teardown(*, wait_for_peers: bool):
     if dist.is_available() and dist.is_initialized():
         if wait_for_peers:
             # Rank 0 still writes the checkpoint when the others finish: without this barrier a rank

@@ -69,9 +69,8 @@ def task_accuracy(model, task: str, n_samples: int = 64, seed: int = 0, ablation
             for row, sample in enumerate(chunk):
                 right = {p: hits[row][p - 1] for p in sample.answer_positions}
                 runs = _answer_runs(sample.answer_positions)
-                for i, value in enumerate((sum(right.values()), len(right), sum(all(right[p] for p in run) for run in runs),
-                                           len(runs))):
-                    counts[i] += value
+                row_counts = (sum(right.values()), len(right), sum(all(right[p] for p in run) for run in runs), len(runs))
+                counts = [total + n for total, n in zip(counts, row_counts)]
     counts = torch.tensor(counts, dtype=torch.float64, device=model.device)
     bytes_right, n_bytes, answers_right, n_answers = all_reduce_sum(counts).tolist()
     return {"byte_accuracy": bytes_right / max(n_bytes, 1), "answer_accuracy": answers_right / max(n_answers, 1)}

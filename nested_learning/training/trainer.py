@@ -162,8 +162,9 @@ def _check_resumable(saved: TrainState, config: TrainConfig):
     now = json.loads(json.dumps(config.to_dict()))  # as saved: tuples become lists
     defaults = json.loads(json.dumps(TrainConfig(out="").to_dict()))  # a setting newer than the saved run
     for name in TrainConfig.RESUME_FIELDS:
-        if saved.settings.get(name, defaults[name]) != now[name]:
-            raise ValueError(f"cannot resume: --{name.replace('_', '-')} was {saved.settings.get(name)!r}, "
+        was = saved.settings.get(name, defaults[name])
+        if was != now[name]:
+            raise ValueError(f"cannot resume: --{name.replace('_', '-')} was {was!r}, "
                              f"now {now[name]!r} (settings must match the interrupted run)")
 
 
