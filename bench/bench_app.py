@@ -19,7 +19,6 @@ import os
 import random
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -83,63 +82,52 @@ def server_side(model, text: str, rounds: int):
 def browser_side(text: str, rounds: int, screenshots: bool):
     from playwright.sync_api import sync_playwright
 
-    from tests.test_browser import CHROMIUM, free_port, wait_healthy
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                                "--server.port", str(port), "--server.address", "127.0.0.1"], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(120_000)
-            idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-            page.goto(url)
+    from tests.test_browser import launch_chromium, running_app
+    with running_app() as url, sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+        page.goto(url)
+        page.locator(idle).wait_for()
+        page.locator('[data-testid="stButtonGroup"] button', has_text=re.compile("^Type$")).click()
+        page.locator(idle).wait_for()
+        page.get_by_label("Text").fill(text)
+        page.keyboard.press("Control+Enter")  # commit the text area
+        page.get_by_text(f"{len(text.encode())} tokens (UTF-8 bytes)").wait_for()
+        page.locator(idle).wait_for()
+        shown, visible, done, scrub = [], [], [], []
+        for r in range(rounds + 1):
+            page.get_by_role("button", name="Reset memory").click()
+            page.get_by_text("Tokens in this run").wait_for(state="detached")
             page.locator(idle).wait_for()
-            page.locator('[data-testid="stButtonGroup"] button', has_text=re.compile("^Type$")).click()
+            started = time.perf_counter()
+            page.get_by_role("button", name="Run", exact=True).click()
+            page.get_by_text("Tokens in this run").wait_for()
+            metrics = time.perf_counter() - started
+            page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()  # drawn, not just attached
+            first = time.perf_counter() - started
+            page.get_by_text(f"Token {len(text) - 1} (stream position").wait_for()
+            page.wait_for_timeout(50)
             page.locator(idle).wait_for()
-            page.get_by_label("Text").fill(text)
-            page.keyboard.press("Control+Enter")  # commit the text area
-            page.get_by_text(f"{len(text.encode())} tokens (UTF-8 bytes)").wait_for()
+            whole = time.perf_counter() - started
+            slider = page.get_by_role("slider")
+            slider.focus()
+            started = time.perf_counter()
+            slider.press("ArrowLeft")
+            page.get_by_text(f"Token {len(text) - 2} (stream position").wait_for()
+            moved = time.perf_counter() - started
             page.locator(idle).wait_for()
-            shown, visible, done, scrub = [], [], [], []
-            for r in range(rounds + 1):
-                page.get_by_role("button", name="Reset memory").click()
-                page.get_by_text("Tokens in this run").wait_for(state="detached")
-                page.locator(idle).wait_for()
-                started = time.perf_counter()
-                page.get_by_role("button", name="Run", exact=True).click()
-                page.get_by_text("Tokens in this run").wait_for()
-                metrics = time.perf_counter() - started
-                page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()  # drawn, not just attached
-                first = time.perf_counter() - started
-                page.get_by_text(f"Token {len(text) - 1} (stream position").wait_for()
-                page.wait_for_timeout(50)
-                page.locator(idle).wait_for()
-                whole = time.perf_counter() - started
-                slider = page.get_by_role("slider")
-                slider.focus()
-                started = time.perf_counter()
-                slider.press("ArrowLeft")
-                page.get_by_text(f"Token {len(text) - 2} (stream position").wait_for()
-                moved = time.perf_counter() - started
-                page.locator(idle).wait_for()
-                if r:
-                    shown.append(metrics), visible.append(first), done.append(whole), scrub.append(moved)
-            print("browser (Chromium headless, same machine):")
-            print(f"  Run click -> metrics visible                {median_ms(shown)}")
-            print(f"  Run click -> timelines drawn                {median_ms(visible)}")
-            print(f"  Run click -> page idle (raster, scrubber)    {median_ms(done)}")
-            print(f"  slider key -> caption updated                {median_ms(scrub)}")
-            if screenshots:
-                take_screenshots(page, idle)
-            browser.close()
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
+            if r:
+                shown.append(metrics), visible.append(first), done.append(whole), scrub.append(moved)
+        print("browser (Chromium headless, same machine):")
+        print(f"  Run click -> metrics visible                {median_ms(shown)}")
+        print(f"  Run click -> timelines drawn                {median_ms(visible)}")
+        print(f"  Run click -> page idle (raster, scrubber)    {median_ms(done)}")
+        print(f"  slider key -> caption updated                {median_ms(scrub)}")
+        if screenshots:
+            take_screenshots(page, idle)
+        browser.close()
 
 
 def settle(page, idle: str):

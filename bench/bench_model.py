@@ -4,7 +4,7 @@
    T = 512, batch 1, CPU, fp32, no_grad), interleaved in one process, median of N rounds.
 2. The chunk-wise gated delta rule vs its per-token oracle at head width 64, T = 2048 (the memory
    path computes outputs and the final memory; the per-token errors, asked for when recording,
-   cost one more triangular solve).
+   cost two more matmuls per chunk).
 Timings on shared VMs swing 10-15%: only the ratios are meaningful.
 """
 from __future__ import annotations

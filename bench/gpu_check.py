@@ -18,12 +18,12 @@ import traceback
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_model import interleaved  # noqa: E402
 from nested_learning import Ablation, HopeTransformer  # noqa: E402
 from nested_learning.config import PRESETS  # noqa: E402
+from nested_learning.training.loss import segmented_loss  # noqa: E402
 from nested_learning.ops import (block_delta_rule, block_delta_rule_reference, gated_delta_rule,  # noqa: E402
                                  gated_delta_rule_reference, l2norm)
 
@@ -43,12 +43,15 @@ def kernels() -> dict:
     log_retention = torch.log(0.8 + 0.2 * torch.rand(B, H, T, device=CUDA, generator=g))
     memory = torch.randn(B, H, d, d, device=CUDA, generator=g)
     out, ref = gated_delta_rule(q, k, v, eta, log_retention, memory), gated_delta_rule_reference(q, k, v, eta, log_retention, memory)
-    pending = torch.zeros_like(memory)
-    blocks = block_delta_rule(q, k, v, eta / 4, log_retention[:, :, 0], memory, pending, 3, 4)
-    blocks_ref = block_delta_rule_reference(q, k, v, eta / 4, log_retention[:, :, 0], memory, pending, 3, 4)
-    return {"gated_delta_output_rel_err": rel(out.output, ref.output), "gated_delta_memory_rel_err": rel(out.memory, ref.memory),
-            "block_delta_output_rel_err": rel(blocks.output, blocks_ref.output),
-            "block_delta_memory_rel_err": rel(blocks.memory, blocks_ref.memory)}
+    errors = {"gated_delta_output": rel(out.output, ref.output), "gated_delta_memory": rel(out.memory, ref.memory)}
+    # A CMS level's shape (values wider than keys: the scan's other form) and the square one.
+    wide_v = torch.randn(B, 1, T, 4 * d, device=CUDA, generator=g)
+    for name, (values, start) in {"block_delta": (v, memory), "block_delta_wide": (wide_v, memory[:, :1].repeat(1, 1, 4, 1))}.items():
+        keys, queries, rate = (x[:, :values.shape[1]] for x in (k, q, eta / 4))
+        args = (queries, keys, values, rate, log_retention[:, :values.shape[1], 0], start, torch.zeros_like(start), 3, 4)
+        got, want = block_delta_rule(*args), block_delta_rule_reference(*args)
+        errors.update({f"{name}_output": rel(got.output, want.output), f"{name}_memory": rel(got.memory, want.memory)})
+    return {"relative_errors": errors, "all_below_1e-4": all(e < 1e-4 for e in errors.values())}
 
 
 def model_exactness() -> dict:
@@ -78,11 +81,11 @@ def model_exactness() -> dict:
 
 
 def train_step(model, tokens, autocast: bool) -> torch.Tensor:
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-        logits = model(tokens[:, :-1]).logits
-    loss = F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
-    loss.backward()
-    return loss
+    """The trainer's own step (segmented_loss, one segment): mean next-byte loss, gradients accumulated."""
+    weights = torch.ones_like(tokens, dtype=torch.float32)
+    total, count = segmented_loss(model, tokens, weights, tokens.shape[1], backward_scale=1.0 / (weights[:, 1:].sum()),
+                                  autocast_dtype=torch.bfloat16 if autocast else None)
+    return total / count
 
 
 def mixed_precision() -> dict:

@@ -14,11 +14,12 @@ import torch
 import torch.nn as nn
 
 from .ops import gated_delta_rule, gated_delta_rule_reference, l2norm
+from .ops.gated_delta import DEFAULT_CHUNK
 
 
 class DeltaRuleMemory(nn.Module):
     def __init__(self, d_model: int, n_heads: int = 4, max_learning_rate: float = 1.0, min_retention: float = 0.9,
-                 chunk_size: int = 32):
+                 chunk_size: int = DEFAULT_CHUNK):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
@@ -48,7 +49,7 @@ class DeltaRuleMemory(nn.Module):
             result = gated_delta_rule_reference(q, k, v, learning_rate, log_retention, memory)
         else:
             result = gated_delta_rule(q, k, v, learning_rate, log_retention, memory, self.chunk_size,
-                                      return_error=return_surprise)  # errors cost an extra solve
+                                      return_error=return_surprise)  # errors cost two more matmuls per chunk
         y = self.out(result.output.transpose(1, 2).reshape(B, T, D))
         if return_surprise:
             return y, result.memory, result.error.norm(dim=-1)

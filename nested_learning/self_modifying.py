@@ -27,7 +27,7 @@ from .ablation import Ablation
 from .config import HopeConfig
 from .layers import CausalConv, RMSNorm
 from .ops import gated_delta_rule, l2norm, momentum_rule_chunk
-from .ops.common import cat_tokens
+from .ops.common import cat_tokens, float32_kernel
 from .projection_memory import ProjectionMemories
 from .state import MemoryState
 
@@ -43,6 +43,7 @@ def chunk_runs(position: int, length: int, chunk: int):
         a = b
 
 
+@float32_kernel  # M k feeds the delta rule's kernel (memory_keys): it must not be rounded to bf16 first
 def _predict(k, memory):
     """M k per head: [B, H, n, d] (folded to 3-D for a cheap batched matmul)."""
     B, H, n, d = k.shape

@@ -5,6 +5,7 @@ Needs the `playwright` package and /usr/bin/chromium (CI installs both; see .ci/
 is a failure, not a skip."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -49,19 +50,17 @@ def wait_healthy(url: str, process: subprocess.Popen, seconds: float = 90):
     raise TimeoutError(f"streamlit did not become healthy within {seconds} s")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("browser")
-    checkpoint = save_checkpoint(tiny_model(), folder / "tiny-browser.safetensors")
-    metrics_path(checkpoint).write_text('{"kind": "train", "step": 1, "loss": 5.5}\n'
-                                               '{"kind": "train", "step": 2, "loss": 5.0}\n')
+@contextlib.contextmanager
+def running_app(env: dict | None = None, log_path: Path | None = None):
+    """``streamlit run app.py`` on a free local port; yields its URL once healthy, then stops it (the
+    benchmark bench/bench_app.py uses it too)."""
     port = free_port()
-    env = {**os.environ, "NLE_DEFAULT_CHECKPOINT": str(checkpoint)}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1"]
-    log = open(folder / "streamlit.log", "wb")  # a file, not a pipe (an unread pipe fills and blocks the server)
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # its own process group: killed as a whole below
+    # A file, not a pipe (an unread pipe fills and blocks the server).
+    log = open(log_path, "wb") if log_path else open(os.devnull, "wb")
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)  # its own process group
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, process)
@@ -76,13 +75,28 @@ def server(tmp_path_factory):
             process.wait()
 
 
+def launch_chromium(playwright):
+    """Debian's Chromium, headless (Playwright's own browser download does not work here)."""
+    assert Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                      args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser")
+    checkpoint = save_checkpoint(tiny_model(), folder / "tiny-browser.safetensors")
+    metrics_path(checkpoint).write_text('{"kind": "train", "step": 1, "loss": 5.5}\n'
+                                               '{"kind": "train", "step": 2, "loss": 5.0}\n')
+    with running_app({"NLE_DEFAULT_CHECKPOINT": str(checkpoint)}, folder / "streamlit.log") as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright  # a missing package fails the tests (no skip)
-    assert Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        chromium = launch_chromium(p)
         yield chromium
         chromium.close()
 

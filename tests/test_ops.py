@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from nested_learning import DeltaRuleMemory
+from nested_learning.self_modifying import _predict
 from nested_learning.ops import (block_delta_rule, block_delta_rule_reference, gated_delta_rule,
                                  gated_delta_rule_reference, l2norm, momentum_rule_chunk, momentum_rule_reference)
 
@@ -98,6 +99,7 @@ KERNEL_CALLS = {  # each kernel on bf16-rounded inputs, as a mixed-precision mod
     "gated_delta": lambda q, k, v, eta, lr, m: gated_delta_rule(q, k, v, eta, lr, m),
     "block_delta": lambda q, k, v, eta, lr, m: block_delta_rule(q, k, v, eta, lr[:, :, 0], m, torch.zeros_like(m), 0, 4),
     "momentum": lambda q, k, v, eta, lr, m: momentum_rule_chunk(q, k, v, eta, lr, None, m, torch.zeros_like(m), m),
+    "memory_keys": lambda q, k, v, eta, lr, m: (_predict(k, m),),  # the self-modifying memory hands M k to the kernel
 }
 
 

@@ -118,12 +118,12 @@ def _full_runs(q, k, v, eta, la, memory, span: int, period: int, return_writes: 
     decay = _block_masks(block, la_runs, k.dtype)  # [N n, C, C]
     start_decay = (block_f * la_runs[:, 0]).exp()  # [N n, C]: retention^b, the weights block b reads
     end_decay = ((span // period - 1 - block_f) * la_runs[:, 0]).exp()  # a write's decay to the run end
-    seen = torch.bmm(k, k.transpose(1, 2)) * decay
-    reads = torch.bmm(q, k.transpose(1, 2)) * decay
-    out, errors, memory = chunk_scan(q, k, v, eta, seen, reads, start_decay, start_decay, end_decay,
-                                     ((span // period) * la_runs).exp(), memory, return_writes)
-    writes = None if errors is None else (eta[:, :, None] * errors).reshape(N, T, dv)
-    return out.view(N, T, dv), writes, memory
+    # In place on bmm's fresh outputs (its backward needs only its inputs).
+    seen = torch.bmm(k, k.transpose(1, 2)).mul_(decay)
+    reads = torch.bmm(q, k.transpose(1, 2)).mul_(decay)
+    out, writes, memory = chunk_scan(q, k, v, eta, seen, reads, start_decay, start_decay, end_decay,
+                                     ((span // period) * la_runs).exp(), memory, "writes" if return_writes else None)
+    return out.view(N, T, dv), None if writes is None else writes.reshape(N, T, dv), memory
 
 
 def _one_run(q, k, v, eta, la, memory, pending, first_position: int, period: int):

@@ -30,16 +30,19 @@ from .common import solve_unit_lower
 
 
 def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory,
-               return_errors: bool = False, memory_keys: torch.Tensor | None = None):
+               returns: str | None = None, memory_keys: torch.Tensor | None = None):
     """Shapes: q, k [N n, C, dk]; v [N n, C, dv]; eta, read_start, write_start, write_end [N n, C];
     seen, reads [N n, C, C]; run_decay [N n, 1, 1]; memory [N, dv, dk] (n chunks per sequence);
     ``memory_keys`` [N, C, dv] = K M^T, optional, for one chunk (n = 1) with dv <= dk.
+    ``returns``: None, "errors" (e: the delta rule's per-token surprise) or "writes" (u: a CMS trace).
 
-    Returns (out [N n, C, dv], errors e [N n, C, dv] or None, memory after the last chunk [N, dv, dk])."""
+    Returns (out [N n, C, dv], e or u [N n, C, dv] or None, memory after the last chunk [N, dv, dk])."""
     N, dv, dk = memory.shape
+    if memory_keys is not None and (dv > dk or k.shape[0] != N):
+        raise ValueError("memory_keys is for one chunk with dv <= dk")
     if dv <= dk:
         return _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory,
-                            return_errors, memory_keys)
+                            returns, memory_keys)
     n, C = k.shape[0] // N, k.shape[1]
     k_t = k.transpose(1, 2)
     system = seen * eta[:, :, None]
@@ -59,14 +62,16 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
     start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
     # In place on bmm's fresh output (bmm's backward needs only its inputs): no copy of it.
     out = torch.bmm(mixing * eta[:, None, :], v).baddbmm_(read_keys, start_memory.transpose(1, 2))
-    errors = None
-    if return_errors:  # e = (I + G diag(eta))^-1 (V - diag(write_start) K M^T): one more solve, dv wide
-        from_start = write_start[:, :, None] * torch.bmm(k, start_memory.transpose(1, 2))
-        errors = solve_unit_lower(seen * eta[:, None, :], v - from_start)
-    return out, errors, memory
+    if returns is None:
+        return out, None, memory
+    # One more solve, dv wide: u = T^-1 diag(eta) (V - diag(write_start) K M^T), and e from I + G diag(eta)
+    residual = v - write_start[:, :, None] * torch.bmm(k, start_memory.transpose(1, 2))
+    if returns == "writes":
+        return out, solve_unit_lower(system, eta[:, :, None] * residual), memory
+    return out, solve_unit_lower(seen * eta[:, None, :], residual), memory
 
 
-def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory, return_errors,
+def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory, returns,
                  memory_keys=None):
     """chunk_scan with the writes formed: u = U_v - U_m M^T, (U_v, U_m) = T^-1 diag(eta) [V, diag(write_start) K]."""
     N, dv, dk = memory.shape
@@ -91,11 +96,10 @@ def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, 
             memory = torch.baddbmm(run_decay[:, c] * memory, u.transpose(1, 2), end_keys[:, c])
         start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
         writes = torch.stack(writes, 1).view(N * n, C, dv)
-        memory_keys = None
     out = torch.baddbmm(read_start[:, :, None] * torch.bmm(q, start_memory.transpose(1, 2)), reads, writes)
-    errors = None
-    if return_errors:  # e = V - M_{t-1} k_t: the start memory's part plus the earlier writes seen
-        if memory_keys is None:
-            memory_keys = torch.bmm(k, start_memory.transpose(1, 2))
-        errors = v - torch.baddbmm(write_start[:, :, None] * memory_keys, seen.tril(-1), writes)
-    return out, errors, memory
+    if returns != "errors":
+        return out, writes if returns == "writes" else None, memory
+    # e = V - M_{t-1} k_t: the start memory's part plus the earlier writes seen
+    if memory_keys is None:
+        memory_keys = torch.bmm(k, start_memory.transpose(1, 2))
+    return out, v - torch.baddbmm(write_start[:, :, None] * memory_keys, seen.tril(-1), writes), memory

@@ -44,8 +44,11 @@ def gated_delta_rule_reference(q, k, v, eta, log_retention, memory) -> DeltaRule
     return DeltaRuleResult(torch.stack(outputs, 2), torch.stack(errors, 2), memory)
 
 
+DEFAULT_CHUNK = 32  # fastest measured here; see gated_delta_rule
+
+
 @float32_kernel
-def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 32,
+def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = DEFAULT_CHUNK,
                      return_error: bool = True, memory_keys: torch.Tensor | None = None) -> DeltaRuleResult:
     """Exact chunk-wise gated delta rule; equals :func:`gated_delta_rule_reference`.
 
@@ -77,8 +80,8 @@ def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = 32,
     # Read after the write: out_t = e^{c_t} M_0 q_t + sum_{s<=t} e^{c_t - c_s} (q_t . k_s) u_s.
     output, error, memory = chunk_scan(
         q, k, v, eta, before, torch.bmm(q, k_t).mul_(decay).tril_(), cum.exp(), start_decay,
-        (cum[:, -1:] - cum).exp(), cum[:, -1].exp()[:, None, None], memory.reshape(N, dv, dk), return_error,
-        memory_keys)
+        (cum[:, -1:] - cum).exp(), cum[:, -1].exp()[:, None, None], memory.reshape(N, dv, dk),
+        "errors" if return_error else None, memory_keys)
     output = output.view(B, H, padded, dv)[:, :, :T]
     if error is not None:
         error = error.view(B, H, padded, dv)[:, :, :T]
