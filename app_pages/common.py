@@ -79,7 +79,7 @@ def shown_label(choice: models.ModelChoice) -> str:
 
 def _reset_memory():
     memory_session().reset()
-    st.session_state.pop("explore_events", None)
+    st.session_state.pop("explore_colored_text", None)  # it holds the last run's recording
 
 
 def model_notice():

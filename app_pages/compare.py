@@ -78,11 +78,11 @@ if clicked:
         with st.spinner(f"Running A and B on {n_tokens} tokens...", show_time=True):
             rec_a = compare.run_side(model, text, Ablation())
             rec_b = compare.run_side(model_b, text, ablation_b)
-        st.session_state.compare = (rec_a, rec_b, answers, ("A", "B"), label_b)
+        st.session_state.compare = (rec_a, rec_b, answers, label_b)
 
 
 @st.fragment
-def memory_panels(rec_a, rec_b, labels):
+def memory_panels(rec_a, rec_b):
     st.subheader("Memory of one head, A vs B")
     c1, c2 = st.columns(2)
     layer = c1.selectbox("Layer", range(config.n_layers), key=common.WIDGET_KEYS["layer"], persist_state="session")
@@ -92,7 +92,7 @@ def memory_panels(rec_a, rec_b, labels):
         st.warning(notice)
     st.session_state.compare_token = view.token if view.token is not None else rec_a.n_tokens - 1
     t = st.slider("Token", 0, rec_a.n_tokens - 1, key="compare_token")
-    fig = compare.compare_memory(rec_a, rec_b, layer, head, t, labels)
+    fig = compare.compare_memory(rec_a, rec_b, layer, head, t)
     if fig is None:
         st.info(f"Layer {layer}, head {head} has no test-time memory on one side, so there is no M_t to compare.")
     else:
@@ -100,14 +100,14 @@ def memory_panels(rec_a, rec_b, labels):
     common.write_view(common.with_token(view, t))
 
 
-def show_comparison(rec_a, rec_b, answers, labels, label_b):
+def show_comparison(rec_a, rec_b, answers, label_b):
     st.markdown(f"**A** (all on) vs **{label_b}**")
-    table = compare.summary_table(rec_a, rec_b, answers, labels)
+    table = compare.summary_table(rec_a, rec_b, answers)
     st.dataframe(table.style.format("{:.4f}", na_rep="n/a"), key="compare_table")
     if not answers:
         st.caption("Recall accuracy needs a preset text (its answer bytes are known); typed text shows n/a.")
-    st.plotly_chart(compare.compare_timeline(rec_a, rec_b, labels), config=common.PLOT_CONFIG, key="compare_timeline")
-    memory_panels(rec_a, rec_b, labels)
+    st.plotly_chart(compare.compare_timeline(rec_a, rec_b), config=common.PLOT_CONFIG, key="compare_timeline")
+    memory_panels(rec_a, rec_b)
 
 
 result = st.session_state.get("compare")

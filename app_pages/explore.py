@@ -70,7 +70,6 @@ def do_run():
         st.error(str(e), icon=":material/block:")
         return
     status.update(label=f"Read {n_tokens} tokens in {time.perf_counter() - started:.2f} s", state="complete")
-    st.session_state.explore_events = None
     pending = st.session_state.pop("pending_token", None)
     st.session_state.explore_token = pending if pending is not None else result.recording.n_tokens - 1
 
@@ -93,15 +92,16 @@ def show_run(result):
     cols[5].metric("Run time", f"{result.seconds:.2f} s")
     if recording.ablation.names_off():
         st.caption("Switched off in this run: " + ", ".join(recording.ablation.names_off()))
-    # Timelines are drawn at once, then again with the CMS raster once its events are derived.
+    # Timelines are drawn at once, then again with the CMS raster once its events are derived (the
+    # recording caches them, so later reruns draw the raster straight away).
     st.subheader("Timelines")
     timeline = st.empty()
-    events = st.session_state.get("explore_events")
-    if events is None or events[0] is not recording:
+    if not recording.events_ready:
         timeline.plotly_chart(timelines.timeline_figure(recording), config=common.PLOT_CONFIG, key="timeline_fast")
         with st.spinner("Deriving CMS update events..."):
-            st.session_state.explore_events = events = (recording, recording.cms_events())
-    timeline.plotly_chart(timelines.timeline_figure(recording, events[1]), config=common.PLOT_CONFIG, key="timeline")
+            recording.cms_events()
+    timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events()), config=common.PLOT_CONFIG,
+                          key="timeline")
     left, right = st.columns(2)
     left.download_button("Download recording (.safetensors)", lambda: models.recording_bytes(recording),
                          file_name="recording.safetensors", mime="application/octet-stream", key="dl_recording",
@@ -109,6 +109,21 @@ def show_run(result):
     right.download_button("Download per-token CSV", lambda: models.recording_csv(recording), file_name="recording.csv",
                           mime="text/csv", key="dl_csv", on_click="ignore", width="stretch")
     scrubber(recording)
+
+
+def colored_text(recording, layer: int) -> tuple[str, str]:
+    """(HTML of the run's text coloured by the layer's surprise, or by loss without a memory; the value's name).
+    It depends on the run and layer, not the token: kept for the last (run, layer), so a scrub reuses it."""
+    cached = st.session_state.get("explore_colored_text")
+    if cached is None or cached[0] is not recording or cached[1] != layer:
+        if layer in recording.memory_layers:
+            values, name = timelines.stream_row(recording, "surprise", layer), "surprise"
+        else:
+            values, name = recording.stream("loss").double().numpy(), "loss"
+        html = colored_text_html(byte_spans(recording.tokens.tolist(), values), value_name=name,
+                                 start_position=recording.start_position)
+        st.session_state.explore_colored_text = cached = (recording, layer, html, name)
+    return cached[2], cached[3]
 
 
 @st.fragment
@@ -132,10 +147,8 @@ def scrubber(recording):
         memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
         fig = heatmaps.memory_figure(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
         st.plotly_chart(fig, config=common.PLOT_CONFIG, key="memory_heatmaps")
-        values, name = timelines.stream_row(recording, "surprise", layer), "surprise"
     else:
         st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
-        values, name = recording.stream("loss").double().numpy(), "loss"
     if layer in recording.cms_layers:
         replay = recording.cms_replay(layer)
         weights = replay.weights(t)
@@ -143,9 +156,9 @@ def scrubber(recording):
             weights = [w - w0 for w, w0 in zip(weights, replay.weights(-1))]
         st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, "W" if cms_view == "weights" else "W_t - W_start"),
                         config=common.PLOT_CONFIG, key="cms_heatmaps")
+    html, name = colored_text(recording, layer)
     st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads; hover a character for its value)")
-    st.html(colored_text_html(byte_spans(recording.tokens.tolist(), values), value_name=name,
-                              start_position=recording.start_position))
+    st.html(html)
     common.write_view(common.with_token(view, t))
 
 

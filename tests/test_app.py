@@ -80,7 +80,7 @@ def metric(at, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
-def test_explore_runs_and_the_scrubber_redraws(app):
+def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):
     at = ok(app().run())
     assert not has_chart(at, "timeline")
     ok(at.button(key="run").click().run())
@@ -94,10 +94,16 @@ def test_explore_runs_and_the_scrubber_redraws(app):
     assert before.shape == after.shape == (16, 16) and not np.allclose(before, after)
     ok(at.selectbox(key="view_layer").set_value(1).run())
     assert not np.allclose(arrays(figure(at, "memory_heatmaps")["data"][0]["z"]), after)
-    weights = arrays(figure(at, "cms_heatmaps")["data"][0]["z"])
+    # The CMS panels are the weights after the chosen token (drawn [hidden, model dim]), from a fresh replay.
+    fresh, _ = record(load_checkpoint(tiny_checkpoint, device="cpu"), preset.text)
+    levels = range(len(fresh.config.cms_periods))
+    for level, trace in zip(levels, figure(at, "cms_heatmaps")["data"], strict=True):
+        np.testing.assert_allclose(arrays(trace["z"]), fresh.cms_weights(1, level, 3).T.numpy(), rtol=1e-5, atol=1e-7)
     ok(at.segmented_control(key="cms_view").set_value("change in this run").run())
-    change = figure(at, "cms_heatmaps")["data"][0]
-    assert change["name"].startswith("W_t - W_start") and not np.allclose(arrays(change["z"]), weights)
+    for level, trace in zip(levels, figure(at, "cms_heatmaps")["data"], strict=True):
+        assert trace["name"].startswith("W_t - W_start")
+        change = fresh.cms_weights(1, level, 3) - fresh.cms_weights(1, level, -1)
+        np.testing.assert_allclose(arrays(trace["z"]), change.T.numpy(), rtol=1e-5, atol=1e-7)
     assert any("Text coloured by surprise" in m.value for m in at.markdown)
 
 

@@ -120,7 +120,7 @@ def test_cms_event_statistics_equal_direct_computation():
     _, state = record(model, tokens[:6])  # the second recording starts inside a period-4 block
     recording, _ = record(model, tokens[6:], state=state)
     trace = {}
-    recording._replay_cms(0, recording.n_tokens - 1, trace)
+    recording._replay_cms(0, trace)
     events = recording.cms_events()
     for level, period in ((0, 1), (1, 4)):
         keys = trace[f"levels.{level}"]["keys"][0].double()

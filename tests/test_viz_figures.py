@@ -116,8 +116,14 @@ def test_comparison_of_a_run_with_itself_is_zero(runs):
     text = TEXT_PRESETS["facts"].text[:40]
     a = compare.run_side(model, text, Ablation())
     b = compare.run_side(model, text, Ablation(test_time_updates=False))
-    table = compare.summary_table(a, b, (20, 21, 30))
+    answers = (5, 20, 21, 24, 30)  # B (updates off) predicts bytes 5 and 24 right: a count off by one differs
+    table = compare.summary_table(a, b, answers)
     assert list(table.index) == ["A", "B", "B - A"]
+    # Recall accuracy by hand: the top-1 guess at the byte before each answer against the answer byte.
+    recall = lambda rec: np.mean([int(rec.stream("topk.ids")[p - 1, 0]) == int(rec.tokens[p]) for p in answers])
+    assert table.loc["A", "recall accuracy"] == pytest.approx(recall(a))
+    assert table.loc["B", "recall accuracy"] == pytest.approx(recall(b))
+    assert table.loc["B - A", "recall accuracy"] == pytest.approx(recall(b) - recall(a))
     # Counted straight from the streams: the last token has no next byte, surprise is over layers and heads.
     loss = lambda rec: rec.stream("loss")[:-1].double().mean().item()
     surprise = lambda rec: np.mean([rec.stream(f"layers.{i}.memory.surprise").double().mean().item()

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from nested_learning import Ablation
 from nested_learning.recording import record
 from nested_learning.viz import lessons
 
@@ -66,3 +67,13 @@ def test_forgetting_keeps_the_memory_still_when_updates_are_off(model):
     learns = recordings["memory learns"].stream("layers.0.memory.initial.memory")
     torch.testing.assert_close(off, initial)  # the second reading starts from the untouched memory
     assert not torch.allclose(learns, initial)
+    # Each row's numbers are its own reading's: surprise over layers and heads, loss over tokens with a next byte.
+    for setting, ablation in (("memory learns", Ablation()), ("updates off", Ablation(test_time_updates=False))):
+        first, state = record(model, "abcabc", ablation=ablation)
+        second, _ = record(model, "abcabc", state=state, ablation=ablation)
+        for reading, rec in (("first", first), ("second", second)):
+            row = table[(table["setting"] == setting) & (table["reading"] == reading)].iloc[0]
+            surprise = torch.stack([rec.stream(f"layers.{i}.memory.surprise").double().mean() for i in (0, 1)]).mean()
+            assert row["mean surprise"] == pytest.approx(float(surprise))
+            assert row["mean loss"] == pytest.approx(float(rec.stream("loss")[:-1].double().mean()))
+    assert table["mean loss"].nunique() == 4  # the readings differ: a row taken from the wrong one would show

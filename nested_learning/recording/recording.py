@@ -119,7 +119,7 @@ class Recording:
             rows = []
             for layer in self.cms_layers:
                 trace: dict = {}
-                self._replay_cms(layer, self.n_tokens - 1, trace)
+                self._replay_cms(layer, trace)
                 for level, period in enumerate(self.config.cms_periods):
                     level_trace = trace.get(f"levels.{level}")
                     if not level_trace:  # level switched off, or updates off: no events
@@ -137,6 +137,11 @@ class Recording:
             columns = ["layer", "level", "period", "token_index", "position", *EVENT_FIELDS[1:]]
             self._events = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
         return self._events
+
+    @property
+    def events_ready(self) -> bool:
+        """Whether :meth:`cms_events` is cached (so calling it costs nothing)."""
+        return self._events is not None
 
     def to_csv(self, path: str | Path) -> Path:
         path = Path(path)
@@ -190,13 +195,13 @@ class Recording:
                                 initial(j, "previous_input")[None]) for j in range(len(config.cms_periods))]
         return cms, states
 
-    def _replay_cms(self, layer: int, t: int, trace: dict | None = None):
-        """Run the layer's CMS chain over recorded tokens 0..t; returns the level states after token t."""
+    def _replay_cms(self, layer: int, trace: dict | None = None):
+        """Run the layer's CMS chain over every recorded token; returns the level states after the last one."""
         cms, states = self.cms_chain(layer)
-        if t < 0:
+        if self.n_tokens == 0:  # a loaded file may hold no tokens; the chain cannot run on an empty input
             return states
         with torch.no_grad():
-            _, states = cms(self.tensors[f"layers.{layer}.cms.input"][None, :t + 1], states, self.start_position,
+            _, states = cms(self.tensors[f"layers.{layer}.cms.input"][None], states, self.start_position,
                             self.ablation, trace)
         return states
 

@@ -36,8 +36,21 @@ class MetricsLog:
             f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def read_metrics(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def read_metrics(path: Path, skip_bad_lines: bool = False) -> list[dict]:
+    """One record per non-blank line. ``skip_bad_lines`` is for readers of a run that may still be writing (the
+    dashboard): lines that are not JSON are skipped (the last one may end mid-line) and bytes that are not UTF-8
+    are replaced; without it such a file raises."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace" if skip_bad_lines else "strict")
+    records = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if not skip_bad_lines:
+                raise
+    return records
 
 
 class WandbLog:

@@ -41,11 +41,12 @@ def run(model: HopeTransformer, n_sequences: int = 100, pair_counts: tuple[int, 
     conditions = available_conditions(model, base)
     accuracy = {name: [] for name in conditions}  # per pair count: [N] per-sequence accuracy
     loss = {name: [] for name in conditions}
-    lengths, examples = [], []
+    lengths, example = [], None
     for n_pairs in pair_counts:
         batch, answers, _ = data.recall(n_sequences, n_pairs, seed)
         lengths.append(int(batch.tokens.shape[1]))
-        examples.append(batch.texts[0])
+        if example is None:  # the settings show one sample text: the first batch's
+            example = batch.texts[0]
         for name, ablation in conditions.items():
             scores = score(model, batch.tokens, ablation=ablation)
             accuracy[name].append(masked_mean(scores.correct, answers))
@@ -72,5 +73,5 @@ def run(model: HopeTransformer, n_sequences: int = 100, pair_counts: tuple[int, 
         passed=all(checks.values()), seeds={"data": seed, "bootstrap": seed}, n_sequences=n_sequences * len(pair_counts),
         metrics=metrics, tables={"accuracy_by_pairs": rows}, checks=checks,
         settings={"pair_counts": list(pair_counts), "sequences_per_count": n_sequences, "chance": CHANCE,
-                  "example": examples[0], "ablation_off": base.names_off()},
+                  "example": example, "ablation_off": base.names_off()},
         notes=notes, runtime_s=time.perf_counter() - started)

@@ -24,17 +24,17 @@ def run_side(model: HopeTransformer, text: str, ablation: Ablation) -> Recording
     return recording
 
 
-def summary_table(a: Recording, b: Recording, answers: tuple[int, ...] = (), labels=("A", "B")) -> pd.DataFrame:
+def summary_table(a: Recording, b: Recording, answers: tuple[int, ...] = ()) -> pd.DataFrame:
     """Rows A, B and B - A: mean loss (nats and bits per byte), mean surprise, recall accuracy on ``answers``."""
     rows = {}
-    for label, rec in zip(labels, (a, b)):
+    for label, rec in (("A", a), ("B", b)):
         s = rec.summary()
         accuracy = recall_accuracy(rec.stream("topk.ids")[:, 0], rec.tokens, answers)
         rows[label] = {"mean loss (nats)": s["mean_loss"], "bits per byte": s["bits_per_byte"],
                        "mean surprise": s["mean_surprise"],
                        "recall accuracy": math.nan if accuracy is None else accuracy}
     table = pd.DataFrame.from_dict(rows, orient="index")
-    table.loc[f"{labels[1]} - {labels[0]}"] = table.loc[labels[1]] - table.loc[labels[0]]
+    table.loc["B - A"] = table.loc["B"] - table.loc["A"]
     return table
 
 
@@ -47,16 +47,15 @@ def _layer_surprise(rec: Recording) -> tuple[np.ndarray, list[str]]:
     return z, [f"L{i}" for i in range(n)]
 
 
-def compare_timeline(a: Recording, b: Recording, labels=("A", "B")) -> go.Figure:
+def compare_timeline(a: Recording, b: Recording) -> go.Figure:
     """Loss of A and B, loss B - A, and mean surprise per layer for A, B (one shared colour scale) and B - A."""
     positions = np.arange(a.n_tokens)
     loss_a, loss_b = (r.stream("loss").double().numpy() for r in (a, b))
-    titles = ["next-token loss", f"loss {labels[1]} - {labels[0]}", f"surprise {labels[0]} (mean over heads)",
-              f"surprise {labels[1]}", f"surprise {labels[1]} - {labels[0]}"]
+    titles = ["next-token loss", "loss B - A", "surprise A (mean over heads)", "surprise B", "surprise B - A"]
     fig = make_subplots(rows=5, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.05)
-    fig.add_trace(go.Scatter(x=positions, y=loss_a, name=labels[0], mode="lines", line=dict(width=1.2)), row=1, col=1)
-    fig.add_trace(go.Scatter(x=positions, y=loss_b, name=labels[1], mode="lines", line=dict(width=1.2)), row=1, col=1)
-    fig.add_trace(go.Bar(x=positions, y=loss_b - loss_a, name=f"{labels[1]} - {labels[0]}", showlegend=False,
+    fig.add_trace(go.Scatter(x=positions, y=loss_a, name="A", mode="lines", line=dict(width=1.2)), row=1, col=1)
+    fig.add_trace(go.Scatter(x=positions, y=loss_b, name="B", mode="lines", line=dict(width=1.2)), row=1, col=1)
+    fig.add_trace(go.Bar(x=positions, y=loss_b - loss_a, name="B - A", showlegend=False,
                          marker=dict(color=np.where(loss_b - loss_a > 0, "#d6604d", "#4393c3"), line=dict(width=0))),
                   row=2, col=1)
     (za, names), (zb, _) = _layer_surprise(a), _layer_surprise(b)
@@ -77,11 +76,11 @@ def compare_timeline(a: Recording, b: Recording, labels=("A", "B")) -> go.Figure
     return fig
 
 
-def compare_memory(a: Recording, b: Recording, layer: int, head: int, t: int, labels=("A", "B")) -> go.Figure | None:
+def compare_memory(a: Recording, b: Recording, layer: int, head: int, t: int) -> go.Figure | None:
     """M_t of one head for A and B on a shared scale, and B - A; None when either side has no memory there."""
     if layer not in a.memory_layers or layer not in b.memory_layers or a.config.head_dim != b.config.head_dim:
         return None
     if head >= min(a.config.n_heads, b.config.n_heads):
         return None
-    return ab_figure(a.memory_matrix(layer, head, t), b.memory_matrix(layer, head, t), *labels,
+    return ab_figure(a.memory_matrix(layer, head, t), b.memory_matrix(layer, head, t),
                      what=f"M_t (layer {layer}, head {head}, token {t})")

@@ -7,7 +7,6 @@ the path is never taken from a request.
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -18,10 +17,12 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import save_checkpoint
+from ..cli import model_from_args
 from ..config import PRESETS
 from ..model import HopeTransformer
 from ..recording import Recording
+from ..training import metrics as training_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CHECKPOINT = Path(os.environ.get("NLE_DEFAULT_CHECKPOINT") or ROOT / "assets" / "hope-default.safetensors")
@@ -68,13 +69,13 @@ def default_choice(device: str | None = None) -> tuple[ModelChoice, str | None]:
 
 def build_model(choice: ModelChoice) -> HopeTransformer:
     """Load a shipped or preset model (uploads are loaded from their bytes by the page)."""
-    if choice.kind == "shipped":
-        return load_checkpoint(DEFAULT_CHECKPOINT, device=choice.device)
-    if choice.kind == "preset":
-        if choice.name not in PRESETS:
-            raise ValueError(f"unknown preset {choice.name!r}")
-        return HopeTransformer.from_preset(choice.name, device=choice.device, seed=FALLBACK_SEED).eval()
-    raise ValueError(f"a {choice.kind!r} model is not built from a name")
+    if choice.kind not in ("shipped", "preset"):
+        raise ValueError(f"a {choice.kind!r} model is not built from a name")
+    if choice.kind == "preset" and choice.name not in PRESETS:
+        raise ValueError(f"unknown preset {choice.name!r}")
+    checkpoint = DEFAULT_CHECKPOINT if choice.kind == "shipped" else None  # never a path from the request
+    model, _ = model_from_args(checkpoint, choice.name, FALLBACK_SEED, choice.device)
+    return model
 
 
 def parameter_table(model: HopeTransformer) -> pd.DataFrame:
@@ -98,17 +99,10 @@ def read_metrics(source) -> pd.DataFrame:
     mid-line)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if not path.is_file():
-            return pd.DataFrame()
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[:MAX_METRIC_LINES]
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+        records = training_metrics.read_metrics(path, skip_bad_lines=True) if path.is_file() else []
     else:
-        records = list(source or [])[:MAX_METRIC_LINES]
+        records = list(source or [])
+    records = records[:MAX_METRIC_LINES]
     rows = [r for r in records if isinstance(r, dict) and isinstance(r.get("step"), (int, float))
             and not isinstance(r.get("step"), bool)]
     return pd.DataFrame(rows)

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..recording import Recording
+from ..tokenizer import ByteTokenizer
 from .safe_text import plotly_label
 
 MEMORY_ROWS = (("surprise", "surprise ||v - M k||", "Oranges"), ("learning_rate", "learning rate", "Blues"),
@@ -16,8 +17,8 @@ MEMORY_ROWS = (("surprise", "surprise ||v - M k||", "Oranges"), ("learning_rate"
 
 
 def token_labels(recording: Recording) -> list[str]:
-    """Printable, Plotly-safe label per token (hover text)."""
-    return [plotly_label(row) for row in recording.token_frame()["token"]]
+    """Printable, Plotly-safe label per token (hover text): the ``token`` column of ``token_frame``."""
+    return [plotly_label(ByteTokenizer.token_label(i)) for i in recording.tokens.tolist()]
 
 
 def _head_matrix(recording: Recording, stream: str) -> tuple[np.ndarray, list[str]]:
@@ -58,9 +59,9 @@ def raster_trace(events: pd.DataFrame, start_position: int, rows: list[tuple[int
                       "objective %{customdata[1]:.4g} -> %{customdata[2]:.4g}<extra></extra>")
 
 
-def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, marker: int | None = None) -> go.Figure:
+def timeline_figure(recording: Recording, events: pd.DataFrame | None = None) -> go.Figure:
     """The run's timelines. ``events`` = ``recording.cms_events()`` adds the raster row (None leaves it out,
-    so the rest can be shown before the events are derived). ``marker``: a position to draw a line at."""
+    so the rest can be shown before the events are derived)."""
     positions = np.arange(recording.n_tokens) + recording.start_position
     has_memory = bool(recording.memory_layers)
     has_cms = events is not None and bool(recording.cms_layers)
@@ -96,8 +97,6 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, ma
         periods = recording.config.cms_periods
         fig.update_yaxes(tickvals=list(range(len(rows))), ticktext=[f"L{l} P{periods[v]}" for l, v in rows],
                          autorange="reversed", row=row, col=1)
-    if marker is not None:
-        fig.add_vline(x=marker, line=dict(color="black", width=1, dash="dot"))
     fig.update_xaxes(title_text="token position in the stream", row=len(titles), col=1)
     fig.update_layout(height=220 + 130 * sum(heights), showlegend=False, margin=dict(l=10, r=60, t=40, b=40))
     return fig

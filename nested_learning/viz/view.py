@@ -82,8 +82,7 @@ def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...]) ->
                 off.append(name)
             else:
                 notices.append(f"off={escape_markdown(name)} is not a component of this model: ignored.")
-    order = {n: i for i, n in enumerate(ablation_names(config))}
-    return View(preset, layer, head, token, tuple(sorted(off, key=order.__getitem__))), notices
+    return View(preset, layer, head, token, tuple(Ablation.from_names(off).names_off())), notices
 
 
 def clamp_token(view: View, n_tokens: int) -> tuple[View, str | None]:
