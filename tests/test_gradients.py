@@ -54,10 +54,11 @@ def test_write_gradients_match_finite_differences(name):
     assert torch.autograd.gradcheck(loss, (params[name].clone().requires_grad_(),), eps=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("T", [64, 100])
-def test_chunked_delta_rule_gradients_equal_the_oracles(T):
-    """Backprop through the multi-chunk kernel (its in-place steps included) equals backprop through
-    the per-token loop, for every input: queries, keys, values, rates, retention, start memory."""
+@pytest.mark.parametrize("T, chunk", [(64, 16), (100, 16), (64, 64), (50, 64)])
+def test_chunked_delta_rule_gradients_equal_the_oracles(T, chunk):
+    """Backprop through the multi-chunk kernel and the one-chunk path (their in-place steps included)
+    equals backprop through the per-token loop, for every input: queries, keys, values, rates,
+    retention, start memory."""
     from nested_learning.ops import gated_delta_rule, gated_delta_rule_reference, l2norm
     g = torch.Generator().manual_seed(T)
     B, H, d = 1, 2, 8
@@ -75,5 +76,5 @@ def test_chunked_delta_rule_gradients_equal_the_oracles(T):
         loss = sum((w * t).sum() for w, t in zip(weights, (out.output, out.error, out.memory)))
         return torch.autograd.grad(loss, inputs)
 
-    for chunked, reference in zip(grads(gated_delta_rule, chunk_size=16), grads(gated_delta_rule_reference)):
+    for chunked, reference in zip(grads(gated_delta_rule, chunk_size=chunk), grads(gated_delta_rule_reference)):
         assert torch.allclose(chunked, reference, rtol=1e-8, atol=1e-10)

@@ -33,6 +33,18 @@ def test_gated_delta_chunked_equals_oracle(T, chunk):
     assert rel(out.memory, ref.memory) < 1e-4
 
 
+@pytest.mark.parametrize("T", [64, 37])
+def test_one_chunk_with_memory_keys_equals_oracle(T):
+    """The self-modifying memory's call: one chunk, M_0 k handed in instead of recomputed."""
+    q, k, v, eta, log_retention, memory = inputs(T)
+    ref = gated_delta_rule_reference(q, k, v, eta, log_retention, memory)
+    out = gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=64, memory_keys=_predict(k, memory))
+    for name in ("output", "error", "memory"):
+        assert rel(getattr(out, name), getattr(ref, name)) < 1e-4, name
+    with pytest.raises(ValueError, match="single chunk"):
+        gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=16, memory_keys=_predict(k, memory))
+
+
 @pytest.mark.parametrize("period", [1, 2, 3, 8, 64, 100])
 @pytest.mark.parametrize("start", [0, 5, 64])
 @pytest.mark.parametrize("T", [128, 150])

@@ -30,19 +30,16 @@ from .common import solve_unit_lower
 
 
 def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory,
-               returns: str | None = None, memory_keys: torch.Tensor | None = None):
+               returns: str | None = None):
     """Shapes: q, k [N n, C, dk]; v [N n, C, dv]; eta, read_start, write_start, write_end [N n, C];
-    seen, reads [N n, C, C]; run_decay [N n, 1, 1]; memory [N, dv, dk] (n chunks per sequence);
-    ``memory_keys`` [N, C, dv] = K M^T, optional, for one chunk (n = 1) with dv <= dk.
+    seen, reads [N n, C, C]; run_decay [N n, 1, 1]; memory [N, dv, dk] (n chunks per sequence).
     ``returns``: None, "errors" (e: the delta rule's per-token surprise) or "writes" (u: a CMS trace).
 
     Returns (out [N n, C, dv], e or u [N n, C, dv] or None, memory after the last chunk [N, dv, dk])."""
     N, dv, dk = memory.shape
-    if memory_keys is not None and (dv > dk or k.shape[0] != N):
-        raise ValueError("memory_keys is for one chunk with dv <= dk")
     if dv <= dk:
         return _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory,
-                            returns, memory_keys)
+                            returns)
     n, C = k.shape[0] // N, k.shape[1]
     k_t = k.transpose(1, 2)
     system = seen * eta[:, :, None]
@@ -71,15 +68,14 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
     return out, solve_unit_lower(seen * eta[:, None, :], residual), memory
 
 
-def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory, returns,
-                 memory_keys=None):
+def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory, returns):
     """chunk_scan with the writes formed: u = U_v - U_m M^T, (U_v, U_m) = T^-1 diag(eta) [V, diag(write_start) K]."""
     N, dv, dk = memory.shape
     n, C = k.shape[0] // N, k.shape[1]
     system = seen * eta[:, :, None]
     if n == 1:  # one chunk: its start memory is known, so one dv-wide solve gives the writes themselves
         start_memory = memory
-        memory_keys = torch.bmm(k, memory.transpose(1, 2)) if memory_keys is None else memory_keys
+        memory_keys = torch.bmm(k, memory.transpose(1, 2))
         writes = solve_unit_lower(system, eta[:, :, None] * (v - write_start[:, :, None] * memory_keys))
         memory = torch.baddbmm(run_decay * memory, (write_end[:, :, None] * writes).transpose(1, 2), k)
     else:
@@ -100,6 +96,6 @@ def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, 
     if returns != "errors":
         return out, writes if returns == "writes" else None, memory
     # e = V - M_{t-1} k_t: the start memory's part plus the earlier writes seen
-    if memory_keys is None:
+    if n > 1:
         memory_keys = torch.bmm(k, start_memory.transpose(1, 2))
     return out, v - torch.baddbmm(write_start[:, :, None] * memory_keys, seen.tril(-1), writes), memory

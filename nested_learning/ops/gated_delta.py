@@ -61,10 +61,12 @@ def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = DEFA
     dv, C = v.shape[-1], min(chunk_size, T)
     N, n_chunks = B * H, -(-T // C)
     padded = n_chunks * C
+    if n_chunks == 1:
+        fold = lambda x: x.reshape(N, *x.shape[2:])
+        return _one_chunk(*map(fold, (q, k, v, eta, log_retention, memory)),
+                          None if memory_keys is None else fold(memory_keys), return_error, (B, H))
     if memory_keys is not None:
-        if n_chunks != 1:
-            raise ValueError("memory_keys is for a single chunk (T <= chunk_size)")
-        memory_keys = memory_keys.reshape(N, T, dv)
+        raise ValueError("memory_keys is for a single chunk (T <= chunk_size)")
     # Padding tokens have eta = 0, k = 0 and retention 1: they leave the memory untouched.
     q, k, v = (pad_tokens(x, padded).reshape(N * n_chunks, C, -1) for x in (q, k, v))
     eta, log_retention = (pad_tokens(x, padded, dim=-1).reshape(N * n_chunks, C) for x in (eta, log_retention))
@@ -81,8 +83,33 @@ def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = DEFA
     output, error, memory = chunk_scan(
         q, k, v, eta, before, torch.bmm(q, k_t).mul_(decay).tril_(), cum.exp(), start_decay,
         (cum[:, -1:] - cum).exp(), cum[:, -1].exp()[:, None, None], memory.reshape(N, dv, dk),
-        "errors" if return_error else None, memory_keys)
+        "errors" if return_error else None)
     output = output.view(B, H, padded, dv)[:, :, :T]
     if error is not None:
         error = error.view(B, H, padded, dv)[:, :, :T]
     return DeltaRuleResult(output, error, memory.view(B, H, dv, dk))
+
+
+def _one_chunk(q, k, v, eta, log_retention, memory, memory_keys, return_error: bool, heads) -> DeltaRuleResult:
+    """The whole call is one chunk (the self-modifying memory's case, called once per chunk): the
+    same algebra as ``chunk_scan``'s direct form, with fewer ops (every op here is dispatch-bound).
+
+    Folded shapes: q, k [N, C, dk]; v [N, C, dv]; eta, log_retention [N, C]; memory [N, dv, dk]."""
+    cum = log_retention.cumsum(-1)  # c_t
+    k_t = k.transpose(1, 2)
+    decay = (cum[:, :, None] - cum[:, None, :]).clamp_(max=0).exp_()  # e^{c_t - c_s}, lower triangle used
+    # seen[t, s] = e^{c_{t-1} - c_s} (k_t . k_s); the system is I + diag(eta) seen (strictly lower part)
+    seen = torch.bmm(k, k_t).mul_(decay).mul_((-log_retention).exp()[:, :, None])
+    if memory_keys is None:
+        memory_keys = torch.bmm(k, memory.transpose(1, 2))
+    # v_t - e^{c_{t-1}} M_0 k_t: each token's error before the chunk's earlier writes
+    residual = torch.addcmul(v, (cum - log_retention).exp()[:, :, None], memory_keys, value=-1)
+    writes = solve_unit_lower(seen * eta[:, :, None], eta[:, :, None] * residual)
+    end = cum[:, -1:]
+    new_memory = torch.baddbmm(end.exp()[:, :, None] * memory, writes.transpose(1, 2), (end - cum).exp()[:, :, None] * k)
+    # Read after the write: out_t = e^{c_t} M_0 q_t + sum_{s<=t} e^{c_t - c_s} (q_t . k_s) u_s
+    reads = torch.bmm(q, k_t).mul_(decay).tril_()
+    output = torch.baddbmm(torch.bmm(q, memory.transpose(1, 2)).mul_(cum.exp()[:, :, None]), reads, writes)
+    error = torch.baddbmm(residual, seen.tril(-1), writes, alpha=-1) if return_error else None
+    unfold = lambda x: x.view(*heads, *x.shape[1:])
+    return DeltaRuleResult(unfold(output), None if error is None else unfold(error), unfold(new_memory))
