@@ -24,7 +24,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .ops import l2norm
 from .state import ProjectionMemoryState
 
 N_PROJECTIONS = 3  # key, value, gate
@@ -52,40 +51,54 @@ class ProjectionMemories(nn.Module):
                                      w_in.new_zeros(batch_size))
 
     @staticmethod
-    def apply(state: ProjectionMemoryState, z: torch.Tensor, z_unit: torch.Tensor | None = None) -> torch.Tensor:
+    def apply(state: ProjectionMemoryState, z: torch.Tensor, z_norm: torch.Tensor | None = None) -> torch.Tensor:
         """z [B, 3, n, D] -> P(z) [B, 3, n, D] with the (chunk-frozen) fast weights.
 
-        ``z_unit`` (= l2norm(z)) may be passed when already computed for a whole call. Batch and the
-        three memories are folded into one axis: 3-D matmuls dispatch far cheaper than 4-D ones."""
-        z_unit = l2norm(z) if z_unit is None else z_unit
+        ``z_norm`` [B, 3, n, 1] (= ``input_norms(z)``) may be passed when already computed for a whole
+        call. W_in z / ||z|| is formed by scaling the narrow product: no unit-vector copy of z.
+        Batch and the three memories are folded into one axis: 3-D matmuls dispatch far cheaper."""
+        z_norm = input_norms(z) if z_norm is None else z_norm
         w_in, w_out = state.w_in.flatten(0, 1), state.w_out.flatten(0, 1)  # [3B, h, D], [3B, D, h]
-        hidden = F.silu(torch.bmm(z_unit.flatten(0, 1), w_in.transpose(1, 2)))
-        return torch.baddbmm(z.flatten(0, 1), hidden, w_out.transpose(1, 2)).view(z.shape)
+        flat = z.flatten(0, 1)
+        hidden = F.silu(torch.bmm(flat, w_in.transpose(1, 2)) / z_norm.flatten(0, 1))
+        return torch.baddbmm(flat, hidden, w_out.transpose(1, 2)).view(z.shape)
 
     @staticmethod
-    def accumulate(state: ProjectionMemoryState, keys: torch.Tensor, values: torch.Tensor,
-                   learning_rate: torch.Tensor, log_retention: torch.Tensor) -> ProjectionMemoryState:
-        """Add the gradients of 1/2||P(k_t) - P(v_t)||^2 for a run of tokens to the pending sums.
+    def gradients(state: ProjectionMemoryState, pairs: torch.Tensor,
+                  learning_rate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients of sum_t lr_t 1/2||P(k_t) - P(v_t)||^2 w.r.t. (W_in, W_out), each [B, 3, ., .].
 
-        keys, values [B, n, D] (the memory's own k_t and v_t); learning_rate, log_retention [B, n].
-        The target P(v_t) is held fixed in the inner gradient (outer training still sees it).
-        """
-        B, n, D = keys.shape
+        pairs [B, 2, n, D]: the memory's own keys k_t then values v_t (a slice of ``apply``'s output,
+        so no copy); learning_rate [B, n]. The target P(v_t) is held fixed in the inner gradient
+        (outer training still sees it)."""
+        B, _, n, D = pairs.shape
         h = state.w_in.shape[2]
         w_out = state.w_out.flatten(0, 1)  # [3B, D, h]
-        z_unit = l2norm(torch.cat([keys, values], dim=1))  # [B, 2n, D]: one pass for keys and values
+        pairs = pairs.reshape(B, 2 * n, D)  # keys then values: one pass for both
+        norms = input_norms(pairs)  # [B, 2n, 1]
         # The three memories share their inputs: one [2n, D] x [D, 3h] matmul instead of a broadcast copy.
-        pre = torch.bmm(z_unit, state.w_in.reshape(B, N_PROJECTIONS * h, D).transpose(1, 2))
+        pre = torch.bmm(pairs, state.w_in.reshape(B, N_PROJECTIONS * h, D).transpose(1, 2)) / norms
         pre = pre.view(B, 2 * n, N_PROJECTIONS, h).transpose(1, 2).reshape(B * N_PROJECTIONS, 2 * n, h)
         hidden = F.silu(pre)
-        # P(k) - P(v) = (k - v) + (silu(W_in k^) - silu(W_in v^)) W_out^T
-        error = torch.bmm(hidden[:, :n] - hidden[:, n:], w_out.transpose(1, 2)).view(B, N_PROJECTIONS, n, D)
-        weighted = ((keys - values).unsqueeze(1) + error) * learning_rate[:, None, :, None]  # [B, 3, n, D]
-        weighted = weighted.flatten(0, 1)
+        keys, values = pairs[:, :n], pairs[:, n:]
+        # P(k) - P(v) = (k - v) + (silu(W_in k^) - silu(W_in v^)) W_out^T, for each memory
+        error = torch.baddbmm((keys - values).unsqueeze(1).expand(B, N_PROJECTIONS, n, D).flatten(0, 1),
+                              hidden[:, :n] - hidden[:, n:], w_out.transpose(1, 2))  # [3B, n, D]
+        weighted = error.view(B, N_PROJECTIONS, n, D).mul_(learning_rate[:, None, :, None]).flatten(0, 1)
         grad_out = torch.bmm(weighted.transpose(1, 2), hidden[:, :n]).view(B, N_PROJECTIONS, D, h)
         grad_pre = _silu_backward(torch.bmm(weighted, w_out), pre[:, :n])  # [3B, n, h]
-        grad_in = torch.bmm(grad_pre.view(B, N_PROJECTIONS, n, h).transpose(1, 2).reshape(B, n, N_PROJECTIONS * h)
-                            .transpose(1, 2), z_unit[:, :n]).view(B, N_PROJECTIONS, h, D)
+        # d pre / d W_in = k^ = k / ||k||: the norm scales the narrow factor, the keys go in raw
+        grad_pre = (grad_pre.view(B, N_PROJECTIONS, n, h) / norms[:, None, :n]).transpose(1, 2)
+        grad_in = torch.bmm(grad_pre.reshape(B, n, N_PROJECTIONS * h).transpose(1, 2), keys)
+        return grad_in.view(B, N_PROJECTIONS, h, D), grad_out
+
+    @staticmethod
+    def accumulate(state: ProjectionMemoryState, pairs: torch.Tensor, learning_rate: torch.Tensor,
+                   log_retention: torch.Tensor) -> ProjectionMemoryState:
+        """Add a run of tokens' gradients (see ``gradients``) to the pending sums.
+
+        learning_rate, log_retention [B, n]."""
+        grad_in, grad_out = ProjectionMemories.gradients(state, pairs, learning_rate)
         return ProjectionMemoryState(state.w_in, state.w_out, state.pending_in + grad_in,
                                      state.pending_out + grad_out,
                                      state.pending_log_retention + log_retention.sum(-1))
@@ -100,3 +113,20 @@ class ProjectionMemories(nn.Module):
         w_out = retention * state.w_out - state.pending_out
         return ProjectionMemoryState(w_in, w_out, torch.zeros_like(w_in), torch.zeros_like(w_out),
                                      torch.zeros_like(state.pending_log_retention))
+
+    @staticmethod
+    def step(state: ProjectionMemoryState, pairs: torch.Tensor, learning_rate: torch.Tensor,
+             log_retention: torch.Tensor) -> ProjectionMemoryState:
+        """A whole chunk at once: ``accumulate`` then ``apply_update`` from empty pending sums.
+
+        The common case (every chunk of a call that starts on the clock), in fewer ops; the state's
+        pending sums are empty on a chunk boundary, so they are passed on as they are."""
+        grad_in, grad_out = ProjectionMemories.gradients(state, pairs, learning_rate)
+        retention = log_retention.mean(-1).exp()[:, None, None, None]
+        return ProjectionMemoryState(retention * state.w_in - grad_in, retention * state.w_out - grad_out,
+                                     state.pending_in, state.pending_out, state.pending_log_retention)
+
+
+def input_norms(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """||z|| over the last axis, kept as a size-1 axis, floored like ``l2norm``'s divisor."""
+    return torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min(eps)

@@ -28,7 +28,7 @@ from .config import HopeConfig
 from .layers import CausalConv, RMSNorm
 from .ops import gated_delta_rule, l2norm, momentum_rule_chunk
 from .ops.common import cat_tokens, float32_kernel
-from .projection_memory import ProjectionMemories
+from .projection_memory import ProjectionMemories, input_norms
 from .state import MemoryState
 
 
@@ -102,14 +102,15 @@ class SelfModifyingMemory(nn.Module):
         q = l2norm(self._heads(q_in))
         if self.projections is not None:
             projection_inputs = torch.stack([k_in, v_in, gate_input], dim=1)  # [B, 3, T, D]
-            projection_units = l2norm(projection_inputs)
+            projection_norms = input_norms(projection_inputs)
         updates = ablation.test_time_updates
         memory, reference, momentum, projections = state.memory, state.reference, state.momentum, state.projections
         outputs, traces = [], []
         for a, b, on_boundary in chunk_runs(position, T, config.memory_chunk_size):
             if projections is not None:
-                keys_full, values_full, gate_features = ProjectionMemories.apply(
-                    projections, projection_inputs[:, :, a:b], projection_units[:, :, a:b]).unbind(1)
+                projected = ProjectionMemories.apply(projections, projection_inputs[:, :, a:b],
+                                                     projection_norms[:, :, a:b])  # [B, 3, n, D]
+                keys_full, values_full, gate_features = projected.unbind(1)
             else:
                 keys_full, values_full, gate_features = k_in[:, a:b], v_in[:, a:b], gate_input[:, a:b]
             k, v, qc = l2norm(self._heads(keys_full)), self._heads(values_full), q[:, :, a:b]
@@ -136,11 +137,14 @@ class SelfModifyingMemory(nn.Module):
                 surprise = result.error.norm(dim=-1) if trace is not None else None
             if updates and projections is not None and ablation.self_modification:
                 # Mean over the chunk's tokens of lr_t * grad_t: each token adds lr_t / chunk_size.
-                projections = ProjectionMemories.accumulate(
-                    projections, keys_full, values_full, learning_rate.mean(1) * self.projection_rate,
-                    log_retention.mean(1))
-                if on_boundary:
-                    projections = ProjectionMemories.apply_update(projections, config.memory_chunk_size)
+                rate, pair_log_retention = learning_rate.mean(1) * self.projection_rate, log_retention.mean(1)
+                if b - a == config.memory_chunk_size:  # a whole chunk: nothing pending before it
+                    projections = ProjectionMemories.step(projections, projected[:, :2], rate, pair_log_retention)
+                else:
+                    projections = ProjectionMemories.accumulate(projections, projected[:, :2], rate,
+                                                                pair_log_retention)
+                    if on_boundary:
+                        projections = ProjectionMemories.apply_update(projections, config.memory_chunk_size)
             if updates and on_boundary:
                 reference = memory
             outputs.append(out)
