@@ -67,7 +67,8 @@ class CMSLevel(nn.Module):
         if trace is not None:  # the level's write pairs, for the recorder's update events
             trace.update(keys=features[:, 0, :-1], values=values, writes=result.writes[:, 0],
                          learning_rate=eta[:, 0], retention=log_retention.exp())
-        return z + result.output[:, 0], CMSLevelState(result.memory, result.pending, z[:, -1])
+        # The kernel's output is a fresh tensor no backward needs: the residual is added in place.
+        return result.output[:, 0].add_(z), CMSLevelState(result.memory, result.pending, z[:, -1])
 
 
 class ContinuumMemorySystem(nn.Module):

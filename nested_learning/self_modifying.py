@@ -171,9 +171,9 @@ class SelfModifyingMemory(nn.Module):
         if not ablation.adaptive_lr:  # the learned constant: blind to the token and its surprise
             lr_logits = self.gates.bias[:H, None].expand_as(gate_surprise)
         else:
-            lr_logits = lr_logits + self.surprise_weight[:, None] * torch.log1p(gate_surprise)
-        gates = torch.sigmoid(torch.cat([lr_logits, gate_logits[:, H:2 * H]], dim=1))
-        learning_rate = self.max_learning_rate * gates[:, :H]
+            lr_logits = torch.addcmul(lr_logits, self.surprise_weight[:, None], torch.log1p(gate_surprise))
+        learning_rate = torch.sigmoid(lr_logits) * self.max_learning_rate
         if not ablation.retention:
             return learning_rate, torch.zeros_like(learning_rate)
-        return learning_rate, torch.log1p(-(1 - self.config.min_retention) * gates[:, H:])
+        forget = torch.sigmoid(gate_logits[:, H:2 * H]) * -(1 - self.config.min_retention)
+        return learning_rate, torch.log1p(forget)

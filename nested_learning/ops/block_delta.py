@@ -112,17 +112,19 @@ def _full_runs(q, k, v, eta, la, memory, span: int, period: int, return_writes: 
     dv, n = v.shape[-1], T // span
     q, k, v = (x.reshape(N * n, span, -1) for x in (q, k, v))
     eta = eta.reshape(N * n, span)
-    la_runs = la.repeat_interleave(n, dim=0)  # [N n, 1, 1]
     block = torch.arange(span, device=k.device) // period
     block_f = block.to(k.dtype)
-    decay = _block_masks(block, la_runs, k.dtype)  # [N n, C, C]
-    start_decay = (block_f * la_runs[:, 0]).exp()  # [N n, C]: retention^b, the weights block b reads
-    end_decay = ((span // period - 1 - block_f) * la_runs[:, 0]).exp()  # a write's decay to the run end
+    # Every run has the same block structure: the masks and decays are built once per sequence and
+    # broadcast over its runs.
+    decay = _block_masks(block, la, k.dtype)[:, None]  # [N, 1, C, C]
+    per_run = lambda x: x[:, None].expand(N, n, *x.shape[1:]).reshape(N * n, *x.shape[1:])
+    start_decay = per_run((block_f * la[:, 0]).exp())  # [N n, C]: retention^b, the weights block b reads
+    end_decay = per_run(((span // period - 1 - block_f) * la[:, 0]).exp())  # a write's decay to the run end
     # In place on bmm's fresh outputs (its backward needs only its inputs).
-    seen = torch.bmm(k, k.transpose(1, 2)).mul_(decay)
-    reads = torch.bmm(q, k.transpose(1, 2)).mul_(decay)
+    seen = torch.bmm(k, k.transpose(1, 2)).view(N, n, span, span).mul_(decay).view(N * n, span, span)
+    reads = torch.bmm(q, k.transpose(1, 2)).view(N, n, span, span).mul_(decay).view(N * n, span, span)
     out, writes, memory = chunk_scan(q, k, v, eta, seen, reads, start_decay, start_decay, end_decay,
-                                     ((span // period) * la_runs).exp(), memory, "writes" if return_writes else None)
+                                     per_run(((span // period) * la).exp()), memory, "writes" if return_writes else None)
     return out.view(N, T, dv), None if writes is None else writes.reshape(N, T, dv), memory
 
 
