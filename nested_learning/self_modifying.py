@@ -60,6 +60,7 @@ class SelfModifyingMemory(nn.Module):
         # 1/chunk keeps a chunk's summed step <= max_learning_rate, which heavy-ball momentum tolerates.
         self.max_learning_rate = config.max_learning_rate / (config.memory_chunk_size if config.momentum else 1)
         self.projection_rate = config.projection_learning_rate / config.memory_chunk_size
+        self.log_retention_floor = math.log(config.min_retention)  # the retention gate's bound
         n_inputs = 4 if config.self_modifying else 3  # q, k, v (+ gate features)
         self.in_proj = nn.Linear(D, n_inputs * D, bias=False)
         self.conv = CausalConv(3 * D, config.local_conv) if config.local_conv > 1 else None
@@ -132,7 +133,8 @@ class SelfModifyingMemory(nn.Module):
                 # One chunk; inside an aligned chunk the gate's reference IS the start memory: reuse M k.
                 result = gated_delta_rule(qc, k, v, learning_rate, log_retention, memory, chunk_size=b - a,
                                           return_error=trace is not None,
-                                          memory_keys=reference_keys if reference is memory else None)
+                                          memory_keys=reference_keys if reference is memory else None,
+                                          log_retention_floor=self.log_retention_floor if ablation.retention else 0.0)
                 out, memory = result.output, result.memory
                 surprise = result.error.norm(dim=-1) if trace is not None else None
             if updates and projections is not None and ablation.self_modification:

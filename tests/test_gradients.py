@@ -1,4 +1,6 @@
 """Differentiable writes: the outer loss reaches the gates and initial memories through the writes."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -54,8 +56,9 @@ def test_write_gradients_match_finite_differences(name):
     assert torch.autograd.gradcheck(loss, (params[name].clone().requires_grad_(),), eps=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("T, chunk", [(64, 16), (100, 16), (64, 64), (50, 64)])
-def test_chunked_delta_rule_gradients_equal_the_oracles(T, chunk):
+@pytest.mark.parametrize("T, chunk, floor", [(64, 16, None), (100, 16, None), (64, 64, None), (50, 64, None),
+                                             (50, 64, math.log(0.8))])
+def test_chunked_delta_rule_gradients_equal_the_oracles(T, chunk, floor):
     """Backprop through the multi-chunk kernel and the one-chunk path (their in-place steps included)
     equals backprop through the per-token loop, for every input: queries, keys, values, rates,
     retention, start memory."""
@@ -76,5 +79,5 @@ def test_chunked_delta_rule_gradients_equal_the_oracles(T, chunk):
         loss = sum((w * t).sum() for w, t in zip(weights, (out.output, out.error, out.memory)))
         return torch.autograd.grad(loss, inputs)
 
-    for chunked, reference in zip(grads(gated_delta_rule, chunk_size=chunk), grads(gated_delta_rule_reference)):
+    for chunked, reference in zip(grads(gated_delta_rule, chunk_size=chunk, log_retention_floor=floor), grads(gated_delta_rule_reference)):
         assert torch.allclose(chunked, reference, rtol=1e-8, atol=1e-10)

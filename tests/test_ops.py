@@ -1,4 +1,6 @@
 """Every chunked kernel equals its per-token oracle (fp32 relative error < 1e-4)."""
+import math
+
 import pytest
 import torch
 
@@ -33,14 +35,27 @@ def test_gated_delta_chunked_equals_oracle(T, chunk):
     assert rel(out.memory, ref.memory) < 1e-4
 
 
+@pytest.mark.parametrize("floor", [None, math.log(0.8)])
 @pytest.mark.parametrize("T", [64, 37])
-def test_one_chunk_with_memory_keys_equals_oracle(T):
-    """The self-modifying memory's call: one chunk, M_0 k handed in instead of recomputed."""
+def test_one_chunk_with_memory_keys_equals_oracle(T, floor):
+    """The self-modifying memory's call: one chunk, M_0 k handed in instead of recomputed, decays
+    folded into keys and queries when the caller bounds the retention (``floor``)."""
     q, k, v, eta, log_retention, memory = inputs(T)
     ref = gated_delta_rule_reference(q, k, v, eta, log_retention, memory)
-    out = gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=64, memory_keys=_predict(k, memory))
+    out = gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=64, memory_keys=_predict(k, memory),
+                           log_retention_floor=floor)
     for name in ("output", "error", "memory"):
         assert rel(getattr(out, name), getattr(ref, name)) < 1e-4, name
+
+
+def test_scaled_one_chunk_is_used_only_within_its_range():
+    """A floor whose total decay could pass e^-30 keeps the decay-matrix path: this chunk decays to
+    e^-120, and e^{+120} overflows float32 (the scaled path would return inf and NaN)."""
+    q, k, v, eta, _, memory = inputs(60)
+    log_retention = torch.full_like(eta, -2.0)
+    ref = gated_delta_rule_reference(q, k, v, eta, log_retention, memory)
+    out = gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=64, log_retention_floor=-2.0)
+    assert torch.isfinite(out.memory).all() and rel(out.output, ref.output) < 1e-4
     with pytest.raises(ValueError, match="single chunk"):
         gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=16, memory_keys=_predict(k, memory))
 

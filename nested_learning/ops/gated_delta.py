@@ -45,15 +45,20 @@ def gated_delta_rule_reference(q, k, v, eta, log_retention, memory) -> DeltaRule
 
 
 DEFAULT_CHUNK = 32  # fastest measured here; see gated_delta_rule
+SCALED_DECAY_LIMIT = 30.0  # e^30 ~ 1e13: scaled keys stay far inside float32 range, products keep full precision
 
 
 @float32_kernel
 def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = DEFAULT_CHUNK,
-                     return_error: bool = True, memory_keys: torch.Tensor | None = None) -> DeltaRuleResult:
+                     return_error: bool = True, memory_keys: torch.Tensor | None = None,
+                     log_retention_floor: float | None = None) -> DeltaRuleResult:
     """Exact chunk-wise gated delta rule; equals :func:`gated_delta_rule_reference`.
 
     ``memory_keys`` [B, H, T, dv] = M_0 k_t may be passed for a single chunk (T <= chunk_size) when
     the caller already has it (the self-modifying memory's gate computes it).
+    ``log_retention_floor``: a lower bound on every log_retention that the caller guarantees (its
+    gate is bounded); when a chunk's total decay then stays within e^-30, the one-chunk path scales
+    keys and queries by e^{-c} and e^{c} instead of building a [C, C] decay matrix (fewer ops).
 
     Chunks of 32 ran fastest here at head width 64, T = 2048 (1 thread: 13.8 / 12.4 / 14.4 / 19.0 ms
     for chunks of 16 / 32 / 64 / 128; 2 threads: 13.6 / 8.6 / 9.0 / 11.2 ms)."""
@@ -63,8 +68,10 @@ def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = DEFA
     padded = n_chunks * C
     if n_chunks == 1:
         fold = lambda x: x.reshape(N, *x.shape[2:])
-        return _one_chunk(*map(fold, (q, k, v, eta, log_retention, memory)),
-                          None if memory_keys is None else fold(memory_keys), return_error, (B, H))
+        scaled = log_retention_floor is not None and T * log_retention_floor >= -SCALED_DECAY_LIMIT
+        return (_one_chunk_scaled if scaled else _one_chunk)(
+            *map(fold, (q, k, v, eta, log_retention, memory)), None if memory_keys is None else fold(memory_keys),
+            return_error, (B, H))
     if memory_keys is not None:
         raise ValueError("memory_keys is for a single chunk (T <= chunk_size)")
     # Padding tokens have eta = 0, k = 0 and retention 1: they leave the memory untouched.
@@ -111,5 +118,32 @@ def _one_chunk(q, k, v, eta, log_retention, memory, memory_keys, return_error: b
     reads = torch.bmm(q, k_t).mul_(decay).tril_()
     output = torch.baddbmm(torch.bmm(q, memory.transpose(1, 2)).mul_(cum.exp()[:, :, None]), reads, writes)
     error = torch.baddbmm(residual, seen.tril(-1), writes, alpha=-1) if return_error else None
+    unfold = lambda x: x.view(*heads, *x.shape[1:])
+    return DeltaRuleResult(unfold(output), None if error is None else unfold(error), unfold(new_memory))
+
+
+def _one_chunk_scaled(q, k, v, eta, log_retention, memory, memory_keys, return_error: bool, heads) -> DeltaRuleResult:
+    """``_one_chunk`` with the decays folded into the factors: e^{c_t - c_s} (x_t . k_s) is
+    (e^{c_t} x_t) . (e^{-c_s} k_s), exact up to rounding while |c| stays small (see the caller)."""
+    cum = log_retention.cumsum(-1)  # c_t
+    grown = cum.exp().unsqueeze(-1)  # e^{c_t}  [N, C, 1]
+    shrunk_keys = k * (-cum).exp().unsqueeze(-1)  # e^{-c_s} k_s
+    shrunk_keys_t = shrunk_keys.transpose(1, 2)
+    previous = (cum - log_retention).exp().unsqueeze(-1)  # e^{c_{t-1}}
+    rate = eta.unsqueeze(-1)
+    if memory_keys is None:
+        memory_keys = torch.bmm(k, memory.transpose(1, 2))
+    # system[t, s] = eta_t e^{c_{t-1} - c_s} (k_t . k_s) (strictly lower part read); residual as in _one_chunk
+    residual = torch.addcmul(v, previous, memory_keys, value=-1)
+    writes = solve_unit_lower(torch.bmm(k * (previous * rate), shrunk_keys_t), rate * residual)
+    scaled_queries = q * grown
+    reads = torch.bmm(scaled_queries, shrunk_keys_t).tril_()
+    output = torch.baddbmm(torch.bmm(scaled_queries, memory.transpose(1, 2)), reads, writes)
+    # M_C = e^{c_C} (M_0 + sum_s e^{-c_s} u_s k_s^T); in place on baddbmm's fresh output
+    new_memory = torch.baddbmm(memory, writes.transpose(1, 2), shrunk_keys).mul_(grown[:, -1:])
+    error = None
+    if return_error:
+        seen = torch.bmm(k * previous, shrunk_keys_t).tril_(-1)
+        error = torch.baddbmm(residual, seen, writes, alpha=-1)
     unfold = lambda x: x.view(*heads, *x.shape[1:])
     return DeltaRuleResult(unfold(output), None if error is None else unfold(error), unfold(new_memory))
