@@ -77,21 +77,35 @@ def test_block_delta_chunked_equals_oracle(period, start, T):
 
 
 @pytest.mark.parametrize("period", [1, 4, 64])
-def test_block_delta_with_wide_values_and_no_writes_equals_oracle(period):
-    """The CMS shape: values wider than keys (dv = 4 dk); without writes the aligned runs never form u."""
+@pytest.mark.parametrize("shared, dv", [(False, 32), (True, 32), (True, 8)])
+def test_block_delta_with_wide_values_and_no_writes_equals_oracle(period, shared, dv):
+    """The CMS shape: values wider than keys (dv = 4 dk); without writes the aligned runs never form u.
+    ``shared``: one retention for every sequence, as a CMS level passes it (decays kept as one row)."""
     g = torch.Generator().manual_seed(period)
-    B, H, T, dk, dv = 2, 1, 200, 8, 32
+    B, H, T, dk = 2, 1, 200, 8
     q, k = (l2norm(torch.randn(B, H, T, dk, generator=g)) for _ in range(2))
     v = torch.randn(B, H, T, dv, generator=g)
     eta = torch.rand(B, H, T, generator=g) / period
     memory = torch.randn(B, H, dv, dk, generator=g)
-    log_retention = torch.log(0.8 + 0.2 * torch.rand(B, H, generator=g))
+    log_retention = torch.log(0.8 + 0.2 * torch.rand(() if shared else (B, H), generator=g))
     ref = block_delta_rule_reference(q, k, v, eta, log_retention, memory, torch.zeros_like(memory), 0, period)
     out = block_delta_rule(q, k, v, eta, log_retention, memory, torch.zeros_like(memory), 0, period, return_writes=False)
     assert out.writes is None
     assert rel(out.output, ref.output) < 1e-4 and rel(out.memory, ref.memory) < 1e-4
     with_writes = block_delta_rule(q, k, v, eta, log_retention, memory, torch.zeros_like(memory), 0, period)
     assert rel(with_writes.writes, ref.writes) < 1e-4
+
+
+def test_block_structure_cached_in_inference_mode_still_trains():
+    """The aligned runs' cached block layout, first built under inference_mode, can later be saved
+    for backward (an inference tensor there would make training fail)."""
+    q, k, v, eta, _, memory = inputs(80, seed=11)
+    log_retention = torch.tensor(-0.1, requires_grad=True)
+    args = (q, k, v, eta / 5, log_retention, memory, torch.zeros_like(memory), 0, 5)
+    with torch.inference_mode():
+        block_delta_rule(*args, chunk_tokens=40)  # a (span, period) no other test uses: built here
+    block_delta_rule(*args, chunk_tokens=40).output.sum().backward()
+    assert log_retention.grad is not None and torch.isfinite(log_retention.grad)
 
 
 @pytest.mark.parametrize("with_momentum", [True, False])

@@ -16,6 +16,7 @@ log_retention: a tensor broadcastable to [B, H] (one retention per level, per bl
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -70,7 +71,10 @@ def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, p
     dv = v.shape[-1]
     fold = lambda x: x.reshape(B * H, *x.shape[2:])
     q, k, v, eta, memory, pending = map(fold, (q, k, v, eta, memory, pending))
-    la = torch.as_tensor(log_retention, dtype=memory.dtype, device=memory.device).expand(B, H).reshape(B * H, 1, 1)
+    log_retention = torch.as_tensor(log_retention, dtype=memory.dtype, device=memory.device)
+    la = log_retention.expand(B, H).reshape(B * H, 1, 1)
+    # One retention for every sequence (a CMS level's): the aligned runs' decays stay one shared row.
+    la_runs = log_retention.reshape(1, 1, 1) if log_retention.numel() == 1 else la
     span = max(1, chunk_tokens // period) * period
     runs = list(_runs(start, T, span))
     outputs, writes_all = [], []
@@ -82,8 +86,8 @@ def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, p
             while j + 1 < len(runs) and runs[j + 1][2]:
                 j += 1
             b = runs[j][1]
-            out, writes, memory = _full_runs(q[:, a:b], k[:, a:b], v[:, a:b], eta[:, a:b], la, memory, span, period,
-                                             return_writes)
+            out, writes, memory = _full_runs(q[:, a:b], k[:, a:b], v[:, a:b], eta[:, a:b], la_runs, memory, span,
+                                             period, return_writes)
         else:
             out, writes, memory, pending = _one_run(q[:, a:b], k[:, a:b], v[:, a:b], eta[:, a:b], la, memory, pending,
                                                     start + a, period)
@@ -102,22 +106,33 @@ def _block_masks(block: torch.Tensor, la: torch.Tensor, dtype):
     return torch.where(bs < bt, (steps * la).exp(), 0.0)
 
 
+@functools.lru_cache(maxsize=64)
+def _run_structure(span: int, period: int, device: torch.device, dtype: torch.dtype):
+    """The block layout every aligned run shares: block ids [C], steps b_t - b_s - 1 and the mask
+    b_s < b_t [C, C]. Cached (read-only constants): rebuilding them was a dozen ops per call. Built
+    as normal tensors even inside inference_mode, so training may save them for backward later."""
+    with torch.inference_mode(False):
+        block = torch.arange(span, device=device) // period
+        bt, bs = block[:, None], block[None, :]
+        return block.to(dtype), (bt - bs - 1).clamp(min=0).to(dtype), (bs < bt).to(dtype)
+
+
 def _full_runs(q, k, v, eta, la, memory, span: int, period: int, return_writes: bool):
     """n aligned runs of ``span`` tokens: each ends on a block boundary and starts with no pending sum.
 
-    Folded shapes: q, k [N, T, dk], v [N, T, dv], eta [N, T], la [N, 1, 1], memory [N, dv, dk].
+    Folded shapes: q, k [N, T, dk], v [N, T, dv], eta [N, T], la [N or 1, 1, 1], memory [N, dv, dk].
     Block b of a run reads retention^b M (M: the weights at the run start) plus the earlier blocks'
     writes; the scan (chunk_scan.py) does the rest."""
     N, T, dk = k.shape
     dv, n = v.shape[-1], T // span
     q, k, v = (x.reshape(N * n, span, -1) for x in (q, k, v))
     eta = eta.reshape(N * n, span)
-    block = torch.arange(span, device=k.device) // period
-    block_f = block.to(k.dtype)
-    # Every run has the same block structure: the masks and decays are built once per sequence and
-    # broadcast over its runs.
-    decay = _block_masks(block, la, k.dtype)[:, None]  # [N, 1, C, C]
-    per_run = lambda x: x[:, None].expand(N, n, *x.shape[1:]).reshape(N * n, *x.shape[1:])
+    block_f, steps, earlier = _run_structure(span, period, k.device, k.dtype)
+    # Every run has the same block structure: the masks and decays are built once per sequence (once
+    # in all when la is shared, [1, 1, 1]) and broadcast over its runs.
+    decay = ((steps * la).exp_() * earlier)[:, None]  # [N or 1, 1, C, C]
+    per_run = (lambda x: x) if la.shape[0] == 1 else (
+        lambda x: x[:, None].expand(N, n, *x.shape[1:]).reshape(N * n, *x.shape[1:]))
     start_decay = per_run((block_f * la[:, 0]).exp())  # [N n, C]: retention^b, the weights block b reads
     end_decay = per_run(((span // period - 1 - block_f) * la[:, 0]).exp())  # a write's decay to the run end
     # In place on bmm's fresh outputs (its backward needs only its inputs).

@@ -31,8 +31,9 @@ from .common import solve_unit_lower
 
 def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory,
                returns: str | None = None):
-    """Shapes: q, k [N n, C, dk]; v [N n, C, dv]; eta, read_start, write_start, write_end [N n, C];
-    seen, reads [N n, C, C]; run_decay [N n, 1, 1]; memory [N, dv, dk] (n chunks per sequence).
+    """Shapes: q, k [N n, C, dk]; v [N n, C, dv]; eta [N n, C]; seen, reads [N n, C, C]; memory
+    [N, dv, dk] (n chunks per sequence); read_start, write_start, write_end [N n, C] and run_decay
+    [N n, 1, 1], or [1, C] and [1, 1, 1] when every chunk shares them.
     ``returns``: None, "errors" (e: the delta rule's per-token surprise) or "writes" (u: a CMS trace).
 
     Returns (out [N n, C, dv], e or u [N n, C, dv] or None, memory after the last chunk [N, dv, dk])."""
@@ -53,9 +54,9 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
     gained = torch.bmm(v.transpose(1, 2), eta[:, :, None] * reach).view(N, n, dv, dk)
     step = step.view(N, n, dk, dk)
     starts = []
-    for c in range(n):  # the only sequential work: one [dv, dk] x [dk, dk] step per chunk
-        starts.append(memory)
-        memory = torch.baddbmm(gained[:, c], memory, step[:, c])
+    for gained_c, step_c in zip(gained.unbind(1), step.unbind(1)):  # the only sequential work: one
+        starts.append(memory)                                          # [dv, dk] x [dk, dk] step per chunk
+        memory = torch.baddbmm(gained_c, memory, step_c)
     start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
     # In place on bmm's fresh output (bmm's backward needs only its inputs): no copy of it.
     out = torch.bmm(mixing * eta[:, None, :], v).baddbmm_(read_keys, start_memory.transpose(1, 2))
@@ -83,7 +84,7 @@ def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, 
         solved = solve_unit_lower(system, rhs)
         from_values, from_memory = solved[..., :dv].view(N, n, C, dv), solved[..., dv:].view(N, n, C, dk)
         end_keys = (write_end[:, :, None] * k).view(N, n, C, dk)
-        run_decay = run_decay.view(N, n, 1, 1)
+        run_decay = run_decay.expand(N * n, 1, 1).view(N, n, 1, 1)
         starts, writes = [], []
         for c in range(n):  # sequential: the memory at each chunk start and that chunk's writes
             starts.append(memory)
