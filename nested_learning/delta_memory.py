@@ -52,5 +52,5 @@ class DeltaRuleMemory(nn.Module):
                                       return_error=return_surprise)  # errors cost two more matmuls per chunk
         y = self.out(result.output.transpose(1, 2).reshape(B, T, D))
         if return_surprise:
-            return y, result.memory, result.error.norm(dim=-1)
+            return y, result.memory, torch.linalg.vector_norm(result.error, dim=-1)
         return y, result.memory

@@ -122,7 +122,7 @@ class ProjectionMemories(nn.Module):
         The common case (every chunk of a call that starts on the clock), in fewer ops; the state's
         pending sums are empty on a chunk boundary, so they are passed on as they are."""
         grad_in, grad_out = ProjectionMemories.gradients(state, pairs, learning_rate)
-        retention = log_retention.mean(-1).exp()[:, None, None, None]
+        retention = (log_retention.sum(-1) * (1 / log_retention.shape[-1])).exp()[:, None, None, None]
         return ProjectionMemoryState(retention * state.w_in - grad_in, retention * state.w_out - grad_out,
                                      state.pending_in, state.pending_out, state.pending_log_retention)
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .ablation import Ablation
 from .config import HopeConfig
 from .layers import CausalConv, RMSNorm
-from .ops import gated_delta_rule, l2norm, momentum_rule_chunk
+from .ops import gated_delta_chunk, l2norm, momentum_rule_chunk
 from .ops.common import cat_tokens, float32_kernel
 from .projection_memory import ProjectionMemories, input_norms
 from .state import MemoryState
@@ -45,9 +45,10 @@ def chunk_runs(position: int, length: int, chunk: int):
 
 @float32_kernel  # M k feeds the delta rule's kernel (memory_keys): it must not be rounded to bf16 first
 def _predict(k, memory):
-    """M k per head: [B, H, n, d] (folded to 3-D for a cheap batched matmul)."""
-    B, H, n, d = k.shape
-    return torch.bmm(k.reshape(B * H, n, d), memory.reshape(B * H, d, d).transpose(1, 2)).view(B, H, n, d)
+    """M k per head: keys [..., n, d], memories [..., d, d] (3-D, heads folded, in the chunk loop)."""
+    if k.dim() == 3:
+        return torch.bmm(k, memory.transpose(1, 2))
+    return torch.matmul(k, memory.transpose(-1, -2))
 
 
 class SelfModifyingMemory(nn.Module):
@@ -91,79 +92,99 @@ class SelfModifyingMemory(nn.Module):
 
     def forward(self, x: torch.Tensor, state: MemoryState, position: int, ablation: Ablation = Ablation(),
                 trace: dict | None = None) -> tuple[torch.Tensor, MemoryState]:
-        """x [B, T, D] (normalised layer input) -> (y [B, T, D], new state)."""
+        """x [B, T, D] (normalised layer input) -> (y [B, T, D], new state).
+
+        Inside the chunk loop batch and heads are folded into one axis (N = B H): every step is one
+        3-D op with no reshapes per chunk (the loop is dispatch-bound). The state keeps [B, H, d, d]."""
         config = self.config
         B, T, D = x.shape
+        H, d = self.n_heads, self.head_dim
+        fold = lambda t: t.reshape(B * H, *t.shape[2:])  # [B, H, ...] -> [N, ...]
+        unfold = lambda t: t.view(B, H, *t.shape[1:])
         inputs = self.in_proj(x)
         static_qkv, gate_input = (inputs[..., :3 * D], inputs[..., 3 * D:]) if self.projections is not None else (inputs, x)
         conv_state = state.conv
         if self.conv is not None:
             static_qkv, conv_state = self.conv(static_qkv, state.conv)
         q_in, k_in, v_in = static_qkv.split(D, dim=-1)
-        q = l2norm(self._heads(q_in))
+        runs = list(chunk_runs(position, T, config.memory_chunk_size))
+        sizes = [b - a for a, b, _ in runs]
+        queries = fold(l2norm(self._heads(q_in))).split(sizes, dim=1)  # [N, n, d] per chunk
         if self.projections is not None:
             projection_inputs = torch.stack([k_in, v_in, gate_input], dim=1)  # [B, 3, T, D]
-            projection_norms = input_norms(projection_inputs)
+            chunk_inputs = zip(projection_inputs.split(sizes, dim=2), input_norms(projection_inputs).split(sizes, dim=2))
+        else:
+            chunk_inputs = zip(k_in.split(sizes, dim=1), v_in.split(sizes, dim=1), gate_input.split(sizes, dim=1))
         updates = ablation.test_time_updates
-        memory, reference, momentum, projections = state.memory, state.reference, state.momentum, state.projections
+        floor = self.log_retention_floor if ablation.retention else 0.0
+        memory = fold(state.memory)
+        reference = memory if state.reference is state.memory else fold(state.reference)
+        momentum = fold(state.momentum) if state.momentum is not None else None
+        projections = state.projections
         outputs, traces = [], []
-        for a, b, on_boundary in chunk_runs(position, T, config.memory_chunk_size):
+        for (a, b, on_boundary), qc, chunk_input in zip(runs, queries, chunk_inputs):
+            n = b - a
             if projections is not None:
-                projected = ProjectionMemories.apply(projections, projection_inputs[:, :, a:b],
-                                                     projection_norms[:, :, a:b])  # [B, 3, n, D]
+                projected = ProjectionMemories.apply(projections, *chunk_input)  # [B, 3, n, D]
                 keys_full, values_full, gate_features = projected.unbind(1)
             else:
-                keys_full, values_full, gate_features = k_in[:, a:b], v_in[:, a:b], gate_input[:, a:b]
-            k, v, qc = l2norm(self._heads(keys_full)), self._heads(values_full), q[:, :, a:b]
+                keys_full, values_full, gate_features = chunk_input
+            k, v = fold(l2norm(self._heads(keys_full))), fold(self._heads(values_full))  # [N, n, d]
             reference_keys = _predict(k, reference)
-            gate_surprise = (v - reference_keys).norm(dim=-1)  # [B, H, n]
+            gate_surprise = torch.linalg.vector_norm(v - reference_keys, dim=-1)  # [N, n]
             gate_logits = self.gates(gate_features).transpose(1, 2)  # [B, gates * H, n]
-            learning_rate, log_retention = self._rates(gate_logits, gate_surprise, ablation)
+            learning_rate, log_retention = self._rates(gate_logits, gate_surprise.view(B, H, n), ablation)
             if not updates:
-                out = qc @ memory.transpose(-1, -2)
-                surprise = gate_surprise if reference is memory else (v - _predict(k, memory)).norm(dim=-1)
+                out = torch.bmm(qc, memory.transpose(1, 2))
+                surprise = gate_surprise if reference is memory else torch.linalg.vector_norm(v - _predict(k, memory), dim=-1)
             elif config.momentum:
                 log_gate = None
                 if ablation.momentum:
-                    log_gate = math.log(config.max_momentum) + F.logsigmoid(gate_logits[:, 2 * self.n_heads:])
-                result = momentum_rule_chunk(qc, k, v, learning_rate, log_retention, log_gate, memory, momentum, reference)
-                out, memory, momentum = result.output, result.memory, result.momentum
+                    log_gate = math.log(config.max_momentum) + F.logsigmoid(gate_logits[:, 2 * H:])
+                result = momentum_rule_chunk(unfold(qc), unfold(k), unfold(v), learning_rate, log_retention, log_gate,
+                                             unfold(memory), unfold(momentum), unfold(reference))
+                out, memory, momentum = fold(result.output), fold(result.memory), fold(result.momentum)
+                chunk_error = fold(result.error)
                 surprise = gate_surprise  # with mini-batch gradients the error IS taken at the chunk-start memory
             else:
                 # One chunk; inside an aligned chunk the gate's reference IS the start memory: reuse M k.
-                result = gated_delta_rule(qc, k, v, learning_rate, log_retention, memory, chunk_size=b - a,
-                                          return_error=trace is not None,
-                                          memory_keys=reference_keys if reference is memory else None,
-                                          log_retention_floor=self.log_retention_floor if ablation.retention else 0.0)
-                out, memory = result.output, result.memory
-                surprise = result.error.norm(dim=-1) if trace is not None else None
+                result = gated_delta_chunk(qc, k, v, fold(learning_rate), fold(log_retention), memory,
+                                           reference_keys if reference is memory else None,
+                                           return_error=trace is not None, log_retention_floor=floor)
+                out, memory, chunk_error = result.output, result.memory, result.error
+                surprise = torch.linalg.vector_norm(chunk_error, dim=-1) if trace is not None else None
             if updates and projections is not None and ablation.self_modification:
                 # Mean over the chunk's tokens of lr_t * grad_t: each token adds lr_t / chunk_size.
-                rate, pair_log_retention = learning_rate.mean(1) * self.projection_rate, log_retention.mean(1)
-                if b - a == config.memory_chunk_size:  # a whole chunk: nothing pending before it
-                    projections = ProjectionMemories.step(projections, projected[:, :2], rate, pair_log_retention)
+                # (sums times constants: torch.mean is two ops behind a Python wrapper)
+                rate = learning_rate.sum(1) * (self.projection_rate / self.n_heads)
+                pair_log_retention = log_retention.sum(1) * (1 / self.n_heads)
+                pairs = projected.narrow(1, 0, 2)  # the memory's own keys and values
+                if n == config.memory_chunk_size:  # a whole chunk: nothing pending before it
+                    projections = ProjectionMemories.step(projections, pairs, rate, pair_log_retention)
                 else:
-                    projections = ProjectionMemories.accumulate(projections, projected[:, :2], rate,
-                                                                pair_log_retention)
+                    projections = ProjectionMemories.accumulate(projections, pairs, rate, pair_log_retention)
                     if on_boundary:
                         projections = ProjectionMemories.apply_update(projections, config.memory_chunk_size)
             if updates and on_boundary:
                 reference = memory
             outputs.append(out)
-            if trace is not None:  # everything the recorder needs to rebuild M_t exactly
+            if trace is not None:  # everything the recorder needs to rebuild M_t exactly, [B, H, n(, d)]
                 # The rates actually applied: with updates off nothing is written and nothing decays.
                 applied_lr = learning_rate if updates else torch.zeros_like(learning_rate)
                 applied_retention = log_retention.exp() if updates else torch.ones_like(learning_rate)
-                error = result.error if updates else torch.zeros_like(v)
-                item = dict(surprise=surprise, gate_surprise=gate_surprise, learning_rate=applied_lr,
-                            retention=applied_retention, keys=k, values=v, errors=error)
+                error = unfold(chunk_error) if updates else torch.zeros_like(unfold(v))
+                item = dict(surprise=unfold(surprise), gate_surprise=unfold(gate_surprise), learning_rate=applied_lr,
+                            retention=applied_retention, keys=unfold(k), values=unfold(v), errors=error)
                 if updates and config.momentum:
                     item["momentum_gate"] = log_gate.exp() if log_gate is not None else torch.zeros_like(learning_rate)
                 traces.append(item)
-        y = self.out_norm(cat_tokens(outputs)).transpose(1, 2).reshape(B, T, D)
+        y = self.out_norm(cat_tokens(outputs, dim=1)).view(B, H, T, d).transpose(1, 2).reshape(B, T, D)
         if trace is not None:  # [B, H, T(, d)] each
             trace.update({name: cat_tokens([t[name] for t in traces]) for name in traces[0]})
-        new_state = MemoryState(memory, reference, momentum, projections, conv_state)
+        new_memory = unfold(memory)
+        new_reference = new_memory if reference is memory else unfold(reference)
+        new_state = MemoryState(new_memory, new_reference, unfold(momentum) if momentum is not None else None,
+                                projections, conv_state)
         return self.out_proj(y), new_state
 
     def _rates(self, gate_logits, gate_surprise, ablation: Ablation) -> tuple[torch.Tensor, torch.Tensor]:

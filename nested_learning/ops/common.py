@@ -34,8 +34,9 @@ def float32_kernel(kernel):
 
 
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Normalise the last axis to unit length (keys and queries of every memory)."""
-    return F.normalize(x, dim=-1, eps=eps)
+    """Normalise the last axis to unit length (keys and queries of every memory). F.normalize's
+    own arithmetic, without its Python wrappers (called once per chunk, dispatch-bound)."""
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(eps)
 
 
 def segment_sum(log_gate: torch.Tensor) -> torch.Tensor:

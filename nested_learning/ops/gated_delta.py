@@ -68,10 +68,11 @@ def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = DEFA
     padded = n_chunks * C
     if n_chunks == 1:
         fold = lambda x: x.reshape(N, *x.shape[2:])
-        scaled = log_retention_floor is not None and T * log_retention_floor >= -SCALED_DECAY_LIMIT
-        return (_one_chunk_scaled if scaled else _one_chunk)(
+        unfold = lambda x: x.view(B, H, *x.shape[1:])
+        output, error, memory = gated_delta_chunk(
             *map(fold, (q, k, v, eta, log_retention, memory)), None if memory_keys is None else fold(memory_keys),
-            return_error, (B, H))
+            return_error, log_retention_floor)
+        return DeltaRuleResult(unfold(output), None if error is None else unfold(error), unfold(memory))
     if memory_keys is not None:
         raise ValueError("memory_keys is for a single chunk (T <= chunk_size)")
     # Padding tokens have eta = 0, k = 0 and retention 1: they leave the memory untouched.
@@ -97,11 +98,23 @@ def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = DEFA
     return DeltaRuleResult(output, error, memory.view(B, H, dv, dk))
 
 
-def _one_chunk(q, k, v, eta, log_retention, memory, memory_keys, return_error: bool, heads) -> DeltaRuleResult:
-    """The whole call is one chunk (the self-modifying memory's case, called once per chunk): the
-    same algebra as ``chunk_scan``'s direct form, with fewer ops (every op here is dispatch-bound).
+@float32_kernel
+def gated_delta_chunk(q, k, v, eta, log_retention, memory, memory_keys: torch.Tensor | None = None,
+                      return_error: bool = False, log_retention_floor: float | None = None) -> DeltaRuleResult:
+    """One chunk of the gated delta rule on folded tensors (batch and heads on one axis N): the
+    self-modifying memory calls it once per chunk. Same algebra as ``chunk_scan``'s direct form,
+    with fewer ops (every op here is dispatch-bound); ``memory_keys`` and ``log_retention_floor`` as
+    in :func:`gated_delta_rule`.
 
-    Folded shapes: q, k [N, C, dk]; v [N, C, dv]; eta, log_retention [N, C]; memory [N, dv, dk]."""
+    Shapes: q, k [N, C, dk]; v [N, C, dv]; eta, log_retention [N, C]; memory [N, dv, dk]; the result's
+    fields are [N, C, dv], [N, C, dv] and [N, dv, dk]."""
+    scaled = log_retention_floor is not None and q.shape[1] * log_retention_floor >= -SCALED_DECAY_LIMIT
+    return (_one_chunk_scaled if scaled else _one_chunk)(q, k, v, eta, log_retention, memory, memory_keys,
+                                                         return_error)
+
+
+def _one_chunk(q, k, v, eta, log_retention, memory, memory_keys, return_error: bool) -> DeltaRuleResult:
+    """gated_delta_chunk with a [C, C] decay matrix (any retention)."""
     cum = log_retention.cumsum(-1)  # c_t
     k_t = k.transpose(1, 2)
     decay = (cum[:, :, None] - cum[:, None, :]).clamp_(max=0).exp_()  # e^{c_t - c_s}, lower triangle used
@@ -118,11 +131,10 @@ def _one_chunk(q, k, v, eta, log_retention, memory, memory_keys, return_error: b
     reads = torch.bmm(q, k_t).mul_(decay).tril_()
     output = torch.baddbmm(torch.bmm(q, memory.transpose(1, 2)).mul_(cum.exp()[:, :, None]), reads, writes)
     error = torch.baddbmm(residual, seen.tril(-1), writes, alpha=-1) if return_error else None
-    unfold = lambda x: x.view(*heads, *x.shape[1:])
-    return DeltaRuleResult(unfold(output), None if error is None else unfold(error), unfold(new_memory))
+    return DeltaRuleResult(output, error, new_memory)
 
 
-def _one_chunk_scaled(q, k, v, eta, log_retention, memory, memory_keys, return_error: bool, heads) -> DeltaRuleResult:
+def _one_chunk_scaled(q, k, v, eta, log_retention, memory, memory_keys, return_error: bool) -> DeltaRuleResult:
     """``_one_chunk`` with the decays folded into the factors: e^{c_t - c_s} (x_t . k_s) is
     (e^{c_t} x_t) . (e^{-c_s} k_s), exact up to rounding while |c| stays small (see the caller)."""
     cum = log_retention.cumsum(-1)  # c_t
@@ -145,5 +157,4 @@ def _one_chunk_scaled(q, k, v, eta, log_retention, memory, memory_keys, return_e
     if return_error:
         seen = torch.bmm(k * previous, shrunk_keys_t).tril_(-1)
         error = torch.baddbmm(residual, seen, writes, alpha=-1)
-    unfold = lambda x: x.view(*heads, *x.shape[1:])
-    return DeltaRuleResult(unfold(output), None if error is None else unfold(error), unfold(new_memory))
+    return DeltaRuleResult(output, error, new_memory)
