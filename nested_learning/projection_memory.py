@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .ops.common import last_axis_norm
 from .state import ProjectionMemoryState
 
 N_PROJECTIONS = 3  # key, value, gate
@@ -54,10 +55,10 @@ class ProjectionMemories(nn.Module):
     def apply(state: ProjectionMemoryState, z: torch.Tensor, z_norm: torch.Tensor | None = None) -> torch.Tensor:
         """z [B, 3, n, D] -> P(z) [B, 3, n, D] with the (chunk-frozen) fast weights.
 
-        ``z_norm`` [B, 3, n, 1] (= ``input_norms(z)``) may be passed when already computed for a whole
+        ``z_norm`` [B, 3, n, 1] (= ``last_axis_norm(z)``) may be passed when already computed for a whole
         call. W_in z / ||z|| is formed by scaling the narrow product: no unit-vector copy of z.
         Batch and the three memories are folded into one axis: 3-D matmuls dispatch far cheaper."""
-        z_norm = input_norms(z) if z_norm is None else z_norm
+        z_norm = last_axis_norm(z) if z_norm is None else z_norm
         w_in, w_out = state.w_in.flatten(0, 1), state.w_out.flatten(0, 1)  # [3B, h, D], [3B, D, h]
         flat = z.flatten(0, 1)
         hidden = F.silu(torch.bmm(flat, w_in.transpose(1, 2)) / z_norm.flatten(0, 1))
@@ -75,7 +76,7 @@ class ProjectionMemories(nn.Module):
         h = state.w_in.shape[2]
         w_out = state.w_out.flatten(0, 1)  # [3B, D, h]
         pairs = pairs.reshape(B, 2 * n, D)  # keys then values: one pass for both
-        norms = input_norms(pairs)  # [B, 2n, 1]
+        norms = last_axis_norm(pairs)  # [B, 2n, 1]
         # The three memories share their inputs: one [2n, D] x [D, 3h] matmul instead of a broadcast copy.
         pre = torch.bmm(pairs, state.w_in.reshape(B, N_PROJECTIONS * h, D).transpose(1, 2)) / norms
         pre = pre.view(B, 2 * n, N_PROJECTIONS, h).transpose(1, 2).reshape(B * N_PROJECTIONS, 2 * n, h)
@@ -126,7 +127,3 @@ class ProjectionMemories(nn.Module):
         return ProjectionMemoryState(retention * state.w_in - grad_in, retention * state.w_out - grad_out,
                                      state.pending_in, state.pending_out, state.pending_log_retention)
 
-
-def input_norms(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """||z|| over the last axis, kept as a size-1 axis, floored like ``l2norm``'s divisor."""
-    return torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min(eps)

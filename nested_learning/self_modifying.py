@@ -27,8 +27,8 @@ from .ablation import Ablation
 from .config import HopeConfig
 from .layers import CausalConv, RMSNorm
 from .ops import gated_delta_chunk, l2norm, momentum_rule_chunk
-from .ops.common import cat_tokens, float32_kernel
-from .projection_memory import ProjectionMemories, input_norms
+from .ops.common import cat_tokens, float32_kernel, last_axis_norm
+from .projection_memory import ProjectionMemories
 from .state import MemoryState
 
 
@@ -112,7 +112,8 @@ class SelfModifyingMemory(nn.Module):
         queries = fold(l2norm(self._heads(q_in))).split(sizes, dim=1)  # [N, n, d] per chunk
         if self.projections is not None:
             projection_inputs = torch.stack([k_in, v_in, gate_input], dim=1)  # [B, 3, T, D]
-            chunk_inputs = zip(projection_inputs.split(sizes, dim=2), input_norms(projection_inputs).split(sizes, dim=2))
+            chunk_inputs = zip(projection_inputs.split(sizes, dim=2),
+                               last_axis_norm(projection_inputs).split(sizes, dim=2))
         else:
             chunk_inputs = zip(k_in.split(sizes, dim=1), v_in.split(sizes, dim=1), gate_input.split(sizes, dim=1))
         updates = ablation.test_time_updates

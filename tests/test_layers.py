@@ -1,4 +1,4 @@
-"""The stateless building blocks: the causal depthwise conv against torch's conv1d."""
+"""The building blocks: the causal conv against torch's conv1d, the projection memories' chunk step."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -30,3 +30,21 @@ def test_causal_conv_gradients_reach_weights_inputs_and_history():
     y, _ = conv(x, history)
     y.square().sum().backward()
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (conv.weight, x, history))
+
+
+def test_projection_memory_whole_chunk_step_equals_accumulate_then_update():
+    """A whole chunk's one-shot step (the common path) is the pending-sum path it shortcuts."""
+    from nested_learning.projection_memory import ProjectionMemories
+    g = torch.Generator().manual_seed(0)
+    memories = ProjectionMemories(d_model=16, hidden=4, init_std=0.1)
+    state = memories.init_state(batch_size=2)
+    state = ProjectionMemories.apply_update(ProjectionMemories.accumulate(  # non-trivial weights first
+        state, torch.randn(2, 2, 8, 16, generator=g), torch.rand(2, 8, generator=g), -torch.rand(2, 8, generator=g)), 8)
+    pairs, rate = torch.randn(2, 2, 8, 16, generator=g), torch.rand(2, 8, generator=g)
+    log_retention = -0.1 * torch.rand(2, 8, generator=g)
+    stepped = ProjectionMemories.step(state, pairs, rate, log_retention)
+    pending = ProjectionMemories.apply_update(ProjectionMemories.accumulate(state, pairs, rate, log_retention), 8)
+    for a, b in ((stepped.w_in, pending.w_in), (stepped.w_out, pending.w_out)):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(stepped.w_in, state.w_in)  # the step did move the weights
+    assert stepped.pending_in.abs().sum() == 0 and stepped.pending_log_retention.abs().sum() == 0

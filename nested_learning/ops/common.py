@@ -33,10 +33,15 @@ def float32_kernel(kernel):
     return run
 
 
+def last_axis_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """||x|| over the last axis, kept as a size-1 axis and floored at ``eps``: l2norm's divisor."""
+    return torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(eps)
+
+
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Normalise the last axis to unit length (keys and queries of every memory). F.normalize's
     own arithmetic, without its Python wrappers (called once per chunk, dispatch-bound)."""
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(eps)
+    return x / last_axis_norm(x, eps)
 
 
 def segment_sum(log_gate: torch.Tensor) -> torch.Tensor:
