@@ -53,18 +53,24 @@ class CausalConv(nn.Module):
         self.width = width
         self.weight = nn.Parameter((torch.rand(channels, width) * 2 - 1) * width ** -0.5)
 
-    def forward(self, x: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, T, C], history [B, width-1, C] -> (y [B, T, C], new history)."""
-        T, W = x.shape[1], self.width
+    def forward(self, x: torch.Tensor, history: torch.Tensor, passthrough: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, T, C + passthrough], history [B, width-1, C] -> (y [B, T, C + passthrough], new history).
+
+        The last ``passthrough`` channels come out unchanged, in the same buffer: a caller that needs
+        them next to the convolved ones (the self-modifying memory's k, v and gate inputs) gets them
+        without a copy of its own."""
+        T, W, C = x.shape[1], self.width, self.weight.shape[0]
         # taps[-1] weighs the current token, taps[-1 - s] the one s back. Contiguous rows: a strided
         # column of the [C, width] weight as a broadcast operand made each multiply ~5x slower.
         taps = self.weight.t().contiguous()
-        y = x * taps[-1]
+        current = torch.cat([taps[-1], taps.new_ones(passthrough)]) if passthrough else taps[-1]
+        y = x * current
+        conv, x = (y[..., :C], x[..., :C]) if passthrough else (y, x)
         for shift in range(1, W):  # shifted multiply-adds in place: no [T, C, width] or [T + W - 1, C] buffer
             weight = taps[-1 - shift]
             if T > shift:
-                y[:, shift:].addcmul_(x[:, :T - shift], weight)
+                conv[:, shift:].addcmul_(x[:, :T - shift], weight)
             n = min(shift, T)  # the first tokens reach back into the previous call's inputs
-            y[:, :n].addcmul_(history[:, W - 1 - shift:W - 1 - shift + n], weight)
+            conv[:, :n].addcmul_(history[:, W - 1 - shift:W - 1 - shift + n], weight)
         new_history = x[:, T - (W - 1):] if T >= W - 1 else torch.cat([history[:, T:], x], dim=1)
         return y, new_history

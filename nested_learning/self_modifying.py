@@ -101,21 +101,22 @@ class SelfModifyingMemory(nn.Module):
         H, d = self.n_heads, self.head_dim
         fold = lambda t: t.reshape(B * H, *t.shape[2:])  # [B, H, ...] -> [N, ...]
         unfold = lambda t: t.view(B, H, *t.shape[1:])
-        inputs = self.in_proj(x)
-        static_qkv, gate_input = (inputs[..., :3 * D], inputs[..., 3 * D:]) if self.projections is not None else (inputs, x)
+        inputs = self.in_proj(x)  # [B, T, 3 D (q, k, v) + D (gate features, with projections)]
         conv_state = state.conv
-        if self.conv is not None:
-            static_qkv, conv_state = self.conv(static_qkv, state.conv)
-        q_in, k_in, v_in = static_qkv.split(D, dim=-1)
+        if self.conv is not None:  # the gate features pass through, in the same buffer
+            inputs, conv_state = self.conv(inputs, state.conv, passthrough=inputs.shape[-1] - 3 * D)
         runs = list(chunk_runs(position, T, config.memory_chunk_size))
         sizes = [b - a for a, b, _ in runs]
-        queries = fold(l2norm(self._heads(q_in))).split(sizes, dim=1)  # [N, n, d] per chunk
+        queries = fold(l2norm(self._heads(inputs[..., :D]))).split(sizes, dim=1)  # [N, n, d] per chunk
         if self.projections is not None:
-            projection_inputs = torch.stack([k_in, v_in, gate_input], dim=1)  # [B, 3, T, D]
+            # [B, 3, T, D] without a copy: k, v and gate features lie side by side in one buffer, and
+            # the batched matmuls take the strided view as it is.
+            projection_inputs = inputs[..., D:].view(B, T, 3, D).transpose(1, 2)
             chunk_inputs = zip(projection_inputs.split(sizes, dim=2),
                                last_axis_norm(projection_inputs).split(sizes, dim=2))
-        else:
-            chunk_inputs = zip(k_in.split(sizes, dim=1), v_in.split(sizes, dim=1), gate_input.split(sizes, dim=1))
+        else:  # static keys and values; the gates read the layer input
+            chunk_inputs = zip(inputs[..., D:2 * D].split(sizes, dim=1), inputs[..., 2 * D:].split(sizes, dim=1),
+                               x.split(sizes, dim=1))
         updates = ablation.test_time_updates
         floor = self.log_retention_floor if ablation.retention else 0.0
         memory = fold(state.memory)

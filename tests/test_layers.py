@@ -6,15 +6,18 @@ import torch.nn.functional as F
 from nested_learning.layers import CausalConv
 
 
+@pytest.mark.parametrize("passthrough", [0, 5])
 @pytest.mark.parametrize("T", [1, 2, 3, 4, 17])
-def test_causal_conv_equals_conv1d_over_history_and_input(T):
+def test_causal_conv_equals_conv1d_over_history_and_input(T, passthrough):
+    """``passthrough`` extra channels after the convolved ones come out bit-identical."""
     torch.manual_seed(T)
     conv = CausalConv(6, 4)
-    x, history = torch.randn(2, T, 6), torch.randn(2, 3, 6)
-    y, new_history = conv(x, history)
-    full = torch.cat([history, x], dim=1)  # [B, 3 + T, C]
+    x, history = torch.randn(2, T, 6 + passthrough), torch.randn(2, 3, 6)
+    y, new_history = conv(x, history, passthrough=passthrough)
+    full = torch.cat([history, x[..., :6]], dim=1)  # [B, 3 + T, C]
     expected = F.conv1d(full.transpose(1, 2), conv.weight[:, None, :], groups=6).transpose(1, 2)
-    assert torch.allclose(y, expected, atol=1e-6)
+    assert y.shape == x.shape and torch.allclose(y[..., :6], expected, atol=1e-6)
+    assert torch.equal(y[..., 6:], x[..., 6:])
     assert torch.equal(new_history, full[:, -3:])  # the next call continues the stream
 
 
