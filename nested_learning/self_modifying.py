@@ -45,10 +45,8 @@ def chunk_runs(position: int, length: int, chunk: int):
 
 @float32_kernel  # M k feeds the delta rule's kernel (memory_keys): it must not be rounded to bf16 first
 def _predict(k, memory):
-    """M k per head: keys [..., n, d], memories [..., d, d] (3-D, heads folded, in the chunk loop)."""
-    if k.dim() == 3:
-        return torch.bmm(k, memory.transpose(1, 2))
-    return torch.matmul(k, memory.transpose(-1, -2))
+    """M k per head, heads folded: keys [N, n, d], memories [N, d, d] -> [N, n, d]."""
+    return torch.bmm(k, memory.transpose(1, 2))
 
 
 class SelfModifyingMemory(nn.Module):

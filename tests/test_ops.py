@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from nested_learning import DeltaRuleMemory
+from nested_learning.ops.block_delta import _run_structure
 from nested_learning.self_modifying import _predict
 from nested_learning.ops import (block_delta_rule, block_delta_rule_reference, gated_delta_rule,
                                  gated_delta_rule_reference, l2norm, momentum_rule_chunk, momentum_rule_reference)
@@ -42,8 +43,8 @@ def test_one_chunk_with_memory_keys_equals_oracle(T, floor):
     folded into keys and queries when the caller bounds the retention (``floor``)."""
     q, k, v, eta, log_retention, memory = inputs(T)
     ref = gated_delta_rule_reference(q, k, v, eta, log_retention, memory)
-    out = gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=64, memory_keys=_predict(k, memory),
-                           log_retention_floor=floor)
+    out = gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=64,
+                           memory_keys=k @ memory.transpose(-1, -2), log_retention_floor=floor)
     for name in ("output", "error", "memory"):
         assert rel(getattr(out, name), getattr(ref, name)) < 1e-4, name
 
@@ -57,7 +58,7 @@ def test_scaled_one_chunk_is_used_only_within_its_range():
     out = gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=64, log_retention_floor=-2.0)
     assert torch.isfinite(out.memory).all() and rel(out.output, ref.output) < 1e-4
     with pytest.raises(ValueError, match="single chunk"):
-        gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=16, memory_keys=_predict(k, memory))
+        gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=16, memory_keys=k @ memory.transpose(-1, -2))
 
 
 @pytest.mark.parametrize("period", [1, 2, 3, 8, 64, 100])
@@ -102,8 +103,9 @@ def test_block_structure_cached_in_inference_mode_still_trains():
     q, k, v, eta, _, memory = inputs(80, seed=11)
     log_retention = torch.tensor(-0.1, requires_grad=True)
     args = (q, k, v, eta / 5, log_retention, memory, torch.zeros_like(memory), 0, 5)
+    _run_structure.cache_clear()
     with torch.inference_mode():
-        block_delta_rule(*args, chunk_tokens=40)  # a (span, period) no other test uses: built here
+        block_delta_rule(*args, chunk_tokens=40)  # the layout is built (and cached) here
     block_delta_rule(*args, chunk_tokens=40).output.sum().backward()
     assert log_retention.grad is not None and torch.isfinite(log_retention.grad)
 
@@ -140,7 +142,8 @@ KERNEL_CALLS = {  # each kernel on bf16-rounded inputs, as a mixed-precision mod
     "gated_delta": lambda q, k, v, eta, lr, m: gated_delta_rule(q, k, v, eta, lr, m),
     "block_delta": lambda q, k, v, eta, lr, m: block_delta_rule(q, k, v, eta, lr[:, :, 0], m, torch.zeros_like(m), 0, 4),
     "momentum": lambda q, k, v, eta, lr, m: momentum_rule_chunk(q, k, v, eta, lr, None, m, torch.zeros_like(m), m),
-    "memory_keys": lambda q, k, v, eta, lr, m: (_predict(k, m),),  # the self-modifying memory hands M k to the kernel
+    # the self-modifying memory hands M k (heads folded) to the kernel
+    "memory_keys": lambda q, k, v, eta, lr, m: (_predict(k.flatten(0, 1), m.flatten(0, 1)),),
 }
 
 

@@ -99,22 +99,25 @@ def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, p
     return BlockDeltaResult(unfold(cat_tokens(outputs, 1)), unfold(memory), unfold(pending), writes)
 
 
-def _block_masks(block: torch.Tensor, la: torch.Tensor, dtype):
-    """For relative block ids [C]: decay[t, s] = retention^(b_t - b_s - 1) where b_s < b_t, else 0."""
+def _block_layout(block: torch.Tensor, dtype):
+    """For relative block ids [C]: steps b_t - b_s - 1 (0 where negative) and the mask b_s < b_t, [C, C]."""
     bt, bs = block[:, None], block[None, :]
-    steps = (bt - bs - 1).clamp(min=0).to(dtype)
-    return torch.where(bs < bt, (steps * la).exp(), 0.0)
+    return (bt - bs - 1).clamp(min=0).to(dtype), (bs < bt).to(dtype)
+
+
+def _block_decay(steps: torch.Tensor, earlier: torch.Tensor, la: torch.Tensor) -> torch.Tensor:
+    """decay[t, s] = retention^(b_t - b_s - 1) where b_s < b_t, else 0 (broadcast over la's leading axes)."""
+    return (steps * la).exp_() * earlier
 
 
 @functools.lru_cache(maxsize=64)
 def _run_structure(span: int, period: int, device: torch.device, dtype: torch.dtype):
-    """The block layout every aligned run shares: block ids [C], steps b_t - b_s - 1 and the mask
-    b_s < b_t [C, C]. Cached (read-only constants): rebuilding them was a dozen ops per call. Built
-    as normal tensors even inside inference_mode, so training may save them for backward later."""
+    """The block layout every aligned run shares: block ids [C] and ``_block_layout``. Cached
+    (read-only constants): rebuilding them was a dozen ops per call. Built as normal tensors even
+    inside inference_mode, so training may save them for backward later."""
     with torch.inference_mode(False):
         block = torch.arange(span, device=device) // period
-        bt, bs = block[:, None], block[None, :]
-        return block.to(dtype), (bt - bs - 1).clamp(min=0).to(dtype), (bs < bt).to(dtype)
+        return (block.to(dtype), *_block_layout(block, dtype))
 
 
 def _full_runs(q, k, v, eta, la, memory, span: int, period: int, return_writes: bool):
@@ -130,7 +133,7 @@ def _full_runs(q, k, v, eta, la, memory, span: int, period: int, return_writes: 
     block_f, steps, earlier = _run_structure(span, period, k.device, k.dtype)
     # Every run has the same block structure: the masks and decays are built once per sequence (once
     # in all when la is shared, [1, 1, 1]) and broadcast over its runs.
-    decay = ((steps * la).exp_() * earlier)[:, None]  # [N or 1, 1, C, C]
+    decay = _block_decay(steps, earlier, la)[:, None]  # [N or 1, 1, C, C]
     per_run = (lambda x: x) if la.shape[0] == 1 else (
         lambda x: x[:, None].expand(N, n, *x.shape[1:]).reshape(N * n, *x.shape[1:]))
     start_decay = per_run((block_f * la[:, 0]).exp())  # [N n, C]: retention^b, the weights block b reads
@@ -160,7 +163,7 @@ def _one_run(q, k, v, eta, la, memory, pending, first_position: int, period: int
         return out, writes, memory, pending
     block_f = block.to(k.dtype)
     la_t = la[:, 0]  # [N, 1]
-    decay = _block_masks(block, la, k.dtype)  # [N, C, C]
+    decay = _block_decay(*_block_layout(block, k.dtype), la)  # [N, C, C]
     start_decay = (block_f * la_t).exp()[:, :, None]  # [N, C, 1]: retention^b
     # The pending sum joins the weights at block 0's update: retention^(b-1) for blocks b >= 1.
     pending_decay = torch.where(block >= 1, ((block_f - 1) * la_t).exp(), 0.0)[:, :, None]

@@ -76,29 +76,22 @@ def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, 
     N, dv, dk = memory.shape
     n, C = k.shape[0] // N, k.shape[1]
     system = seen * eta[:, :, None]
-    if n == 1:  # one chunk: its start memory is known, so one dv-wide solve gives the writes themselves
-        start_memory = memory
-        memory_keys = torch.bmm(k, memory.transpose(1, 2))
-        writes = solve_unit_lower(system, eta[:, :, None] * (v - write_start[:, :, None] * memory_keys))
-        memory = torch.baddbmm(run_decay * memory, (write_end[:, :, None] * writes).transpose(1, 2), k)
-    else:
-        rhs = torch.cat([eta[:, :, None] * v, (eta * write_start)[:, :, None] * k], dim=-1)
-        solved = solve_unit_lower(system, rhs)
-        from_values, from_memory = solved[..., :dv].view(N, n, C, dv), solved[..., dv:].view(N, n, C, dk)
-        end_keys = (write_end[:, :, None] * k).view(N, n, C, dk)
-        run_decay = run_decay.expand(N * n, 1, 1).view(N, n, 1, 1)
-        starts, writes = [], []
-        for c in range(n):  # sequential: the memory at each chunk start and that chunk's writes
-            starts.append(memory)
-            u = torch.baddbmm(from_values[:, c], from_memory[:, c], memory.transpose(1, 2), alpha=-1)
-            writes.append(u)
-            memory = torch.baddbmm(run_decay[:, c] * memory, u.transpose(1, 2), end_keys[:, c])
-        start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
-        writes = torch.stack(writes, 1).view(N * n, C, dv)
+    rhs = torch.cat([eta[:, :, None] * v, (eta * write_start)[:, :, None] * k], dim=-1)
+    solved = solve_unit_lower(system, rhs)
+    from_values, from_memory = solved[..., :dv].view(N, n, C, dv), solved[..., dv:].view(N, n, C, dk)
+    end_keys = (write_end[:, :, None] * k).view(N, n, C, dk)
+    run_decay = run_decay.expand(N * n, 1, 1).view(N, n, 1, 1)
+    starts, writes = [], []
+    for c in range(n):  # sequential: the memory at each chunk start and that chunk's writes
+        starts.append(memory)
+        u = torch.baddbmm(from_values[:, c], from_memory[:, c], memory.transpose(1, 2), alpha=-1)
+        writes.append(u)
+        memory = torch.baddbmm(run_decay[:, c] * memory, u.transpose(1, 2), end_keys[:, c])
+    start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
+    writes = torch.stack(writes, 1).view(N * n, C, dv)
     out = torch.baddbmm(read_start[:, :, None] * torch.bmm(q, start_memory.transpose(1, 2)), reads, writes)
     if returns != "errors":
         return out, writes if returns == "writes" else None, memory
     # e = V - M_{t-1} k_t: the start memory's part plus the earlier writes seen
-    if n > 1:
-        memory_keys = torch.bmm(k, start_memory.transpose(1, 2))
+    memory_keys = torch.bmm(k, start_memory.transpose(1, 2))
     return out, v - torch.baddbmm(write_start[:, :, None] * memory_keys, seen.tril(-1), writes), memory

@@ -108,53 +108,37 @@ def gated_delta_chunk(q, k, v, eta, log_retention, memory, memory_keys: torch.Te
 
     Shapes: q, k [N, C, dk]; v [N, C, dv]; eta, log_retention [N, C]; memory [N, dv, dk]; the result's
     fields are [N, C, dv], [N, C, dv] and [N, dv, dk]."""
-    scaled = log_retention_floor is not None and q.shape[1] * log_retention_floor >= -SCALED_DECAY_LIMIT
-    return (_one_chunk_scaled if scaled else _one_chunk)(q, k, v, eta, log_retention, memory, memory_keys,
-                                                         return_error)
-
-
-def _one_chunk(q, k, v, eta, log_retention, memory, memory_keys, return_error: bool) -> DeltaRuleResult:
-    """gated_delta_chunk with a [C, C] decay matrix (any retention)."""
     cum = log_retention.cumsum(-1)  # c_t
-    k_t = k.transpose(1, 2)
-    decay = (cum[:, :, None] - cum[:, None, :]).clamp_(max=0).exp_()  # e^{c_t - c_s}, lower triangle used
-    # seen[t, s] = e^{c_{t-1} - c_s} (k_t . k_s); the system is I + diag(eta) seen (strictly lower part)
-    seen = torch.bmm(k, k_t).mul_(decay).mul_((-log_retention).exp()[:, :, None])
+    previous = (cum - log_retention).exp().unsqueeze(-1)  # e^{c_{t-1}}  [N, C, 1]
+    end = cum[:, -1:]  # c_C  [N, 1]
+    run_decay = end.exp().unsqueeze(-1)  # e^{c_C}  [N, 1, 1]
+    memory_t = memory.transpose(1, 2)
+    if log_retention_floor is not None and q.shape[1] * log_retention_floor >= -SCALED_DECAY_LIMIT:
+        # e^{c_t - c_s} (x_t . k_s) = (e^{c_t} x_t) . (e^{-c_s} k_s): decays folded into the factors,
+        # exact up to rounding while |c| stays small (no [C, C] decay matrix, fewer ops)
+        shrunk_keys = k * (-cum).exp().unsqueeze(-1)  # e^{-c_s} k_s
+        shrunk_keys_t = shrunk_keys.transpose(1, 2)
+        grown_queries = q * cum.exp().unsqueeze(-1)  # e^{c_t} q_t
+        seen = torch.bmm(k * previous, shrunk_keys_t)
+        reads = torch.bmm(grown_queries, shrunk_keys_t).tril_()
+        start_reads = torch.bmm(grown_queries, memory_t)
+        end_keys = shrunk_keys * run_decay  # e^{c_C - c_s} k_s
+    else:
+        k_t = k.transpose(1, 2)
+        decay = (cum[:, :, None] - cum[:, None, :]).clamp_(max=0).exp_()  # e^{c_t - c_s}, lower triangle used
+        seen = torch.bmm(k, k_t).mul_(decay).mul_((-log_retention).exp().unsqueeze(-1))
+        reads = torch.bmm(q, k_t).mul_(decay).tril_()
+        start_reads = torch.bmm(q, memory_t).mul_(cum.exp().unsqueeze(-1))
+        end_keys = (end - cum).exp().unsqueeze(-1) * k
+    # seen[t, s] = e^{c_{t-1} - c_s} (k_t . k_s): the system is I + diag(eta) seen (strictly lower part)
     if memory_keys is None:
-        memory_keys = torch.bmm(k, memory.transpose(1, 2))
+        memory_keys = torch.bmm(k, memory_t)
     # v_t - e^{c_{t-1}} M_0 k_t: each token's error before the chunk's earlier writes
-    residual = torch.addcmul(v, (cum - log_retention).exp()[:, :, None], memory_keys, value=-1)
-    writes = solve_unit_lower(seen * eta[:, :, None], eta[:, :, None] * residual)
-    end = cum[:, -1:]
-    new_memory = torch.baddbmm(end.exp()[:, :, None] * memory, writes.transpose(1, 2), (end - cum).exp()[:, :, None] * k)
-    # Read after the write: out_t = e^{c_t} M_0 q_t + sum_{s<=t} e^{c_t - c_s} (q_t . k_s) u_s
-    reads = torch.bmm(q, k_t).mul_(decay).tril_()
-    output = torch.baddbmm(torch.bmm(q, memory.transpose(1, 2)).mul_(cum.exp()[:, :, None]), reads, writes)
-    error = torch.baddbmm(residual, seen.tril(-1), writes, alpha=-1) if return_error else None
-    return DeltaRuleResult(output, error, new_memory)
-
-
-def _one_chunk_scaled(q, k, v, eta, log_retention, memory, memory_keys, return_error: bool) -> DeltaRuleResult:
-    """``_one_chunk`` with the decays folded into the factors: e^{c_t - c_s} (x_t . k_s) is
-    (e^{c_t} x_t) . (e^{-c_s} k_s), exact up to rounding while |c| stays small (see the caller)."""
-    cum = log_retention.cumsum(-1)  # c_t
-    grown = cum.exp().unsqueeze(-1)  # e^{c_t}  [N, C, 1]
-    shrunk_keys = k * (-cum).exp().unsqueeze(-1)  # e^{-c_s} k_s
-    shrunk_keys_t = shrunk_keys.transpose(1, 2)
-    previous = (cum - log_retention).exp().unsqueeze(-1)  # e^{c_{t-1}}
-    rate = eta.unsqueeze(-1)
-    if memory_keys is None:
-        memory_keys = torch.bmm(k, memory.transpose(1, 2))
-    # system[t, s] = eta_t e^{c_{t-1} - c_s} (k_t . k_s) (strictly lower part read); residual as in _one_chunk
     residual = torch.addcmul(v, previous, memory_keys, value=-1)
-    writes = solve_unit_lower(torch.bmm(k * (previous * rate), shrunk_keys_t), rate * residual)
-    scaled_queries = q * grown
-    reads = torch.bmm(scaled_queries, shrunk_keys_t).tril_()
-    output = torch.baddbmm(torch.bmm(scaled_queries, memory.transpose(1, 2)), reads, writes)
-    # M_C = e^{c_C} (M_0 + sum_s e^{-c_s} u_s k_s^T); in place on baddbmm's fresh output
-    new_memory = torch.baddbmm(memory, writes.transpose(1, 2), shrunk_keys).mul_(grown[:, -1:])
-    error = None
-    if return_error:
-        seen = torch.bmm(k * previous, shrunk_keys_t).tril_(-1)
-        error = torch.baddbmm(residual, seen, writes, alpha=-1)
+    rate = eta.unsqueeze(-1)
+    writes = solve_unit_lower(seen * rate, rate * residual)
+    # Read after the write: out_t = e^{c_t} M_0 q_t + sum_{s<=t} e^{c_t - c_s} (q_t . k_s) u_s
+    output = torch.baddbmm(start_reads, reads, writes)
+    new_memory = torch.baddbmm(run_decay * memory, writes.transpose(1, 2), end_keys)
+    error = torch.baddbmm(residual, seen.tril(-1), writes, alpha=-1) if return_error else None
     return DeltaRuleResult(output, error, new_memory)
