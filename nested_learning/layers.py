@@ -53,7 +53,8 @@ class CausalConv(nn.Module):
         self.width = width
         self.weight = nn.Parameter((torch.rand(channels, width) * 2 - 1) * width ** -0.5)
 
-    def forward(self, x: torch.Tensor, history: torch.Tensor, passthrough: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, history: torch.Tensor,
+                passthrough: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, T, C + passthrough], history [B, width-1, C] -> (y [B, T, C + passthrough], new history).
 
         The last ``passthrough`` channels come out unchanged, in the same buffer: a caller that needs

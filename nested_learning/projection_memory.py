@@ -109,11 +109,10 @@ class ProjectionMemories(nn.Module):
         """Chunk boundary: one DGD step with the chunk's mean gradient and geometric-mean retention.
 
         The pending sums already carry the 1/chunk_size of the mean (see the caller's learning rate)."""
-        retention = (state.pending_log_retention / chunk_size).exp()[:, None, None, None]
-        w_in = retention * state.w_in - state.pending_in
-        w_out = retention * state.w_out - state.pending_out
-        return ProjectionMemoryState(w_in, w_out, torch.zeros_like(w_in), torch.zeros_like(w_out),
-                                     torch.zeros_like(state.pending_log_retention))
+        cleared = (torch.zeros_like(state.pending_in), torch.zeros_like(state.pending_out),
+                   torch.zeros_like(state.pending_log_retention))
+        return ProjectionMemories._descend(state, state.pending_log_retention / chunk_size, state.pending_in,
+                                           state.pending_out, cleared)
 
     @staticmethod
     def step(state: ProjectionMemoryState, pairs: torch.Tensor, learning_rate: torch.Tensor,
@@ -123,7 +122,12 @@ class ProjectionMemories(nn.Module):
         The common case (every chunk of a call that starts on the clock), in fewer ops; the state's
         pending sums are empty on a chunk boundary, so they are passed on as they are."""
         grad_in, grad_out = ProjectionMemories.gradients(state, pairs, learning_rate)
-        retention = (log_retention.sum(-1) * (1 / log_retention.shape[-1])).exp()[:, None, None, None]
-        return ProjectionMemoryState(retention * state.w_in - grad_in, retention * state.w_out - grad_out,
-                                     state.pending_in, state.pending_out, state.pending_log_retention)
+        mean_log_retention = log_retention.sum(-1) * (1 / log_retention.shape[-1])
+        return ProjectionMemories._descend(state, mean_log_retention, grad_in, grad_out,
+                                           (state.pending_in, state.pending_out, state.pending_log_retention))
 
+    @staticmethod
+    def _descend(state, mean_log_retention, grad_in, grad_out, pending) -> ProjectionMemoryState:
+        """W <- retention * W - grad (DGD) for both fast weights; ``pending`` is the new state's pending sums."""
+        retention = mean_log_retention.exp()[:, None, None, None]
+        return ProjectionMemoryState(retention * state.w_in - grad_in, retention * state.w_out - grad_out, *pending)

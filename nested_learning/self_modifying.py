@@ -45,7 +45,7 @@ def chunk_runs(position: int, length: int, chunk: int):
 
 @float32_kernel  # M k feeds the delta rule's kernel (memory_keys): it must not be rounded to bf16 first
 def _predict(k, memory):
-    """M k per head, heads folded: keys [N, n, d], memories [N, d, d] -> [N, n, d]."""
+    """M x per head, heads folded: keys or queries [N, n, d], memories [N, d, d] -> [N, n, d]."""
     return torch.bmm(k, memory.transpose(1, 2))
 
 
@@ -135,8 +135,9 @@ class SelfModifyingMemory(nn.Module):
             gate_logits = self.gates(gate_features).transpose(1, 2)  # [B, gates * H, n]
             learning_rate, log_retention = self._rates(gate_logits, gate_surprise.view(B, H, n), ablation)
             if not updates:
-                out = torch.bmm(qc, memory.transpose(1, 2))
-                surprise = gate_surprise if reference is memory else torch.linalg.vector_norm(v - _predict(k, memory), dim=-1)
+                out = _predict(qc, memory)
+                surprise = (gate_surprise if reference is memory
+                            else torch.linalg.vector_norm(v - _predict(k, memory), dim=-1))
             elif config.momentum:
                 log_gate = None
                 if ablation.momentum:
@@ -156,8 +157,8 @@ class SelfModifyingMemory(nn.Module):
             if updates and projections is not None and ablation.self_modification:
                 # Mean over the chunk's tokens of lr_t * grad_t: each token adds lr_t / chunk_size.
                 # (sums times constants: torch.mean is two ops behind a Python wrapper)
-                rate = learning_rate.sum(1) * (self.projection_rate / self.n_heads)
-                pair_log_retention = log_retention.sum(1) * (1 / self.n_heads)
+                rate = learning_rate.sum(1) * (self.projection_rate / H)
+                pair_log_retention = log_retention.sum(1) * (1 / H)
                 pairs = projected.narrow(1, 0, 2)  # the memory's own keys and values
                 if n == config.memory_chunk_size:  # a whole chunk: nothing pending before it
                     projections = ProjectionMemories.step(projections, pairs, rate, pair_log_retention)

@@ -142,7 +142,8 @@ def _full_runs(q, k, v, eta, la, memory, span: int, period: int, return_writes: 
     seen = torch.bmm(k, k.transpose(1, 2)).view(N, n, span, span).mul_(decay).view(N * n, span, span)
     reads = torch.bmm(q, k.transpose(1, 2)).view(N, n, span, span).mul_(decay).view(N * n, span, span)
     out, writes, memory = chunk_scan(q, k, v, eta, seen, reads, start_decay, start_decay, end_decay,
-                                     per_run(((span // period) * la).exp()), memory, "writes" if return_writes else None)
+                                     per_run(((span // period) * la).exp()), memory,
+                                     "writes" if return_writes else None)
     return out.view(N, T, dv), None if writes is None else writes.reshape(N, T, dv), memory
 
 
