@@ -42,9 +42,9 @@ class CausalSelfAttention(nn.Module):
         key_positions = torch.cat([cache.positions, positions])
         if self.window is None:
             new_cache = AttentionCache(keys, values, key_positions)
-        else:  # keep only the keys a future token can still see
+        else:  # keep only the keys a future token can still see (copied: a view would keep all of them alive)
             keep = max(0, keys.shape[2] - (self.window - 1))
-            new_cache = AttentionCache(keys[:, :, keep:], values[:, :, keep:], key_positions[keep:])
+            new_cache = AttentionCache(*(t[..., keep:, :].clone() for t in (keys, values)), key_positions[keep:].clone())
         # Compared directly: an int64 [T, keys] offset matrix cost ~5x more than the attention mask itself.
         allowed = key_positions[None, :] <= positions[:, None]
         if self.window is not None:

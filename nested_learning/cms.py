@@ -68,7 +68,8 @@ class CMSLevel(nn.Module):
             trace.update(keys=features[:, 0, :-1], values=values, writes=result.writes[:, 0],
                          learning_rate=eta[:, 0], retention=log_retention.exp())
         # The kernel's output is a fresh tensor no backward needs: the residual is added in place.
-        return result.output[:, 0].add_(z), CMSLevelState(result.memory, result.pending, z[:, -1])
+        # previous_input is copied: a view would keep the whole [B, T, D] input alive with the state.
+        return result.output[:, 0].add_(z), CMSLevelState(result.memory, result.pending, z[:, -1].clone())
 
 
 class ContinuumMemorySystem(nn.Module):

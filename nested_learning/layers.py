@@ -73,5 +73,7 @@ class CausalConv(nn.Module):
                 conv[:, shift:].addcmul_(x[:, :T - shift], weight)
             n = min(shift, T)  # the first tokens reach back into the previous call's inputs
             conv[:, :n].addcmul_(history[:, W - 1 - shift:W - 1 - shift + n], weight)
-        new_history = x[:, T - (W - 1):] if T >= W - 1 else torch.cat([history[:, T:], x], dim=1)
+        # A copy, not a view: a view would keep the whole [B, T, C] input alive as long as the state
+        # lives (and kept the allocator's heap from shrinking back cleanly between calls).
+        new_history = x[:, T - (W - 1):].clone() if T >= W - 1 else torch.cat([history[:, T:], x], dim=1)
         return y, new_history

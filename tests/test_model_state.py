@@ -51,6 +51,18 @@ def test_state_never_aliases_parameters(model):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_state_holds_no_view_of_a_larger_buffer(preset):
+    """A state tensor that is a slice of a per-call buffer (the conv history of the projected inputs,
+    the CMS's last input, the attention window) would keep that whole buffer alive with the state:
+    a dashboard keeping states per token would hold megabytes per layer instead of kilobytes."""
+    model = tiny_model(preset, attention_window=12)
+    with torch.no_grad():
+        state = model(random_tokens(2, 40)).state
+    for name, t in state.tensors().items():
+        assert t.untyped_storage().nbytes() <= t.numel() * t.element_size(), name
+
+
 SPLITS = [(0, 7), (7, 40), (40, 41), (41, 67)]
 
 
