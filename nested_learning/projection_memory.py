@@ -62,7 +62,9 @@ class ProjectionMemories(nn.Module):
         w_in, w_out = state.w_in.flatten(0, 1), state.w_out.flatten(0, 1)  # [3B, h, D], [3B, D, h]
         flat = z.flatten(0, 1)
         hidden = F.silu(torch.bmm(flat, w_in.transpose(1, 2)) / z_norm.flatten(0, 1))
-        return torch.baddbmm(flat, hidden, w_out.transpose(1, 2)).view(z.shape)
+        # the residual added in place to the matmul's fresh output (baddbmm would first copy the strided
+        # input into yet another fresh buffer)
+        return torch.bmm(hidden, w_out.transpose(1, 2)).add_(flat).view(z.shape)
 
     @staticmethod
     def gradients(state: ProjectionMemoryState, pairs: torch.Tensor,
@@ -82,10 +84,13 @@ class ProjectionMemories(nn.Module):
         pre = pre.view(B, 2 * n, N_PROJECTIONS, h).transpose(1, 2).reshape(B * N_PROJECTIONS, 2 * n, h)
         hidden = F.silu(pre)
         keys, values = pairs[:, :n], pairs[:, n:]
-        # P(k) - P(v) = (k - v) + (silu(W_in k^) - silu(W_in v^)) W_out^T, for each memory
-        error = torch.baddbmm((keys - values).unsqueeze(1).expand(B, N_PROJECTIONS, n, D).flatten(0, 1),
-                              hidden[:, :n] - hidden[:, n:], w_out.transpose(1, 2))  # [3B, n, D]
-        weighted = error.view(B, N_PROJECTIONS, n, D).mul_(learning_rate[:, None, :, None]).flatten(0, 1)
+        # lr (P(k) - P(v)) = lr (k - v) + lr (silu(W_in k^) - silu(W_in v^)) W_out^T, for each memory: the
+        # rate scales the narrow factors, and the shared term is added in place to the matmul's fresh
+        # output (no broadcast copy of it, no extra pass over the [3B, n, D] product)
+        rate = learning_rate[:, None, :, None]  # [B, 1, n, 1]
+        weighted = torch.bmm((rate * (hidden[:, :n] - hidden[:, n:]).view(B, N_PROJECTIONS, n, h)).flatten(0, 1),
+                             w_out.transpose(1, 2))  # [3B, n, D]
+        weighted = weighted.view(B, N_PROJECTIONS, n, D).add_((rate * (keys - values)[:, None])).flatten(0, 1)
         grad_out = torch.bmm(weighted.transpose(1, 2), hidden[:, :n]).view(B, N_PROJECTIONS, D, h)
         grad_pre = _silu_backward(torch.bmm(weighted, w_out), pre[:, :n])  # [3B, n, h]
         # d pre / d W_in = k^ = k / ||k||: the norm scales the narrow factor, the keys go in raw
@@ -130,4 +135,5 @@ class ProjectionMemories(nn.Module):
     def _descend(state, mean_log_retention, grad_in, grad_out, pending) -> ProjectionMemoryState:
         """W <- retention * W - grad (DGD) for both fast weights; ``pending`` is the new state's pending sums."""
         retention = mean_log_retention.exp()[:, None, None, None]
-        return ProjectionMemoryState(retention * state.w_in - grad_in, retention * state.w_out - grad_out, *pending)
+        return ProjectionMemoryState((retention * state.w_in).sub_(grad_in), (retention * state.w_out).sub_(grad_out),
+                                     *pending)

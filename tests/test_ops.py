@@ -36,6 +36,19 @@ def test_gated_delta_chunked_equals_oracle(T, chunk):
     assert rel(out.memory, ref.memory) < 1e-4
 
 
+@pytest.mark.parametrize("T", [100, 64])
+def test_gated_delta_with_wide_values_equals_oracle(T):
+    """Values wider than keys take chunk_scan's wide form: T^-1 formed once, the errors from the writes."""
+    q, k, _, eta, log_retention, _ = inputs(T)
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(*k.shape[:3], 4 * k.shape[-1], generator=g)
+    memory = torch.randn(*k.shape[:2], v.shape[-1], k.shape[-1], generator=g)
+    ref = gated_delta_rule_reference(q, k, v, eta, log_retention, memory)
+    out = gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=16)
+    for name in ("output", "error", "memory"):
+        assert rel(getattr(out, name), getattr(ref, name)) < 1e-4, name
+
+
 @pytest.mark.parametrize("floor", [None, math.log(0.8)])
 @pytest.mark.parametrize("T", [64, 37])
 def test_one_chunk_with_memory_keys_equals_oracle(T, floor):

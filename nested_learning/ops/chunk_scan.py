@@ -16,8 +16,10 @@ with Y = S T^-1 and R = T^-T diag(write_end) K, both right-hand triangular solve
     out    = (diag(read_start) Q - Y diag(eta write_start) K) M^T + Y diag(eta) V
     M_next = M (run_decay I - K^T diag(eta write_start) R) + V^T diag(eta) R
 
-so every solve and every sequential step is dk x dk, and dv-wide data (values, outputs) passes
-through a few batched matmuls only: on CPU fresh dv-wide temporaries cost more than the flops.
+so every sequential step is dk x dk, and dv-wide data (values, outputs) passes through a few
+batched matmuls only: on CPU fresh dv-wide temporaries cost more than the flops. T^-1 itself is
+formed once (one triangular solve against the identity) and Y, R, and the recorded writes are
+matmuls with it: a batched [C, C] triangular solve ran ~4x slower than a matmul of the same size.
 That pays when values are wider than keys (a CMS level: dv = d_model, dk = its hidden width). With
 dv <= dk the direct form is cheaper (fewer big matmuls): one solve gives u = U_v - U_m M^T for
 every chunk, and the sequential step forms u per chunk.
@@ -44,14 +46,18 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
     n = k.shape[0] // N
     k_t = k.transpose(1, 2)
     system = seen * eta[:, :, None]
-    # Y = S T^-1 and R^T = (E K)^T T^-1: two solves with one system ran ~20% faster here than one
-    # solve of their concatenation (the copy into a fresh [C + dk, C] buffer cost more).
-    mixing = torch.linalg.solve_triangular(system, reads, upper=False, left=False, unitriangular=True)
-    reach = torch.linalg.solve_triangular(system, k_t * write_end[:, None, :], upper=False, left=False,
-                                          unitriangular=True).transpose(1, 2)  # R [C, dk]
+    # T^-1 from X T = I (the right-hand form needs no layout copy), then Y = S T^-1 and
+    # R = T^-T (E K): one solve and two matmuls took 154 us against 251 us for two solves (8 chunks
+    # of 64 alone; 1-3% of a whole CMS call), and a recorded write is a matmul, not a dv-wide solve.
+    identity = torch.eye(system.shape[-1], dtype=system.dtype, device=system.device).expand_as(system)
+    inverse = torch.linalg.solve_triangular(system, identity, upper=False, left=False, unitriangular=True)
+    mixing = torch.bmm(reads, inverse)
+    reach = torch.bmm(inverse.transpose(1, 2), write_end[:, :, None] * k)  # R [C, dk]
     eta_start = (eta * write_start)[:, :, None]
-    # baddbmm with alpha -1 instead of bmm and a subtraction: one fresh [C, dk] buffer less each
-    read_keys = torch.baddbmm(read_start[:, :, None] * q, mixing, eta_start * k, alpha=-1)
+    # Accumulated in place on a fresh product (its backward needs only its inputs): no bmm, no
+    # subtraction, and no copy of the input into another fresh [C, dk] buffer (as baddbmm would make).
+    read_keys = (read_start[:, :, None] * q).baddbmm_(mixing, eta_start * k, alpha=-1)
+    # (run_decay may be one shared [1, 1, 1]: baddbmm broadcasts it, an in-place call could not)
     step = torch.baddbmm(torch.eye(dk, dtype=k.dtype, device=k.device) * run_decay, k_t, eta_start * reach, alpha=-1)
     gained = torch.bmm(v.transpose(1, 2), eta[:, :, None] * reach).view(N, n, dv, dk)
     step = step.view(N, n, dk, dk)
@@ -64,11 +70,13 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
     out = torch.bmm(mixing * eta[:, None, :], v).baddbmm_(read_keys, start_memory.transpose(1, 2))
     if returns is None:
         return out, None, memory
-    # One more solve, dv wide: u = T^-1 diag(eta) (V - diag(write_start) K M^T), and e from I + G diag(eta)
+    # The writes themselves: u = T^-1 diag(eta) (V - diag(write_start) K M^T), one dv-wide matmul
     residual = v - write_start[:, :, None] * torch.bmm(k, start_memory.transpose(1, 2))
+    writes = torch.bmm(inverse, eta[:, :, None] * residual)
     if returns == "writes":
-        return out, solve_unit_lower(system, eta[:, :, None] * residual), memory
-    return out, solve_unit_lower(seen * eta[:, None, :], residual), memory
+        return out, writes, memory
+    # e = residual - G u (the earlier writes each token's prediction saw)
+    return out, torch.baddbmm(residual, seen.tril(-1), writes, alpha=-1), memory
 
 
 def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory, returns):
@@ -86,10 +94,10 @@ def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, 
         starts.append(memory)
         u = torch.baddbmm(from_values[:, c], from_memory[:, c], memory.transpose(1, 2), alpha=-1)
         writes.append(u)
-        memory = torch.baddbmm(run_decay[:, c] * memory, u.transpose(1, 2), end_keys[:, c])
+        memory = (run_decay[:, c] * memory).baddbmm_(u.transpose(1, 2), end_keys[:, c])
     start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
     writes = torch.stack(writes, 1).view(N * n, C, dv)
-    out = torch.baddbmm(read_start[:, :, None] * torch.bmm(q, start_memory.transpose(1, 2)), reads, writes)
+    out = (read_start[:, :, None] * torch.bmm(q, start_memory.transpose(1, 2))).baddbmm_(reads, writes)
     if returns != "errors":
         return out, writes if returns == "writes" else None, memory
     # e = V - M_{t-1} k_t: the start memory's part plus the earlier writes seen

@@ -138,7 +138,9 @@ def gated_delta_chunk(q, k, v, eta, log_retention, memory, memory_keys: torch.Te
     rate = eta.unsqueeze(-1)
     writes = solve_unit_lower(seen * rate, rate * residual)
     # Read after the write: out_t = e^{c_t} M_0 q_t + sum_{s<=t} e^{c_t - c_s} (q_t . k_s) u_s
-    output = torch.baddbmm(start_reads, reads, writes)
-    new_memory = torch.baddbmm(run_decay * memory, writes.transpose(1, 2), end_keys)
+    # Accumulated in place on fresh products (their backward needs only their inputs): baddbmm's
+    # copy of its input into yet another fresh buffer cost as much as the matmul itself here.
+    output = start_reads.baddbmm_(reads, writes)
+    new_memory = (run_decay * memory).baddbmm_(writes.transpose(1, 2), end_keys)
     error = torch.baddbmm(residual, seen.tril(-1), writes, alpha=-1) if return_error else None
     return DeltaRuleResult(output, error, new_memory)
