@@ -11,7 +11,7 @@ supplies its decays and masks and the scan computes
 where G (``seen``, strictly lower part used) says how much of write s token t's prediction sees
 and S (``reads``) how much of it token t reads. So u = T^-1 diag(eta) (V - diag(write_start) K M^T)
 with T = I + diag(eta) G. When values are wider than keys the writes are never formed:
-with Y = S T^-1 and R = T^-T diag(write_end) K, both right-hand triangular solves with T,
+with Y = S T^-1 and R = T^-T diag(write_end) K (both from one explicit T^-1, see below),
 
     out    = (diag(read_start) Q - Y diag(eta write_start) K) M^T + Y diag(eta) V
     M_next = M (run_decay I - K^T diag(eta write_start) R) + V^T diag(eta) R
