@@ -71,16 +71,29 @@ def main():
     parser.add_argument("--all-presets", action="store_true", help="time every preset against the transformer")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, torch.get_num_threads()],
                         help="torch thread counts to time, one after the other (default: 1 and torch's default)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="repeat each forward measurement (a whole interleaved median) this many times and "
+                             "print every ratio: on a shared VM one run can land in a slow spell")
     args = parser.parse_args()
+    if args.rounds < 1 or args.repeats < 1 or min(args.threads) < 1:
+        parser.error("--rounds, --repeats and --threads must be positive")
     torch.manual_seed(0)
     presets = ("hope", "hope-paper", "hope-attention", "titans", "transformer") if args.all_presets else ("hope", "transformer")
     for threads in dict.fromkeys(args.threads):  # the small memory ops gain little from threads, big matmuls do
         torch.set_num_threads(threads)
-        times = model_ratio(args.rounds, presets)
-        base = times["transformer"]
-        print(f"forward, 4x256, 4 heads, T=512, B=1, {threads} threads, median of {args.rounds}:")
-        for name, t in times.items():
-            print(f"  {name:15s} {t * 1e3:8.1f} ms  {512 / t:9.0f} tok/s  {t / base:5.2f}x transformer")
+        ratios = {name: [] for name in presets}
+        for repeat in range(args.repeats):
+            times = model_ratio(args.rounds, presets)
+            base = times["transformer"]
+            print(f"forward, 4x256, 4 heads, T=512, B=1, {threads} threads, median of {args.rounds}"
+                  + (f" (run {repeat + 1} of {args.repeats})" if args.repeats > 1 else "") + ":")
+            for name, t in times.items():
+                print(f"  {name:15s} {t * 1e3:8.1f} ms  {512 / t:9.0f} tok/s  {t / base:5.2f}x transformer")
+                ratios[name].append(t / base)
+        if args.repeats > 1:
+            for name in presets[:-1]:
+                print(f"  {name} x transformer over {args.repeats} runs, {threads} threads: "
+                      + " ".join(f"{r:.2f}" for r in ratios[name]) + f" (median {statistics.median(ratios[name]):.2f})")
         kt = kernel_ratio(max(3, args.rounds // 3))
         oracle = kt["per_token_oracle"]
         print(f"gated delta rule, d=64, T=2048, H=4, default chunk, {threads} threads: oracle {oracle * 1e3:.1f} ms; "
