@@ -90,7 +90,7 @@ class ProjectionMemories(nn.Module):
         rate = learning_rate[:, None, :, None]  # [B, 1, n, 1]
         weighted = torch.bmm((rate * (hidden[:, :n] - hidden[:, n:]).view(B, N_PROJECTIONS, n, h)).flatten(0, 1),
                              w_out.transpose(1, 2))  # [3B, n, D]
-        weighted = weighted.view(B, N_PROJECTIONS, n, D).add_((rate * (keys - values)[:, None])).flatten(0, 1)
+        weighted = weighted.view(B, N_PROJECTIONS, n, D).addcmul_(rate, (keys - values)[:, None]).flatten(0, 1)
         grad_out = torch.bmm(weighted.transpose(1, 2), hidden[:, :n]).view(B, N_PROJECTIONS, D, h)
         grad_pre = _silu_backward(torch.bmm(weighted, w_out), pre[:, :n])  # [3B, n, h]
         # d pre / d W_in = k^ = k / ||k||: the norm scales the narrow factor, the keys go in raw
