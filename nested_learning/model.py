@@ -129,6 +129,18 @@ class HopeTransformer(nn.Module):
         """
         ablation = ablation or FULL
         tokens = self._check_tokens(tokens)
+        if not torch.is_grad_enabled() and trace is None and not torch.is_inference_mode_enabled():
+            # Nothing here will be differentiated: run under inference_mode, which skips the view and
+            # version bookkeeping of the memories' thousands of small ops (hope ~6-10% faster here),
+            # then copy the results out as normal tensors, so the caller may still modify them in place
+            # or hand the state to a training call (inference tensors allow neither).
+            with torch.inference_mode():
+                out = self._forward(tokens, state, ablation, None, trace_attention)
+            return HopeOutput(out.logits.clone(), out.state.clone())
+        return self._forward(tokens, state, ablation, trace, trace_attention)
+
+    def _forward(self, tokens: torch.Tensor, state: HopeState | None, ablation: Ablation, trace: dict | None,
+                 trace_attention: bool) -> HopeOutput:
         B, T = tokens.shape
         if state is None:
             state = self.init_state(B)

@@ -31,6 +31,25 @@ def test_inference_mode_still_updates(model):
     assert not torch.equal(out.state.tensors()["layers.0.memory.memory"], initial["layers.0.memory.memory"])
 
 
+def test_no_grad_call_returns_normal_tensors_equal_to_a_grad_call(model):
+    """Under no_grad the forward runs internally in inference_mode (faster) and copies its results
+    out: they must equal a grad-enabled call's bit for bit and stay ordinary tensors, which the caller
+    may modify in place and hand to a training call (inference tensors allow neither)."""
+    tokens = random_tokens(2, 40)
+    with torch.no_grad():
+        fast = model(tokens)
+    reference = model(tokens)
+    assert torch.equal(fast.logits, reference.logits.detach())
+    for name, t in fast.state.tensors().items():
+        assert not t.is_inference(), name
+        assert torch.equal(t, reference.state.tensors()[name].detach()), name
+    fast.logits.div_(2.0)  # in place, as sampling code does (fails on an inference tensor)
+    model.train()
+    loss = model(random_tokens(2, 8, seed=1), state=fast.state).logits.square().mean()
+    loss.backward()  # the no_grad state seeds a training call
+    assert model.embed.weight.grad is not None and torch.isfinite(model.embed.weight.grad).all()
+
+
 def test_updates_off_keeps_memory_at_initial_state(model):
     start = model.init_state(1)
     with torch.no_grad():
