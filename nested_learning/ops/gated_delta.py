@@ -136,7 +136,10 @@ def gated_delta_chunk(q, k, v, eta, log_retention, memory, memory_keys: torch.Te
     # v_t - e^{c_{t-1}} M_0 k_t: each token's error before the chunk's earlier writes
     residual = torch.addcmul(v, previous, memory_keys, value=-1)
     rate = eta.unsqueeze(-1)
-    writes = solve_unit_lower(seen * rate, rate * residual)
+    if return_error:  # the errors need seen and the residual as they are
+        writes = solve_unit_lower(seen * rate, rate * residual)
+    else:  # both fresh and not needed after the solve: scaled in place, no two more fresh buffers
+        writes = solve_unit_lower(seen.mul_(rate), residual.mul_(rate))
     # Read after the write: out_t = e^{c_t} M_0 q_t + sum_{s<=t} e^{c_t - c_s} (q_t . k_s) u_s
     # Accumulated in place on fresh products (their backward needs only their inputs): baddbmm's
     # copy of its input into yet another fresh buffer cost as much as the matmul itself here.
