@@ -82,15 +82,17 @@ class ContinuumMemorySystem(nn.Module):
         return [level.init_state(batch_size) for level in self.levels]
 
     def forward(self, x: torch.Tensor, states: list[CMSLevelState], position: int, ablation: Ablation = Ablation(),
-                trace: dict | None = None) -> tuple[torch.Tensor, list[CMSLevelState]]:
+                trace: dict | None = None, trace_levels: bool = True) -> tuple[torch.Tensor, list[CMSLevelState]]:
+        """``trace`` gets the chain's input and, with ``trace_levels``, each level's write pairs
+        ("levels.{i}"). The input alone suffices to replay every level exactly from the initial states."""
         new_states = []
         if trace is not None:
-            trace["input"] = x  # with the initial states, this replays every level exactly
+            trace["input"] = x
         for i, (level, state) in enumerate(zip(self.levels, states)):
             if ablation.cms_level(i):
-                level_trace = {} if trace is not None else None
+                level_trace = {} if trace is not None and trace_levels else None
                 x, state = level(x, state, position, ablation, level_trace)
-                if trace is not None:
+                if level_trace is not None:
                     trace[f"levels.{i}"] = level_trace
             new_states.append(state)
         return x, new_states

@@ -67,7 +67,9 @@ class HopeBlock(nn.Module):
         if self.cms is not None and ablation.cms:
             h = self.norms["cms"](x)
             cms_trace = {} if trace is not None else None
-            y, cms_state = self.cms(h, state.cms, position, ablation, cms_trace)
+            # the chain's input only: the levels' write pairs (two dv-wide matmuls per level) are replayed
+            # from it when wanted (Recording.cms_events), not paid for on every traced call
+            y, cms_state = self.cms(h, state.cms, position, ablation, cms_trace, trace_levels=False)
             x = x + (y - h)
             if trace is not None:
                 trace["cms"] = cms_trace
@@ -124,7 +126,7 @@ class HopeTransformer(nn.Module):
 
         ``trace``: an optional dict the layers fill with per-token internals (used by the recorder):
         ``trace["layers"][i]`` holds "memory" (surprise, rates, keys, values, errors [B, H, T(, d)]),
-        "cms" (the chain input and each level's write pairs) and, with ``trace_attention``,
+        "cms" (the chain input, which replays every level exactly) and, with ``trace_attention``,
         "attention.weights" [B, H, T, keys].
         """
         ablation = ablation or FULL

@@ -1,4 +1,5 @@
 """Recording: streams equal an independent per-token reference; states rebuild exactly; files; budgets."""
+import itertools
 import math
 
 import pytest
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 
 from nested_learning import Ablation
 from nested_learning.recording import Recording, RecordingError, record
+from nested_learning.recording.stats import linear_scan
 from tests.conftest import random_tokens, tiny_model
 
 
@@ -88,15 +90,44 @@ def test_rebuilt_memory_equals_model_state(preset):
     assert torch.allclose(delta, recording.memory_matrix(0, 0, 5) - recording.memory_matrix(0, 0, 4))
 
 
+def test_recording_and_state_are_ordinary_tensors():
+    """record() runs under inference_mode; what it hands out must still allow in-place edits and
+    training from the returned state (inference tensors allow neither)."""
+    model = tiny_model()
+    recording, state = record(model, random_tokens(1, 20)[0])
+    assert not any(t.is_inference() for t in recording.tensors.values())
+    assert not any(t.is_inference() for t in state.tensors().values())
+    recording.stream("loss").mul_(1.0)
+    model.train()
+    model(random_tokens(1, 8, seed=1), state=state).logits.sum().backward()
+    assert model.embed.weight.grad is not None
+
+
+@pytest.mark.parametrize("low, high", [(0.8, 1.0), (1e-4, 1e-3), (0.5, 1.5)])
+def test_linear_scan_equals_the_sequential_recurrence(low, high):
+    """The closed form behind the norm streams: one run for ordinary retentions, several when tiny
+    ones would push e^{-L} past its range (1e-4: ~65 tokens per run), and factors above 1."""
+    g = torch.Generator().manual_seed(0)
+    a = low + (high - low) * torch.rand(3, 300, generator=g, dtype=torch.float64)
+    b, x0 = torch.randn(3, 300, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)
+    expected, x = [], x0
+    for t in range(300):
+        x = a[:, t] * x + b[:, t]
+        expected.append(x)
+    assert torch.allclose(linear_scan(a, b, x0), torch.stack(expected, -1), rtol=1e-10, atol=1e-12)
+    a[0, 100] = float("nan")  # a diverged run: NaN from there on, no error
+    assert linear_scan(a, b, x0)[0, 100:].isnan().all() and not linear_scan(a, b, x0)[1:].isnan().any()
+
+
 @pytest.mark.parametrize("preset", ["hope", "titans"])
 def test_norm_streams_match_rebuilt_matrices(preset):
     recording, _ = record(tiny_model(preset), random_tokens(1, 30)[0])
-    for t in (0, 9, 29):
-        for head in (0, 1):
-            memory = recording.memory_matrix(1, head, t)
-            assert recording.stream("layers.1.memory.memory_norm")[t, head] == pytest.approx(memory.norm().item(), rel=1e-4)
-            delta = recording.memory_delta(1, head, t).norm().item()
-            assert recording.stream("layers.1.memory.write_norm")[t, head] == pytest.approx(delta, rel=1e-3, abs=1e-6)
+    for layer, t, head in itertools.product((0, 1), (0, 9, 29), (0, 1)):  # every layer: the scans run batched
+        memory = recording.memory_matrix(layer, head, t)
+        norms = recording.stream(f"layers.{layer}.memory.memory_norm")
+        assert norms[t, head] == pytest.approx(memory.norm().item(), rel=1e-4)
+        delta = recording.memory_delta(layer, head, t).norm().item()
+        assert recording.stream(f"layers.{layer}.memory.write_norm")[t, head] == pytest.approx(delta, rel=1e-3, abs=1e-6)
 
 
 def test_cms_events_follow_the_cadence_across_recordings():

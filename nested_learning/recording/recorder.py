@@ -6,6 +6,7 @@ factors from which every memory matrix is rebuilt exactly afterwards.
 """
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 
@@ -58,8 +59,13 @@ def record(model: HopeTransformer, text_or_tokens, state: HopeState | None = Non
     state = (state if state is not None else model.init_state(1)).detach()
     if state.batch_size != 1:
         raise RecordingError("a recording follows one sequence: pass a state with batch size 1")
-    with torch.no_grad():
-        return _record(model, tokens, text, state, ablation, top_k, attention, full_states)
+    # inference_mode, like the model's own no_grad path: no autograd bookkeeping for the forward's
+    # thousands of small ops. Its tensors could be neither modified in place nor used by autograd
+    # later, so the recording and the state are handed out as ordinary copies (a few MB).
+    with torch.inference_mode():
+        recording, new_state = _record(model, tokens, text, state, ablation, top_k, attention, full_states)
+    return (dataclasses.replace(recording, tensors={name: t.clone() for name, t in recording.tensors.items()}),
+            new_state.clone())
 
 
 def _record(model, tokens, text, state, ablation, top_k, attention, full_states):
