@@ -115,6 +115,7 @@ def test_linear_scan_equals_the_sequential_recurrence(low, high):
         x = a[:, t] * x + b[:, t]
         expected.append(x)
     assert torch.allclose(linear_scan(a, b, x0), torch.stack(expected, -1), rtol=1e-10, atol=1e-12)
+    assert linear_scan(a[:, :0], b[:, :0], x0).shape == (3, 0)  # no tokens (a CMS level with no update yet)
     a[0, 100] = float("nan")  # a diverged run: NaN from there on, no error
     assert linear_scan(a, b, x0)[0, 100:].isnan().all() and not linear_scan(a, b, x0)[1:].isnan().any()
 

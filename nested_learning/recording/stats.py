@@ -22,9 +22,11 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, max_log_rang
     nats, far from float64's limits: one run for every realistic retention, so a few whole-length
     ops instead of [T, chunk] decay matrices (which cost 10x more here)."""
     T = a.shape[-1]
+    if T == 0:
+        return b.clone()
     log_a = a.log()
     # (a diverged run's NaN is left to propagate in its own row, as through the recurrence itself)
-    worst = float(log_a.abs().nan_to_num(nan=0.0, posinf=float("inf")).max()) if T else 0.0
+    worst = float(log_a.abs().nan_to_num(nan=0.0, posinf=float("inf")).max())
     run = T if worst * T <= max_log_range else max(1, int(max_log_range / worst))
     out, x = [], x0
     for start in range(0, T, run):
