@@ -133,7 +133,7 @@ class HopeTransformer(nn.Module):
         tokens = self._check_tokens(tokens)
         if not torch.is_grad_enabled() and trace is None and not torch.is_inference_mode_enabled():
             # Nothing here will be differentiated: run under inference_mode, which skips the view and
-            # version bookkeeping of the memories' thousands of small ops (hope ~6-10% faster here),
+            # version bookkeeping of the memories' thousands of small ops (hope 4-7% faster here),
             # then copy the results out as normal tensors, so the caller may still modify them in place
             # or hand the state to a training call (inference tensors allow neither).
             with torch.inference_mode():
