@@ -14,7 +14,8 @@ Decisions (the paper leaves them open):
   geometric-mean retention (DGD: W <- retention * W - lr * grad). A chunk cut by the end of a call
   keeps its pending sums in the state, so streaming equals one long call.
 - The fast MLP reads the unit-normalised input and learns at ``projection_learning_rate`` times the
-  memory's learning rate: without both, the in-context MLP step overshoots and diverges (seen here).
+  memory's learning rate, each token's step divided by 1 + the squared norm of its Jacobian
+  (normalised LMS, see ``_step_norm``): the step can then never overshoot, whatever the input's scale.
 - The gradient is written out by hand (no autograd inside the forward), so outer training
   differentiates through these writes like any other op.
 """
@@ -30,12 +31,10 @@ from .state import ProjectionMemoryState
 N_PROJECTIONS = 3  # key, value, gate
 
 
-def _silu_backward(upstream: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
-    """upstream * silu'(pre): one fused kernel at inference, differentiable ops when training."""
-    if torch.is_grad_enabled() and (upstream.requires_grad or pre.requires_grad):
-        sig = torch.sigmoid(pre)
-        return upstream * sig * (1 + pre * (1 - sig))
-    return torch.ops.aten.silu_backward(upstream, pre)
+def _silu_slope(pre: torch.Tensor) -> torch.Tensor:
+    """silu'(pre), in the same differentiable ops with and without grad (bit-identical calls)."""
+    sig = torch.sigmoid(pre)
+    return sig * (1 + pre * (1 - sig))
 
 
 class ProjectionMemories(nn.Module):
@@ -69,7 +68,8 @@ class ProjectionMemories(nn.Module):
     @staticmethod
     def gradients(state: ProjectionMemoryState, pairs: torch.Tensor,
                   learning_rate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradients of sum_t lr_t 1/2||P(k_t) - P(v_t)||^2 w.r.t. (W_in, W_out), each [B, 3, ., .].
+        """Gradients of sum_t lr_t / n_t 1/2||P(k_t) - P(v_t)||^2 w.r.t. (W_in, W_out), each [B, 3, ., .],
+        with n_t = ``_step_norm`` (held fixed, per memory).
 
         pairs [B, 2, n, D]: the memory's own keys k_t then values v_t (a slice of ``apply``'s output,
         so no copy); learning_rate [B, n]. The target P(v_t) is held fixed in the inner gradient
@@ -84,19 +84,32 @@ class ProjectionMemories(nn.Module):
         pre = pre.view(B, 2 * n, N_PROJECTIONS, h).transpose(1, 2).reshape(B * N_PROJECTIONS, 2 * n, h)
         hidden = F.silu(pre)
         keys, values = pairs[:, :n], pairs[:, n:]
+        slope = _silu_slope(pre[:, :n])  # silu'(pre) at the keys: [3B, n, h]
+        rate = learning_rate[:, None, :, None] / ProjectionMemories._step_norm(w_out, hidden[:, :n], slope).view(
+            B, N_PROJECTIONS, n, 1)  # [B, 3, n, 1]
         # lr (P(k) - P(v)) = lr (k - v) + lr (silu(W_in k^) - silu(W_in v^)) W_out^T, for each memory: the
         # rate scales the narrow factors, and the shared term is added in place to the matmul's fresh
         # output (no broadcast copy of it, no extra pass over the [3B, n, D] product)
-        rate = learning_rate[:, None, :, None]  # [B, 1, n, 1]
         weighted = torch.bmm((rate * (hidden[:, :n] - hidden[:, n:]).view(B, N_PROJECTIONS, n, h)).flatten(0, 1),
                              w_out.transpose(1, 2))  # [3B, n, D]
         weighted = weighted.view(B, N_PROJECTIONS, n, D).addcmul_(rate, (keys - values)[:, None]).flatten(0, 1)
         grad_out = torch.bmm(weighted.transpose(1, 2), hidden[:, :n]).view(B, N_PROJECTIONS, D, h)
-        grad_pre = _silu_backward(torch.bmm(weighted, w_out), pre[:, :n])  # [3B, n, h]
+        grad_pre = torch.bmm(weighted, w_out) * slope  # [3B, n, h]
         # d pre / d W_in = k^ = k / ||k||: the norm scales the narrow factor, the keys go in raw
         grad_pre = (grad_pre.view(B, N_PROJECTIONS, n, h) / norms[:, None, :n]).transpose(1, 2)
         grad_in = torch.bmm(grad_pre.reshape(B, n, N_PROJECTIONS * h).transpose(1, 2), keys)
         return grad_in.view(B, N_PROJECTIONS, h, D), grad_out
+
+    @staticmethod
+    def _step_norm(w_out: torch.Tensor, hidden: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+        """1 + a bound on ||J_t J_t^T|| per token and memory, [3B, n], J_t the Jacobian of P(k_t) w.r.t. the
+        fast weights: J J^T = ||h_t||^2 I + W_out S_t^2 W_out^T with S_t = diag(silu'(pre_t)) (unit inputs),
+        bounded by ||h_t||^2 + sum_j silu'(pre_tj)^2 ||W_out[:, j]||^2. Dividing token t's step by it
+        (normalised LMS) moves P(k_t) by at most the rate times the error, as unit keys do for the main
+        memory's delta rule: without it a step grows with ||k - v|| ||h||^2, and the fast weights diverged
+        on ordinary text after a few thousand tokens."""
+        column_norms = w_out.square().sum(1)  # [3B, h]
+        return 1.0 + hidden.square().sum(-1) + torch.bmm(slope.square(), column_norms[:, :, None]).squeeze(-1)
 
     @staticmethod
     def accumulate(state: ProjectionMemoryState, pairs: torch.Tensor, learning_rate: torch.Tensor,

@@ -4,7 +4,9 @@ Per head, per token (B batch, H heads, T tokens, d head width, D = H d):
     q_t = l2norm(W_q x_t)                                 static query (the paper's ablation)
     k_t, v_t, g_t = P_k, P_v, P_g (static maps of x_t)    self-modifying projection memories
     surprise_t      = ||v_t - M_{t-1} k_t||                  prediction error before the write
-    learning_rate_t = max_lr * sigmoid(a(g_t) + w * log1p(gate_surprise_t))     bounded
+    learning_rate_t = max_lr * sigmoid(a(g_t) + w * gate_surprise_t)           bounded
+        gate_surprise_t = ||v_t - M_c k_t|| / ||v_t||: the relative error (scale-free: about 1 for a
+        value the memory has never seen, about 0 for one it holds), so w means the same for every head
     retention_t     = 1 - (1 - min_retention) * sigmoid(r(g_t))                 bounded in [min, 1]
     M_t = retention_t M_{t-1} + learning_rate_t (v_t - M_{t-1} k_t) k_t^T     (DGD, Hope eq 88)
     y_t = M_t q_t
@@ -30,6 +32,8 @@ from .ops import gated_delta_chunk, l2norm, momentum_rule_chunk
 from .ops.common import cat_tokens, float32_kernel, last_axis_norm
 from .projection_memory import ProjectionMemories
 from .state import MemoryState
+
+SURPRISE_EPS = 1e-2  # keeps the relative surprise finite for a head whose value is near zero
 
 
 def chunk_runs(position: int, length: int, chunk: int):
@@ -67,11 +71,14 @@ class SelfModifyingMemory(nn.Module):
         # Per-head gate logits from the gate features: learning rate, retention (, momentum).
         self.n_gates = 3 if config.momentum else 2
         self.gates = nn.Linear(D, self.n_gates * H)
-        self.surprise_weight = nn.Parameter(torch.full((H,), 0.5))  # >0: surprising tokens are written harder
+        # >0: surprising tokens are written harder. Starts so that a novel value (relative error 1) gets
+        # sigmoid(2) = 0.88 of the max rate and a held one (error 0) sigmoid(-2) = 0.12 (the lr bias below).
+        self.surprise_weight = nn.Parameter(torch.full((H,), 4.0))
         self.initial_memory = nn.Parameter(torch.zeros(H, d, d))  # learned M_0
         self.out_norm = RMSNorm(d)
         self.out_proj = nn.Linear(D, D, bias=False)
         nn.init.zeros_(self.gates.bias)
+        nn.init.constant_(self.gates.bias[:H], -2.0)
         nn.init.constant_(self.gates.bias[H:2 * H], -3.0)  # retention starts near 1 - 0.05 (1 - min)
 
     def init_state(self, batch_size: int) -> MemoryState:
@@ -131,12 +138,13 @@ class SelfModifyingMemory(nn.Module):
                 keys_full, values_full, gate_features = chunk_input
             k, v = fold(l2norm(self._heads(keys_full))), fold(self._heads(values_full))  # [N, n, d]
             reference_keys = _predict(k, reference)
-            gate_surprise = torch.linalg.vector_norm(v - reference_keys, dim=-1)  # [N, n]
+            gate_error = torch.linalg.vector_norm(v - reference_keys, dim=-1)  # [N, n]
+            gate_surprise = gate_error / (torch.linalg.vector_norm(v, dim=-1) + SURPRISE_EPS)
             gate_logits = self.gates(gate_features).transpose(1, 2)  # [B, gates * H, n]
             learning_rate, log_retention = self._rates(gate_logits, gate_surprise.view(B, H, n), ablation)
             if not updates:
                 out = _predict(qc, memory)
-                surprise = (gate_surprise if reference is memory
+                surprise = (gate_error if reference is memory
                             else torch.linalg.vector_norm(v - _predict(k, memory), dim=-1))
             elif config.momentum:
                 log_gate = None
@@ -146,7 +154,7 @@ class SelfModifyingMemory(nn.Module):
                                              unfold(memory), unfold(momentum), unfold(reference))
                 out, memory, momentum = fold(result.output), fold(result.memory), fold(result.momentum)
                 chunk_error = fold(result.error)
-                surprise = gate_surprise  # with mini-batch gradients the error IS taken at the chunk-start memory
+                surprise = gate_error  # with mini-batch gradients the error IS taken at the chunk-start memory
             else:
                 # One chunk; inside an aligned chunk the gate's reference IS the start memory: reuse M k.
                 result = gated_delta_chunk(qc, k, v, fold(learning_rate), fold(log_retention), memory,
@@ -195,7 +203,7 @@ class SelfModifyingMemory(nn.Module):
         if not ablation.adaptive_lr:  # the learned constant: blind to the token and its surprise
             lr_logits = self.gates.bias[:H, None].expand_as(gate_surprise)
         else:
-            lr_logits = torch.addcmul(lr_logits, self.surprise_weight[:, None], torch.log1p(gate_surprise))
+            lr_logits = torch.addcmul(lr_logits, self.surprise_weight[:, None], gate_surprise)
         learning_rate = torch.sigmoid(lr_logits) * self.max_learning_rate
         if not ablation.retention:
             return learning_rate, torch.zeros_like(learning_rate)
