@@ -20,19 +20,21 @@ from typing import Any
 @dataclass(frozen=True)
 class HopeConfig:
     vocab_size: int = 256  # UTF-8 bytes
-    d_model: int = 256
-    n_layers: int = 4
+    d_model: int = 128
+    n_layers: int = 2
     n_heads: int = 4
     # Causal attention.
     attention: bool = True
-    attention_window: int | None = None  # sliding window in tokens; None = full causal attention
+    # Sliding window in tokens; None = full causal attention. Short, so that what lies further back
+    # reaches a prediction only through the memories (HOPE.md pitfall 9; README "The model").
+    attention_window: int | None = 16
     n_persistent_tokens: int = 4  # learned key/value slots every position can attend to
     rope_base: float = 10000.0
     # Test-time memory (SelfModifyingMemory).
     memory: bool = True
     self_modifying: bool = True  # k, v and gate features come from in-context-updated projection memories
     projection_hidden: int = 32  # hidden width of those projection memories
-    projection_learning_rate: float = 0.1  # their rate, relative to the memory's learning rate
+    projection_learning_rate: float = 0.5  # their rate, relative to the memory's (each step normalised)
     momentum: bool = False  # Titans momentum (mini-batch gradients at the chunk-start memory)
     memory_chunk_size: int = 64  # tokens per chunk: the learning-rate gate's surprise is taken at the chunk start
     max_learning_rate: float = 1.0  # eta_t in (0, max] (divided by memory_chunk_size with momentum)
@@ -120,7 +122,7 @@ class HopeConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The CMS chain adds four fast MLP levels per layer, so the FFN is half the transformer's width
-    # (keeps the default model under 5M parameters; see README "Speed").
+    # (keeps Hope near the same-size transformer's parameter count; README "The model").
     "hope": dict(ffn_mult=2, local_conv=4),
     "hope-paper": dict(attention=False, n_persistent_tokens=0, ffn=False, momentum=True, local_conv=4),
     "hope-attention": dict(memory=False, ffn=False, n_persistent_tokens=0),

@@ -171,7 +171,7 @@ def test_long_sequence_stays_finite():
 def test_default_presets_build():
     for name in PRESETS:
         config = HopeConfig.preset(name)
-        assert config.d_model == 256 and config.n_layers == 4
+        assert config.d_model == 128 and config.n_layers == 2 and config.attention_window == 16
     assert not HopeConfig.preset("transformer").memory and HopeConfig.preset("titans").momentum
     with pytest.raises(ValueError, match="unknown preset"):
         HopeConfig.preset("gpt5")

@@ -206,7 +206,8 @@ def test_persistence_result_and_its_memory_off_control(model):
     assert off.metrics["accuracy_beyond_reach_full_minus_updates_off"].mean == 0.0 and not off.passed
 
 
-def test_no_distance_beyond_reach_is_reported_not_passed(model):
+def test_no_distance_beyond_reach_is_reported_not_passed():
+    model = tiny_model(attention_window=None)  # trained with full attention: the test imposes 64
     result = persistence.run(model, n_sequences=4, window=64, distractor_tokens=(0,))
     assert result.settings["beyond_reach"] == [] and not result.passed
     assert any("beyond attention's reach" in note for note in result.notes)

@@ -4,7 +4,7 @@ import pytest
 from nested_learning import Ablation, HopeConfig
 from nested_learning.viz.view import View, ablation_names, clamp_token, parse_view, view_to_params
 
-CONFIG = HopeConfig.preset("hope")  # 4 layers, 4 heads, 4 CMS levels
+CONFIG = HopeConfig.preset("hope", n_layers=4)  # 4 layers, 4 heads, 4 CMS levels
 PRESETS = ("phrase", "facts")
 
 
