@@ -10,9 +10,13 @@ task's rules, so a model that has memorised the context predicts it with certain
     passkey  a 5-digit pass key stated once, then distractor sentences, then the question;
              answers are the key's digits in the final answer
 
+Each can spread its parts apart with filler text (``gap``, ``spread``, ``filler_bytes``): filler
+comes from a :class:`Filler` (random distractor sentences, or slices of a text pool such as training
+prose), so the model must carry what it read beyond its attention window.
+
 Everything is seeded (an int, a str or a ``random.Random``), so a sample is reproducible anywhere.
 :func:`pack_tasks` fills an exact number of bytes with whole samples (training sequences);
-``weights`` mark the answer bytes.
+``weights`` mark the answer bytes; ``options`` set each task's size ranges and mixture weight.
 """
 from __future__ import annotations
 
@@ -60,14 +64,50 @@ def _check(name: str, value: int, low: int):
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+class Filler:
+    """Filler text between the parts of a task: ASCII, no ``|`` or newline (the tasks' separators).
+
+    Without a pool: distractor sentences in random order. With a pool (e.g. training prose): a slice
+    at a random offset, cut to start after a space."""
+
+    def __init__(self, pool: str | None = None):
+        if pool is not None:
+            pool = "".join(c if " " <= c <= "~" and c != "|" else " " for c in pool)
+            pool = " ".join(pool.split())
+            if len(pool) < 64:
+                raise ValueError("a filler pool needs at least 64 characters of ASCII text")
+        self.pool = pool
+
+    def __call__(self, rng: random.Random, size: int) -> str:
+        if size <= 0:
+            return ""
+        if self.pool is None:
+            text = ""
+            while len(text) < size:
+                text += rng.choice(DISTRACTORS)
+            return text[:size]
+        start = rng.randrange(len(self.pool))
+        start = self.pool.find(" ", start) + 1  # 0 when no space follows: the pool's start
+        text = self.pool[start:start + size]
+        while len(text) < size:  # wrap around
+            text += " " + self.pool[:size - len(text) - 1]
+        return text[:size]
+
+
+SENTENCES = Filler()
+
+
 def associative_recall(seed=0, n_pairs: int = 8, key_length: int = 2, value_length: int = 2,
-                       n_queries: int | None = None) -> TaskSample:
-    """Key-value pairs (distinct letter keys, digit values), then queries of those keys in random order."""
+                       n_queries: int | None = None, spread: int = 0, filler: Filler = SENTENCES) -> TaskSample:
+    """Key-value pairs (distinct letter keys, digit values), then queries of those keys in random order.
+
+    ``spread``: bytes of filler after each pair, so the pairs lie that far apart."""
     _check("n_pairs", n_pairs, 1)
     _check("key_length", key_length, 1)
     _check("value_length", value_length, 1)
     n_queries = n_pairs if n_queries is None else n_queries
     _check("n_queries", n_queries, 1)
+    _check("spread", spread, 0)
     if n_pairs > len(LETTERS) ** key_length:
         raise ValueError(f"{n_pairs} distinct keys do not exist with key_length {key_length}")
     rng = _rng(seed)
@@ -78,7 +118,8 @@ def associative_recall(seed=0, n_pairs: int = 8, key_length: int = 2, value_leng
             keys.append(key)
     values = ["".join(rng.choice(DIGITS) for _ in range(value_length)) for _ in keys]
     queries = [rng.randrange(n_pairs) for _ in range(n_queries)] if n_queries > n_pairs else rng.sample(range(n_pairs), n_queries)
-    text, answers = "recall:" + "".join(f" {k}={v}" for k, v in zip(keys, values)) + " ;", []
+    spacers = [" " + filler(rng, spread - 1) if spread else "" for _ in keys]
+    text, answers = "recall:" + "".join(f" {k}={v}{f}" for k, v, f in zip(keys, values, spacers)) + " ;", []
     for i in queries:
         text += f" {keys[i]}="
         answers.extend(range(len(text), len(text) + value_length))
@@ -86,17 +127,21 @@ def associative_recall(seed=0, n_pairs: int = 8, key_length: int = 2, value_leng
     return TaskSample("recall", text + "\n", tuple(answers))
 
 
-def repeated_string(seed=0, length: int = 32, alphabet: str = LETTERS, repeats: int = 2) -> TaskSample:
-    """A random string, then ``repeats - 1`` copies of it, separated by `` | ``."""
+def repeated_string(seed=0, length: int = 32, alphabet: str = LETTERS, repeats: int = 2, gap: int = 0,
+                    filler: Filler = SENTENCES) -> TaskSample:
+    """A random string, then ``repeats - 1`` copies of it, separated by `` | ``.
+
+    ``gap``: bytes of filler before each separator, so each copy starts that far after the string ends."""
     _check("length", length, 1)
     _check("repeats", repeats, 2)
+    _check("gap", gap, 0)
     if not alphabet or not alphabet.isascii() or any(c in alphabet for c in "|\n"):
         raise ValueError("alphabet must be non-empty ASCII without '|' or newline")
     rng = _rng(seed)
     s = "".join(rng.choice(alphabet) for _ in range(length))
     text, answers = f"repeat: {s}", []
     for _ in range(repeats - 1):
-        text += " | "
+        text += (" " + filler(rng, gap - 1) if gap else "") + " | "
         answers.extend(range(len(text), len(text) + length))
         text += s
     return TaskSample("repeat", text + "\n", tuple(answers))
@@ -107,22 +152,34 @@ PASSKEY_FACT_HEAD, PASSKEY_FACT_TAIL = "The pass key is ", ". Remember it. "
 PASSKEY_QUESTION = "What is the pass key? The pass key is "
 
 
-def passkey(seed=0, n_distractors: int = 12, digits: int = 5) -> TaskSample:
-    """A pass key hidden at a random depth among distractor sentences, then asked for."""
+def passkey(seed=0, n_distractors: int = 12, digits: int = 5, filler_bytes: int = 0,
+            filler: Filler = SENTENCES) -> TaskSample:
+    """A pass key hidden at a random depth among distractor sentences, then asked for.
+
+    ``filler_bytes`` > 0: the key hides in that many bytes of filler text instead (at a word boundary)."""
     _check("n_distractors", n_distractors, 0)
     _check("digits", digits, 1)
+    _check("filler_bytes", filler_bytes, 0)
     rng = _rng(seed)
     key = "".join(rng.choice(DIGITS) for _ in range(digits))
+    fact = PASSKEY_FACT_HEAD + key + PASSKEY_FACT_TAIL
+    if filler_bytes:
+        text = filler(rng, filler_bytes - 1) + " "
+        cut = rng.randint(0, len(text))
+        cut = text.rfind(" ", 0, cut) + 1  # 0 when no space before: the start
+        head = "passkey: " + text[:cut] + fact + text[cut:] + PASSKEY_QUESTION
+        return TaskSample("passkey", head + key + ".\n", tuple(range(len(head), len(head) + digits)))
     sentences = [DISTRACTORS[i % len(DISTRACTORS)] for i in range(n_distractors)]
-    sentences.insert(rng.randint(0, n_distractors), PASSKEY_FACT_HEAD + key + PASSKEY_FACT_TAIL)
+    sentences.insert(rng.randint(0, n_distractors), fact)
     head = "passkey: " + "".join(sentences) + PASSKEY_QUESTION
     return TaskSample("passkey", head + key + ".\n", tuple(range(len(head), len(head) + digits)))
 
 
 TASKS = {"recall": associative_recall, "repeat": repeated_string, "passkey": passkey}
 
-# Sizes drawn for training samples: (parameter, low, high), shrunk when the room left is smaller.
-TRAINING_SIZES = {"recall": ("n_pairs", 2, 16), "repeat": ("length", 8, 64), "passkey": ("n_distractors", 0, 24)}
+# Sizes drawn for training samples when no options are given: {parameter: (low, high)}; ranges shrink
+# when the room left is smaller.
+TRAINING_SIZES = {"recall": {"n_pairs": (2, 16)}, "repeat": {"length": (8, 64)}, "passkey": {"n_distractors": (0, 24)}}
 
 
 def make_sample(task: str, seed=0, **params) -> TaskSample:
@@ -143,40 +200,84 @@ def parse_task_names(names: str | list[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _sample_that_fits(task: str, rng: random.Random, room: int) -> TaskSample | None:
-    name, low, high = TRAINING_SIZES[task]
-    size = rng.randint(low, high)
+def check_task_options(options: dict | None) -> dict[str, dict]:
+    """Validate ``{task: {"weight": w, parameter: [low, high] or value}}`` (a recipe's task mixture).
+
+    Returns it with every range as a (low, high) tuple of integers; raises ValueError on anything else."""
+    clean = {}
+    for task, params in (options or {}).items():
+        if task not in TASKS:
+            raise ValueError(f"task options: unknown task {task!r}; choose from {', '.join(TASKS)}")
+        if not isinstance(params, dict):
+            raise ValueError(f"task options for {task!r} must be an object of parameter ranges")
+        allowed = set(TASKS[task].__code__.co_varnames[1:TASKS[task].__code__.co_argcount]) - {"alphabet", "filler"}
+        out = {}
+        for name, value in params.items():
+            if name == "weight":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise ValueError(f"task options: {task}.weight must be a number >= 0, got {value!r}")
+                out[name] = float(value)
+                continue
+            if name not in allowed:
+                raise ValueError(f"task options: {task} has no parameter {name!r}; use {', '.join(sorted(allowed))}")
+            low, high = (value, value) if not isinstance(value, (list, tuple)) else (tuple(value) + (None,))[:2]
+            if (len(value) != 2 if isinstance(value, (list, tuple)) else False) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (low, high)) or low > high:
+                raise ValueError(f"task options: {task}.{name} must be an integer >= 0 or a range [low, high], got {value!r}")
+            out[name] = (low, high)
+        clean[task] = out
+    return clean
+
+
+def _draw(ranges: dict, rng: random.Random) -> dict:
+    return {name: rng.randint(low, high) for name, (low, high) in ranges.items()}
+
+
+def _sample_that_fits(task: str, rng: random.Random, room: int, ranges: dict, filler: Filler) -> TaskSample | None:
+    params = _draw(ranges, rng)
     seed = rng.getrandbits(64)
-    while size >= low:  # shrink until it fits; each size gives the same seed, so samples stay reproducible
-        sample = make_sample(task, seed, **{name: size})
+    lows = {name: low for name, (low, _) in ranges.items()}
+    while True:  # shrink until it fits; each size gives the same seed, so samples stay reproducible
+        sample = make_sample(task, seed, filler=filler, **params)
         if len(sample) <= room:
             return sample
-        size = min(size - 1, size * room // len(sample))
-    return None
+        if params == lows:
+            return None
+        params = {name: max(lows[name], min(value - 1, value * room // len(sample))) if value > lows[name] else value
+                  for name, value in params.items()}
 
 
-def pack_tasks(seed, length: int, tasks: list[str] | None = None) -> tuple[list[int], list[float]]:
+def pack_tasks(seed, length: int, tasks: list[str] | None = None, options: dict | None = None,
+               filler: Filler = SENTENCES) -> tuple[list[int], list[float]]:
     """Exactly ``length`` bytes of whole task samples (tasks drawn at random) and their answer weights.
 
-    The tail that no sample fits is distractor text with weight 0."""
+    ``options`` (see :func:`check_task_options`) set each task's parameter ranges and its weight in the
+    draw; a task without options uses ``TRAINING_SIZES``. The tail that no sample fits is distractor
+    text with weight 0."""
     _check("length", length, 1)
     tasks = parse_task_names(tasks)
     if not tasks:
         raise ValueError("pack_tasks needs at least one task")
+    options = check_task_options(options)
+    ranges = {t: {k: v for k, v in options.get(t, TRAINING_SIZES[t]).items() if k != "weight"} for t in tasks}
+    weights_of = [options.get(t, {}).get("weight", 1.0) for t in tasks]
+    if not any(weights_of):
+        raise ValueError("pack_tasks: every task has weight 0")
     rng = _rng(seed)
     tokens, weights = [], []
     while len(tokens) < length:
         sample = None
-        for task in [rng.choice(tasks)] + tasks:  # a random task first, then any that still fits
-            sample = _sample_that_fits(task, rng, length - len(tokens))
+        first = rng.choices(tasks, weights_of)[0] if options else rng.choice(tasks)
+        for task in [first] + [t for t, w in zip(tasks, weights_of) if w]:  # a random task first, then any that fits
+            sample = _sample_that_fits(task, rng, length - len(tokens), ranges[task], filler)
             if sample is not None:
                 break
         if sample is None:
             break
         tokens += sample.tokens
         weights += sample.weights()
-    filler = "".join(DISTRACTORS).encode("ascii")
+    pad = "".join(DISTRACTORS).encode("ascii")
     while len(tokens) < length:
-        tokens += filler[:length - len(tokens)]
+        tokens += pad[:length - len(tokens)]
     weights += [0.0] * (length - len(weights))
     return tokens, weights
