@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 
 import torch
 
 from ..cli import CommandError
 from ..config import PRESETS
 from ..tasks import TASKS
+from .recipe import RECIPES, load_recipe, run_recipe
 from .trainer import TrainConfig, train
 
 DEFAULTS = TrainConfig(out="")
@@ -44,11 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser):
                       help="share of documents held out for evaluation, by id hash (default %(default)s)")
     data.add_argument("--data-note", default="", help="where the data came from (recorded in the checkpoint)")
     model = parser.add_argument_group("model")
-    model.add_argument("--preset", default="hope", choices=list(PRESETS))
+    model.add_argument("--preset", default=None, choices=list(PRESETS), help="model preset (default hope, or the recipe's)")
     model.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="KEY=VALUE",
                        help="override a model config field, e.g. --set d_model=128 --set cms_periods=[1,4]")
     run = parser.add_argument_group("training")
     run.add_argument("--out", required=True, help="checkpoint path (.safetensors); metrics go to <out>.metrics.jsonl")
+    run.add_argument("--recipe", default=None, metavar="NAME|FILE.json",
+                     help=f"run a whole curriculum ({', '.join(RECIPES)} or a recipe file): its stages set steps, "
+                          "lengths, rates and the task mixture; stages already done are skipped, an interrupted one resumes")
     run.add_argument("--steps", type=int, default=d.steps)
     run.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per step over all processes")
     run.add_argument("--seq-len", type=int, default=d.seq_len, help="bytes per window (fresh memory state per window)")
@@ -79,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser):
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        out=args.out, data=list(args.data), preset=args.preset, model_overrides=dict(args.overrides),
+        out=args.out, data=list(args.data), preset=args.preset or ("" if args.recipe else "hope"), model_overrides=dict(args.overrides),
         tasks=[t.strip() for t in args.tasks.split(",") if t.strip()], task_fraction=args.task_fraction,
         reread_fraction=args.reread_fraction, heldout_fraction=args.heldout_fraction, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
         bptt=args.bptt, lr=args.lr, min_lr=args.min_lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
@@ -95,7 +101,12 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise CommandError(f"--threads must be a positive integer, got {args.threads}")
         torch.set_num_threads(args.threads)
-    report = train(config_from_args(args))
+    config = config_from_args(args)
+    if args.recipe:
+        config.command = "python -m nested_learning " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        report = run_recipe(load_recipe(args.recipe), config, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    else:
+        report = train(config)
     on = report["updates_on"]
     summary = {key: value for key, value in (("heldout_bpb", on.get("heldout_bpb")),
                                              ("random_init_heldout_bpb", report.get("random_init_heldout_bpb")))

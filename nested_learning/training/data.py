@@ -116,21 +116,40 @@ def reread_window(span: bytes, size: int) -> bytes:
     return (span * (size // len(span) + 1))[:size]
 
 
+FILLER_POOL_BYTES = 1 << 18  # prose the tasks cut their filler from: the first 256 KB of the split
+
+
+def filler_from(sources: list, split: str, heldout_fraction: float) -> synthetic.Filler:
+    """Task filler cut from a split's prose (the first FILLER_POOL_BYTES of it), or distractor
+    sentences when there is no text: the tasks' gaps then look like the text the model reads."""
+    if not sources:
+        return synthetic.SENTENCES
+    stream = TextStream(sources, split, heldout_fraction, loop=False)
+    pool = stream.next_window(FILLER_POOL_BYTES) or stream.buffer
+    try:
+        return synthetic.Filler(pool.decode("utf-8", errors="replace"))
+    except ValueError:  # too little ASCII prose in the split
+        return synthetic.SENTENCES
+
+
 class TrainBatches:
     """Global batches of [batch_size, seq_len + 1] tokens and weights, in a reproducible order."""
 
     def __init__(self, data: list[str], seq_len: int, heldout_fraction: float, tasks: list[str],
-                 task_fraction: float, seed: int, reread_fraction: float = 0.0):
+                 task_fraction: float, seed: int, reread_fraction: float = 0.0, task_options: dict | None = None):
         self.sources = [open_source(spec) for spec in data]
         self.seq_len, self.tasks, self.task_fraction, self.seed = seq_len, tasks, task_fraction, seed
         self.reread_fraction = reread_fraction
+        self.task_options = synthetic.check_task_options(task_options)
+        self.filler = filler_from(self.sources, "train", heldout_fraction) if self.task_options else synthetic.SENTENCES
         self.text = TextStream(self.sources, "train", heldout_fraction) if self.sources else None
         self.sequence = 0  # sequences handed out so far: the position of the run in its data
 
     def next_sequence(self) -> tuple[list[int], list[float]]:
         index, self.sequence = self.sequence, self.sequence + 1
         if self.text is None or (self.tasks and is_task_sequence(index, self.task_fraction)):
-            return synthetic.pack_tasks(f"tasks:{self.seed}:{index}", self.seq_len + 1, self.tasks)
+            return synthetic.pack_tasks(f"tasks:{self.seed}:{index}", self.seq_len + 1, self.tasks,
+                                        self.task_options or None, self.filler)
         span = reread_span(index, self.seed, self.seq_len, self.reread_fraction)
         window = reread_window(self.text.next_window(span - 1), self.seq_len + 1) if span else self.text.next_window(self.seq_len)
         return list(window), [1.0] * len(window)

@@ -39,6 +39,7 @@ class TrainConfig:
     tasks: list[str] = field(default_factory=lambda: list(synthetic.TASKS))
     task_fraction: float = 0.25  # share of training sequences that are synthetic memory tasks
     reread_fraction: float = 0.0  # share of text windows that are one span of text read repeatedly
+    task_options: dict = field(default_factory=dict)  # per task: mixture weight and parameter ranges (tasks.py)
     heldout_fraction: float = 0.02  # share of documents held out (by a hash of the document id)
     steps: int = 1000
     batch_size: int = 8  # windows per step, over all processes
@@ -68,7 +69,8 @@ class TrainConfig:
     command: str = ""  # the command line, recorded in the checkpoint metadata
 
     # Settings that change what a run computes: a resumed run must have the same ones.
-    RESUME_FIELDS = ("data", "init", "preset", "model_overrides", "tasks", "task_fraction", "reread_fraction",
+    RESUME_FIELDS = ("data", "init", "preset", "model_overrides", "tasks", "task_options", "task_fraction",
+                     "reread_fraction",
                      "heldout_fraction", "steps",
                      "batch_size", "seq_len", "bptt", "lr", "min_lr", "warmup_steps", "weight_decay", "beta1",
                      "beta2", "grad_clip", "seed")
@@ -107,6 +109,9 @@ class TrainConfig:
         check(0.0 < self.heldout_fraction < 1.0, f"--heldout-fraction must be in (0, 1), got {self.heldout_fraction}")
         check(self.precision in ("auto", "fp32", "bf16"), f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         self.tasks = synthetic.parse_task_names(self.tasks)
+        synthetic.check_task_options(self.task_options)
+        unused = sorted(set(self.task_options) - set(self.tasks))
+        check(not unused, f"task options given for tasks not trained: {', '.join(unused)}")
         check(bool(self.data) or (self.task_fraction == 1.0 and bool(self.tasks)),
               "no training data: give --data (or --task-fraction 1 to train on the synthetic tasks alone)")
         check(self.task_fraction == 0.0 or bool(self.tasks), "--task-fraction > 0 needs at least one task in --tasks")
@@ -182,7 +187,7 @@ def _train(config: TrainConfig, world: distributed.World, on_step) -> dict:
     model = (load_checkpoint(config.init, device=world.device) if config.init
              else HopeTransformer(config.model_config()).to(world.device)).train()
     batches = TrainBatches(config.data, config.seq_len, config.heldout_fraction, config.tasks,
-                           config.task_fraction, config.seed, config.reread_fraction)
+                           config.task_fraction, config.seed, config.reread_fraction, config.task_options)
     heldout = heldout_sequences(batches, config.eval_windows, config.heldout_fraction) if batches.sources else None
     optimizer = make_optimizer(model, config)
     step, tokens, extra = 0, 0, {}
