@@ -24,6 +24,19 @@ def shared_model(kind: str, name: str, device: str) -> HopeTransformer:
     return models.build_model(models.ModelChoice(kind, name, device))
 
 
+@st.cache_resource(max_entries=2, show_spinner="Loading the baseline...")
+def shared_baseline(device: str) -> HopeTransformer | None:
+    """The shipped same-window transformer (None when assets/ has none), shared like the model."""
+    return models.build_baseline(device)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Building held-out prose from the offline corpus...")
+def shared_prose(heldout_fraction: float):
+    """Held-out prose for the validation suite, built once per server (a few seconds)."""
+    from nested_learning.validation.prose import HeldoutProse
+    return HeldoutProse(heldout_fraction=heldout_fraction)
+
+
 def _choice() -> models.ModelChoice:
     if "model_choice" not in st.session_state:
         choice, notice = models.default_choice()

@@ -24,3 +24,25 @@ def model():
 
 def random_tokens(batch: int, length: int, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+WORDS = ("the a of memory model reads learns writes token window state key value passage text again later "
+         "first second small large every some river stone garden light north quiet open").split()
+
+
+def write_prose(folder, n_documents: int = 24, n_words: int = 400, seed: int = 0):
+    """A folder of generated English-like documents (held-out prose for the validation tests)."""
+    import random
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n_documents):
+        sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 12))).capitalize() + "."
+                     for _ in range(n_words // 8)]
+        (folder / f"doc{i:02d}.txt").write_text(" ".join(sentences))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def prose(tmp_path_factory):
+    from nested_learning.validation.prose import HeldoutProse
+    return HeldoutProse([str(write_prose(tmp_path_factory.mktemp("prose")))], heldout_fraction=0.5, min_bytes=4000)

@@ -203,7 +203,8 @@ def test_compare_learn_validate_model(page, tmp_path):
     page.get_by_text("Mean surprise went from").wait_for()
     wait_idle(page)
     go(page, "Validate")
-    for name in ("memory_updates", "repetition_learning", "in_context_association", "memory_ablation"):
+    for name in ("memory_updates", "repetition_learning", "in_context_association", "memory_ablation",
+                 "surprise_gating", "loss_by_position"):
         page.get_by_label(f"Remove {name}").click()  # keep the two fast experiments
         page.get_by_label(f"Remove {name}").wait_for(state="detached")
         wait_idle(page)

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from nested_learning import Ablation
-from nested_learning.validation import data, memory_ablation, persistence, repetition, updates
+from nested_learning.validation import gating, memory_ablation, persistence, position, repetition, targets, updates
 from nested_learning.validation.association import run as run_association
-from nested_learning.validation.measure import score, windowed
+from nested_learning.validation.measure import local_reach, score
 from tests.conftest import tiny_model
 
 MEMORY_OFF = Ablation(memory=False, cms=False)
@@ -73,53 +73,90 @@ def test_cadence_follows_other_configs(preset, overrides, expected):
     assert {r["component"] for r in result.tables["per_component"]} == expected
 
 
+# --- the reach and the controls -----------------------------------------------------------------
+
+def test_reach_counts_attention_window_and_conv_per_layer():
+    assert local_reach(tiny_model().config) == 2 * (15 + 3)  # window 16, conv 4, 2 layers
+    assert local_reach(tiny_model("transformer", cms_periods=(), n_persistent_tokens=0).config) == 2 * 15  # no conv
+    assert local_reach(tiny_model(attention_window=None).config) is None  # full attention reaches everything
+    assert local_reach(tiny_model("hope-paper").config) == 2 * 3  # no attention: the conv alone
+
+
+def _two_keys(model, distance: int):
+    """Two pass-key rows that differ only in the key, and the positions beyond the key's local reach."""
+    text = "passkey: The pass key is 12345. Remember it. " + "x" * distance + " What is the pass key? The pass key is "
+    tokens = torch.tensor([list(text.encode()), list(text.replace("12345", "67890").encode())])
+    key_end = text.index("12345") + 5
+    return tokens, slice(key_end + local_reach(model.config) + 1, tokens.shape[1])
+
+
+def test_beyond_the_reach_only_the_memories_carry_the_key():
+    model = tiny_model(attention_window=4)
+    tokens, beyond = _two_keys(model, 40)
+    no_memory = score(model, tokens, ablation=MEMORY_OFF).logits[:, beyond]
+    assert (no_memory[0] - no_memory[1]).abs().max() < 1e-5  # nothing local reaches that far
+    with_memory = score(model, tokens).logits[:, beyond]
+    assert (with_memory[0] - with_memory[1]).abs().max() > 1e-4
+    wide = tiny_model(attention_window=None)  # within reach, attention does see the key: the check would catch a leak
+    inside = score(wide, tokens, ablation=MEMORY_OFF).logits[:, beyond]
+    assert (inside[0] - inside[1]).abs().max() > 1e-4
+
+
+def test_reading_in_calls_equals_one_call(model, prose):
+    tokens = torch.tensor([list(w.encode()) for w in prose.windows(2, 90, 0)])
+    one, calls = targets.read(model, tokens), targets.read(model, tokens, call_tokens=32)
+    assert torch.allclose(one.loss[:, 1:], calls.loss[:, 1:], atol=1e-5) and torch.equal(one.correct[:, 1:], calls.correct[:, 1:])
+    assert persistence.calls_match_one_call(model, 2, 100, prose.filler, 0) < persistence.TOLERANCE
+
+
+def test_controls_change_nothing_without_memories(model, prose):
+    passages, fillers = prose.passages(4, 24, 0), prose.fillers(4, 60, 0)
+    out = targets.reread(model, passages, fillers, 60, 24, ablation=MEMORY_OFF)
+    assert torch.equal(out["_own"], out["_swap"]) and torch.equal(out["_own"], out["_reset"])
+    full = targets.reread(model, passages, fillers, 60, 24)
+    assert not torch.equal(full["_own"], full["_swap"])  # with memories, another row's fast weights matter
+
+
 # --- 2. repetition learning ----------------------------------------------------------------------
 
-def test_repetition_reports_loss_and_surprise_per_reading(model):
-    result = repetition.run(model, n_sequences=6, length=10, repeats=3)
-    rows = result.tables["per_reading"]
-    assert [(r["condition"], r["reading"]) for r in rows] == [(c, i) for c in ("updates_on", "updates_off") for i in (1, 2, 3)]
-    assert all(r["loss_ci_low"] <= r["loss"] <= r["loss_ci_high"] and r["surprise"] > 0 for r in rows)
-    assert result.settings["example"].startswith("repeat: ") and result.settings["example"].count(" | ") == 2
+def test_repetition_rule_on_known_losses():
+    first = torch.full((20,), 2.0) + torch.linspace(0, 0.1, 20)
+    metrics, checks = repetition.judge(first, first * 0.3, first * 0.98)
+    assert all(checks.values()) and metrics["ratio_own"].ci_high <= 0.5
+    _, checks = repetition.judge(first, first * 0.6, first * 0.98)  # not half
+    assert not checks["ratio_at_most_half"]
+    _, checks = repetition.judge(first, first * 0.3, first * 0.3)  # the swap does as well: not the memory
+    assert not checks["swap_ratio_at_least_0.9"] and not checks["own_memory_beats_swap"]
 
 
-def test_repetition_without_memory_cannot_pass(model):
-    result = repetition.run(model, n_sequences=6, length=10, repeats=3, base=MEMORY_OFF)
-    difference = result.metrics["later_readings_on_minus_off"]
-    assert (difference.mean, difference.ci_low, difference.ci_high) == (0.0, 0.0, 0.0)  # on and off are the same model
-    assert not result.passed
-    with pytest.raises(ValueError, match="at least 2 readings"):
-        repetition.run(model, repeats=1)
+def test_repetition_tables_each_gap_and_condition(model, prose):
+    baseline = tiny_model("transformer", cms_periods=(), n_persistent_tokens=0)
+    result = repetition.run(model, prose, n_sequences=4, length=24, gaps=(20, 40), baseline=baseline)
+    assert result.settings["judged_gaps"] == [40] and result.settings["reach"] == 36
+    assert {(r["gap"], r["condition"]) for r in result.tables["ratio_by_gap"]} == {
+        (g, c) for g in (20, 40) for c in ("own", "swap", "reset", "updates off (condition)", "baseline")}
+    assert {"ratio_own", "ratio_swap", "ratio_reset", "ratio_baseline", "ratio_updates_off_condition"} <= set(result.metrics)
+
+
+def test_repetition_without_memory_or_reach_cannot_pass(model, prose):
+    off = repetition.run(model, prose, n_sequences=4, length=24, gaps=(40,), base=MEMORY_OFF)
+    assert off.metrics["second_reading_own_minus_swap"].mean == 0.0 and not off.passed
+    full_attention = repetition.run(tiny_model(attention_window=None), prose, n_sequences=4, length=24, gaps=(40,))
+    assert not full_attention.passed and "nothing to judge" in full_attention.notes[0]
 
 
 # --- 3. in-context association -------------------------------------------------------------------
 
-def test_association_conditions_and_memory_off_control(model):
-    result = run_association(model, n_sequences=6, pair_counts=(2, 3))
-    assert {(r["condition"], r["pairs"]) for r in result.tables["accuracy_by_pairs"]} == {
-        (c, p) for c in ("full", "updates_off", "attention_only") for p in (2, 3)}
-    assert result.n_sequences == 12
-    off = run_association(model, n_sequences=6, pair_counts=(2,), base=MEMORY_OFF)
-    assert off.metrics["accuracy_full_minus_updates_off"].mean == 0.0 and not off.passed
-
-
-@pytest.mark.parametrize("length", [1, 12])  # a one-letter string is often inside the word "repeat"
-def test_repetition_masks_mark_each_reading_of_the_string(length):
-    for seed in range(12):
-        batch, masks = data.repetitions(3, length, 3, seed=seed)
-        assert int(masks[0].nonzero()[0]) == len("repeat: ")
-        for row, text in enumerate(batch.texts):
-            s = text[len("repeat: "):len("repeat: ") + length]
-            assert [bytes(batch.tokens[row][mask].tolist()).decode() for mask in masks] == [s, s, s]
-
-
-def test_recall_batch_marks_the_queried_values():
-    batch, answers, split = data.recall(3, 4, seed=0)
-    text = batch.texts[0]
-    pairs = dict(item.split("=") for item in text[len("recall: "):text.index(" ;")].split())
-    for position in answers.nonzero().flatten().tolist()[::2]:  # first digit of each answer
-        key = text[position - 3:position - 1]
-        assert text[position:position + 2] == pairs[key] and position > split
+def test_association_conditions_and_memory_off_control(model, prose):
+    baseline = tiny_model("transformer", cms_periods=(), n_persistent_tokens=0)
+    result = run_association(model, prose, n_sequences=4, n_pairs=3, spread=40, baseline=baseline)
+    assert {(r["spread"], r["condition"]) for r in result.tables["accuracy_by_condition"]} == {
+        (s, c) for s in (40, 0) for c in ("own", "swap", "reset", "updates off (condition)", "baseline")}
+    assert result.checks["pairs_beyond_the_reach"] and "full_model_beats_baseline" in result.checks
+    off = run_association(model, prose, n_sequences=4, n_pairs=3, spread=40, base=MEMORY_OFF)
+    assert off.metrics["accuracy_own_minus_swap"].mean == 0.0 and not off.passed
+    near = run_association(model, prose, n_sequences=4, n_pairs=3, spread=10)
+    assert not near.checks["pairs_beyond_the_reach"] and not near.passed
 
 
 # --- 4. memory ablation --------------------------------------------------------------------------
@@ -132,82 +169,44 @@ def test_ablation_lists_the_components_each_config_has(model):
     assert list(memory_ablation.components(model, MEMORY_OFF)) == ["attention", "persistent_tokens", "ffn"]
 
 
-def test_swapped_state_takes_memory_from_another_row_and_keeps_the_rest(model):
-    state = score(model, torch.randint(0, 256, (3, 12), generator=torch.Generator().manual_seed(0))).state
-    rows = torch.tensor([2, 0, 1])
-    swapped = memory_ablation.replace_memory(state, state, rows)
-    for own, new in zip(state.layers, swapped.layers):
-        assert torch.equal(new.memory.memory, own.memory.memory[rows])
-        assert torch.equal(new.memory.projections.w_in, own.memory.projections.w_in[rows])
-        assert torch.equal(new.cms[2].memory, own.cms[2].memory[rows])
-        assert new.attention is own.attention  # the recent tokens stay the row's own
-        assert torch.equal(new.cms[2].previous_input, own.cms[2].previous_input)
-    assert swapped.position == state.position
-
-
-def test_swap_control_moves_the_answers_only_when_there_is_a_memory(model):
-    result = memory_ablation.run(model, n_sequences=6, length=48, swap_pairs=3)
-    assert result.metrics["answer_loss_swapped_minus_own"].mean != 0.0
-    assert {r["memory_state"] for r in result.tables["swapped_state"]} == {"own", "swapped", "initial"}
-    off = memory_ablation.run(model, n_sequences=6, length=48, swap_pairs=3, base=MEMORY_OFF)
-    swap = off.metrics["answer_loss_swapped_minus_own"]
-    assert (swap.mean, swap.ci_low, swap.ci_high) == (0.0, 0.0, 0.0) and not off.passed
-    assert not off.checks["updates_off_raises_loss"]  # nothing left to switch off
+def test_ablation_table_rows_on_prose_and_tasks(model, prose):
+    result = memory_ablation.run(model, prose, n_sequences=3, gap=40, spread=40, distance=50)
+    rows = {(r["table"], r["measurement"], r["row"]) for r in result.tables["ablation"]}
+    for row in ("without memory", "without cms.2", "without self_modification", "without adaptive_lr",
+                "without attention", "swap (control)", "reset (control)", "updates off (condition)"):
+        assert ("prose", "prose reread", row) in rows and ("tasks", "passkey", row) in rows
+    assert all(r["effect"] in ("hurts", "helps", "no clear effect") for r in result.tables["ablation"])
+    off = memory_ablation.run(model, prose, n_sequences=3, gap=40, spread=40, distance=50, base=MEMORY_OFF)
+    assert not off.passed and "no memory" in off.notes[0]
 
 
 # --- 5. long-range persistence -------------------------------------------------------------------
 
-def _two_keys(distractors: int):
-    """Two rows of one passkey sequence that differ only in the stated key (not in the answer)."""
-    task = data.passkey(1, distractors, seed=0)
-    tokens = task.batch.tokens.repeat(2, 1)
-    tokens[1, list(task.key_positions)] = torch.tensor(list(b"00000")) + (tokens[0, list(task.key_positions)] == 48).long()
-    first_answer = int(task.answer_mask.nonzero()[0])
-    return task, tokens, first_answer
-
-
-def test_beyond_attention_reach_only_the_memory_carries_the_key():
-    model = windowed(tiny_model(), 4)
-    reach = persistence.attention_reach(model)
-    assert reach == 2 * 3  # 2 layers, each reaching 3 tokens back
-    task, tokens, first_answer = _two_keys(16)
-    assert task.gap() > reach
-    question = slice(task.key_positions[-1] + reach + 1, first_answer)  # positions the key cannot reach by attention
-    no_memory = score(model, tokens, ablation=MEMORY_OFF).logits[:, question]
-    assert (no_memory[0] - no_memory[1]).abs().max() < 1e-5
-    with_memory = score(model, tokens).logits[:, question]
-    assert (with_memory[0] - with_memory[1]).abs().max() > 1e-4
-    # Within reach, attention alone does see the key: the check above would catch a leak.
-    wide = windowed(tiny_model(), 64)
-    inside = score(wide, tokens, ablation=MEMORY_OFF).logits[:, question]
-    assert (inside[0] - inside[1]).abs().max() > 1e-4
-
-
-def test_carried_calls_reproduce_one_call_and_reset_erases_the_key():
-    model = windowed(tiny_model(), 4)
-    task, tokens, first_answer = _two_keys(16)
-    task.batch.tokens = tokens
-    one_call = score(model, tokens)
-    carried, reset, difference = persistence.across_calls(model, task, one_call)
-    assert difference < persistence.TOLERANCE
-    before_answer = slice(0, first_answer - task.question_start)  # question tokens, identical in both rows
-    assert (carried.logits[0, before_answer] - carried.logits[1, before_answer]).abs().max() > 1e-4
-    assert torch.allclose(reset.logits[0, before_answer], reset.logits[1, before_answer], atol=1e-6)
-    fresh = score(model, tokens[:1, task.question_start:])  # Reset = a new stream on the question alone
-    assert torch.allclose(reset.logits[:1], fresh.logits, atol=1e-6)
-
-
-def test_persistence_result_and_its_memory_off_control(model):
-    result = persistence.run(model, n_sequences=6, window=4, distractor_tokens=(0, 24))
-    assert result.settings["attention_reach"] == 6 and result.settings["beyond_reach"] == [0, 24]
+def test_persistence_curves_and_memory_off_control(model, prose):
+    baseline = tiny_model("transformer", cms_periods=(), n_persistent_tokens=0)
+    result = persistence.run(model, prose, n_sequences=3, n_long=2, distances=(20, 60), long_from=60, baseline=baseline)
+    assert result.settings["judged_distances"] == [20, 60]  # 20 bytes of prose + the fact's tail and the question
     assert result.checks["carried_calls_match_one_call"]
-    assert {r["distractor_tokens"] for r in result.tables["accuracy_by_distance"]} == {0, 24}
-    off = persistence.run(model, n_sequences=6, window=4, distractor_tokens=(24,), base=MEMORY_OFF)
-    assert off.metrics["accuracy_beyond_reach_full_minus_updates_off"].mean == 0.0 and not off.passed
+    assert {(r["distance"], r["condition"]) for r in result.tables["by_distance"]} == {
+        (d, c) for d in (20, 60) for c in ("own", "swap", "reset", "updates off (condition)", "baseline")}
+    off = persistence.run(model, prose, n_sequences=3, n_long=2, distances=(60,), base=MEMORY_OFF)
+    assert off.metrics["copy_loss_own_minus_swap"].mean == 0.0 and not off.passed
 
 
-def test_no_distance_beyond_reach_is_reported_not_passed():
-    model = tiny_model(attention_window=None)  # trained with full attention: the test imposes 64
-    result = persistence.run(model, n_sequences=4, window=64, distractor_tokens=(0,))
-    assert result.settings["beyond_reach"] == [] and not result.passed
-    assert any("beyond attention's reach" in note for note in result.notes)
+# --- 6. surprise gating and 7. loss by position ----------------------------------------------------
+
+def test_gating_reports_each_memory_layer(model, prose):
+    result = gating.run(model, prose, n_sequences=4, gap=30, length=24)
+    assert [r["layer"] for r in result.tables["rate_by_layer"]] == [0, 1]
+    assert set(result.checks) == {"layer_0_familiar_text_gets_a_lower_rate", "layer_1_familiar_text_gets_a_lower_rate"}
+    assert all(0 <= r["pinned_share"] <= 1 for r in result.tables["rate_by_layer"])
+    none = gating.run(tiny_model("transformer", cms_periods=(), n_persistent_tokens=0), prose, n_sequences=4, gap=30, length=24)
+    assert not none.passed and "no memory" in none.notes[0]
+
+
+def test_loss_by_position_is_reported_not_judged(model, prose):
+    baseline = tiny_model("transformer", cms_periods=(), n_persistent_tokens=0)
+    result = position.run(model, prose, n_windows=2, length=100, baseline=baseline)
+    assert not result.judged and result.verdict == "REPORTED"
+    assert [r["positions"] for r in result.tables["loss_by_position"]] == ["1-16", "17-64", "65-99"]
+    assert "model_minus_baseline" in result.tables["loss_by_position"][0]

@@ -51,6 +51,19 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
 
 
+def local_reach(config) -> int | None:
+    """How many tokens back information travels without the memories: per layer, attention's window - 1
+    and the causal conv's width - 1 (None: full causal attention reaches everything)."""
+    per_layer = 0
+    if config.attention:
+        if config.attention_window is None:
+            return None
+        per_layer += config.attention_window - 1
+    if config.memory and config.local_conv > 1:  # the conv sits on the memory's inputs
+        per_layer += config.local_conv - 1
+    return config.n_layers * per_layer
+
+
 def windowed(model: HopeTransformer, window: int) -> HopeTransformer:
     """The same weights with sliding-window attention (the window changes no parameter)."""
     if not model.config.attention:

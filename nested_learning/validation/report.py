@@ -9,13 +9,14 @@ from pathlib import Path
 from .stats import Result
 
 FORMAT = "nested_learning.validation"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: properties judged against swap/reset/baseline controls; reported-only results
 MAX_TABLE_ROWS = 40  # longer tables (e.g. per-call write events) are left to the JSON file
 
 
 def to_document(results: list[Result], meta: dict) -> dict:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta,
-            "passed": sum(r.passed for r in results), "failed": sum(not r.passed for r in results),
+            "passed": sum(r.passed for r in results if r.judged), "failed": sum(not r.passed for r in results if r.judged),
+            "reported": sum(not r.judged for r in results),
             "results": [r.to_dict() for r in results]}
 
 
@@ -80,14 +81,23 @@ def _load_note(meta: dict) -> str:
 
 
 def markdown(results: list[Result], meta: dict) -> str:
-    passed = sum(r.passed for r in results)
+    judged = [r for r in results if r.judged]
+    passed = sum(r.passed for r in judged)
     lines = [f"# Validation report: {meta.get('source', 'model')}", ""]
     lines += [f"Command: `{meta['command']}`" if meta.get("command") else "",
               f"Finished {meta.get('finished')}; settings **{meta.get('settings')}**, seed {meta.get('seed')}; "
               f"wall time **{meta.get('wall_time_s', 0):.1f} s** on {meta.get('cpus')} CPUs with {meta.get('threads')} "
               f"torch thread{'' if meta.get('threads') == 1 else 's'} ({_load_note(meta)}); "
               f"torch {meta.get('torch')}, device {meta.get('device')}.", "",
-              f"Model: {_model_line(meta)}."]
+              f"Model: {_model_line(meta)}.",
+              f"Attention window {_number(meta.get('attention_window')) if meta.get('attention_window') else 'full'}; "
+              f"reach without the memories {_number(meta.get('reach')) if meta.get('reach') is not None else 'unbounded'} "
+              "tokens (layers x (window - 1 + conv - 1)); distances are in tokens."]
+    if meta.get("baseline"):
+        lines.append(f"Baseline: `{meta['baseline']}` (same rows, paired).")
+    if meta.get("rules_commit"):
+        lines.append(f"Pass rules of properties 2-7: docs/validation.md as of commit {meta['rules_commit']}, "
+                     "committed before the checkpoint they judge.")
     checkpoint = meta.get("checkpoint_metadata")
     if checkpoint:
         shown = [f"{key} {checkpoint[key]}" for key in ("status", "step", "tokens") if key in checkpoint]
@@ -99,15 +109,16 @@ def markdown(results: list[Result], meta: dict) -> str:
                          f"test-time updates on, {off:.3f} with them off.")
     if meta.get("label"):
         lines += ["", f"> {meta['label']}"]
-    lines += ["", f"**{passed} of {len(results)} properties hold** under their stated pass rules.", "",
+    lines += ["", f"**{passed} of {len(judged)} properties hold** under their stated pass rules"
+              + (f" ({len(results) - len(judged)} reported, not judged)." if len(judged) < len(results) else "."), "",
               "| property | result | checks | sequences | runtime |", "|---|---|---|---|---|"]
     for r in results:
         failed = [name for name, ok in r.checks.items() if not ok]
-        lines.append(f"| {r.title} | **{'PASS' if r.passed else 'FAIL'}** | "
+        lines.append(f"| {r.title} | **{r.verdict}** | "
                      f"{len(r.checks) - len(failed)}/{len(r.checks)}{' (failed: ' + ', '.join(failed) + ')' if failed else ''} | "
                      f"{r.n_sequences} | {r.runtime_s:.1f} s |")
     for r in results:
-        lines += ["", f"## {r.title}: {'PASS' if r.passed else 'FAIL'}", "", f"**Claim.** {r.claim}", "",
+        lines += ["", f"## {r.title}: {r.verdict}", "", f"**Claim.** {r.claim}", "",
                   f"**Pass rule.** {r.pass_rule}", "",
                   "**Checks.** " + "; ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in r.checks.items()) + ".",
                   "", "Seeds: " + ", ".join(f"{k} {v}" for k, v in r.seeds.items()) + f"; {r.n_sequences} sequences; {r.runtime_s:.1f} s.", "",

@@ -107,6 +107,11 @@ class Result:
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     runtime_s: float = 0.0
+    judged: bool = True  # False: a measurement reported without a pass rule (``passed`` is then False)
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "FAIL" if self.judged else "REPORTED"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

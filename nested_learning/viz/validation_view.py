@@ -33,7 +33,7 @@ def summary_frame(results: list[Result]) -> pd.DataFrame:
     rows = []
     for r in results:
         failed = [name for name, ok in r.checks.items() if not ok]
-        rows.append({"property": r.title, "result": "PASS" if r.passed else "FAIL",
+        rows.append({"property": r.title, "result": r.verdict,
                      "checks": f"{len(r.checks) - len(failed)}/{len(r.checks)}", "failed checks": ", ".join(failed),
                      "sequences": r.n_sequences, "seconds": round(r.runtime_s, 1)})
     return pd.DataFrame(rows)

@@ -1,0 +1,96 @@
+"""Measure the shipped model's memory targets (README "What the memory does"; issue: a model whose
+memory visibly learns) on held-out prose, against swap / reset controls and a baseline checkpoint.
+
+    python bench/model_targets.py --checkpoint assets/hope-default.safetensors \
+        --baseline assets/transformer-window16.safetensors --out reports/model-targets.json
+
+Held-out prose is the training run's held-out split of the offline corpus (same --heldout-fraction),
+so none of it was trained on. Prints one line per measurement and writes everything to --out as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nested_learning.ablation import Ablation  # noqa: E402
+from nested_learning.checkpoint import load_checkpoint  # noqa: E402
+from nested_learning.validation import targets  # noqa: E402
+from nested_learning.validation.prose import HeldoutProse  # noqa: E402
+
+
+def jsonable(value):
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items() if not k.startswith("_")}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", action="append", default=None, help="text folder(s); default: the offline corpus")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--baseline", action="append", default=[], help="checkpoint(s) to compare bits per byte with")
+    parser.add_argument("--heldout-fraction", type=float, default=0.03)
+    parser.add_argument("--n", type=int, default=32, help="sequences per measurement")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="fewer gaps and distances")
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    model = load_checkpoint(args.checkpoint, device="cpu")
+    n = args.n
+    prose = HeldoutProse(args.data, args.heldout_fraction)
+    filler = prose.filler
+    passages, fillers = prose.passages(n, 128, "targets"), prose.fillers(n, 2048, "targets")
+    report = {"checkpoint": args.checkpoint, "config": model.config.to_dict(), "n": n, "prose": prose.source,
+              "heldout_bytes": len(prose.text)}
+
+    def show(name, value):
+        report.setdefault(name, []).append(jsonable(value))
+        print(name, json.dumps(jsonable(value)), flush=True)
+
+    gaps = [100, 1000] if args.quick else [100, 250, 500, 1000]
+    for gap in gaps:
+        show("reread", targets.reread(model, passages, fillers, gap))
+    for gap in gaps:
+        show("copy", targets.copy(model, n, gap, filler))
+    for spread in ([32] if args.quick else [0, 32, 64]):
+        show("recall", targets.recall(model, n, 16, spread, filler))
+    for distance in ([1000] if args.quick else [256, 1000, 2000, 4000]):
+        show("passkey", targets.passkey(model, n, distance, filler))
+    show("phrase", targets.phrase(model))
+    show("gating", targets.gating(model, passages, fillers, 500))
+    windows = torch.tensor([list(w.encode("ascii")) for w in prose.windows(n, 2048, "targets")])
+    show("bits_per_byte", {"model": targets.bits_per_byte(model, windows)})
+    for path in args.baseline:
+        show("bits_per_byte", {path: targets.bits_per_byte(load_checkpoint(path, device="cpu"), windows)})
+    ablations = {"no_self_modification": Ablation(self_modification=False), "no_adaptive_lr": Ablation(adaptive_lr=False),
+                 "no_cms": Ablation(cms=False), "no_memory": Ablation(memory=False)}
+    for name, ablation in ablations.items():
+        show("ablation_reread", {"ablation": name, **targets.reread(model, passages, fillers, 500, ablation=ablation)})
+        show("ablation_copy", {"ablation": name, **targets.copy(model, n, 500, filler, ablation=ablation)})
+    code = b"".join(p.read_bytes() for p in sorted(Path(__file__).resolve().parents[1].glob("nested_learning/*.py")))
+    rng = torch.Generator().manual_seed(0)
+    inputs = {"prose": prose.text.encode("ascii"), "code": code, "one_byte": b"x" * 16384, "spaces": b" " * 16384,
+              "phrase": b"the cat sat on the mat. " * 700, "random_bytes": bytes(torch.randint(0, 256, (16384,), generator=rng).tolist())}
+    for name, text in inputs.items():
+        show("streaming", {"input": name, **targets.streaming(model, (text * (16384 // len(text) + 1))[:16384])})
+    report["runtime_s"] = time.perf_counter() - started
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1, sort_keys=True))
+    print(f"done in {report['runtime_s']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
