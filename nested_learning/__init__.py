@@ -7,7 +7,7 @@ from .cms import CMSLevel, ContinuumMemorySystem
 from .config import PRESETS, HopeConfig
 from .delta_memory import DeltaRuleMemory
 from .device import resolve_device
-from .model import HopeOutput, HopeTransformer
+from .model import Generation, HopeOutput, HopeTransformer
 from .self_modifying import SelfModifyingMemory
 from .state import HopeState
 from .tokenizer import ByteTokenizer
@@ -15,6 +15,6 @@ from .tokenizer import ByteTokenizer
 __version__ = "0.1.0"
 __all__ = [
     "Ablation", "AssociativeMemory", "ByteTokenizer", "CheckpointError", "CMSLevel", "ContinuumMemorySystem",
-    "DeltaRuleMemory", "HopeConfig", "HopeOutput", "HopeState", "HopeTransformer", "PRESETS",
+    "DeltaRuleMemory", "Generation", "HopeConfig", "HopeOutput", "HopeState", "HopeTransformer", "PRESETS",
     "SelfModifyingMemory", "load_checkpoint", "resolve_device", "save_checkpoint",
 ]
