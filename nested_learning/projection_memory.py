@@ -37,12 +37,24 @@ def _silu_slope(pre: torch.Tensor) -> torch.Tensor:
     return sig * (1 + pre * (1 - sig))
 
 
+# A fast weight's Frobenius norm is held within this multiple of its learned initial norm. The target
+# P(v_t) moves with the weights it trains, so on a repeated phrase the fast weights can chase it for
+# ever (seen here: x2 every ~1,000 tokens after 6,000, the main memory following through the values);
+# on training-length prose they stay well inside the limit (README "The model").
+NORM_LIMIT = 2.0
+
+
 class ProjectionMemories(nn.Module):
     def __init__(self, d_model: int, hidden: int, init_std: float):
         super().__init__()
         # Learned initial fast weights (meta-learned by the outer optimiser).
         self.initial_in = nn.Parameter(torch.randn(N_PROJECTIONS, hidden, d_model) * d_model ** -0.5)
         self.initial_out = nn.Parameter(torch.randn(N_PROJECTIONS, d_model, hidden) * init_std)
+
+    def norm_limits(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The largest Frobenius norm each fast weight may reach, [3, 1, 1] for W_in and W_out: a bound,
+        not something to learn (detached)."""
+        return tuple(NORM_LIMIT * w.detach().flatten(1).norm(dim=1)[:, None, None] for w in (self.initial_in, self.initial_out))
 
     def init_state(self, batch_size: int) -> ProjectionMemoryState:
         w_in = self.initial_in.unsqueeze(0).expand(batch_size, -1, -1, -1)
@@ -123,18 +135,18 @@ class ProjectionMemories(nn.Module):
                                      state.pending_log_retention + log_retention.sum(-1))
 
     @staticmethod
-    def apply_update(state: ProjectionMemoryState, chunk_size: int) -> ProjectionMemoryState:
+    def apply_update(state: ProjectionMemoryState, chunk_size: int, limits=None) -> ProjectionMemoryState:
         """Chunk boundary: one DGD step with the chunk's mean gradient and geometric-mean retention.
 
         The pending sums already carry the 1/chunk_size of the mean (see the caller's learning rate)."""
         cleared = (torch.zeros_like(state.pending_in), torch.zeros_like(state.pending_out),
                    torch.zeros_like(state.pending_log_retention))
         return ProjectionMemories._descend(state, state.pending_log_retention / chunk_size, state.pending_in,
-                                           state.pending_out, cleared)
+                                           state.pending_out, cleared, limits)
 
     @staticmethod
     def step(state: ProjectionMemoryState, pairs: torch.Tensor, learning_rate: torch.Tensor,
-             log_retention: torch.Tensor) -> ProjectionMemoryState:
+             log_retention: torch.Tensor, limits=None) -> ProjectionMemoryState:
         """A whole chunk at once: ``accumulate`` then ``apply_update`` from empty pending sums.
 
         The common case (every chunk of a call that starts on the clock), in fewer ops; the state's
@@ -142,11 +154,20 @@ class ProjectionMemories(nn.Module):
         grad_in, grad_out = ProjectionMemories.gradients(state, pairs, learning_rate)
         mean_log_retention = log_retention.sum(-1) * (1 / log_retention.shape[-1])
         return ProjectionMemories._descend(state, mean_log_retention, grad_in, grad_out,
-                                           (state.pending_in, state.pending_out, state.pending_log_retention))
+                                           (state.pending_in, state.pending_out, state.pending_log_retention), limits)
 
     @staticmethod
-    def _descend(state, mean_log_retention, grad_in, grad_out, pending) -> ProjectionMemoryState:
-        """W <- retention * W - grad (DGD) for both fast weights; ``pending`` is the new state's pending sums."""
+    def _descend(state, mean_log_retention, grad_in, grad_out, pending, limits=None) -> ProjectionMemoryState:
+        """W <- retention * W - grad (DGD) for both fast weights, each then held within its norm limit
+        (``norm_limits``; None: unbounded); ``pending`` is the new state's pending sums."""
         retention = mean_log_retention.exp()[:, None, None, None]
-        return ProjectionMemoryState((retention * state.w_in).sub_(grad_in), (retention * state.w_out).sub_(grad_out),
-                                     *pending)
+        w_in, w_out = (retention * state.w_in).sub_(grad_in), (retention * state.w_out).sub_(grad_out)
+        if limits is not None:
+            w_in, w_out = _within(w_in, limits[0]), _within(w_out, limits[1])
+        return ProjectionMemoryState(w_in, w_out, *pending)
+
+
+def _within(weights: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+    """weights [B, 3, ., .] scaled down where a memory's Frobenius norm exceeds its limit [3, 1, 1]."""
+    norms = weights.flatten(2).norm(dim=-1)[:, :, None, None]
+    return weights * (limit / norms.clamp(min=1e-12)).clamp(max=1.0)

@@ -128,6 +128,7 @@ class SelfModifyingMemory(nn.Module):
         reference = memory if state.reference is state.memory else fold(state.reference)
         momentum = fold(state.momentum) if state.momentum is not None else None
         projections = state.projections
+        limits = self.projections.norm_limits() if projections is not None else None
         outputs, traces = [], []
         for (a, b, on_boundary), qc, chunk_input in zip(runs, queries, chunk_inputs):
             n = b - a
@@ -169,11 +170,11 @@ class SelfModifyingMemory(nn.Module):
                 pair_log_retention = log_retention.sum(1) * (1 / H)
                 pairs = projected.narrow(1, 0, 2)  # the memory's own keys and values
                 if n == config.memory_chunk_size:  # a whole chunk: nothing pending before it
-                    projections = ProjectionMemories.step(projections, pairs, rate, pair_log_retention)
+                    projections = ProjectionMemories.step(projections, pairs, rate, pair_log_retention, limits)
                 else:
                     projections = ProjectionMemories.accumulate(projections, pairs, rate, pair_log_retention)
                     if on_boundary:
-                        projections = ProjectionMemories.apply_update(projections, config.memory_chunk_size)
+                        projections = ProjectionMemories.apply_update(projections, config.memory_chunk_size, limits)
             if updates and on_boundary:
                 reference = memory
             outputs.append(out)

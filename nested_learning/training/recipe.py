@@ -56,7 +56,7 @@ CPU = {
          "tasks": {"repeat": {"weight": 2, "length": [16, 48], "gap": [64, 900]},
                    "recall": {"n_pairs": [4, 16], "spread": [16, 64]},
                    "passkey": {"filler_bytes": [128, 900]}}},
-        {"name": "mixed", "steps": 900, "batch_size": 4, "seq_len": 2048, "bptt": 2048, "lr": 1e-3, "warmup_steps": 20,
+        {"name": "mixed", "steps": 600, "batch_size": 4, "seq_len": 2048, "bptt": 2048, "lr": 1e-3, "warmup_steps": 20,
          "task_fraction": 0.4, "reread_fraction": 0.4,
          "tasks": {"repeat": {"weight": 2, "length": [16, 48], "gap": [64, 1900]},
                    "recall": {"n_pairs": [4, 16], "spread": [16, 128]},
