@@ -62,7 +62,7 @@ stored = st.session_state.get("validate_results")
 if stored:
     label, settings, results, seconds = stored
     show_results(results, f"Run now on {label}, {settings} settings, in {seconds:.1f} s"
-                 f"{'' if models.BASELINE_CHECKPOINT.is_file() else ' (no baseline checkpoint in assets/)'}.", "live")
+                 f"{'' if models.baseline_checkpoint().is_file() else ' (no baseline checkpoint in assets/)'}.", "live")
 
 if choice.kind == "shipped" and (saved := validation_view.saved_report(models.DEFAULT_CHECKPOINT)):
     meta, saved_results = saved

@@ -26,8 +26,9 @@ from ..training import metrics as training_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CHECKPOINT = Path(os.environ.get("NLE_DEFAULT_CHECKPOINT") or ROOT / "assets" / "hope-default.safetensors")
-# The same-size, same-window transformer trained by the same recipe: what the memory is compared against.
-BASELINE_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("transformer-window16.safetensors")
+# The same-size, same-window transformer trained by the same recipe, beside the default checkpoint:
+# what the memory is compared against.
+BASELINE_NAME = "transformer-window16.safetensors"
 FALLBACK_PRESET, FALLBACK_SEED = "hope", 0
 # PyTorch threads per script run. One: sessions run in parallel threads, and a busy CPU makes OpenMP's
 # spinning thread teams collapse (measured on 2 cores with one other busy process: a 512-token run took
@@ -80,11 +81,15 @@ def build_model(choice: ModelChoice) -> HopeTransformer:
     return model
 
 
+def baseline_checkpoint() -> Path:
+    return DEFAULT_CHECKPOINT.with_name(BASELINE_NAME)
+
+
 def build_baseline(device: str = "cpu") -> HopeTransformer | None:
     """The shipped baseline transformer beside the shipped checkpoint, or None when there is none."""
-    if not BASELINE_CHECKPOINT.is_file():
+    if not baseline_checkpoint().is_file():
         return None
-    model, _ = model_from_args(BASELINE_CHECKPOINT, "transformer", FALLBACK_SEED, device)
+    model, _ = model_from_args(baseline_checkpoint(), "transformer", FALLBACK_SEED, device)
     return model
 
 
