@@ -1,8 +1,10 @@
 """Checkpoints: safetensors with the config and a format version in the file's metadata.
 
-Loading validates size, header, format, config, key set, shapes, dtypes and finiteness before the
-model is built, and raises :class:`CheckpointError` with one line naming the problem. Nothing is
-unpickled: a checkpoint is data only.
+Loading validates size, header (JSON within size, depth and number limits), format, config (every
+field bounded), key set, shapes, dtypes and finiteness before the model is built, and raises
+:class:`CheckpointError` with one line naming the problem. The key set and shapes are computed from the
+config by arithmetic (:mod:`.shapes`), so refusing a file costs time and memory bounded by the limits,
+never by what the file claims. Nothing is unpickled: a checkpoint is data only.
 """
 from __future__ import annotations
 
@@ -16,12 +18,12 @@ from safetensors.torch import load as load_safetensors_bytes
 from .config import HopeConfig
 from .device import resolve_device
 from .model import HopeTransformer
-from .safe_files import check_entry, parse_tagged, read_bytes, write_safetensors
+from .safe_files import check_entry, check_tiling, parse_json, parse_tagged, read_bytes, short, write_safetensors
+from .shapes import parameter_shapes
 
 FORMAT = "nested_learning.checkpoint"
 FORMAT_VERSION = "1"
 MAX_BYTES = 1 << 30  # 1 GiB: far above any model this tool trains
-DTYPE_NAMES = {torch.float32: "F32"}
 
 
 class CheckpointError(ValueError):
@@ -51,24 +53,27 @@ def read_checkpoint_info(source) -> tuple[HopeConfig, dict, dict]:
 
 def _validate_header(data: bytes, name: str):
     header, data_len, meta = parse_tagged(data, name, CheckpointError, FORMAT, FORMAT_VERSION, "checkpoint")
+    if "config" not in meta:
+        raise CheckpointError(f"{name}: bad config: the metadata holds no config")
+    config = parse_json(meta["config"], name, "config", CheckpointError)
     try:
-        config = HopeConfig.from_dict(json.loads(meta.get("config", "")))
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        config = HopeConfig.from_dict(config)
+    except (TypeError, ValueError) as e:
         raise CheckpointError(f"{name}: bad config: {e}") from None
-    try:
-        user_metadata = json.loads(meta.get("metadata", "{}"))
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{name}: metadata is not valid JSON") from None
-    with torch.device("meta"):  # shapes only: nothing is allocated
-        expected = {k: (tuple(v.shape), DTYPE_NAMES[v.dtype]) for k, v in _parameters(HopeTransformer(config)).items()}
+    user_metadata = parse_json(meta.get("metadata", "{}"), name, "metadata", CheckpointError)
+    if not isinstance(user_metadata, dict):
+        raise CheckpointError(f"{name}: metadata is not a JSON object")
+    # Arithmetic on the (bounded) config: nothing is built before the file is known to match it.
+    expected = {k: (shape, "F32") for k, shape in parameter_shapes(config).items()}
     missing = sorted(set(expected) - set(header))
     if missing:
-        raise CheckpointError(f"{name}: missing tensor {missing[0]!r} for this config" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise CheckpointError(f"{name}: missing tensor {short(missing[0])} for this config" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     unexpected = sorted(set(header) - set(expected))
     if unexpected:
-        raise CheckpointError(f"{name}: unexpected tensor {unexpected[0]!r} for this config")
+        raise CheckpointError(f"{name}: unexpected tensor {short(unexpected[0])} for this config")
     for key, (shape, dtype) in expected.items():
         check_entry(header, key, name, data_len, CheckpointError, shape=shape, dtype=dtype)
+    check_tiling(header, name, data_len, CheckpointError)
     return config, user_metadata, header, expected
 
 
@@ -81,7 +86,7 @@ def load_checkpoint(source, device: str | torch.device = "auto") -> HopeTransfor
     try:
         tensors = load_safetensors_bytes(data)
     except Exception as e:  # the safetensors parser's own checks
-        raise CheckpointError(f"{name}: damaged safetensors data ({str(e).splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{name}: damaged safetensors data ({(str(e).splitlines() or [type(e).__name__])[0][:200]})") from None
     for key, tensor in tensors.items():
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{name}: tensor {key!r} has non-finite values (NaN or inf)")

@@ -16,9 +16,49 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .safe_files import short
+
+
+# Bounds of every field. Generous (far beyond any model this tool trains, or one GPU holds) but finite,
+# so that a config read from an untrusted file cannot ask for unbounded work. Integers: inclusive.
+INT_BOUNDS = {
+    "vocab_size": (1, 1 << 17),
+    "d_model": (1, 16384),
+    "n_layers": (1, 128),
+    "n_heads": (1, 256),
+    "n_persistent_tokens": (0, 1024),
+    "projection_hidden": (1, 16384),
+    "memory_chunk_size": (1, 65536),
+    "local_conv": (0, 256),
+    "cms_hidden": (1, 65536),
+    "ffn_mult": (1, 64),
+}
+MAX_ATTENTION_WINDOW = 1 << 20  # tokens; or None for full causal attention
+MAX_CMS_LEVELS = 16
+MAX_CMS_PERIOD = 1 << 20  # tokens between a level's updates
+# name: (low, high, low included, high included). Finite: NaN and inf are refused everywhere.
+FLOAT_BOUNDS = {
+    "rope_base": (1.0, 1e12, False, True),
+    "projection_learning_rate": (0.0, 1.0, True, True),
+    "max_learning_rate": (0.0, 1.0, False, True),
+    "min_retention": (0.0, 1.0, False, True),
+    "max_momentum": (0.0, 1.0, True, False),
+    "init_std": (0.0, 1.0, False, True),
+}
+BOOL_FIELDS = ("attention", "memory", "self_modifying", "momentum", "ffn")
+
+
+def _check_int(name: str, value, low: int, high: int, alternative: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        kind = f"a positive integer at most {high}" if low == 1 else f"an integer in [{low}, {high}]"
+        raise ValueError(f"config.{name} must be {alternative}{kind}, got {short(value)}")
+
 
 @dataclass(frozen=True)
 class HopeConfig:
+    """The model's architecture. Every field is checked on construction (types, and the bounds in
+    ``INT_BOUNDS``, ``FLOAT_BOUNDS``, ``MAX_ATTENTION_WINDOW``, ``MAX_CMS_LEVELS``, ``MAX_CMS_PERIOD``)."""
+
     vocab_size: int = 256  # UTF-8 bytes
     d_model: int = 128
     n_layers: int = 2
@@ -51,33 +91,39 @@ class HopeConfig:
     init_std: float = 0.02
 
     def __post_init__(self):
-        object.__setattr__(self, "cms_periods", tuple(int(p) for p in self.cms_periods))
-        positive = ("vocab_size", "d_model", "n_layers", "n_heads", "projection_hidden",
-                    "memory_chunk_size", "cms_hidden", "ffn_mult")
-        for name in positive:
+        """Check every field's type and bounds (the tables above the class); a bad value raises ValueError
+        with one line naming the field."""
+        for name in BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"config.{name} must be true or false, got {short(getattr(self, name))}")
+        for name, (low, high) in INT_BOUNDS.items():
+            _check_int(name, getattr(self, name), low, high)
+        for name, (low, high, low_closed, high_closed) in FLOAT_BOUNDS.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"config.{name} must be a positive integer, got {value!r}")
+            inside = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                      and (low <= value if low_closed else low < value) and (value <= high if high_closed else value < high))
+            if not inside:  # NaN fails every comparison, so it lands here too
+                interval = f"{'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
+                raise ValueError(f"config.{name} must be a number in {interval}, got {short(value)}")
+        if self.momentum and self.max_momentum == 0:  # the momentum gate is log-scaled by it
+            raise ValueError("config.max_momentum must be above 0 with momentum on (or set momentum false)")
         if self.d_model % self.n_heads:
             raise ValueError(f"config.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        if self.attention_window is not None and (not isinstance(self.attention_window, int) or self.attention_window < 1):
-            raise ValueError(f"config.attention_window must be None or a positive integer, got {self.attention_window!r}")
-        if not isinstance(self.n_persistent_tokens, int) or self.n_persistent_tokens < 0:
-            raise ValueError(f"config.n_persistent_tokens must be >= 0, got {self.n_persistent_tokens!r}")
-        if not isinstance(self.local_conv, int) or self.local_conv < 0:
-            raise ValueError(f"config.local_conv must be >= 0, got {self.local_conv!r}")
-        if any(p < 1 for p in self.cms_periods):
-            raise ValueError(f"config.cms_periods must be positive token counts, got {self.cms_periods}")
-        if not 0.0 < self.max_learning_rate <= 1.0:
-            raise ValueError(f"config.max_learning_rate must be in (0, 1], got {self.max_learning_rate}")
-        if not 0.0 <= self.projection_learning_rate <= 1.0:
-            raise ValueError(f"config.projection_learning_rate must be in [0, 1], got {self.projection_learning_rate}")
-        if not 0.0 < self.min_retention <= 1.0:
-            raise ValueError(f"config.min_retention must be in (0, 1], got {self.min_retention}")
-        if not 0.0 <= self.max_momentum < 1.0:
-            raise ValueError(f"config.max_momentum must be in [0, 1), got {self.max_momentum}")
+        if self.attention and self.head_dim % 2:  # rotary positions turn channels in pairs
+            raise ValueError(f"config.d_model / n_heads ({self.head_dim}) must be even with attention (rotary pairs)")
+        if self.ffn and self.ffn_mult * self.d_model * 2 // 3 < 1:  # the FFN's hidden width
+            raise ValueError(f"config.ffn_mult * d_model ({self.ffn_mult * self.d_model}) is too small for an FFN (>= 2)")
+        if self.attention_window is not None:
+            _check_int("attention_window", self.attention_window, 1, MAX_ATTENTION_WINDOW, "None or ")
+        periods = self.cms_periods
+        if not isinstance(periods, (list, tuple)) or len(periods) > MAX_CMS_LEVELS:
+            raise ValueError(f"config.cms_periods must be a list of at most {MAX_CMS_LEVELS} token counts, got {short(periods)}")
+        for period in periods:
+            if isinstance(period, bool) or not isinstance(period, int) or not 1 <= period <= MAX_CMS_PERIOD:
+                raise ValueError(f"config.cms_periods must be token counts in [1, {MAX_CMS_PERIOD}], got {short(periods)}")
+        object.__setattr__(self, "cms_periods", tuple(periods))
         if self.cms_objective != "local":
-            raise ValueError(f"config.cms_objective must be 'local', got {self.cms_objective!r}")
+            raise ValueError(f"config.cms_objective must be 'local', got {short(self.cms_objective)}")
 
     @property
     def head_dim(self) -> int:
@@ -86,7 +132,7 @@ class HopeConfig:
     @classmethod
     def preset(cls, name: str = "hope", **overrides) -> "HopeConfig":
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+            raise ValueError(f"unknown preset {short(name)}; choose one of {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,17 +151,18 @@ class HopeConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
+            shown = [n if n.isprintable() and len(n) <= 40 else short(n) for n in unknown[:5]]  # one short line
+            raise ValueError(f"unknown config field(s): {', '.join(shown)}" + (" ..." if len(unknown) > 5 else ""))
         clean = {}
         for name, value in data.items():
             kind = known[name].type
             if kind == "bool" and not isinstance(value, bool):
-                raise ValueError(f"config.{name} must be true or false, got {value!r}")
+                raise ValueError(f"config.{name} must be true or false, got {short(value)}")
             if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ValueError(f"config.{name} must be a number, got {value!r}")
+                raise ValueError(f"config.{name} must be a number, got {short(value)}")
             if kind == "tuple[int, ...]" and (not isinstance(value, (list, tuple))
                                               or not all(isinstance(p, int) and not isinstance(p, bool) for p in value)):
-                raise ValueError(f"config.{name} must be a list of integers, got {value!r}")
+                raise ValueError(f"config.{name} must be a list of integers, got {short(value)}")
             clean[name] = value
         return cls(**clean)
 

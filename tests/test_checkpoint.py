@@ -1,14 +1,16 @@
 """Checkpoints: exact round trip; every damaged or foreign file raises one clear CheckpointError."""
 import json
-import struct
+import time
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from nested_learning import CheckpointError, load_checkpoint, save_checkpoint
+from nested_learning import PRESETS, CheckpointError, HopeConfig, HopeTransformer, load_checkpoint, save_checkpoint
 from nested_learning.checkpoint import read_checkpoint_info
+from nested_learning.shapes import parameter_shapes
 from tests.conftest import random_tokens, tiny_model
+from tests.headers import read_header, rewrite_header, with_raw_header
 
 
 @pytest.fixture
@@ -69,17 +71,6 @@ def test_foreign_safetensors_file(tmp_path):
     expect_error(path, "not a nested_learning checkpoint")
 
 
-def rewrite_header(path, out, edit):
-    data = path.read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    edit(header)
-    raw = json.dumps(header).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    out.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
-    return out
-
-
 def test_file_from_another_config(saved, tmp_path):
     _, path = saved
 
@@ -90,7 +81,7 @@ def test_file_from_another_config(saved, tmp_path):
     expect_error(rewrite_header(path, tmp_path / "other.safetensors", claim_bigger_model), r"has shape \[256, 32\], expected \[256, 64\]")
     other = save_checkpoint(tiny_model(cms_periods=(1, 2)), tmp_path / "fewer_levels.safetensors")
     expect_error(rewrite_header(other, tmp_path / "mixed.safetensors",
-                                lambda h: h["__metadata__"].update(config=json.loads(path.read_bytes()[8:8 + struct.unpack("<Q", path.read_bytes()[:8])[0]])["__metadata__"]["config"])),
+                                lambda h: h["__metadata__"].update(config=read_header(path)["__metadata__"]["config"])),
                  "missing tensor 'blocks.0.cms.levels.2")
 
 
@@ -118,3 +109,84 @@ def test_bad_config_and_version(saved, tmp_path):
 
 def test_missing_file(tmp_path):
     expect_error(tmp_path / "nope.safetensors", "no such file")
+
+
+def edit_config(**changes):
+    def edit(header):
+        config = json.loads(header["__metadata__"]["config"])
+        header["__metadata__"]["config"] = json.dumps({**config, **changes})
+    return edit
+
+
+def test_malformed_headers_of_any_shape(saved, tmp_path):
+    _, path = saved
+    cases = {
+        "metadata_list": (lambda h: h.update(__metadata__=[1, 2]), "__metadata__ is not a JSON object of strings"),
+        "metadata_number_value": (lambda h: h["__metadata__"].update(format=7), "__metadata__ is not a JSON object of strings"),
+        "shape_number": (lambda h: h["embed.weight"].update(shape=5), r"tensor 'embed.weight' has a malformed shape 5"),
+        "shape_strings": (lambda h: h["embed.weight"].update(shape=["ab", 10**9]), "malformed shape"),
+        "shape_negative": (lambda h: h["embed.weight"].update(shape=[-256, -32]), "malformed shape"),
+        "dtype_list": (lambda h: h["embed.weight"].update(dtype=["F32"]), r"has dtype \['F32'\], expected F32"),
+        "entry_string": (lambda h: h.update({"embed.weight": "x"}), "tensor 'embed.weight' is not a JSON object"),
+        "offsets_bool": (lambda h: h["final_norm.weight"].update(data_offsets=[False, True]), "outside the file"),
+        "user_metadata_list": (lambda h: h["__metadata__"].update(metadata="[1]"), "metadata is not a JSON object"),
+        "config_list": (lambda h: h["__metadata__"].update(config="[]"), "bad config: config must be a JSON object"),
+        "config_missing": (lambda h: h["__metadata__"].pop("config"), "bad config: the metadata holds no config"),
+        "init_std_negative": (edit_config(init_std=-0.02), r"bad config: config.init_std must be a number in \(0, 1\]"),
+        "rope_base_zero": (edit_config(rope_base=0), "bad config: config.rope_base"),
+        "cms_periods_number": (edit_config(cms_periods=4), "bad config: config.cms_periods"),
+        "shared_bytes": (lambda h: h["final_norm.weight"].update(data_offsets=h["blocks.1.norms.ffn.weight"]["data_offsets"]),
+                         "overlaps or leaves gaps"),
+    }
+    for case, (edit, message) in cases.items():
+        expect_error(rewrite_header(path, tmp_path / f"{case}.safetensors", edit), message)
+
+
+def test_json_limits(saved, tmp_path):
+    _, path = saved
+    header = read_header(path)
+    deep = "[" * 40 + "]" * 40
+    for case, raw, message in [
+        ("deep", b"[" * 100_000 + b"]" * 100_000, "more than"),
+        ("deep40", json.dumps({**header, "__metadata__": {**header["__metadata__"], "metadata": json.dumps({"x": json.loads(deep)})}}).encode(),
+         "metadata is nested more than 32 levels deep"),
+        ("long_int", b'{"a": ' + b"9" * 5000 + b"}", "header has a number longer than 32 characters"),
+        ("containers", b"[" + b"[]," * 300_000 + b"[]]", "header holds more than 262144 JSON objects and arrays"),
+        ("not_utf8", b"\xff\xfe{}", "header is not JSON"),
+    ]:
+        expect_error(with_raw_header(path, tmp_path / f"{case}.safetensors", raw), message)
+
+
+def test_huge_claims_are_refused_by_arithmetic_without_building(saved, tmp_path, monkeypatch):
+    _, path = saved
+    import nested_learning.checkpoint as checkpoint
+    monkeypatch.setattr(checkpoint, "HopeTransformer", None)  # any attempt to build a model fails the test
+    meta = read_header(path)["__metadata__"]
+    # 1000 layers (issue 17: a 716-byte file took 23 s and +168 MB to refuse) is beyond the bounds; the
+    # largest config within them fails the key check, which is arithmetic on the config.
+    for changes, message in [({"n_layers": 1000}, "config.n_layers must be a positive integer at most 128, got 1000"),
+                             ({"n_layers": 128, "d_model": 16384, "n_heads": 256, "vocab_size": 1 << 17,
+                               "cms_periods": list(range(1, 17))},
+                              r"missing tensor 'blocks.0.attention.out.weight' for this config \(and 10625 more\)")]:
+        config = {**json.loads(meta["config"]), **changes}
+        raw = json.dumps({"__metadata__": {**meta, "config": json.dumps(config)}}).encode()
+        small = tmp_path / "claim.safetensors"
+        small.write_bytes(len(raw).to_bytes(8, "little") + raw)  # a header and no tensors: under 1 KB
+        assert small.stat().st_size < 1024
+        started = time.perf_counter()
+        expect_error(small, message)
+        with pytest.raises(CheckpointError, match=message):
+            read_checkpoint_info(small)
+        assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_parameter_shapes_match_real_models(preset):
+    variants = [{}, dict(local_conv=1), dict(local_conv=3, momentum=True, self_modifying=False),
+                dict(n_persistent_tokens=0, cms_periods=(3,)), dict(attention=False, n_persistent_tokens=0, ffn=True),
+                dict(cms_periods=(), memory=False, n_layers=3, vocab_size=300)]
+    for changes in variants:
+        config = HopeConfig.preset(preset, **changes)
+        with torch.device("meta"):
+            model = HopeTransformer(config)
+        assert parameter_shapes(config) == {k: tuple(p.shape) for k, p in model.named_parameters()}, changes

@@ -10,6 +10,7 @@ from nested_learning import Ablation
 from nested_learning.recording import Recording, RecordingError, record
 from nested_learning.recording.stats import linear_scan
 from tests.conftest import random_tokens, tiny_model
+from tests.headers import rewrite_header
 
 
 def reference_memory(module, h):
@@ -243,6 +244,47 @@ def test_file_round_trip_and_damaged_files(tmp_path):
         Recording.load(save_checkpoint(model, tmp_path / "model.safetensors"))
     with pytest.raises(RecordingError, match="no such file"):
         Recording.load(tmp_path / "missing.safetensors")
+
+
+@pytest.fixture(scope="module")
+def saved_recording(tmp_path_factory):
+    recording, _ = record(tiny_model(), "hello memory")
+    return recording.save(tmp_path_factory.mktemp("recording") / "run.safetensors")
+
+
+def rename(old, new):
+    return lambda h: h.update({new: h.pop(old)})
+
+
+def edit_meta(**changes):
+    return lambda h: h["__metadata__"].update(changes)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: h.update(__metadata__=["x"]), "__metadata__ is not a JSON object of strings"),
+    (rename("layers.0.memory.surprise", "layers.7.memory.surprise"), "unexpected tensor 'layers.7.memory.surprise'"),
+    (rename("layers.0.memory.surprise", "layers.00.memory.surprise"), "unexpected tensor 'layers.00.memory.surprise'"),
+    (rename("layers.0.cms.initial.3.memory", "layers.0.cms.initial.9.memory"), "unexpected tensor"),
+    (rename("layers.0.cms.params.levels.0.lr_logit", "layers.0.cms.params.levels.0.warp"), "unexpected tensor"),
+    (lambda h: h.pop("layers.1.memory.keys"), "layer 1's memory lacks tensor 'layers.1.memory.keys'"),
+    (lambda h: h.pop("layers.0.cms.params.levels.2.key_proj.weight"), "layer 0's CMS lacks tensor"),
+    (lambda h: h["topk.ids"].update(dtype="F64"), "tensor 'topk.ids' has dtype F64, expected I64"),
+    (lambda h: h["loss"].update(dtype="I32"), "tensor 'loss' has dtype I32, expected a float type"),
+    (lambda h: h["tokens"].update(shape=[3, 4]), "'tokens' must be one-dimensional"),
+    (lambda h: h["loss"].update(shape="12"), "tensor 'loss' has a malformed shape '12'"),
+    (edit_meta(ablation="[1]"), "ablation must be a list of names"),
+    (edit_meta(ablation='["warp"]'), "unknown ablation 'warp'"),
+    (edit_meta(text="3"), "text must be a string or null"),
+    (edit_meta(meta="[]"), "meta must be a JSON object"),
+    (edit_meta(start_position="-1"), "start_position must be a count of tokens"),
+    (edit_meta(start_position="9" * 5000), "start_position must be a count of tokens"),
+    (edit_meta(config='{"rope_base": 0}'), r"bad metadata: config.rope_base must be a number in \(1, 1e\+12\]"),
+    (edit_meta(config="[" * 50 + "]" * 50), "config is nested more than 32 levels deep"),
+])
+def test_malformed_recording_headers(saved_recording, tmp_path, edit, message):
+    with pytest.raises(RecordingError, match=message) as info:
+        Recording.load(rewrite_header(saved_recording, tmp_path / "bad.safetensors", edit))
+    assert "\n" not in str(info.value)
 
 
 def test_limits_and_bad_input():
