@@ -53,6 +53,7 @@ def test_record_file_of_any_bytes(tmp_path):
     (["--text", "x" * 50, "--max-tokens", "10"], "input is 50 tokens (bytes); the limit is 10"),
     (["--text", "hi", "--checkpoint", "garbage.safetensors"], "not a safetensors file"),
     (["--text", "hi", "--top-k", "0"], "top_k must be in [1, 256]"),
+    (["--text", "hi", "--device", "tpu"], "unknown device 'tpu'; use auto, cpu or cuda"),
 ])
 def test_errors_are_one_line_without_traceback(tmp_path, args, message):
     (tmp_path / "garbage.safetensors").write_bytes(b"\x80\x04not a checkpoint at all")
