@@ -29,17 +29,17 @@ from .stats import Result
 class SuiteSettings:
     updates_sequences: int = 4
     updates_tokens: int | None = None  # None: 2 x the slowest cadence of the config
-    repetition_sequences: int = 64
+    repetition_sequences: int = 32
     repetition_length: int = 128
     repetition_gaps: tuple[int, ...] = (100, 250, 500, 1000)
-    association_sequences: int = 64
+    association_sequences: int = 32
     association_pairs: int = 16
     association_spread: int = 48  # pairs 54 tokens apart: beyond the default model's reach of 36
-    ablation_sequences: int = 64
+    ablation_sequences: int = 24
     ablation_gap: int = 250
     ablation_passkey_distance: int = 1000
-    persistence_sequences: int = 64  # per distance
-    persistence_long_sequences: int = 32  # per distance from 4,096 tokens
+    persistence_sequences: int = 16  # per distance
+    persistence_long_sequences: int = 8  # per distance from 4,096 tokens
     persistence_distances: tuple[int, ...] = (256, 1024, 2048, 4096, 8192)
     gating_sequences: int = 64
     gating_gap: int = 250

@@ -209,19 +209,21 @@ def gating(model: HopeTransformer, passages: list[str], fillers: list[str], gap:
 
 
 def streaming(model: HopeTransformer, text: bytes, call_tokens: int = 2048) -> dict:
-    """Read ``text`` in calls; whether every logit stayed finite and the largest norm each fast-weight
-    stream reached (per head or per level, over every call's end state)."""
+    """Read ``text`` in calls; whether every logit stayed finite, the largest norm each fast-weight stream
+    reached (per head or per level, at every call's end state) and those norms call by call."""
     tokens = torch.tensor(list(text), dtype=torch.long)[None]
-    state, finite, largest = None, True, {}
+    state, finite, largest, per_call = None, True, {}, []
     for start in range(0, tokens.shape[1], call_tokens):
         out = score(model, tokens[:, start:start + call_tokens], state=state)
         state = out.state
         finite &= bool(torch.isfinite(out.logits).all())
+        norms = {}
         for name, tensor in named_tensors(state):
             if tensor.is_floating_point() and ("memory" in name or "projections" in name) and "conv" not in name:
-                norm = float(tensor.float().flatten(2).norm(dim=-1).max()) if tensor.dim() > 2 else float(tensor.norm())
-                largest[name] = max(largest.get(name, 0.0), norm)
-    return {"tokens": tokens.shape[1], "finite": finite, "max_norm": largest}
+                norms[name] = float(tensor.float().flatten(2).norm(dim=-1).max()) if tensor.dim() > 2 else float(tensor.norm())
+                largest[name] = max(largest.get(name, 0.0), norms[name])
+        per_call.append(norms)
+    return {"tokens": tokens.shape[1], "finite": finite, "max_norm": largest, "per_call": per_call}
 
 
 def bits_per_byte(model: HopeTransformer, windows: torch.Tensor, ablation: Ablation = FULL, seed: int = 0):

@@ -19,7 +19,9 @@ from ..tokenizer import ByteTokenizer
 from .safe_text import escape_markdown
 
 MAX_RUN_TOKENS = 2048  # one run: keeps a run interactive on a CPU
-MAX_SESSION_TOKENS = 8192  # the attention cache grows with the stream: bound each session's memory
+# A session's memory reads at most this many tokens: the length the shipped model is tested to stream
+# bounded (tests/test_shipped_model.py); also bounds the attention cache of a full-attention model.
+MAX_SESSION_TOKENS = 16384
 
 
 class RunRefused(ValueError):
