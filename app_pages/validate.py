@@ -35,6 +35,8 @@ def show_results(results, caption: str, key: str):
             left, right = st.columns([1, 2])
             left.dataframe(validation_view.checks_frame(result), hide_index=True)
             right.dataframe(validation_view.metrics_frame(result), hide_index=True)
+            for i, figure in enumerate(validation_view.curve_figures(result)):
+                st.plotly_chart(figure, key=f"{key}_{result.name}_curve_{i}", config=common.PLOT_CONFIG)
             for name, frame in validation_view.table_frames(result).items():
                 st.caption(name)
                 st.dataframe(frame, hide_index=True)

@@ -1,6 +1,8 @@
 """The Validate page's tables come from the suite's results unchanged."""
 import json
 
+import pytest
+
 from nested_learning.validation import Result, write_json
 from nested_learning.validation.stats import Estimate
 from nested_learning.viz import validation_view
@@ -36,3 +38,18 @@ def test_saved_report_next_to_the_shipped_checkpoint(tmp_path, monkeypatch):
     assert meta["command"] == "x" and results[0].metrics["ratio"].ci_high == 0.7
     (tmp_path / "reports" / "validation-model.json").write_text(json.dumps({"format": "other"}))
     assert validation_view.saved_report(checkpoint) is None  # unreadable: no saved section, no crash
+
+
+def test_curves_draw_each_condition_with_its_interval():
+    rows = [{"gap": g, "condition": c, "ratio": r, "ratio_ci_low": r - 0.1, "ratio_ci_high": r + 0.1}
+            for g in (100, 250) for c, r in (("own", 0.8), ("swap", 1.0))]
+    result = Result(name="repetition_learning", title="2. Repetition", claim="c", pass_rule="PASS when x", passed=False,
+                    seeds={}, n_sequences=2, metrics={}, tables={"ratio_by_gap": rows, "other": [{"a": 1}]})
+    (figure,) = validation_view.curve_figures(result)
+    assert [t.name for t in figure.data] == ["own", "swap"] and list(figure.data[0].x) == [100, 250]
+    assert list(figure.data[1].error_y.array) == pytest.approx([0.1, 0.1])
+    position = Result(name="loss_by_position", title="7.", claim="c", pass_rule="p", passed=False, seeds={}, n_sequences=1,
+                      metrics={}, judged=False, tables={"loss_by_position": [
+                          {"positions": "1-16", "first": 1, "last": 16, "loss": 2.0, "baseline_loss": 2.5}]})
+    assert [t.name for t in validation_view.curve_figures(position)[0].data] == ["model", "baseline"]
+    assert validation_view.curve_figures(_result(True)) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from ..validation import EXPERIMENTS, Result, read_json
 from .models import ROOT
@@ -56,3 +57,43 @@ def table_frames(result: Result) -> dict[str, pd.DataFrame]:
 
 def experiment_names() -> list[str]:
     return list(EXPERIMENTS)
+
+
+# Curves worth drawing: (table, x column, [(y column, axis title)]), one line per condition with its interval.
+CURVES = {
+    "ratio_by_gap": ("gap", [("ratio", "second / first reading loss")]),
+    "by_distance": ("distance", [("passkey_accuracy", "pass-key accuracy"), ("copy_nats_per_letter", "copy loss (nats/letter)")]),
+    "accuracy_by_condition": ("pair_distance", [("accuracy", "answer-digit accuracy")]),
+    "loss_by_position": ("last", [("loss", "loss (nats/byte)")]),
+}
+
+
+def curve_figures(result: Result) -> list[go.Figure]:
+    """The result's curves against gap, distance or position, one line per condition (the controls and
+    the baseline beside the model) with 95% intervals as error bars; empty when it has none."""
+    figures = []
+    for name, rows in result.tables.items():
+        if name not in CURVES or not rows:
+            continue
+        x, ys = CURVES[name]
+        frame = pd.DataFrame(rows)
+        if name == "loss_by_position":  # two columns, not a condition column: one line each
+            frame = pd.concat([frame.assign(condition="model"), frame.assign(
+                condition="baseline", loss=frame.get("baseline_loss"), loss_ci_low=frame.get("baseline_loss_ci_low"),
+                loss_ci_high=frame.get("baseline_loss_ci_high"))]) if "baseline_loss" in frame else frame.assign(condition="model")
+        for column, title in ys:
+            if column not in frame or x not in frame:
+                continue
+            fig = go.Figure()
+            for condition, part in frame.groupby("condition", sort=False):
+                part = part.sort_values(x)
+                error = None
+                if f"{column}_ci_high" in part:
+                    error = dict(type="data", array=part[f"{column}_ci_high"] - part[column],
+                                 arrayminus=part[column] - part[f"{column}_ci_low"])
+                fig.add_trace(go.Scatter(x=part[x], y=part[column], name=str(condition), mode="lines+markers", error_y=error))
+            fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=40), title=f"{result.title}: {title}",
+                              xaxis_title="tokens (last position of the bin)" if name == "loss_by_position" else f"{x} (tokens)",
+                              yaxis_title=title, xaxis_type="log" if name in ("by_distance", "loss_by_position") else None)
+            figures.append(fig)
+    return figures
