@@ -37,6 +37,15 @@ def shared_prose(heldout_fraction: float):
     return HeldoutProse(heldout_fraction=heldout_fraction)
 
 
+def token_slider(n_tokens: int, key: str, help: str | None = None) -> int:
+    """The scrubbed token. A one-token run has nothing to scrub (a slider needs min < max): it says so."""
+    if n_tokens <= 1:
+        st.session_state.pop(key, None)
+        st.caption("Token 0 is the whole run: there is nothing to scrub.")
+        return 0
+    return st.slider("Token", 0, n_tokens - 1, key=key, help=help)
+
+
 def _choice() -> models.ModelChoice:
     if "model_choice" not in st.session_state:
         choice, notice = models.default_choice()

@@ -91,7 +91,7 @@ def memory_panels(rec_a, rec_b):
     if notice:
         st.warning(notice)
     st.session_state.compare_token = view.token if view.token is not None else rec_a.n_tokens - 1
-    t = st.slider("Token", 0, rec_a.n_tokens - 1, key="compare_token")
+    t = common.token_slider(rec_a.n_tokens, "compare_token")
     fig = compare.compare_memory(rec_a, rec_b, layer, head, t)
     if fig is None:
         st.info(f"Layer {layer}, head {head} has no test-time memory on one side, so there is no M_t to compare.")

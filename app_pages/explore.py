@@ -139,8 +139,8 @@ def scrubber(recording):
     if notice:
         st.warning(notice, icon=":material/link:")
     st.session_state.explore_token = view.token if view.token is not None else recording.n_tokens - 1
-    t = st.slider("Token", 0, recording.n_tokens - 1, key="explore_token",
-                  help="Scrub through the run: the heatmaps show the state after this token.")
+    t = common.token_slider(recording.n_tokens, "explore_token",
+                            help="Scrub through the run: the heatmaps show the state after this token.")
     label = ByteTokenizer.token_label(int(recording.tokens[t]))
     st.caption(f"Token {t} (stream position {recording.start_position + t}): byte '{escape_markdown(label)}'")
     if layer in recording.memory_layers:

@@ -112,3 +112,17 @@ def test_a_diverging_run_names_token_and_layer_and_keeps_the_memory(monkeypatch,
     assert not at.exception
     assert "diverged at token 2 (character z), stream position 5, layer 0" in at.error[0].value
     assert metric(at, "Memory holds") == "3 tokens" and metric(at, "Stream positions") == "0-2"
+
+
+def test_a_one_byte_input_runs_on_explore_and_compare(app):
+    at = ok(app().run())
+    at.segmented_control(key="explore_source").set_value("Type").run()
+    at.text_area(key="explore_text").set_value("x").run()
+    ok(at.button(key="run").click().run())
+    assert any("nothing to scrub" in c.value for c in at.caption)
+    assert metric(at, "Memory holds") == "1 tokens"  # the sidebar survives
+    ok(at.run())  # and a later visit still renders
+    ok(at.switch_page("app_pages/compare.py").run())
+    at.text_area(key="compare_text").set_value("x").run()
+    ok(at.button(key="compare_run").click().run())
+    assert any("nothing to scrub" in c.value for c in at.caption)
