@@ -8,6 +8,12 @@ from nested_learning.recording import record
 from nested_learning.viz import lessons
 
 
+def test_bad_lines_are_named_up_to_a_limit_then_counted():
+    pairs, notices = lessons.parse_store("cat = meow\n" + "junk\n" * 20_000)
+    assert pairs == [("cat", "meow")] and len(notices) == lessons.MAX_NOTICES + 1
+    assert notices[0] == "line 2 is not 'key = value': skipped." and notices[-1].startswith("19995 more lines")
+
+
 def test_parse_store():
     pairs, notices = lessons.parse_store("cat = meow\nbad line\n\n = x\ncat = purr\ndog=woof")
     assert pairs == [("cat", "purr"), ("dog", "woof")]  # a later line for a key replaces the earlier one

@@ -19,22 +19,27 @@ from .timelines import raster_rows, raster_trace, stream_row
 
 DEFAULT_STORE = "cat = meow\ncats = purr\ndog = woof\ndogs = growl\nbird = tweet\nfish = blub"
 MAX_PAIRS = 32
+MAX_NOTICES = 5  # bad lines named one by one; the rest are counted in one line
 
 
 # ---- 1. Hebbian vs delta rule ------------------------------------------------------------------
 def parse_store(text: str) -> tuple[list[tuple[str, str]], list[str]]:
     """``key = value`` per line -> pairs (a later line for the same key replaces the earlier one) and notices."""
-    pairs, notices = {}, []
+    pairs, notices, bad = {}, [], 0
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         key, sep, value = line.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key or not value:
-            notices.append(f"line {number} is not 'key = value': skipped.")
+            bad += 1
+            if bad <= MAX_NOTICES:
+                notices.append(f"line {number} is not 'key = value': skipped.")
             continue
         pairs.pop(key, None)
         pairs[key] = value
+    if bad > MAX_NOTICES:
+        notices.append(f"{bad - MAX_NOTICES} more lines are not 'key = value': skipped.")
     items = list(pairs.items())
     if len(items) > MAX_PAIRS:
         notices.append(f"{len(items)} pairs: only the first {MAX_PAIRS} are stored.")
