@@ -126,3 +126,12 @@ def test_a_one_byte_input_runs_on_explore_and_compare(app):
     at.text_area(key="compare_text").set_value("x").run()
     ok(at.button(key="compare_run").click().run())
     assert any("nothing to scrub" in c.value for c in at.caption)
+
+
+def test_run_waits_for_text_that_is_not_only_whitespace(app):
+    at = ok(app().run())
+    at.segmented_control(key="explore_source").set_value("Type").run()
+    at.text_area(key="explore_text").set_value("  \n\t ").run()
+    assert at.button(key="run").disabled and any("Nothing to read yet" in c.value for c in at.caption)
+    at.text_area(key="explore_text").set_value(" a ").run()
+    assert not at.button(key="run").disabled
