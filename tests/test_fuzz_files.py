@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -160,28 +161,21 @@ def mutated_bytes(data, original: bytes) -> bytes:
 
 
 # ---- the properties -----------------------------------------------------------------------------
+KINDS = [(load_checkpoint_bytes, CheckpointError, checkpoint_bytes), (load_recording_bytes, RecordingError, recording_bytes)]
+
+
+@pytest.mark.parametrize("load, error, original", KINDS, ids=["checkpoint", "recording"])
 @FUZZ
 @given(st.data())
-def test_checkpoint_header_mutations(data):
-    assert_contract(load_checkpoint_bytes, CheckpointError, mutated_header_file(data, checkpoint_bytes()))
+def test_header_mutations(load, error, original, data):
+    assert_contract(load, error, mutated_header_file(data, original()))
 
 
+@pytest.mark.parametrize("load, error, original", KINDS, ids=["checkpoint", "recording"])
 @settings(FUZZ, max_examples=100)
 @given(st.data())
-def test_checkpoint_byte_mutations(data):
-    assert_contract(load_checkpoint_bytes, CheckpointError, mutated_bytes(data, checkpoint_bytes()))
-
-
-@FUZZ
-@given(st.data())
-def test_recording_header_mutations(data):
-    assert_contract(load_recording_bytes, RecordingError, mutated_header_file(data, recording_bytes()))
-
-
-@settings(FUZZ, max_examples=100)
-@given(st.data())
-def test_recording_byte_mutations(data):
-    assert_contract(load_recording_bytes, RecordingError, mutated_bytes(data, recording_bytes()))
+def test_byte_mutations(load, error, original, data):
+    assert_contract(load, error, mutated_bytes(data, original()))
 
 
 def test_unmutated_files_load():

@@ -51,3 +51,21 @@ def test_projection_memory_whole_chunk_step_equals_accumulate_then_update():
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     assert not torch.equal(stepped.w_in, state.w_in)  # the step did move the weights
     assert stepped.pending_in.abs().sum() == 0 and stepped.pending_log_retention.abs().sum() == 0
+
+
+def test_projection_memories_stay_within_their_norm_limit():
+    """Stepped again and again towards a target that moves with them, the fast weights stop at
+    NORM_LIMIT x their learned initial norm; without the limit the same steps carry them past it."""
+    from nested_learning.projection_memory import NORM_LIMIT, ProjectionMemories
+    g = torch.Generator().manual_seed(0)
+    memories = ProjectionMemories(d_model=16, hidden=4, init_std=0.5)
+    limits = memories.norm_limits()
+    pairs = torch.randn(1, 2, 8, 16, generator=g).mul_(10)  # the same chunk every time, as in a repeated phrase
+    rate, log_retention = torch.ones(1, 8), torch.zeros(1, 8)
+    bounded = unbounded = memories.init_state(batch_size=1)
+    for _ in range(300):
+        bounded = ProjectionMemories.step(bounded, pairs, rate, log_retention, limits)
+        unbounded = ProjectionMemories.step(unbounded, pairs, rate, log_retention)
+    initial = memories.initial_in.detach().flatten(1).norm(dim=1)
+    assert (bounded.w_in.flatten(2).norm(dim=-1)[0] <= NORM_LIMIT * initial * (1 + 1e-5)).all()
+    assert (unbounded.w_in.flatten(2).norm(dim=-1)[0] > NORM_LIMIT * initial).any()

@@ -6,7 +6,6 @@ batch of equal-length sequences. Scores are indexed by the position of the *pred
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -62,26 +61,6 @@ def local_reach(config) -> int | None:
     if config.memory and config.local_conv > 1:  # the conv sits on the memory's inputs
         per_layer += config.local_conv - 1
     return config.n_layers * per_layer
-
-
-def windowed(model: HopeTransformer, window: int) -> HopeTransformer:
-    """The same weights with sliding-window attention (the window changes no parameter)."""
-    if not model.config.attention:
-        return model
-    current = model.config.attention_window
-    if current is not None and current <= window:
-        return model
-    copy = HopeTransformer(dataclasses.replace(model.config, attention_window=window)).to(model.device)
-    copy.load_state_dict(model.state_dict())
-    return copy.eval()
-
-
-def available_conditions(model: HopeTransformer, base: Ablation) -> dict[str, Ablation]:
-    """Full, test-time updates off, and attention only (memory and CMS off), as the config allows."""
-    conditions = {"full": base, "updates_off": base.replace(test_time_updates=False)}
-    if model.config.attention and base.attention:
-        conditions["attention_only"] = base.replace(memory=False, cms=False)
-    return conditions
 
 
 def parameter_snapshot(model: HopeTransformer) -> dict[str, torch.Tensor]:

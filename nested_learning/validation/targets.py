@@ -66,10 +66,6 @@ def read(model: HopeTransformer, tokens: torch.Tensor, state=None, ablation: Abl
                       last.logits)
 
 
-def _continue(model, tokens, state, ablation):
-    return score(model, tokens, state=state, ablation=ablation)
-
-
 CONTROLS = ("own", "swap", "reset")
 
 
@@ -96,7 +92,7 @@ def reread(model: HopeTransformer, passages: list[str], fillers: list[str], gap:
     first = masked_mean(first_scores.loss, mask)
     out = {"gap": gap, "first": bootstrap(first, seed)}
     for name, state in _controls(model, first_scores.state, controls).items():
-        loss = masked_mean(_continue(model, second, state, ablation).loss, mask[:length])
+        loss = masked_mean(score(model, second, state=state, ablation=ablation).loss, mask[:length])
         out[name] = bootstrap(loss, seed)
         out[f"ratio_{name}"] = bootstrap_ratio(loss, first, seed)
         out[f"_{name}"] = loss
@@ -124,11 +120,12 @@ def copy(model: HopeTransformer, n: int, gap: int, filler: tasks.Filler, length:
     out = {"gap": answers[0] - (len("repeat: ") + length)}
     losses = {}
     for name, state in _controls(model, prefix.state, controls).items():
-        losses[name] = masked_mean(_continue(model, own[:, cut:], state, ablation).loss, mask)
+        losses[name] = masked_mean(score(model, own[:, cut:], state=state, ablation=ablation).loss, mask)
     if decoys:
         decoy_tokens = _tokens(decoys)
         decoy_prefix = read(model, decoy_tokens[:, :cut], ablation=ablation)
-        losses["no_first_reading"] = masked_mean(_continue(model, decoy_tokens[:, cut:], decoy_prefix.state, ablation).loss, mask)
+        decoy_copy = score(model, decoy_tokens[:, cut:], state=decoy_prefix.state, ablation=ablation)
+        losses["no_first_reading"] = masked_mean(decoy_copy.loss, mask)
     for name, loss in losses.items():
         out[name], out[f"_{name}"] = bootstrap(loss, seed), loss
     return out
@@ -147,7 +144,7 @@ def recall(model: HopeTransformer, n: int, n_pairs: int, spread: int, filler: ta
     prefix = read(model, tokens[:, :cut], ablation=ablation)
     out = {"spread": spread, "pair_distance": len(" ab=12") + spread, "chance": 0.1}
     for name, state in _controls(model, prefix.state, controls).items():
-        scores = _continue(model, tokens[:, cut:], state, ablation)
+        scores = score(model, tokens[:, cut:], state=state, ablation=ablation)
         accuracy, loss = masked_mean(scores.correct, mask), masked_mean(scores.loss, mask)
         out[name], out[f"_{name}"] = bootstrap(accuracy, seed), accuracy
         out[f"loss_{name}"], out[f"_loss_{name}"] = bootstrap(loss, seed), loss
@@ -172,7 +169,7 @@ def passkey(model: HopeTransformer, n: int, distance: int, filler: tasks.Filler,
     mask[len(question):len(question) + digits] = True
     out = {"distance": distance, "token_distance": len(tail) + distance + len(question) + 1}
     for name, control in _controls(model, state, controls).items():
-        scores = _continue(model, tokens[:, cut:], control, ablation)
+        scores = score(model, tokens[:, cut:], state=control, ablation=ablation)
         accuracy, loss = (scores.correct[:, mask] == 1).all(1).float(), scores.loss[:, mask].mean(1)
         out[name], out[f"_{name}"] = bootstrap(accuracy, seed), accuracy
         out[f"loss_{name}"], out[f"_loss_{name}"] = bootstrap(loss, seed), loss
