@@ -120,3 +120,18 @@ def test_empty_or_all_heldout_data_is_a_clear_error(tmp_path):
     (tmp_path / "blank.txt").write_text("\n\n   \n")
     with pytest.raises(ValueError, match="held-out split is empty"):
         heldout_sequences(TrainBatches([str(tmp_path / "blank.txt")], 64, 0.5, [], 0.0, seed=0), 4, 0.5)
+
+
+def test_balanced_windows_each_weigh_seq_len_and_keep_what_they_score(tmp_path):
+    corpus = str(write_corpus(tmp_path / "c"))
+    plain = TrainBatches([corpus], 128, 0.1, ["repeat", "passkey"], 0.5, 3)
+    balanced = TrainBatches([corpus], 128, 0.1, ["repeat", "passkey"], 0.5, 3, balance_windows=True)
+    tokens_p, weights_p = plain.next_batch(8)
+    tokens_b, weights_b = balanced.next_batch(8)
+    assert torch.equal(tokens_p, tokens_b)  # the same data, only weighted differently
+    torch.testing.assert_close(weights_b[:, 1:].sum(dim=1), torch.full((8,), 128.0))
+    assert torch.equal(weights_b > 0, weights_p > 0)  # the same bytes are scored
+    per_byte = weights_b[:, 1:].max(dim=1).values
+    task_rows = weights_p[:, 1:].sum(dim=1) < 128  # a task window scores only its answers
+    assert task_rows.any() and (~task_rows).any()
+    assert (per_byte[task_rows] > 1).all() and torch.allclose(per_byte[~task_rows], torch.ones(1))

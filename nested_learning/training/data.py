@@ -14,6 +14,10 @@
   drawn from [seq_len / 8, seq_len / 2]. Every byte is scored: after the first reading the next
   byte is in the context, so these windows give in-context copying a dense signal on real prose
   (the skill the memory tasks and the validation's repetition test need).
+* Balanced windows (``balance_windows``): each window's weights are scaled to sum to ``seq_len``, so
+  the loss is the mean over windows of each window's mean loss. Without it a task window (a few
+  dozen scored answers) weighs a tenth of a prose window (every byte scored), and skills learned on
+  the tasks are forgotten once prose joins the mixture.
 * Every rank of a distributed run builds the same global batch and keeps its own rows, so the
   batch does not depend on the number of processes and resume is exact at any scale.
 """
@@ -136,7 +140,9 @@ class TrainBatches:
     """Global batches of [batch_size, seq_len + 1] tokens and weights, in a reproducible order."""
 
     def __init__(self, data: list[str], seq_len: int, heldout_fraction: float, tasks: list[str],
-                 task_fraction: float, seed: int, reread_fraction: float = 0.0, task_options: dict | None = None):
+                 task_fraction: float, seed: int, reread_fraction: float = 0.0, task_options: dict | None = None,
+                 balance_windows: bool = False):
+        self.balance_windows = balance_windows
         self.sources = [open_source(spec) for spec in data]
         self.seq_len, self.tasks, self.task_fraction, self.seed = seq_len, tasks, task_fraction, seed
         self.reread_fraction = reread_fraction
@@ -156,8 +162,12 @@ class TrainBatches:
 
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = [self.next_sequence() for _ in range(batch_size)]
-        return (torch.tensor([r[0] for r in rows], dtype=torch.long),
-                torch.tensor([r[1] for r in rows], dtype=torch.float32))
+        tokens = torch.tensor([r[0] for r in rows], dtype=torch.long)
+        weights = torch.tensor([r[1] for r in rows], dtype=torch.float32)
+        if self.balance_windows:  # weights[:, 0] scores nothing (no target): balance the rest
+            scored = weights[:, 1:].sum(dim=1, keepdim=True)
+            weights = torch.where(scored > 0, weights * self.seq_len / scored.clamp_min(1e-12), weights)
+        return tokens, weights
 
     def state_dict(self) -> tuple[dict, bytes]:
         text_state, buffer = self.text.state_dict() if self.text else ({}, b"")

@@ -39,6 +39,7 @@ class TrainConfig:
     tasks: list[str] = field(default_factory=lambda: list(synthetic.TASKS))
     task_fraction: float = 0.25  # share of training sequences that are synthetic memory tasks
     reread_fraction: float = 0.0  # share of text windows that are one span of text read repeatedly
+    balance_windows: bool = False  # every window weighs the same in the loss, however few bytes it scores
     task_options: dict = field(default_factory=dict)  # per task: mixture weight and parameter ranges (tasks.py)
     heldout_fraction: float = 0.02  # share of documents held out (by a hash of the document id)
     steps: int = 1000
@@ -70,7 +71,7 @@ class TrainConfig:
 
     # Settings that change what a run computes: a resumed run must have the same ones.
     RESUME_FIELDS = ("data", "init", "preset", "model_overrides", "tasks", "task_options", "task_fraction",
-                     "reread_fraction",
+                     "reread_fraction", "balance_windows",
                      "heldout_fraction", "steps",
                      "batch_size", "seq_len", "bptt", "lr", "min_lr", "warmup_steps", "weight_decay", "beta1",
                      "beta2", "grad_clip", "seed")
@@ -187,7 +188,8 @@ def _train(config: TrainConfig, world: distributed.World, on_step) -> dict:
     model = (load_checkpoint(config.init, device=world.device) if config.init
              else HopeTransformer(config.model_config()).to(world.device)).train()
     batches = TrainBatches(config.data, config.seq_len, config.heldout_fraction, config.tasks,
-                           config.task_fraction, config.seed, config.reread_fraction, config.task_options)
+                           config.task_fraction, config.seed, config.reread_fraction, config.task_options,
+                           config.balance_windows)
     heldout = heldout_sequences(batches, config.eval_windows, config.heldout_fraction) if batches.sources else None
     optimizer = make_optimizer(model, config)
     step, tokens, extra = 0, 0, {}
