@@ -9,7 +9,7 @@ from nested_learning.config import PRESETS
 from nested_learning.tokenizer import ByteTokenizer
 from nested_learning.viz import compare, models
 from nested_learning.viz.presets import TEXT_PRESETS
-from nested_learning.viz.session import MAX_RUN_TOKENS
+from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
 from nested_learning.viz.view import ablation_names, clamp_token
 from app_pages import common
 
@@ -75,10 +75,15 @@ if clicked:
         ablation_b = Ablation.from_names([n for n in off if n in names_b])
         label_b = "B (" + (", ".join(ablation_b.names_off()) + " off" if ablation_b.names_off() else "all on") + \
             (f", {b_label(option)}" if option != "same" else "") + ")"
-        with st.spinner(f"Running A and B on {n_tokens} tokens...", show_time=True):
-            rec_a = compare.run_side(model, text, Ablation())
-            rec_b = compare.run_side(model_b, text, ablation_b)
-        st.session_state.compare = (rec_a, rec_b, answers, label_b)
+        try:
+            with common.admitted(), st.spinner(f"Running A and B on {n_tokens} tokens...", show_time=True):
+                rec_a = compare.run_side(model, text, Ablation(), "A")
+                rec_b = compare.run_side(model_b, text, ablation_b, "B")
+        except RunRefused as e:
+            st.session_state.pop("compare", None)
+            st.error(str(e), icon=":material/block:")
+        else:  # tagged with the model: a comparison finishing after a model switch is never shown
+            st.session_state.compare = (choice.key, (rec_a, rec_b, answers, label_b))
 
 
 @st.fragment
@@ -111,6 +116,7 @@ def show_comparison(rec_a, rec_b, answers, label_b):
 
 
 result = st.session_state.get("compare")
+result = result[1] if result is not None and result[0] == choice.key else None
 if result is None:
     st.info("Choose B and press **Compare**.")
     common.write_view(common.current_view())

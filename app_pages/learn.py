@@ -68,13 +68,14 @@ with repeat:
         "key-value pairs, so surprise drops copy after copy.",
         "phrase", "the cat sat on the mat. ", "repeat", "Read it 4 times")
     if phrase is not None:
-        recording, table = lessons.repetition(model, phrase, 4)
-        n = len(phrase.encode("utf-8"))
-        st.plotly_chart(lessons.surprise_by_copy_figure(recording, n, "mean surprise, dotted lines = new copy"),
-                        config=common.PLOT_CONFIG, key="learn_repeat_fig")
-        st.dataframe(table, hide_index=True, key="learn_repeat_table")
-        first, last = table["mean surprise"].iloc[0], table["mean surprise"].iloc[-1]
-        st.write(f"Mean surprise went from {first:.3f} on the first copy to {last:.3f} on the fourth.")
+        with common.refusals_shown(), common.admitted():
+            recording, table = lessons.repetition(model, phrase, 4)
+            n = len(phrase.encode("utf-8"))
+            st.plotly_chart(lessons.surprise_by_copy_figure(recording, n, "mean surprise, dotted lines = new copy"),
+                            config=common.PLOT_CONFIG, key="learn_repeat_fig")
+            st.dataframe(table, hide_index=True, key="learn_repeat_table")
+            first, last = table["mean surprise"].iloc[0], table["mean surprise"].iloc[-1]
+            st.write(f"Mean surprise went from {first:.3f} on the first copy to {last:.3f} on the fourth.")
 
 with cms:
     st.markdown(
@@ -85,10 +86,11 @@ with cms:
     if not model.config.cms_periods:
         st.info("This model has no CMS; choose a model with CMS on the Model page.")
     elif st.button("Run 96 tokens and show the updates", key="learn_cms_run", type="primary"):
-        recording, _ = lessons.repetition(model, "the cat sat on the mat. ", 4)
-        table, fig = lessons.cms_rates(recording, layer=0)
-        st.plotly_chart(fig, config=common.PLOT_CONFIG, key="learn_cms_fig")
-        st.dataframe(table, hide_index=True, key="learn_cms_table")
+        with common.refusals_shown(), common.admitted():
+            recording, _ = lessons.repetition(model, "the cat sat on the mat. ", 4)
+            table, fig = lessons.cms_rates(recording, layer=0)
+            st.plotly_chart(fig, config=common.PLOT_CONFIG, key="learn_cms_fig")
+            st.dataframe(table, hide_index=True, key="learn_cms_table")
 
 with recall:
     st.markdown(
@@ -97,17 +99,18 @@ with recall:
         "text. The table shows, for each answer digit, what the model predicted before seeing it.")
     seed = st.number_input("Sample", 0, 10_000, 0, key="learn_recall_seed")
     if st.button("Ask", key="learn_recall_run", type="primary"):
-        text, table, accuracy = lessons.association_recall(model, seed=int(seed))
-        _, _, frozen = lessons.association_recall(model, seed=int(seed), ablation=Ablation(test_time_updates=False))
-        st.code(text, language=None, wrap_lines=True)
-        learning, off = st.columns(2)
-        learning.metric("Answer digits predicted right", f"{accuracy:.0%}", help="Chance is about 10% (ten digits).")
-        off.metric("The same with test-time updates off", f"{frozen:.0%}",
-                   help="The memory stays at its initial state while reading: what its writes add to recall.")
-        st.dataframe(table, hide_index=True, key="learn_recall_table")
-        if choice.kind == "preset":
-            st.caption("This is a random-init model: expect chance level. Load the trained checkpoint on the "
-                       "Model page to see recall.")
+        with common.refusals_shown(), common.admitted():
+            text, table, accuracy = lessons.association_recall(model, seed=int(seed))
+            _, _, frozen = lessons.association_recall(model, seed=int(seed), ablation=Ablation(test_time_updates=False))
+            st.code(text, language=None, wrap_lines=True)
+            learning, off = st.columns(2)
+            learning.metric("Answer digits predicted right", f"{accuracy:.0%}", help="Chance is about 10% (ten digits).")
+            off.metric("The same with test-time updates off", f"{frozen:.0%}",
+                       help="The memory stays at its initial state while reading: what its writes add to recall.")
+            st.dataframe(table, hide_index=True, key="learn_recall_table")
+            if choice.kind == "preset":
+                st.caption("This is a random-init model: expect chance level. Load the trained checkpoint on the "
+                           "Model page to see recall.")
 
 with forget:
     passage = _lesson_text(
@@ -116,8 +119,9 @@ with forget:
         "**off**, the memory stays exactly as it started: the second reading is as surprising as the first.",
         "passage", "a quiet river bends past the old mill. ", "forget", "Read twice, updates on and off")
     if passage is not None:
-        table, _ = lessons.forgetting(model, passage)
-        st.dataframe(table, hide_index=True, key="learn_forget_table")
-        pivot = table.pivot(index="setting", columns="reading", values="mean surprise")
-        for setting, row in pivot.iterrows():
-            st.write(f"{setting}: surprise {row['first']:.3f} on the first reading, {row['second']:.3f} on the second.")
+        with common.refusals_shown(), common.admitted():
+            table, _ = lessons.forgetting(model, passage)
+            st.dataframe(table, hide_index=True, key="learn_forget_table")
+            pivot = table.pivot(index="setting", columns="reading", values="mean surprise")
+            for setting, row in pivot.iterrows():
+                st.write(f"{setting}: surprise {row['first']:.3f} on the first reading, {row['second']:.3f} on the second.")

@@ -36,8 +36,12 @@ def _parameters(model: HopeTransformer) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(model: HopeTransformer, path: str | os.PathLike, metadata: dict | None = None) -> Path:
-    """Write the model's parameters and config atomically; ``metadata`` must be JSON-serialisable."""
+    """Write the model's parameters and config atomically; ``metadata`` must be JSON-serialisable.
+    A model with a non-finite parameter is refused (CheckpointError): the file could not be loaded back."""
     tensors = {name: p.detach().to("cpu", torch.float32).contiguous() for name, p in _parameters(model).items()}
+    for key, tensor in tensors.items():
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"not saved: parameter {key!r} has non-finite values (NaN or inf)")
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_json(),
               "metadata": json.dumps(metadata or {}, sort_keys=True)}
     return write_safetensors(path, tensors, header)

@@ -1,11 +1,11 @@
 """Compare, Learn, Validate and Model pages under streamlit.testing."""
 import numpy as np
-import torch
 from streamlit.testing.v1 import AppTest
 
 from nested_learning import save_checkpoint
 from nested_learning.validation import run_suite, write_json
 from nested_learning.viz import models, validation_view
+from tests.test_viz_guard import diverging_model
 from tests.conftest import tiny_model
 from tests.test_app import APP, app, arrays, figure, has_chart, metric, ok, table, tiny_checkpoint  # noqa: F401 (fixtures)
 
@@ -98,9 +98,7 @@ def test_model_page_shows_and_switches_models(app, tiny_checkpoint):
 def test_a_diverging_run_names_token_and_layer_and_keeps_the_memory(monkeypatch, tmp_path):
     # A model whose byte "z" embeds to infinity (a checkpoint cannot hold that: the loader refuses
     # non-finite tensors), served as the default model under a name no other test uses.
-    model = tiny_model()
-    with torch.no_grad():
-        model.embed.weight[ord("z")] = float("inf")
+    model = diverging_model()
     monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", save_checkpoint(tiny_model(), tmp_path / "diverging.safetensors"))
     monkeypatch.setattr(models, "build_model", lambda choice: model)
     at = ok(AppTest.from_file(APP, default_timeout=90).run())
@@ -135,3 +133,38 @@ def test_run_waits_for_text_that_is_not_only_whitespace(app):
     assert at.button(key="run").disabled and any("Nothing to read yet" in c.value for c in at.caption)
     at.text_area(key="explore_text").set_value(" a ").run()
     assert not at.button(key="run").disabled
+
+
+def test_compare_and_learn_name_a_divergence_instead_of_showing_nan(monkeypatch, tmp_path):
+    model = diverging_model()
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", save_checkpoint(tiny_model(), tmp_path / "diverging-cl.safetensors"))
+    monkeypatch.setattr(models, "build_model", lambda choice: model)
+    at = ok(AppTest.from_file(APP, default_timeout=90).run())
+    ok(at.switch_page("app_pages/compare.py").run())
+    at.text_area(key="compare_text").set_value("pizza").run()
+    at.button(key="compare_run").click().run()
+    assert not at.exception and "A: The run diverged at token 2 (character z)" in at.error[0].value
+    ok(at.switch_page("app_pages/learn.py").run())
+    at.text_input(key="learn_repeat").set_value("zoo ").run()
+    at.button(key="learn_repeat_run").click().run()
+    assert not at.exception and "diverged at token 0 (character z)" in at.error[0].value
+    assert metric(at, "Memory holds") == "0 tokens"  # the sidebar stays
+
+
+def test_a_full_server_queues_then_refuses_with_the_place(app, monkeypatch):
+    from app_pages import common
+    monkeypatch.setenv("NLE_MAX_RUNNING", "1")
+    monkeypatch.setenv("NLE_WAIT_LIMIT_S", "0.5")
+    common.shared_admission.clear()
+    try:
+        settings, pools, problem = common.shared_admission()
+        assert settings.max_running == 1 and problem is None
+        at = ok(app().run())
+        with pools["run"].slot("another browser session"):
+            at.button(key="run").click().run()
+            assert "Waited 0.5 s at place 1 in the queue" in at.error[0].value
+            assert metric(at, "Memory holds") == "0 tokens"
+        ok(at.button(key="run").click().run())  # the slot is free again
+        assert metric(at, "Memory holds") != "0 tokens"
+    finally:
+        common.shared_admission.clear()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -219,3 +220,58 @@ def test_compare_learn_validate_model(page, tmp_path):
     download.value.save_as(path)
     assert load_checkpoint(path, device="cpu").config == tiny_model().config
     wait_idle(page)
+
+
+def test_reset_during_a_run_is_not_undone(browser, tmp_path):
+    """Streamlit starts the rerun that Reset causes in a new thread while the old run still computes;
+    that run must not write its memory into the session afterwards (issue 17 item 4). A model slow
+    enough that the click lands mid-run; waits twice the measured run time for the old run to end."""
+    slow = save_checkpoint(tiny_model(d_model=256, n_layers=6), tmp_path / "slow.safetensors")
+    with running_app({"NLE_DEFAULT_CHECKPOINT": str(slow)}, tmp_path / "streamlit.log") as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1400})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            page.goto(url)
+            wait_idle(page)
+            page.get_by_text("Type", exact=True).click()
+            wait_idle(page)
+            page.get_by_label("Text").fill("a" * 2000)
+            page.get_by_label("Text").press("Control+Enter")
+            wait_idle(page)
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            started = time.monotonic()
+            click(page, "Run")
+            page.get_by_text("Tokens in this run").wait_for()
+            run_seconds = time.monotonic() - started
+            wait_idle(page)  # the sidebar is drawn last
+            assert "2000 tokens" in sidebar.inner_text()
+            click(page, "Reset memory")
+            wait_idle(page)
+            click(page, "Run")
+            page.get_by_text("Reading 2000 tokens").wait_for()
+            click(page, "Reset memory")  # while the model reads
+            wait_idle(page)
+            page.wait_for_timeout(int(2000 * run_seconds) + 2000)  # the old run has finished by now
+            go(page, "Model")  # a fresh rerun draws the sidebar from the session as it is now
+            assert re.search(r"Memory holds\s+0 tokens", sidebar.inner_text())
+            go(page, "Explore")
+            assert page.get_by_text("Tokens in this run").count() == 0
+        finally:
+            context.close()
+
+
+def test_explore_has_its_own_address_too(browser, server):
+    """/explore is the default page (served at /), with the link's parameters kept; not "Page not found"."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(server + "/explore?preset=facts&layr=1")
+        page.get_by_text("Tokens in this run").wait_for()  # the linked preset ran
+        wait_idle(page)
+        text = page.locator('[data-testid="stMain"]').inner_text()
+        assert "Page not found" not in page.content() and "Unknown link parameter layr" in text
+        assert "preset=facts" in page.url
+    finally:
+        context.close()

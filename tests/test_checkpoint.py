@@ -4,7 +4,7 @@ import time
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from nested_learning import PRESETS, CheckpointError, HopeConfig, HopeTransformer, load_checkpoint, save_checkpoint
 from nested_learning.checkpoint import read_checkpoint_info
@@ -86,10 +86,11 @@ def test_file_from_another_config(saved, tmp_path):
 
 
 def test_nan_weights(tmp_path):
-    model = tiny_model()
-    with torch.no_grad():
-        model.blocks[1].memory.initial_memory[0, 0, 0] = float("nan")
-    path = save_checkpoint(model, tmp_path / "nan.safetensors")
+    good = save_checkpoint(tiny_model(), tmp_path / "good.safetensors")
+    tensors = load_file(good)
+    tensors["blocks.1.memory.initial_memory"][0, 0, 0] = float("nan")  # save_checkpoint itself refuses this
+    path = tmp_path / "nan.safetensors"
+    save_file(tensors, path, metadata=read_header(good)["__metadata__"])
     expect_error(path, "tensor 'blocks.1.memory.initial_memory' has non-finite values")
 
 
@@ -190,3 +191,13 @@ def test_parameter_shapes_match_real_models(preset):
         with torch.device("meta"):
             model = HopeTransformer(config)
         assert parameter_shapes(config) == {k: tuple(p.shape) for k, p in model.named_parameters()}, changes
+
+
+def test_a_model_with_a_non_finite_parameter_is_not_saved(tmp_path):
+    model = tiny_model()
+    with torch.no_grad():
+        model.final_norm.weight[0] = float("inf")
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(CheckpointError, match=r"not saved: parameter 'final_norm.weight' has non-finite"):
+        save_checkpoint(model, path)
+    assert not path.exists()

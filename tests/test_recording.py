@@ -311,3 +311,12 @@ def test_recording_leaves_parameters_and_given_state_untouched():
     record(model, "remember this", state=state)
     assert all(torch.equal(params[k], v) for k, v in model.state_dict().items())
     assert all(torch.equal(before[k], v) for k, v in state.tensors().items())
+
+
+def test_a_non_finite_recording_is_refused_before_anything_is_written(tmp_path):
+    rec, _ = record(tiny_model(), "abcdef")
+    rec.tensors["layers.0.memory.surprise"][2, 0] = float("nan")
+    path = tmp_path / "r.safetensors"
+    with pytest.raises(RecordingError, match=r"not saved: tensor 'layers.0.memory.surprise' has non-finite"):
+        rec.save(path)
+    assert not path.exists()

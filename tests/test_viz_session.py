@@ -1,5 +1,7 @@
-"""One browser session's memory: carries across runs, resets, refuses what it cannot run, and keeps
-the last good state when a run diverges."""
+"""One browser session's memory: carries across runs, resets, refuses what it cannot run, keeps the
+last good state when a run diverges, and orders runs against resets."""
+import threading
+
 import math
 
 import pytest
@@ -7,8 +9,9 @@ import torch
 
 from nested_learning import Ablation
 from nested_learning.recording import record
-from nested_learning.viz import session as session_module
-from nested_learning.viz.session import MemorySession, RunRefused, locate_divergence, non_finite
+from nested_learning.viz import guard, session as session_module
+from nested_learning.viz.session import MemorySession, RunDiscarded, RunRefused
+from tests.test_viz_guard import diverging_model
 from tests.conftest import tiny_model
 
 
@@ -58,16 +61,8 @@ def test_emoji_and_control_characters_run(model):
     assert rec.n_tokens == len("hi \U0001F600\x07\x00\n".encode("utf-8"))
 
 
-def _diverging_model():
-    """Byte "z" embeds to infinity: the first "z" turns layer 0 non-finite."""
-    model = tiny_model()
-    with torch.no_grad():
-        model.embed.weight[ord("z")] = float("inf")
-    return model
-
-
 def test_divergence_names_token_and_layer_and_keeps_the_last_good_state():
-    model = _diverging_model()
+    model = diverging_model()
     s = MemorySession("tiny")
     s.run(model, "abc")
     before, last = _memory(s.state), s.last
@@ -79,22 +74,52 @@ def test_divergence_names_token_and_layer_and_keeps_the_last_good_state():
     assert s.run(model, "abc").recording.start_position == 3  # the kept state still works
 
 
-def test_non_finite_is_none_for_a_good_run(model):
-    assert non_finite(*record(model, "all fine here")) is None
+def test_a_run_finishing_after_a_reset_is_discarded(model, monkeypatch):
+    """Streamlit reruns the page in a new thread while the old run still computes: Reset lands first."""
+    s = MemorySession("tiny")
+    s.run(model, "abc")
+    real = session_module.guarded_record_in_pieces
+
+    def reset_during_the_run(*args, **kwargs):
+        result = real(*args, **kwargs)
+        s.reset()  # pressed while the model was reading
+        return result
+
+    monkeypatch.setattr(session_module, "guarded_record_in_pieces", reset_during_the_run)
+    with pytest.raises(RunDiscarded, match="discarded: the memory was reset"):
+        s.run(model, "two thousand bytes, say")
+    assert s.state is None and s.position == 0 and s.last is None and s.runs == 0
+    monkeypatch.setattr(session_module, "guarded_record_in_pieces", real)
+    assert s.run(model, "again").recording.start_position == 0
 
 
-def test_non_finite_reads_the_state_too(model):
-    rec, state = record(model, "abc")
-    state.layers[1].cms[0].pending[...] = float("nan")  # nothing the streams show
-    assert non_finite(rec, state) == (1, "state cms.0.pending")
+def test_concurrent_runs_of_one_session_commit_one_and_discard_the_other(model, monkeypatch):
+    s = MemorySession("tiny")
+    both_read = threading.Barrier(2, timeout=30)
+    real = session_module.guarded_record_in_pieces
 
+    def read_together(*args, **kwargs):
+        result = real(*args, **kwargs)
+        both_read.wait()  # both runs started from the same memory and finished reading
+        return result
 
-def test_locate_divergence_finds_the_first_bad_token_late_in_a_run():
-    model = _diverging_model()
-    tokens = torch.tensor(list(b"a long and harmless prefix, then z and more"))
-    state = model.init_state(1)
-    found = locate_divergence(model, tokens, state, Ablation())
-    assert found.token_index == bytes(tokens.tolist()).index(b"z") and found.layer == 0
+    monkeypatch.setattr(session_module, "guarded_record_in_pieces", read_together)
+    outcomes = {}
+
+    def run(text):
+        try:
+            outcomes[text] = s.run(model, text).recording.n_tokens
+        except RunDiscarded:
+            outcomes[text] = "discarded"
+
+    threads = [threading.Thread(target=run, args=(text,)) for text in ("first text", "second, longer text")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(map(str, outcomes.values()))[-1] == "discarded" and s.runs == 1
+    committed = next(n for n in outcomes.values() if n != "discarded")
+    assert s.position == committed  # the memory read one text, never half of both
 
 
 def test_summary(model):
@@ -105,3 +130,45 @@ def test_summary(model):
     assert math.isclose(s["bits_per_byte"], loss / math.log(2))
     expected = torch.stack([rec.stream(f"layers.{i}.memory.surprise").double().mean() for i in (0, 1)]).mean()
     assert math.isclose(s["mean_surprise"], float(expected))
+
+
+def test_a_run_past_its_deadline_keeps_the_pieces_it_read(model, monkeypatch):
+    monkeypatch.setattr(session_module, "PIECE_TOKENS", 16)
+    text = "the cat sat on the mat. " * 4  # 96 tokens: 6 pieces
+    s = MemorySession("tiny")
+    result = s.run(model, text, deadline_s=0.0)  # past the deadline after the first piece
+    assert not result.complete and result.recording.n_tokens == 16 and s.position == 16
+    assert "after 16 of 96 tokens" in result.partial_notice(0.0)
+    whole, _ = record(model, text)
+    torch.testing.assert_close(result.recording.stream("loss")[:-1], whole.stream("loss")[:15])
+    assert math.isnan(float(result.recording.stream("loss")[-1]))  # its target was not read
+    rest = s.run(model, text[16:])  # the memory continues from what was read
+    torch.testing.assert_close(rest.recording.stream("loss")[:-1], whole.stream("loss")[16:-1], rtol=1e-4, atol=1e-5)
+
+
+def test_pieces_add_up_to_one_call(model, monkeypatch):
+    monkeypatch.setattr(session_module, "PIECE_TOKENS", 20)
+    text = "a memory that reads in pieces reads the same text. " * 2
+    result = MemorySession("tiny").run(model, text)
+    whole, _ = record(model, text)
+    assert result.complete and result.partial_notice(1.0) is None
+    for name in ("loss", "layers.0.memory.surprise", "layers.1.cms.input"):
+        torch.testing.assert_close(result.recording.stream(name), whole.stream(name), rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
+def test_a_reset_stops_a_run_at_its_next_piece(model, monkeypatch):
+    monkeypatch.setattr(session_module, "PIECE_TOKENS", 8)
+    s = MemorySession("tiny")
+    pieces = []
+    real_record = guard.record
+
+    def count_and_reset(*args, **kwargs):
+        pieces.append(1)
+        if len(pieces) == 2:
+            s.reset()  # pressed while the second piece is read
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(guard, "record", count_and_reset)
+    with pytest.raises(RunDiscarded):
+        s.run(model, "x" * 64)  # 8 pieces
+    assert len(pieces) == 2 and s.state is None

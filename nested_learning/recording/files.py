@@ -48,10 +48,24 @@ def _cms_group(config: HopeConfig) -> set[str]:
 
 
 def save_recording(recording: Recording, path: str | os.PathLike) -> Path:
+    """Write ``recording`` atomically; one :func:`load_recording` would refuse (non-finite values) is
+    refused here with RecordingError, before anything is written."""
+    bad = non_finite_tensor(recording.tensors)
+    if bad is not None:
+        raise RecordingError(f"not saved: tensor {bad!r} has non-finite values")
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": recording.config.to_json(),
               "text": json.dumps(recording.text), "ablation": json.dumps(recording.ablation.names_off()),
               "start_position": str(recording.start_position), "meta": json.dumps(recording.meta, sort_keys=True)}
     return write_safetensors(path, recording.tensors, header)
+
+
+def non_finite_tensor(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The first tensor name holding a NaN or inf, else None (the last token's loss is NaN by design)."""
+    for key, tensor in tensors.items():
+        values = tensor[:-1] if key == "loss" else tensor
+        if tensor.is_floating_point() and not torch.isfinite(values).all():
+            return key
+    return None
 
 
 def _expected_shape(name: str, config: HopeConfig, T: int, cms: dict):
@@ -129,10 +143,9 @@ def load_recording(source) -> Recording:
         tensors = load_safetensors_bytes(data)
     except Exception as e:  # the safetensors parser's own checks
         raise RecordingError(f"{name}: damaged safetensors data ({(str(e).splitlines() or [type(e).__name__])[0][:200]})") from None
-    for key, tensor in tensors.items():
-        values = tensor[:-1] if key == "loss" else tensor  # the last token has no next-token loss
-        if tensor.is_floating_point() and not torch.isfinite(values).all():
-            raise RecordingError(f"{name}: tensor {key!r} has non-finite values")
+    bad = non_finite_tensor(tensors)
+    if bad is not None:
+        raise RecordingError(f"{name}: tensor {bad!r} has non-finite values")
     for key in ("tokens", "topk.ids"):
         ids = tensors[key]
         if ids.numel() and (ids.min() < 0 or ids.max() >= config.vocab_size):

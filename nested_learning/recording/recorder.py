@@ -44,11 +44,13 @@ def _tokens(model: HopeTransformer, text_or_tokens, max_tokens: int) -> tuple[to
 
 def record(model: HopeTransformer, text_or_tokens, state: HopeState | None = None, ablation: Ablation | None = None,
            *, top_k: int = 5, attention: bool = False, full_states: bool = False,
-           max_tokens: int = DEFAULT_MAX_TOKENS) -> tuple[Recording, HopeState]:
+           max_tokens: int = DEFAULT_MAX_TOKENS, next_token: int | None = None) -> tuple[Recording, HopeState]:
     """Run ``model`` on one sequence and return (recording, state after the last token).
 
     ``state`` continues an earlier stream (the recording starts at ``state.position``). ``attention``
     keeps the attention weights; ``full_states`` stores every memory matrix M_t in float16 as well.
+    ``next_token``, the token that follows in the stream (a run read in pieces), gives the last token
+    its loss; without it that loss is NaN.
     """
     if not 1 <= top_k <= model.config.vocab_size:
         raise RecordingError(f"top_k must be in [1, {model.config.vocab_size}], got {top_k}")
@@ -57,23 +59,25 @@ def record(model: HopeTransformer, text_or_tokens, state: HopeState | None = Non
         raise RecordingError("nothing to record: the input is empty")
     ablation = ablation or Ablation()
     state = (state if state is not None else model.init_state(1)).detach()
-    if state.batch_size != 1:
+    if next_token is not None and not 0 <= int(next_token) < model.config.vocab_size:
+        raise RecordingError(f"next_token must be in [0, {model.config.vocab_size})")
+    if state.batch_size not in (None, 1):
         raise RecordingError("a recording follows one sequence: pass a state with batch size 1")
     # inference_mode, like the model's own no_grad path: no autograd bookkeeping for the forward's
     # thousands of small ops. Its tensors could be neither modified in place nor used by autograd
     # later, so the recording and the state are handed out as ordinary copies (a few MB).
     with torch.inference_mode():
-        recording, new_state = _record(model, tokens, text, state, ablation, top_k, attention, full_states)
+        recording, new_state = _record(model, tokens, text, state, ablation, top_k, attention, full_states, next_token)
     return (dataclasses.replace(recording, tensors={name: t.clone() for name, t in recording.tensors.items()}),
             new_state.clone())
 
 
-def _record(model, tokens, text, state, ablation, top_k, attention, full_states):
+def _record(model, tokens, text, state, ablation, top_k, attention, full_states, next_token):
     trace: dict = {}
     started = time.perf_counter()
     out = model(tokens[None].to(model.device), state=state, ablation=ablation, trace=trace, trace_attention=attention)
     forward_seconds = time.perf_counter() - started
-    tensors = _token_streams(out.logits[0].float().cpu(), tokens, top_k)
+    tensors = _token_streams(out.logits[0].float().cpu(), tokens, top_k, next_token)
     for i, layer_trace in trace.get("layers", {}).items():
         layer_state = state.layers[i]
         if "memory" in layer_trace:
@@ -91,10 +95,11 @@ def _record(model, tokens, text, state, ablation, top_k, attention, full_states)
     return recording, out.state
 
 
-def _token_streams(logits: torch.Tensor, tokens: torch.Tensor, top_k: int) -> dict[str, torch.Tensor]:
+def _token_streams(logits: torch.Tensor, tokens: torch.Tensor, top_k: int, next_token: int | None) -> dict[str, torch.Tensor]:
+    targets = tokens[1:] if next_token is None else torch.cat([tokens[1:], tokens.new_tensor([int(next_token)])])
     loss = torch.full((tokens.numel(),), float("nan"))
-    if tokens.numel() > 1:  # next-token loss: position t predicts token t+1
-        loss[:-1] = F.cross_entropy(logits[:-1], tokens[1:], reduction="none")
+    if targets.numel():  # next-token loss: position t predicts token t+1
+        loss[:targets.numel()] = F.cross_entropy(logits[:targets.numel()], targets, reduction="none")
     probs, ids = logits.softmax(-1).topk(top_k, dim=-1)
     return {"tokens": tokens, "loss": loss, "topk.ids": ids, "topk.probs": probs}
 

@@ -205,6 +205,31 @@ class Recording:
                             self.ablation, trace)
         return states
 
+    # ---- runs read in pieces -------------------------------------------------------------------
+    @classmethod
+    def join(cls, parts: list["Recording"], text: str | None = None) -> "Recording":
+        """One recording of consecutive runs, each continuing the state the one before left (recorded
+        with ``next_token`` so no loss is missing at a seam). Per-token streams are concatenated; the
+        initial states and CMS parameters are the first part's, from which every later matrix is rebuilt."""
+        if not parts:
+            raise RecordingError("nothing to join")
+        first = parts[0]
+        for before, after in zip(parts, parts[1:]):
+            if after.start_position != before.start_position + before.n_tokens:
+                raise RecordingError(f"recordings to join must be consecutive: one ends at stream position "
+                                     f"{before.start_position + before.n_tokens}, the next starts at {after.start_position}")
+            if after.config != first.config or after.ablation != first.ablation or after.tensors.keys() != first.tensors.keys():
+                raise RecordingError("recordings to join must come from one model, ablation and set of streams")
+        if any(name.endswith("attention.weights") for name in first.tensors):
+            raise RecordingError("recordings with attention weights cannot be joined")
+        tensors = {name: (tensor if ".initial." in name or ".params." in name
+                          else torch.cat([part.tensors[name] for part in parts]))
+                   for name, tensor in first.tensors.items()}
+        meta = {**first.meta, "pieces": len(parts)}
+        if all("forward_seconds" in part.meta for part in parts):
+            meta["forward_seconds"] = round(sum(part.meta["forward_seconds"] for part in parts), 4)
+        return cls(first.config, tensors, text, first.ablation, first.start_position, meta)
+
     # ---- files ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         from .files import save_recording

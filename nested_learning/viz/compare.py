@@ -11,16 +11,21 @@ from plotly.subplots import make_subplots
 
 from ..ablation import Ablation
 from ..model import HopeTransformer
-from ..recording import Recording, record
+from ..recording import Recording
 from .heatmaps import ab_figure
 from .presets import recall_accuracy
 from .timelines import stream_row
+from .guard import RunRefused, guarded_record
 from .session import MAX_RUN_TOKENS
 
 
-def run_side(model: HopeTransformer, text: str, ablation: Ablation) -> Recording:
-    """One side of a comparison: a fresh memory, so both sides start from the same place."""
-    recording, _ = record(model, text, ablation=ablation, max_tokens=MAX_RUN_TOKENS)
+def run_side(model: HopeTransformer, text: str, ablation: Ablation, side: str = "") -> Recording:
+    """One side of a comparison: a fresh memory, so both sides start from the same place. Raises
+    RunRefused (naming the side) when the run diverges."""
+    try:
+        recording, _ = guarded_record(model, text, ablation=ablation, max_tokens=MAX_RUN_TOKENS)
+    except RunRefused as e:
+        raise RunRefused(f"{side}: {e}" if side else str(e)) from None
     return recording
 
 

@@ -1,4 +1,5 @@
-"""The Learn page's demos as pure functions: each returns tables and figures, no Streamlit."""
+"""The Learn page's demos as pure functions: each returns tables and figures, no Streamlit. A demo
+whose run diverges raises guard.RunRefused naming the token."""
 from __future__ import annotations
 
 import hashlib
@@ -11,9 +12,10 @@ import torch
 from ..ablation import Ablation
 from ..associative import AssociativeMemory
 from ..model import HopeTransformer
-from ..recording import Recording, record
+from ..recording import Recording
 from ..tasks import associative_recall
 from ..tokenizer import ByteTokenizer
+from .guard import guarded_record
 from .safe_text import plotly_label
 from .timelines import raster_rows, raster_trace, stream_row
 
@@ -109,7 +111,7 @@ def store_figure(table: pd.DataFrame) -> go.Figure:
 def repetition(model: HopeTransformer, phrase: str, times: int = 4,
                ablation: Ablation | None = None) -> tuple[Recording, pd.DataFrame]:
     """Read ``phrase`` ``times`` times in one stream; mean surprise (all memory heads) and loss per copy."""
-    recording, _ = record(model, phrase * times, ablation=ablation or Ablation())
+    recording, _ = guarded_record(model, phrase * times, ablation=ablation or Ablation())
     n = len(ByteTokenizer().encode(phrase))
     surprise = _mean_surprise(recording)
     loss = recording.stream("loss").double().numpy()
@@ -158,7 +160,7 @@ def association_recall(model: HopeTransformer, seed: int = 0, n_pairs: int = 8,
     """A key-value sample; per answer byte the model's top-1 guess (from the bytes before it). Returns
     (text, table, accuracy)."""
     sample = associative_recall(seed=seed, n_pairs=n_pairs)
-    recording, _ = record(model, sample.text, ablation=ablation or Ablation())
+    recording, _ = guarded_record(model, sample.text, ablation=ablation or Ablation())
     top1 = recording.stream("topk.ids")[:, 0]
     probs = recording.stream("topk.probs")[:, 0]
     label = ByteTokenizer.token_label
@@ -177,8 +179,8 @@ def forgetting(model: HopeTransformer, text: str) -> tuple[pd.DataFrame, dict[st
     Returns per setting the mean surprise and loss of the first and second reading."""
     rows, recordings = [], {}
     for name, ablation in (("memory learns", Ablation()), ("updates off", Ablation(test_time_updates=False))):
-        first, state = record(model, text, ablation=ablation)
-        second, _ = record(model, text, state=state, ablation=ablation)
+        first, state = guarded_record(model, text, ablation=ablation)
+        second, _ = guarded_record(model, text, state=state, ablation=ablation)
         recordings[name] = second
         for reading, rec in (("first", first), ("second", second)):
             rows.append({"setting": name, "reading": reading, "mean surprise": float(np.nanmean(_mean_surprise(rec))),
