@@ -2,16 +2,19 @@
 shareable view in the URL. Logic lives in nested_learning.viz; this file only wires it to Streamlit."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import uuid
 from dataclasses import replace
 
 import streamlit as st
 
 from nested_learning import CheckpointError, HopeTransformer, load_checkpoint
 from nested_learning.viz import models
+from nested_learning.viz.admission import Admission, AdmissionSettings, Busy
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import escape_markdown
-from nested_learning.viz.session import MemorySession
+from nested_learning.viz.session import MemorySession, RunRefused
 from nested_learning.viz.view import View, ablation_names, parse_view, view_to_params
 
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
@@ -35,6 +38,44 @@ def shared_prose(heldout_fraction: float):
     """Held-out prose for the validation suite, built once per server (a few seconds)."""
     from nested_learning.validation.prose import HeldoutProse
     return HeldoutProse(heldout_fraction=heldout_fraction)
+
+
+@st.cache_resource
+def shared_admission() -> tuple[AdmissionSettings, dict[str, Admission], str | None]:
+    """The server's admission control: settings (NLE_* variables), one pool for model runs and one for
+    the full validation, and the reason the defaults are used if a variable was malformed."""
+    try:
+        settings, problem = AdmissionSettings.from_environment(), None
+    except ValueError as e:
+        settings, problem = AdmissionSettings(), f"{e}; using the default admission settings."
+    pools = {"run": Admission(settings.max_running, settings.max_waiting, "run"),
+             "validation": Admission(settings.max_validations, settings.max_waiting, "validation")}
+    return settings, pools, problem
+
+
+def run_deadline() -> float:
+    return shared_admission()[0].run_deadline_s
+
+
+@contextlib.contextmanager
+def admitted(what: str = "run"):
+    """Hold one of the server's slots for ``what`` while the block runs; while queued, the page shows the
+    place in the queue. A run that is not admitted raises RunRefused (shown by refusals_shown)."""
+    settings, pools, _ = shared_admission()
+    owner = st.session_state.setdefault("admission_owner", uuid.uuid4().hex)
+    place = st.empty()
+
+    def on_wait(position: int):
+        place.info(f"The server is busy: waiting for a free slot, place {position} in the queue.",
+                   icon=":material/hourglass_top:")
+
+    try:
+        with pools[what].slot(owner, on_wait, settings.wait_limit_s):
+            place.empty()
+            yield
+    except Busy as e:
+        place.empty()
+        raise RunRefused(str(e)) from None
 
 
 def token_slider(n_tokens: int, key: str, help: str | None = None) -> int:
@@ -104,8 +145,20 @@ def _reset_memory():
     st.session_state.pop("explore_colored_text", None)  # it holds the last run's recording
 
 
+@contextlib.contextmanager
+def refusals_shown():
+    """A refused run (divergence, limits) shows its one-line reason in place of its results; the page
+    and its sidebar stay."""
+    try:
+        yield
+    except RunRefused as e:
+        st.error(str(e), icon=":material/block:")
+
+
 def model_notice():
     current_model()
+    if (problem := shared_admission()[2]) is not None:
+        st.warning(escape_markdown(problem, limit=300), icon=":material/warning:")
     if st.session_state.get("model_notice"):
         st.info(st.session_state.model_notice, icon=":material/info:")
 

@@ -66,7 +66,8 @@ def do_run():
     status = st.status(f"Reading {n_tokens} tokens...", expanded=False)
     started = time.perf_counter()
     try:
-        result = session.run(model, text, Ablation.from_names(off))
+        with common.admitted():
+            result = session.run(model, text, Ablation.from_names(off), deadline_s=common.run_deadline())
     except RunRefused as e:
         status.update(label="Run refused", state="error")
         st.error(str(e), icon=":material/block:")
@@ -84,6 +85,8 @@ if run_clicked or autorun:
 # ---- results ------------------------------------------------------------------------------------
 def show_run(result):
     recording = result.recording
+    if (partial := result.partial_notice(common.run_deadline())) is not None:
+        st.warning(partial, icon=":material/timer:")
     stats = recording.summary()
     cols = st.columns(6)
     cols[0].metric("Tokens in this run", recording.n_tokens)

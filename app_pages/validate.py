@@ -49,16 +49,18 @@ with st.container(border=True):
     only = left.multiselect("Experiments", validation_view.experiment_names(), default=validation_view.experiment_names(),
                             key="validate_only")
     settings = right.segmented_control("Settings", ["quick", "full"], default="quick", key="validate_settings")
-    if st.button("Run the validation suite", type="primary", key="validate_run", disabled=not only):
-        progress = st.progress(0.0, text="Starting...")
-        started = time.perf_counter()
-        baseline = common.shared_baseline(choice.device) if choice.kind == "shipped" else None
-        prose = common.shared_prose(heldout_fraction_of(model))
-        results = run_suite(model, quick=settings != "full", only=only, prose=prose, baseline=baseline,
-                            progress=lambda fraction, message: progress.progress(fraction, text=message))
-        progress.empty()
-        st.session_state.validate_results = (common.shown_label(choice), settings, results,
-                                             time.perf_counter() - started)
+    clicked = st.button("Run the validation suite", type="primary", key="validate_run", disabled=not only)
+    if clicked:  # full settings share the server's validation slot(s); quick ones are short model runs
+        with common.refusals_shown(), common.admitted("validation" if settings == "full" else "run"):
+            progress = st.progress(0.0, text="Starting...")
+            started = time.perf_counter()
+            baseline = common.shared_baseline(choice.device) if choice.kind == "shipped" else None
+            prose = common.shared_prose(heldout_fraction_of(model))
+            results = run_suite(model, quick=settings != "full", only=only, prose=prose, baseline=baseline,
+                                progress=lambda fraction, message: progress.progress(fraction, text=message))
+            progress.empty()
+            st.session_state.validate_results = (common.shown_label(choice), settings, results,
+                                                 time.perf_counter() - started)
 
 stored = st.session_state.get("validate_results")
 if stored:
