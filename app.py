@@ -11,8 +11,18 @@ from nested_learning.viz.models import TORCH_THREADS
 
 torch.set_num_threads(TORCH_THREADS)  # per script thread: each run starts in a new thread
 st.set_page_config(page_title="Nested Learning Explorer", page_icon=":material/neurology:", layout="wide")
+# The default page is served at / yet reserves a path name; "explore" is left to the alias below.
+explore = st.Page("app_pages/explore.py", title="Explore", icon=":material/timeline:", default=True, url_path="home")
+
+
+def explore_alias():
+    """/explore (the default page lives at /): the same page and link, not "Page not found"."""
+    st.switch_page(explore, query_params=st.query_params.to_dict())
+
+
 navigation = st.navigation([
-    st.Page("app_pages/explore.py", title="Explore", icon=":material/timeline:", default=True),
+    explore,
+    st.Page(explore_alias, title="Explore", url_path="explore", visibility="hidden"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("app_pages/learn.py", title="Learn", icon=":material/school:"),
     st.Page("app_pages/validate.py", title="Validate", icon=":material/fact_check:"),

@@ -189,7 +189,7 @@ class HopeTransformer(nn.Module):
         B, T = tokens.shape
         if state is None:
             state = self.init_state(B)
-        elif state.batch_size != B:
+        elif state.batch_size not in (None, B):
             raise ValueError(f"state holds {state.batch_size} sequences but tokens hold {B}")
         if T == 0:
             return HopeOutput(self.embed.weight.new_zeros(B, 0, self.config.vocab_size), state)

@@ -102,7 +102,9 @@ class HopeState(_StateOps):
     layers: list[LayerState]
 
     @property
-    def batch_size(self) -> int:
+    def batch_size(self) -> int | None:
+        """Sequences the state holds; None for a model with no attention, memory or CMS (its state is
+        only a position, which fits any batch)."""
         for _, t in named_tensors(self):
             return t.shape[0]
-        return 0
+        return None

@@ -175,3 +175,14 @@ def test_default_presets_build():
     assert not HopeConfig.preset("transformer").memory and HopeConfig.preset("titans").momentum
     with pytest.raises(ValueError, match="unknown preset"):
         HopeConfig.preset("gpt5")
+
+
+def test_a_model_with_no_stateful_part_streams_any_batch():
+    """No attention, memory or CMS: the state is only a position, and a stream continues from it."""
+    model = tiny_model(attention=False, memory=False, cms_periods=())
+    tokens = random_tokens(2, 8)
+    first = model(tokens[:, :5])
+    assert first.state.batch_size is None
+    second = model(tokens[:, 5:], state=first.state)
+    torch.testing.assert_close(second.logits, model(tokens).logits[:, 5:])
+    assert second.state.position == 8

@@ -58,9 +58,20 @@ def _int(params, key: str, default, low: int, high: int | None, notices: list[st
     return clamped
 
 
+VIEW_PARAMS = ("preset", "layer", "head", "token", "off")
+STREAMLIT_PARAMS = ("embed", "embed_options")  # Streamlit's own
+MAX_NAMED = 5  # unknown keys named in the notice; the rest are counted
+
+
 def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...]) -> tuple[View, list[str]]:
-    """Query parameters -> (View, notices). Unknown keys are ignored."""
+    """Query parameters -> (View, notices). Unknown keys are ignored with one notice naming them."""
     notices: list[str] = []
+    unknown = [key for key in params if key not in VIEW_PARAMS and key not in STREAMLIT_PARAMS]
+    if unknown:
+        named = ", ".join(escape_markdown(key, limit=40) for key in unknown[:MAX_NAMED])
+        more = f" and {len(unknown) - MAX_NAMED} more" if len(unknown) > MAX_NAMED else ""
+        notices.append(f"Unknown link parameter{'s' if len(unknown) > 1 else ''} {named}{more}: ignored "
+                       f"(a link takes {', '.join(VIEW_PARAMS)}).")
     preset = None
     if "preset" in params:
         raw = _single(params["preset"]).strip()
