@@ -40,7 +40,7 @@ with store:
         "Writing a pair it already knows changes nothing, and a few passes untangle similar keys.\n\n"
         "Edit the store (one `key = value` per line), choose how many passes to write it, and compare.")
     text = st.text_area("Key-value store", lessons.DEFAULT_STORE, key="learn_store", height=160)
-    passes = st.slider("Passes over the store", 1, 5, 1, key="learn_passes")
+    passes = st.slider("Passes over the store", 1, lessons.MAX_PASSES, lessons.DEFAULT_PASSES, key="learn_passes")
     if st.button("Write and recall", key="learn_store_run", type="primary"):
         pairs, notices = lessons.parse_store(text)
         for notice in notices:
@@ -56,6 +56,10 @@ with store:
             c1.caption(f"mean recall error {table['hebbian error'].mean():.3f}")
             c2.metric("Delta rule: recalled right", f"{right_d:.0%}")
             c2.caption(f"mean recall error {table['delta error'].mean():.3f}")
+            curve = lessons.passes_curve(pairs)
+            for holds, sentence in lessons.store_verdict(curve, passes):
+                (st.success if holds else st.warning)(sentence, icon=":material/check_circle:" if holds else ":material/info:")
+            st.plotly_chart(lessons.passes_figure(curve, passes), config=common.PLOT_CONFIG, key="learn_passes_fig")
             st.plotly_chart(lessons.store_figure(table), config=common.PLOT_CONFIG, key="learn_store_fig")
             st.dataframe(table, hide_index=True, key="learn_store_table")
             st.caption("Keys are 16-dimensional vectors made from each word's letter trigrams; values are random "

@@ -38,8 +38,21 @@ def test_delta_rule_fixes_what_hebbian_cannot():
     assert one["delta error"].iloc[-1] < 1e-9
     assert (three["delta error"] <= one["delta error"] + 1e-12).all()
     assert three["hebbian error"].mean() > one["hebbian error"].mean()  # Hebbian writes only pile up
-    assert (three["delta recalls"] == three["stored"]).all()
+    assert (lessons.hebbian_vs_delta(pairs, passes=5)["delta recalls"] == three["stored"]).all()
     assert lessons.hebbian_vs_delta([]).empty
+
+
+def test_the_store_lesson_checks_its_claims_and_says_when_one_fails():
+    pairs, _ = lessons.parse_store(lessons.DEFAULT_STORE)
+    curve = lessons.passes_curve(pairs)
+    assert list(curve["passes"]) == list(range(1, lessons.MAX_PASSES + 1))
+    table = lessons.hebbian_vs_delta(pairs, passes=2)
+    assert curve.loc[1, "delta error"] == pytest.approx(table["delta error"].mean())
+    # At its default the lesson shows every claim on the default store ...
+    assert all(holds for holds, _ in lessons.store_verdict(curve, lessons.DEFAULT_PASSES))
+    # ... and written once, the delta rule recalls fewer right here: said plainly, with the numbers.
+    holds, sentence = lessons.store_verdict(curve, 1)[-1]
+    assert not holds and "Hebbian 83%, delta rule 67%" in sentence and "from 2 passes on" in sentence
 
 
 def test_repetition_table_is_the_recordings_means(model):

@@ -19,7 +19,11 @@ from .guard import guarded_record
 from .safe_text import plotly_label
 from .timelines import raster_rows, raster_trace, stream_row
 
-DEFAULT_STORE = "cat = meow\ncats = purr\ndog = woof\ndogs = growl\nbird = tweet\nfish = blub"
+# Twelve pairs whose keys share letters (cat/cats/car/cart ...): enough crosstalk that the rules differ.
+DEFAULT_STORE = ("cat = meow\ncats = purr\ncar = vroom\ncart = creak\ndog = woof\ndogs = growl\ndot = tick\n"
+                 "bird = tweet\nbirds = chirp\nfish = blub\nfist = punch\nfrog = croak")
+DEFAULT_PASSES = 3
+MAX_PASSES = 5
 MAX_PAIRS = 32
 MAX_NOTICES = 5  # bad lines named one by one; the rest are counted in one line
 
@@ -96,6 +100,52 @@ def hebbian_vs_delta(pairs: list[tuple[str, str]], key_dim: int = 16, value_dim:
         rows[f"{rule} recalls"] = [names[i] for i in nearest.tolist()]
         rows[f"{rule} error"] = (read - targets).norm(dim=-1).numpy()
     return pd.DataFrame(rows)
+
+
+def passes_curve(pairs: list[tuple[str, str]], max_passes: int = MAX_PASSES) -> pd.DataFrame:
+    """Per number of passes 1..max_passes: each rule's mean recall error and share recalled right."""
+    rows = []
+    for passes in range(1, max_passes + 1):
+        table = hebbian_vs_delta(pairs, passes=passes)
+        rows.append({"passes": passes,
+                     **{f"{rule} error": float(table[f"{rule} error"].mean()) for rule in ("hebbian", "delta")},
+                     **{f"{rule} right": float((table[f"{rule} recalls"] == table["stored"]).mean())
+                        for rule in ("hebbian", "delta")}})
+    return pd.DataFrame(rows)
+
+
+def store_verdict(curve: pd.DataFrame, passes: int) -> list[tuple[bool, str]]:
+    """The lesson's claims checked on these numbers: (holds, sentence) for each, with the numbers."""
+    row = curve.set_index("passes").loc[passes]
+    first, last = curve.iloc[0], curve.iloc[-1]
+    n = len(curve)
+    checks = [
+        (bool(row["delta error"] < row["hebbian error"]),
+         f"After {passes} pass{'es' if passes > 1 else ''} the delta rule's mean recall error is "
+         f"{row['delta error']:.2f}, Hebbian's {row['hebbian error']:.2f}."),
+        (bool(last["hebbian error"] > first["hebbian error"] and last["delta error"] < first["delta error"]),
+         f"Writing again: from 1 to {n} passes Hebbian error goes {first['hebbian error']:.2f} -> "
+         f"{last['hebbian error']:.2f} (M only grows), delta error {first['delta error']:.2f} -> {last['delta error']:.2f}."),
+    ]
+    if row["delta right"] >= row["hebbian right"]:
+        checks.append((True, f"Recalled right: delta rule {row['delta right']:.0%}, Hebbian {row['hebbian right']:.0%}."))
+    else:
+        better = curve[curve["delta right"] >= curve["hebbian right"]]
+        fix = (f"from {int(better['passes'].iloc[0])} passes on it recalls as many or more"
+               if len(better) else f"not within {n} passes on this store")
+        checks.append((False, f"Recalled right: Hebbian {row['hebbian right']:.0%}, delta rule {row['delta right']:.0%}. "
+                              "Written once, the delta rule's later writes of similar keys overwrite part of the "
+                              f"earlier ones; {fix}."))
+    return checks
+
+
+def passes_figure(curve: pd.DataFrame, passes: int) -> go.Figure:
+    fig = go.Figure([go.Scatter(x=curve["passes"], y=curve[f"{rule} error"], mode="lines+markers", name=name)
+                     for rule, name in (("hebbian", "Hebbian"), ("delta", "delta rule"))])
+    fig.add_vline(x=passes, line=dict(color="gray", dash="dot"))
+    fig.update_layout(height=260, xaxis_title="passes over the store", yaxis_title="mean recall error",
+                      xaxis=dict(dtick=1), margin=dict(l=10, r=10, t=20, b=10))
+    return fig
 
 
 def store_figure(table: pd.DataFrame) -> go.Figure:
