@@ -10,6 +10,12 @@ from app_pages import common
 LESSON_TEXT_LIMIT = 400  # bytes: the lessons read a short text several times
 
 
+def show_verdict(checks: list[tuple[bool, str]]):
+    """Each claim of a lesson as computed on this model: confirmed, or honestly not shown."""
+    for holds, sentence in checks:
+        (st.success if holds else st.warning)(sentence, icon=":material/check_circle:" if holds else ":material/info:")
+
+
 def _lesson_text(intro: str, what: str, default: str, key: str, button: str) -> str | None:
     """A lesson's explanation, its text box and run button: the text when run with an acceptable
     text (1 to LESSON_TEXT_LIMIT bytes), else None (with the reason shown when it was refused)."""
@@ -57,8 +63,7 @@ with store:
             c2.metric("Delta rule: recalled right", f"{right_d:.0%}")
             c2.caption(f"mean recall error {table['delta error'].mean():.3f}")
             curve = lessons.passes_curve(pairs)
-            for holds, sentence in lessons.store_verdict(curve, passes):
-                (st.success if holds else st.warning)(sentence, icon=":material/check_circle:" if holds else ":material/info:")
+            show_verdict(lessons.store_verdict(curve, passes))
             st.plotly_chart(lessons.passes_figure(curve, passes), config=common.PLOT_CONFIG, key="learn_passes_fig")
             st.plotly_chart(lessons.store_figure(table), config=common.PLOT_CONFIG, key="learn_store_fig")
             st.dataframe(table, hide_index=True, key="learn_store_table")
@@ -78,8 +83,7 @@ with repeat:
             st.plotly_chart(lessons.surprise_by_copy_figure(recording, n, "mean surprise, dotted lines = new copy"),
                             config=common.PLOT_CONFIG, key="learn_repeat_fig")
             st.dataframe(table, hide_index=True, key="learn_repeat_table")
-            first, last = table["mean surprise"].iloc[0], table["mean surprise"].iloc[-1]
-            st.write(f"Mean surprise went from {first:.3f} on the first copy to {last:.3f} on the fourth.")
+            show_verdict(lessons.repetition_verdict(table))
 
 with cms:
     st.markdown(
@@ -111,6 +115,7 @@ with recall:
             learning.metric("Answer digits predicted right", f"{accuracy:.0%}", help="Chance is about 10% (ten digits).")
             off.metric("The same with test-time updates off", f"{frozen:.0%}",
                        help="The memory stays at its initial state while reading: what its writes add to recall.")
+            show_verdict(lessons.recall_verdict(accuracy, frozen, len(table)))
             st.dataframe(table, hide_index=True, key="learn_recall_table")
             if choice.kind == "preset":
                 st.caption("This is a random-init model: expect chance level. Load the trained checkpoint on the "
@@ -120,12 +125,10 @@ with forget:
     passage = _lesson_text(
         "Read a passage, then read it again while the state carries over. With **test-time updates** on, the "
         "memory wrote the passage the first time, so the second reading is less surprising. With updates "
-        "**off**, the memory stays exactly as it started: the second reading is as surprising as the first.",
+        "**off**, the memory stays exactly as it started, so whatever drop remains is not the memory's doing.",
         "passage", "a quiet river bends past the old mill. ", "forget", "Read twice, updates on and off")
     if passage is not None:
         with common.refusals_shown(), common.admitted():
             table, _ = lessons.forgetting(model, passage)
             st.dataframe(table, hide_index=True, key="learn_forget_table")
-            pivot = table.pivot(index="setting", columns="reading", values="mean surprise")
-            for setting, row in pivot.iterrows():
-                st.write(f"{setting}: surprise {row['first']:.3f} on the first reading, {row['second']:.3f} on the second.")
+            show_verdict(lessons.forgetting_verdict(table))

@@ -1,5 +1,6 @@
 """Learn-page demos compute what they say."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -96,3 +97,27 @@ def test_forgetting_keeps_the_memory_still_when_updates_are_off(model):
             assert row["mean surprise"] == pytest.approx(float(surprise))
             assert row["mean loss"] == pytest.approx(float(rec.stream("loss")[:-1].double().mean()))
     assert table["mean loss"].nunique() == 4  # the readings differ: a row taken from the wrong one would show
+
+
+def test_model_lessons_confirm_or_deny_their_claims_with_the_numbers():
+    falls = pd.DataFrame({"copy": [1, 2], "mean surprise": [0.8, 0.5], "mean loss": [2.0, 2.5]})
+    (s_ok, s_text), (l_ok, l_text) = lessons.repetition_verdict(falls)
+    assert s_ok and "0.800 on copy 1, 0.500 on copy 2" in s_text
+    assert not l_ok and "does not show it" in l_text
+    no_memory = pd.DataFrame({"copy": [1, 2], "mean surprise": [np.nan, np.nan], "mean loss": [2.0, 1.0]})
+    assert lessons.repetition_verdict(no_memory)[0] == (False, "Surprise: this model has no test-time memory to show it.")
+    # 16 digits at chance 10%: 5 or more right is unlikely by guessing (P = 0.017), 4 is not (P = 0.068).
+    assert lessons.recall_verdict(5 / 16, 0.0, 16)[0][0] and not lessons.recall_verdict(4 / 16, 0.0, 16)[0][0]
+    assert "5 or more" in lessons.recall_verdict(2 / 16, 2 / 16, 16)[0][1]
+    assert not lessons.recall_verdict(0.5, 0.5, 16)[1][0]  # updates off did as well: said so
+    table = pd.DataFrame({"setting": ["memory learns"] * 2 + ["updates off"] * 2, "reading": ["first", "second"] * 2,
+                          "mean surprise": [1.0, 0.6, 1.0, 0.95], "mean loss": [0.0] * 4})
+    (on_ok, _), (off_ok, off_text) = lessons.forgetting_verdict(table)
+    assert on_ok and off_ok and "0.95x" in off_text
+
+
+def test_lesson_verdicts_run_on_a_model(model):
+    _, table = lessons.repetition(model, "abc ", 3)
+    assert len(lessons.repetition_verdict(table)) == 2
+    table, _ = lessons.forgetting(model, "a short passage")
+    assert len(lessons.forgetting_verdict(table)) == 2

@@ -3,6 +3,7 @@ whose run diverges raises guard.RunRefused naming the token."""
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import pandas as pd
@@ -170,6 +171,21 @@ def repetition(model: HopeTransformer, phrase: str, times: int = 4,
     return recording, pd.DataFrame(rows)
 
 
+def repetition_verdict(table: pd.DataFrame) -> list[tuple[bool, str]]:
+    """Does surprise (and loss) fall from the first copy to the last? Each claim with its numbers."""
+    first, last = table.iloc[0], table.iloc[-1]
+    checks = []
+    for column, what in (("mean surprise", "Surprise"), ("mean loss", "Loss (nats per byte)")):
+        a, b = first[column], last[column]
+        if not (np.isfinite(a) and np.isfinite(b)):
+            checks.append((False, f"{what}: this model has no test-time memory to show it."))
+            continue
+        falls = bool(b < a)
+        checks.append((falls, f"{what} {'fell' if falls else 'did not fall'}: {a:.3f} on copy 1, {b:.3f} on copy "
+                              f"{len(table)}" + ("." if falls else ": this model does not show it on this phrase.")))
+    return checks
+
+
 def _mean_surprise(recording: Recording) -> np.ndarray:
     """Surprise per token, the mean over heads and memory layers, [T] (NaN without a memory)."""
     layers = [stream_row(recording, "surprise", i) for i in recording.memory_layers]
@@ -221,6 +237,23 @@ def association_recall(model: HopeTransformer, seed: int = 0, n_pairs: int = 8,
     return sample.text, table, float(table["right"].mean())
 
 
+def recall_verdict(accuracy: float, frozen: float, n_answers: int) -> list[tuple[bool, str]]:
+    """Recall above chance (10% for digits), and what the memory's writes add (updates off)."""
+    right, chance = round(accuracy * n_answers), 0.1
+    # Above chance: at least this many right is unlikely by guessing (binomial tail < 5%).
+    needed = next(k for k in range(n_answers + 2)
+                  if sum(math.comb(n_answers, j) * chance ** j * (1 - chance) ** (n_answers - j)
+                         for j in range(k, n_answers + 1)) < 0.05)
+    above = right >= needed
+    checks = [(above, f"{right} of {n_answers} answer digits right ({accuracy:.0%}; chance 10%, and {needed} or more "
+                      "would be unlikely by guessing)" + ("." if above else ": this model does not show recall on this sample."))]
+    helps = accuracy > frozen
+    checks.append((helps, f"With test-time updates off: {frozen:.0%}" +
+                   (": the memory's writes add to recall." if helps else
+                    ": the writes add nothing here; what recall there is comes from the rest of the model.")))
+    return checks
+
+
 # ---- 5. memory switched off forgets ------------------------------------------------------------
 def forgetting(model: HopeTransformer, text: str) -> tuple[pd.DataFrame, dict[str, Recording]]:
     """Read ``text``, then read it again in a second call carrying the state: with test-time updates on,
@@ -236,3 +269,18 @@ def forgetting(model: HopeTransformer, text: str) -> tuple[pd.DataFrame, dict[st
             rows.append({"setting": name, "reading": reading, "mean surprise": float(np.nanmean(_mean_surprise(rec))),
                          "mean loss": float(np.nanmean(rec.stream("loss")[:-1].double().numpy()))})
     return pd.DataFrame(rows), recordings
+
+
+def forgetting_verdict(table: pd.DataFrame) -> list[tuple[bool, str]]:
+    """The second reading is less surprising with updates on, and less so than with them off."""
+    pivot = table.pivot(index="setting", columns="reading", values="mean surprise")
+    on, off = pivot.loc["memory learns"], pivot.loc["updates off"]
+    if not np.isfinite(on["first"]):
+        return [(False, "This model has no test-time memory to show it.")]
+    ratio_on, ratio_off = on["second"] / on["first"], off["second"] / off["first"]
+    learned = bool(ratio_on < 1)
+    return [(learned, f"Updates on: surprise {on['first']:.3f} on the first reading, {on['second']:.3f} on the second "
+                      f"({ratio_on:.2f}x)" + ("." if learned else ": the memory did not make the rereading less surprising.")),
+            (bool(ratio_on < ratio_off), f"Updates off: {off['first']:.3f} then {off['second']:.3f} ({ratio_off:.2f}x): "
+             + ("the drop with updates on is the memory's doing." if ratio_on < ratio_off
+                else "no larger drop than with updates on, so this model does not show it.")),]
