@@ -8,7 +8,7 @@ import streamlit as st
 
 from nested_learning import Ablation
 from nested_learning.tokenizer import ByteTokenizer
-from nested_learning.viz import heatmaps, models, timelines
+from nested_learning.viz import generation, heatmaps, models, timelines
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, colored_text_html, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
@@ -167,9 +167,32 @@ def scrubber(recording):
     common.write_view(common.with_token(view, t))
 
 
+def generation_panel(recording):
+    """Continue a prompt from the session's memory, a reset memory and the baseline, side by side."""
+    with st.expander("Continue a prompt from this memory", icon=":material/edit_note:"):
+        st.caption("The model writes a continuation of your prompt three ways: from the memory this session has "
+                   "built, from a reset memory, and (when shipped) by the baseline transformer. If the memory learned "
+                   "the text it read, prompting with the start of that text brings it back. Your memory is not changed.")
+        default = bytes(recording.tokens[:24].tolist()).decode("utf-8", errors="ignore")
+        prompt = st.text_input("Prompt", default, key="generate_prompt", max_chars=generation.MAX_PROMPT_TOKENS)
+        c1, c2, c3 = st.columns(3)
+        n_new = c1.slider("New tokens", 8, generation.MAX_GENERATED_TOKENS, 64, key="generate_tokens")
+        temperature = c2.number_input("Temperature (0 = greedy)", 0.0, 5.0, 0.0, 0.1, key="generate_temperature")
+        seed = c3.number_input("Seed", 0, 1_000_000, 0, key="generate_seed")
+        if st.button("Continue", key="generate_run"):
+            with common.refusals_shown(), common.admitted():
+                baseline = common.shared_baseline(choice.device)
+                rows = generation.continuations(model, prompt, session.state, baseline, n_new, float(temperature), int(seed))
+                for column, row in zip(st.columns(len(rows)), rows):
+                    column.markdown(f"**{row.source}**")
+                    column.caption(f"memory had read {row.memory_tokens} tokens")
+                    column.code(row.text, language=None, wrap_lines=True)
+
+
 if session.last is None:
     st.info("Pick an input and press **Run**. Each run continues from the memory of the previous ones until "
             "you press **Reset memory** in the sidebar.")
     common.write_view(common.current_view(st.session_state.get("pending_token")))
 else:
     show_run(session.last)
+    generation_panel(session.last.recording)

@@ -215,3 +215,16 @@ def test_a_damaged_shipped_checkpoint_falls_back_with_the_reason(monkeypatch, tm
     monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", damaged)
     at = ok(AppTest.from_file(APP, default_timeout=90).run())
     assert "could not be loaded" in at.info[0].value and "random\\-init" in at.sidebar.caption[0].value
+
+
+def test_explore_continues_a_prompt_three_ways_and_leaves_the_memory(app):
+    at = ok(app().run())
+    ok(at.button(key="run").click().run())
+    held = metric(at, "Memory holds")
+    assert at.text_input(key="generate_prompt").value == TEXT_PRESETS["phrase"].text[:24]
+    at.slider(key="generate_tokens").set_value(8).run()
+    ok(at.button(key="generate_run").click().run())
+    captions = [c.value for c in at.caption]
+    assert any(f"memory had read {len(TEXT_PRESETS['phrase'].text)} tokens" in c for c in captions)
+    assert sum("memory had read 0 tokens" in c for c in captions) >= 1  # the reset memory (and a baseline, if shipped)
+    assert metric(at, "Memory holds") == held
