@@ -2,13 +2,14 @@
 runs until Reset; the token scrubber redraws the memory heatmaps without rerunning the page."""
 from __future__ import annotations
 
+import math
 import time
 
 import streamlit as st
 
 from nested_learning import Ablation
 from nested_learning.tokenizer import ByteTokenizer
-from nested_learning.viz import generation, heatmaps, models, timelines
+from nested_learning.viz import generation, heatmaps, models, repeats, timelines
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, colored_text_html, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
@@ -93,7 +94,9 @@ def show_run(result):
     cols[1].metric("Stream positions", f"{recording.start_position}-{recording.start_position + recording.n_tokens - 1}")
     cols[2].metric("Mean loss (nats)", f"{stats['mean_loss']:.3f}")
     cols[3].metric("Bits per byte", f"{stats['bits_per_byte']:.2f}")
-    cols[4].metric("Mean surprise", f"{stats['mean_surprise']:.3f}")
+    no_memory = math.isnan(stats["mean_surprise"])
+    cols[4].metric("Mean surprise", "n/a" if no_memory else f"{stats['mean_surprise']:.3f}",
+                   help="No test-time memory in this run (switched off or not in this model)." if no_memory else None)
     cols[5].metric("Run time", f"{result.seconds:.2f} s")
     if recording.ablation.names_off():
         st.caption("Switched off in this run: " + ", ".join(recording.ablation.names_off()))
@@ -105,8 +108,15 @@ def show_run(result):
         timeline.plotly_chart(timelines.timeline_figure(recording), config=common.PLOT_CONFIG, key="timeline_fast")
         with st.spinner("Deriving CMS update events..."):
             recording.cms_events()
-    timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events()), config=common.PLOT_CONFIG,
+    found = repeats.find_repeats(recording.tokens.tolist())
+    timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events(), found), config=common.PLOT_CONFIG,
                           key="timeline")
+    if found:
+        st.caption(f"Green bands: {len(found)} span{'s' if len(found) > 1 else ''} of {repeats.MIN_REPEAT}+ bytes this run "
+                   "read before (grey: where it read them first). Is the repeat cheaper than the first reading?")
+        st.dataframe(repeats.repeat_table(recording, found).style.format(
+            {c: "{:.3f}" for c in ("loss first", "loss repeat", "surprise first", "surprise repeat")}, na_rep="n/a"),
+            hide_index=True, key="repeat_table")
     left, right = st.columns(2)
     left.download_button("Download recording (.safetensors)", lambda: models.recording_bytes(recording),
                          file_name="recording.safetensors", mime="application/octet-stream", key="dl_recording",

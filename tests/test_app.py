@@ -105,6 +105,8 @@ def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):
         change = fresh.cms_weights(1, level, 3) - fresh.cms_weights(1, level, -1)
         np.testing.assert_allclose(arrays(trace["z"]), change.T.numpy(), rtol=1e-5, atol=1e-7)
     assert any("Text coloured by surprise" in m.value for m in at.markdown)
+    repeats = table(at, "loss repeat")  # the preset's 8 copies: 7 repeats, each of the copy before
+    assert len(repeats) == 7 and len(timeline["layout"]["shapes"]) == 14
 
 
 def test_switching_memory_off_changes_the_figures(app):
@@ -115,6 +117,7 @@ def test_switching_memory_off_changes_the_figures(app):
     assert not has_chart(at, "memory_heatmaps")
     assert any("no test-time memory" in i.value for i in at.info)
     assert at.query_params["off"] == "memory"
+    assert metric(at, "Mean surprise") == "n/a"  # not "nan"
 
 
 def test_memory_carries_across_runs_until_reset(app):

@@ -59,9 +59,13 @@ def raster_trace(events: pd.DataFrame, start_position: int, rows: list[tuple[int
                       "objective %{customdata[1]:.4g} -> %{customdata[2]:.4g}<extra></extra>")
 
 
-def timeline_figure(recording: Recording, events: pd.DataFrame | None = None) -> go.Figure:
+MAX_BANDS = 200  # repeat bands drawn; more would slow the figure and hide the data
+
+
+def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, repeats: list | None = None) -> go.Figure:
     """The run's timelines. ``events`` = ``recording.cms_events()`` adds the raster row (None leaves it out,
-    so the rest can be shown before the events are derived)."""
+    so the rest can be shown before the events are derived). ``repeats`` (viz.repeats.find_repeats) are
+    drawn as green bands across every panel, each repeat's source as a grey one."""
     positions = np.arange(recording.n_tokens) + recording.start_position
     has_memory = bool(recording.memory_layers)
     has_cms = events is not None and bool(recording.cms_layers)
@@ -97,6 +101,11 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None) ->
         periods = recording.config.cms_periods
         fig.update_yaxes(tickvals=list(range(len(rows))), ticktext=[f"L{l} P{periods[v]}" for l, v in rows],
                          autorange="reversed", row=row, col=1)
+    # One paper-high rectangle per band (the x axes are shared): add_vrect per subplot is 10x slower.
+    p0 = recording.start_position
+    fig.update_layout(shapes=[dict(type="rect", xref="x", yref="paper", x0=p0 + start - 0.5, x1=p0 + start + r.length - 0.5,
+                                   y0=0, y1=1, fillcolor=color, opacity=0.12, line_width=0, layer="below")
+                              for r in (repeats or [])[:MAX_BANDS] for start, color in ((r.source, "gray"), (r.start, "green"))])
     fig.update_xaxes(title_text="token position in the stream", row=len(titles), col=1)
     fig.update_layout(height=220 + 130 * sum(heights), showlegend=False, margin=dict(l=10, r=60, t=40, b=40))
     return fig
