@@ -190,7 +190,11 @@ def read_view(config) -> list[str]:
     st.session_state[WIDGET_KEYS["layer"]] = view.layer
     st.session_state[WIDGET_KEYS["head"]] = view.head
     st.session_state[WIDGET_KEYS["off"]] = list(view.off)
-    if view.preset:  # a shared link to a preset: Explore runs it once, from a fresh memory
+    if view.text is not None:  # a shared link with its text: Explore runs it once, from a fresh memory
+        st.session_state.explore_text = view.text
+        st.session_state.explore_source = "Type"
+        st.session_state.autorun = True
+    elif view.preset:  # a shared link to a preset: the same
         st.session_state[WIDGET_KEYS["preset"]] = view.preset
         st.session_state.explore_source = "Preset"
         st.session_state.autorun = True
@@ -211,10 +215,11 @@ def _fit_widgets(config):
         state[WIDGET_KEYS["off"]] = [n for n in state[WIDGET_KEYS["off"]] if n in valid]
 
 
-def current_view(token: int | None = None) -> View:
+def current_view(token: int | None = None, text: str | None = None) -> View:
+    """The view in the widgets; ``text``: the page's typed input, which the link then holds instead of a preset."""
     state = st.session_state
-    return View(state.get(WIDGET_KEYS["preset"]), int(state.get(WIDGET_KEYS["layer"], 0)),
-                int(state.get(WIDGET_KEYS["head"], 0)), token, tuple(state.get(WIDGET_KEYS["off"], ())))
+    return View(None if text is not None else state.get(WIDGET_KEYS["preset"]), int(state.get(WIDGET_KEYS["layer"], 0)),
+                int(state.get(WIDGET_KEYS["head"], 0)), token, tuple(state.get(WIDGET_KEYS["off"], ())), text)
 
 
 def write_view(view: View):

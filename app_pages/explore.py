@@ -13,7 +13,7 @@ from nested_learning.viz import generation, heatmaps, models, repeats, timelines
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, colored_text_html, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
-from nested_learning.viz.view import clamp_token
+from nested_learning.viz.view import MAX_LINK_TEXT, clamp_token, encode_text
 from app_pages import common
 
 model, choice = common.current_model()
@@ -26,6 +26,11 @@ common.show_notices(notices)
 
 
 # ---- input ------------------------------------------------------------------------------------
+def linked_text() -> str | None:
+    """The typed text, which links to this view carry (None for a preset or an upload)."""
+    return st.session_state.get("explore_text") if st.session_state.get("explore_source") == "Type" else None
+
+
 def input_text() -> tuple[str, str]:
     """The text to run and where it came from."""
     if "explore_source" not in st.session_state:
@@ -34,11 +39,15 @@ def input_text() -> tuple[str, str]:
     if source == "Type":
         text = st.text_area("Text", "the cat sat on the mat. the cat sat on the mat.", key="explore_text",
                             height=140, persist_state="session")
+        if text and encode_text(text) is None:
+            st.caption(f"Links to this view do not hold this text: it is too long for a link (links hold up to "
+                       f"about {MAX_LINK_TEXT} characters once compressed).")
         return text, "the typed text"
     if source == "Upload":
         upload = st.file_uploader("A .txt file (UTF-8)", type=["txt"], key="explore_upload")
         if upload is None:
             return "", "no file yet"
+        st.caption("Links to this view do not hold an uploaded file's text.")
         text, problems = decode_upload(upload.getvalue())
         for problem in problems:
             st.warning(problem)
@@ -150,7 +159,7 @@ def scrubber(recording):
     head = c2.selectbox("Head", range(config.n_heads), key=common.WIDGET_KEYS["head"], persist_state="session")
     cms_view = c3.segmented_control("CMS panels", ["weights", "change in this run"], default="weights",
                                     key="cms_view", persist_state="session")
-    view, notice = clamp_token(common.current_view(st.session_state.get("explore_token")), recording.n_tokens)
+    view, notice = clamp_token(common.current_view(st.session_state.get("explore_token"), linked_text()), recording.n_tokens)
     if notice:
         st.warning(notice, icon=":material/link:")
     st.session_state.explore_token = view.token if view.token is not None else recording.n_tokens - 1
@@ -202,7 +211,7 @@ def generation_panel(recording):
 if session.last is None:
     st.info("Pick an input and press **Run**. Each run continues from the memory of the previous ones until "
             "you press **Reset memory** in the sidebar.")
-    common.write_view(common.current_view(st.session_state.get("pending_token")))
+    common.write_view(common.current_view(st.session_state.get("pending_token"), linked_text()))
 else:
     show_run(session.last)
     generation_panel(session.last.recording)

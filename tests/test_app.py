@@ -18,6 +18,7 @@ from nested_learning.recording import record
 from nested_learning.training.metrics import metrics_path
 from nested_learning.viz import models
 from nested_learning.viz.presets import TEXT_PRESETS
+from nested_learning.viz.view import decode_text
 from tests.conftest import tiny_model
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -170,6 +171,21 @@ def test_query_parameters_round_trip(app):
     assert dict(at.query_params) == params
     ok(at.slider(key="explore_token").set_value(7).run())
     assert at.query_params["token"] == "7"
+
+
+def test_a_link_carries_typed_text_and_runs_it_on_arrival(app):
+    text = "Alice met Bob at noon. Alice met Bob at noon."
+    at = ok(app().run())
+    at.segmented_control(key="explore_source").set_value("Type").run()
+    at.text_area(key="explore_text").set_value(text).run()
+    ok(at.button(key="run").click().run())
+    params = dict(at.query_params)
+    assert "preset" not in params and decode_text(params["text"]) == text
+    fresh = app()
+    fresh.query_params.update(params)
+    ok(fresh.run())  # another browser opens the link: the same text, run once
+    assert fresh.text_area(key="explore_text").value == text
+    assert metric(fresh, "Tokens in this run") == str(len(text))
 
 
 def test_garbage_query_parameters_are_clamped_with_notices(app):

@@ -275,3 +275,33 @@ def test_explore_has_its_own_address_too(browser, server):
         assert "preset=facts" in page.url
     finally:
         context.close()
+
+
+def test_a_link_to_typed_text_reproduces_the_run_in_a_fresh_browser(browser, server):
+    text = "Alice met Bob at noon. Alice met Bob at noon."
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1400}) for _ in range(2)]
+    try:
+        first = contexts[0].new_page()
+        first.set_default_timeout(TIMEOUT_MS)
+        first.goto(server)
+        wait_idle(first)
+        first.get_by_text("Type", exact=True).click()
+        wait_idle(first)
+        first.get_by_label("Text").fill(text)
+        first.get_by_label("Text").press("Control+Enter")
+        wait_idle(first)
+        click(first, "Run")
+        first.get_by_text("Tokens in this run").wait_for()
+        wait_idle(first)
+        link = first.url
+        assert "text=" in link and "preset=" not in link
+        second = contexts[1].new_page()  # another browser: no session state, only the link
+        second.set_default_timeout(TIMEOUT_MS)
+        second.goto(link)
+        second.get_by_text("Tokens in this run").wait_for()
+        wait_idle(second)
+        assert second.get_by_label("Text").input_value() == text
+        assert second.get_by_text("Key-value facts").count() == 0  # not the facts preset
+    finally:
+        for context in contexts:
+            context.close()

@@ -2,7 +2,8 @@
 import pytest
 
 from nested_learning import Ablation, HopeConfig
-from nested_learning.viz.view import View, ablation_names, clamp_token, parse_view, view_to_params
+from nested_learning.viz.view import (MAX_LINK_TEXT, View, ablation_names, clamp_token, decode_text, encode_text,
+                                      parse_view, view_to_params)
 
 CONFIG = HopeConfig.preset("hope", n_layers=4)  # 4 layers, 4 heads, 4 CMS levels
 PRESETS = ("phrase", "facts")
@@ -29,7 +30,7 @@ def test_defaults_and_round_trip():
     ({"off": "bogus"}, View(), "off=bogus is not a component"),
     ({"off": "cms.9"}, View(), "off=cms\\.9"),
     ({"layer": ""}, View(layer=0), "not a whole number"),
-    ({"layr": "2"}, View(), "Unknown link parameter layr: ignored (a link takes preset, layer"),
+    ({"layr": "2"}, View(), "Unknown link parameter layr: ignored (a link takes preset, text, layer"),
     ({f"k{i}": "1" for i in range(8)}, View(), "parameters k0, k1, k2, k3, k4 and 3 more: ignored"),
     ({"embed": "true", "<b>": "1"}, View(), "parameter \\<b\\>: ignored"),  # Streamlit's own keys pass
 ])
@@ -71,3 +72,43 @@ def test_clamp_token():
     view, notice = clamp_token(View(token=500), 10)
     assert view.token == 9 and "past the end" in notice
     assert clamp_token(View(), 10) == (View(), None)
+
+
+def test_typed_text_travels_in_the_link_compressed_and_wins_over_a_preset():
+    text = "Alice met Bob at noon. Alice met Bob at noon. \U0001F600 <b>"
+    params = view_to_params(View(preset="facts", token=44, text=text))
+    assert "preset" not in params and params["token"] == "44"
+    view, notices = parse_view({**params, "preset": "facts"}, CONFIG, PRESETS)
+    assert notices == [] and view.text == text and view.preset is None
+    prose = "the quiet river bends past the old mill. " * 48  # 1,968 bytes of repetitive prose
+    assert decode_text(encode_text(prose)) == prose and len(encode_text(prose)) < 200
+
+
+def test_every_text_of_one_run_fits_in_a_link_and_a_longer_one_is_left_out():
+    import random
+    rng = random.Random(0)
+    worst = bytes(rng.randrange(256) for _ in range(2048)).decode("latin-1").encode("utf-8")[:2048].decode("utf-8", "ignore")
+    cjk = "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(682))  # 2,046 bytes, incompressible
+    for text in (worst, cjk):
+        assert decode_text(encode_text(text)) == text
+    assert encode_text("x" * 2049) is None  # more than one run
+    assert "text" not in view_to_params(View(text="x" * 2049))
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("!!!", "not an encoded text"),
+    ("aGVsbG8", "not an encoded text"),  # base64 of "hello": not zlib
+    ("x" * 3000, "longer than 2800"),
+])
+def test_garbage_text_in_a_link_is_ignored_with_a_notice(value, fragment):
+    view, notices = parse_view({"text": value, "preset": "facts"}, CONFIG, PRESETS)
+    assert view.text is None and view.preset == "facts" and fragment in notices[0]
+
+
+def test_a_compressed_bomb_is_refused_without_inflating_it():
+    import base64
+    import zlib
+    bomb = base64.urlsafe_b64encode(zlib.compress(b"a" * 1_000_000, 9)).decode().rstrip("=")
+    assert len(bomb) < MAX_LINK_TEXT
+    with pytest.raises(ValueError, match="more than 2048 bytes"):
+        decode_text(bomb)

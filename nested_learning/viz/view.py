@@ -1,4 +1,8 @@
-"""The shareable view: text preset, layer, head, token and ablations as URL query parameters.
+"""The shareable view: text preset or typed text, layer, head, token and ablations as URL query parameters.
+
+Typed text of up to one run (MAX_TEXT_BYTES) travels compressed (zlib, then URL-safe base64): at most
+MAX_LINK_TEXT characters even for incompressible bytes, about 100-1,000 for prose. A longer text
+cannot run and is left out of the link; the page says so.
 
 :func:`parse_view` never raises: a value that is not understood falls back to the default and an
 out-of-range value is clamped, each with a one-line notice (user values in notices are escaped for
@@ -6,6 +10,9 @@ Markdown, which Streamlit messages render).
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -13,7 +20,8 @@ from ..ablation import Ablation
 from ..config import HopeConfig
 from .safe_text import escape_markdown
 
-KEYS = ("preset", "layer", "head", "token", "off")
+MAX_LINK_TEXT = 2800  # encoded characters: 2,048 incompressible bytes take about 2,760 (URLs of 8 KB are safe)
+MAX_TEXT_BYTES = 2048  # a link's text decompresses to at most one run
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,30 @@ class View:
     head: int = 0
     token: int | None = None  # None: the last token of the run
     off: tuple[str, ...] = field(default_factory=tuple)  # ablation names, Ablation.from_names order
+    text: str | None = None  # typed text (instead of a preset)
+
+
+def encode_text(text: str) -> str | None:
+    """The text as a link value, or None when it is too long for a link."""
+    encoded = base64.urlsafe_b64encode(zlib.compress(text.encode("utf-8", errors="replace"), 9)).decode().rstrip("=")
+    return encoded if len(encoded) <= MAX_LINK_TEXT and len(text.encode("utf-8", errors="replace")) <= MAX_TEXT_BYTES else None
+
+
+def decode_text(value: str) -> str:
+    """A link's text; ValueError (one line) for anything that is not a text this app encoded."""
+    if len(value) > MAX_LINK_TEXT:
+        raise ValueError(f"longer than {MAX_LINK_TEXT} characters")
+    try:
+        data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(data, MAX_TEXT_BYTES + 1)  # bounded: a small value cannot inflate to gigabytes
+    except (binascii.Error, ValueError, zlib.error):
+        raise ValueError("not an encoded text") from None
+    if len(raw) > MAX_TEXT_BYTES or inflater.unconsumed_tail:
+        raise ValueError(f"decodes to more than {MAX_TEXT_BYTES} bytes")
+    if not inflater.eof:
+        raise ValueError("not an encoded text (cut short)")
+    return raw.decode("utf-8", errors="replace")
 
 
 def ablation_names(config: HopeConfig) -> list[str]:
@@ -58,7 +90,7 @@ def _int(params, key: str, default, low: int, high: int | None, notices: list[st
     return clamped
 
 
-VIEW_PARAMS = ("preset", "layer", "head", "token", "off")
+VIEW_PARAMS = ("preset", "text", "layer", "head", "token", "off")
 STREAMLIT_PARAMS = ("embed", "embed_options")  # Streamlit's own
 MAX_NAMED = 5  # unknown keys named in the notice; the rest are counted
 
@@ -79,6 +111,14 @@ def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...]) ->
             preset = raw
         else:
             notices.append(f"preset={escape_markdown(raw)} is not a preset ({', '.join(presets)}): ignored.")
+    text = None
+    if "text" in params:
+        try:
+            text = decode_text(_single(params["text"]).strip())
+        except ValueError as e:
+            notices.append(f"text= is {e}: ignored.")
+        else:
+            preset = None  # a link holds one input: its text wins over a preset
     layer = _int(params, "layer", 0, 0, config.n_layers - 1, notices)
     head = _int(params, "head", 0, 0, config.n_heads - 1, notices)
     token = _int(params, "token", None, 0, None, notices)
@@ -93,7 +133,7 @@ def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...]) ->
                 off.append(name)
             else:
                 notices.append(f"off={escape_markdown(name)} is not a component of this model: ignored.")
-    return View(preset, layer, head, token, tuple(Ablation.from_names(off).names_off())), notices
+    return View(preset, layer, head, token, tuple(Ablation.from_names(off).names_off()), text), notices
 
 
 def clamp_token(view: View, n_tokens: int) -> tuple[View, str | None]:
@@ -109,7 +149,10 @@ def clamp_token(view: View, n_tokens: int) -> tuple[View, str | None]:
 def view_to_params(view: View) -> dict[str, str]:
     """The canonical query parameters of a view (defaults left out, so URLs stay short)."""
     params = {}
-    if view.preset:
+    if view.text is not None:
+        if (encoded := encode_text(view.text)) is not None:
+            params["text"] = encoded
+    elif view.preset:
         params["preset"] = view.preset
     if view.layer:
         params["layer"] = str(view.layer)
