@@ -1,4 +1,4 @@
-"""Command line: ``python -m nested_learning <command> ...``.
+"""Command line: ``python -m nested_learning <command> ...`` (installed: ``nested-learning <command> ...``).
 
 Each command lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 this file only routes. Errors print one line on stderr and exit non-zero, never a traceback.
@@ -15,6 +15,7 @@ COMMANDS = {
     "record": ("nested_learning.recording.cli", "run the model on a text and save a per-token recording"),
     "train": ("nested_learning.training.cli", "train a model (byte-level LM + synthetic memory tasks)"),
     "validate": ("nested_learning.validation.cli", "measure the five test-time-learning properties"),
+    "dashboard": ("nested_learning.viz.cli", "start the Streamlit dashboard (from a checkout of the repository)"),
 }
 
 
