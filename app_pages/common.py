@@ -176,50 +176,65 @@ def sidebar():
 
 
 # ---- the shareable view ----------------------------------------------------------------------
-WIDGET_KEYS = {"layer": "view_layer", "head": "view_head", "off": "view_off", "preset": "view_preset"}
+# Each page keeps its own widgets: a choice on Explore never leaks into Compare's B, and back.
+PAGE_KEYS = {"explore": {"layer": "view_layer", "head": "view_head", "off": "view_off", "preset": "view_preset",
+                         "text": "explore_text"},
+             "compare": {"layer": "compare_layer", "head": "compare_head", "off": "compare_off",
+                         "preset": "compare_preset", "text": "compare_text"}}
+WIDGET_KEYS = PAGE_KEYS["explore"]
 
 
-def read_view(config) -> list[str]:
-    """Apply the URL to the view widgets when it differs from what this session last wrote (a shared
-    link, or an edited URL). Returns the notices of values that were clamped or ignored."""
+def read_view(config, page: str = "explore", b_options: tuple[str, ...] = ()) -> list[str]:
+    """Apply the URL to the page's widgets when it differs from what this session last wrote (a shared
+    link, or an edited URL): a link with a text or preset runs once on arrival. Returns the notices of
+    values that were clamped or ignored."""
+    keys, state = PAGE_KEYS[page], st.session_state
     params = st.query_params.to_dict()
-    if not params or params == st.session_state.get("view_params"):
-        _fit_widgets(config)
+    if not params or params == state.get("view_params"):
+        _fit_widgets(config, keys)
         return []
-    view, notices = parse_view(params, config, tuple(TEXT_PRESETS))
-    st.session_state[WIDGET_KEYS["layer"]] = view.layer
-    st.session_state[WIDGET_KEYS["head"]] = view.head
-    st.session_state[WIDGET_KEYS["off"]] = list(view.off)
-    if view.text is not None:  # a shared link with its text: Explore runs it once, from a fresh memory
-        st.session_state.explore_text = view.text
-        st.session_state.explore_source = "Type"
-        st.session_state.autorun = True
-    elif view.preset:  # a shared link to a preset: the same
-        st.session_state[WIDGET_KEYS["preset"]] = view.preset
-        st.session_state.explore_source = "Preset"
-        st.session_state.autorun = True
-    st.session_state.pending_token = view.token  # applied to the run (clamped to its length)
-    st.session_state.view_params = params
+    view, notices = parse_view(params, config, tuple(TEXT_PRESETS), b_options)
+    state[keys["layer"]], state[keys["head"]], state[keys["off"]] = view.layer, view.head, list(view.off)
+    arrives = view.text is not None or view.preset is not None
+    if view.text is not None:
+        state[keys["text"]] = view.text
+    elif view.preset:
+        state[keys["preset"]] = view.preset
+        if page == "compare":
+            state[keys["text"]] = ""  # Compare runs its typed text when there is one
+    if page == "explore":
+        if arrives:
+            state.explore_source = "Type" if view.text is not None else "Preset"
+            state.autorun = True  # runs once, from a fresh memory
+        state.pending_token = view.token  # applied to the run (clamped to its length)
+    else:
+        if view.b is not None:
+            state.compare_b = view.b
+        state.compare_autorun = arrives
+        if view.token is not None:
+            state.compare_token = view.token  # clamped to the comparison's length when it is drawn
+    state.view_params = params
     return notices
 
 
-def _fit_widgets(config):
+def _fit_widgets(config, keys: dict):
     """Keep remembered widget values valid for the current model (another model may have fewer layers)."""
     state = st.session_state
-    if state.get(WIDGET_KEYS["layer"], 0) >= config.n_layers:
-        state[WIDGET_KEYS["layer"]] = config.n_layers - 1
-    if state.get(WIDGET_KEYS["head"], 0) >= config.n_heads:
-        state[WIDGET_KEYS["head"]] = config.n_heads - 1
-    if WIDGET_KEYS["off"] in state:
+    if state.get(keys["layer"], 0) >= config.n_layers:
+        state[keys["layer"]] = config.n_layers - 1
+    if state.get(keys["head"], 0) >= config.n_heads:
+        state[keys["head"]] = config.n_heads - 1
+    if keys["off"] in state:
         valid = ablation_names(config)
-        state[WIDGET_KEYS["off"]] = [n for n in state[WIDGET_KEYS["off"]] if n in valid]
+        state[keys["off"]] = [n for n in state[keys["off"]] if n in valid]
 
 
-def current_view(token: int | None = None, text: str | None = None) -> View:
-    """The view in the widgets; ``text``: the page's typed input, which the link then holds instead of a preset."""
-    state = st.session_state
-    return View(None if text is not None else state.get(WIDGET_KEYS["preset"]), int(state.get(WIDGET_KEYS["layer"], 0)),
-                int(state.get(WIDGET_KEYS["head"], 0)), token, tuple(state.get(WIDGET_KEYS["off"], ())), text)
+def current_view(token: int | None = None, text: str | None = None, page: str = "explore", b: str | None = None) -> View:
+    """The page's view in its widgets; ``text``: the page's typed input, which the link then holds
+    instead of a preset; ``b``: Compare's choice for B."""
+    keys, state = PAGE_KEYS[page], st.session_state
+    return View(None if text is not None else state.get(keys["preset"]), int(state.get(keys["layer"], 0)),
+                int(state.get(keys["head"], 0)), token, tuple(state.get(keys["off"], ())), text, b)
 
 
 def write_view(view: View):

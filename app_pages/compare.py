@@ -15,16 +15,16 @@ from app_pages import common
 
 model, choice = common.current_model()
 config = model.config
-notices = common.read_view(config)
+KEYS = common.PAGE_KEYS["compare"]
+uploaded = st.session_state.get("uploaded_model")  # this session's last uploaded checkpoint, if any
+B_OPTIONS = ["same"] + (["shipped"] if models.DEFAULT_CHECKPOINT.is_file() and choice.kind != "shipped" else []) \
+    + (["upload"] if uploaded is not None and choice.kind != "upload" else []) + [f"preset:{name}" for name in PRESETS]
+notices = common.read_view(config, "compare", tuple(B_OPTIONS))
 
 st.title("Compare two settings")
 common.show_notices(notices)
 st.caption("A is the current model with every component on. B is the same model with components switched off, "
            "or another model. Both read the same text from a fresh memory (your Explore memory is not used).")
-
-uploaded = st.session_state.get("uploaded_model")  # this session's last uploaded checkpoint, if any
-B_OPTIONS = ["same"] + (["shipped"] if models.DEFAULT_CHECKPOINT.is_file() and choice.kind != "shipped" else []) \
-    + (["upload"] if uploaded is not None and choice.kind != "upload" else []) + [f"preset:{name}" for name in PRESETS]
 
 
 def b_label(option: str) -> str:
@@ -50,9 +50,9 @@ def model_for(option: str):
 with st.container(border=True):
     left, right = st.columns(2)
     with left:
-        key = st.selectbox("Text", list(TEXT_PRESETS), key=common.WIDGET_KEYS["preset"], persist_state="session",
+        key = st.selectbox("Text", list(TEXT_PRESETS), key=KEYS["preset"], persist_state="session",
                            format_func=lambda k: TEXT_PRESETS[k].describe())
-        typed = st.text_area("or type your own (leave empty to use the preset)", key="compare_text", height=90,
+        typed = st.text_area("or type your own (leave empty to use the preset)", key=KEYS["text"], height=90,
                              persist_state="session")
         preset = TEXT_PRESETS[key or "phrase"]
         text, answers = (typed, ()) if typed.strip() else (preset.text, preset.answers)
@@ -61,11 +61,12 @@ with st.container(border=True):
         model_b = model_for(option)
     names_b = ablation_names(model_b.config)
     if model_b is model:
-        off = common.ablation_picker(config, common.WIDGET_KEYS["off"], "Switch off in B")
+        off = common.ablation_picker(config, KEYS["off"], "Switch off in B")
     else:
         off = st.pills("Switch off in B", names_b, selection_mode="multi", key="compare_off_other")
     n_tokens = len(ByteTokenizer().encode(text))
-    clicked = st.button("Compare", type="primary", key="compare_run")
+    # A link to a comparison runs it once on arrival.
+    clicked = st.button("Compare", type="primary", key="compare_run") or st.session_state.pop("compare_autorun", False)
     st.caption(f"{n_tokens} tokens; at most {MAX_RUN_TOKENS}.")
 
 if clicked:
@@ -86,13 +87,18 @@ if clicked:
             st.session_state.compare = (choice.key, (rec_a, rec_b, answers, label_b))
 
 
+def linked_view(token: int | None = None):
+    """This page's view for the link: its text (typed, or the preset), B, what B switches off, layer, head, token."""
+    return common.current_view(token, typed if typed.strip() else None, "compare", option if option != "same" else None)
+
+
 @st.fragment
 def memory_panels(rec_a, rec_b):
     st.subheader("Memory of one head, A vs B")
     c1, c2 = st.columns(2)
-    layer = c1.selectbox("Layer", range(config.n_layers), key=common.WIDGET_KEYS["layer"], persist_state="session")
-    head = c2.selectbox("Head", range(config.n_heads), key=common.WIDGET_KEYS["head"], persist_state="session")
-    view, notice = clamp_token(common.current_view(st.session_state.get("compare_token")), rec_a.n_tokens)
+    layer = c1.selectbox("Layer", range(config.n_layers), key=KEYS["layer"], persist_state="session")
+    head = c2.selectbox("Head", range(config.n_heads), key=KEYS["head"], persist_state="session")
+    view, notice = clamp_token(linked_view(st.session_state.get("compare_token")), rec_a.n_tokens)
     if notice:
         st.warning(notice)
     st.session_state.compare_token = view.token if view.token is not None else rec_a.n_tokens - 1
@@ -119,6 +125,6 @@ result = st.session_state.get("compare")
 result = result[1] if result is not None and result[0] == choice.key else None
 if result is None:
     st.info("Choose B and press **Compare**.")
-    common.write_view(common.current_view())
+    common.write_view(linked_view())
 else:
     show_comparison(*result)

@@ -13,7 +13,7 @@ from tests.test_app import APP, app, arrays, figure, has_chart, metric, ok, tabl
 def test_compare_side_by_side(app):
     at = ok(app().run())
     ok(at.switch_page("app_pages/compare.py").run())
-    at.pills(key="view_off").set_value(["test_time_updates"])
+    at.pills(key="compare_off").set_value(["test_time_updates"])
     ok(at.button(key="compare_run").click().run())
     summary = table(at, "mean surprise")
     assert list(summary.index) == ["A", "B", "B - A"]
@@ -26,10 +26,29 @@ def test_compare_side_by_side(app):
     np.testing.assert_allclose(arrays(panels[2]["z"]), arrays(panels[1]["z"]) - arrays(panels[0]["z"]), atol=1e-12)
     ok(at.slider(key="compare_token").set_value(2).run())
     assert not np.allclose(arrays(figure(at, "compare_memory")["data"][0]["z"]), arrays(panels[0]["z"]))
-    at.pills(key="view_off").set_value(["memory"])
+    at.pills(key="compare_off").set_value(["memory"])
     ok(at.button(key="compare_run").click().run())
     assert not has_chart(at, "compare_memory") and "no test-time memory" in at.info[0].value
     assert at.query_params["off"] == "memory"
+    ok(at.switch_page("app_pages/explore.py").run())
+    assert at.pills(key="view_off").value in (None, [])  # Compare's B choice stays on Compare
+
+
+def test_a_compare_link_reproduces_the_comparison(app):
+    at = ok(app().run())
+    ok(at.switch_page("app_pages/compare.py").run())
+    at.text_area(key="compare_text").set_value("Alice met Bob at noon. Alice met Bob at noon.").run()
+    at.selectbox(key="compare_b").set_value("preset:transformer").run()
+    ok(at.button(key="compare_run").click().run())
+    ok(at.slider(key="compare_token").set_value(5).run())
+    params = dict(at.query_params)
+    assert params["b"] == "preset:transformer" and params["token"] == "5" and "text" in params
+    fresh = app()  # another browser opens the link: the Compare page first
+    fresh.query_params.update(params)
+    ok(fresh.switch_page("app_pages/compare.py").run())
+    assert fresh.selectbox(key="compare_b").value == "preset:transformer"
+    assert any("random-init 'transformer' preset" in m.value for m in fresh.markdown)  # it ran on arrival
+    assert fresh.slider(key="compare_token").value == 5
 
 
 def test_learn_demos_each_run_in_one_click(app):

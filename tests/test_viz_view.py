@@ -30,9 +30,10 @@ def test_defaults_and_round_trip():
     ({"off": "bogus"}, View(), "off=bogus is not a component"),
     ({"off": "cms.9"}, View(), "off=cms\\.9"),
     ({"layer": ""}, View(layer=0), "not a whole number"),
-    ({"layr": "2"}, View(), "Unknown link parameter layr: ignored (a link takes preset, text, layer"),
+    ({"layr": "2"}, View(), "Unknown link parameter layr: ignored (a link takes preset, text, b, layer"),
     ({f"k{i}": "1" for i in range(8)}, View(), "parameters k0, k1, k2, k3, k4 and 3 more: ignored"),
     ({"embed": "true", "<b>": "1"}, View(), "parameter \\<b\\>: ignored"),  # Streamlit's own keys pass
+    ({"b": "preset:nope"}, View(), "b=preset\\:nope is not a choice for B"),
 ])
 def test_garbage_is_clamped_or_ignored_with_a_notice(params, expected, fragment):
     view, notices = parse_view(params, CONFIG, PRESETS)

@@ -32,6 +32,7 @@ class View:
     token: int | None = None  # None: the last token of the run
     off: tuple[str, ...] = field(default_factory=tuple)  # ablation names, Ablation.from_names order
     text: str | None = None  # typed text (instead of a preset)
+    b: str | None = None  # Compare: what B runs (None: the page's default)
 
 
 def encode_text(text: str) -> str | None:
@@ -90,12 +91,13 @@ def _int(params, key: str, default, low: int, high: int | None, notices: list[st
     return clamped
 
 
-VIEW_PARAMS = ("preset", "text", "layer", "head", "token", "off")
+VIEW_PARAMS = ("preset", "text", "b", "layer", "head", "token", "off")
 STREAMLIT_PARAMS = ("embed", "embed_options")  # Streamlit's own
 MAX_NAMED = 5  # unknown keys named in the notice; the rest are counted
 
 
-def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...]) -> tuple[View, list[str]]:
+def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...],
+               b_options: tuple[str, ...] = ()) -> tuple[View, list[str]]:
     """Query parameters -> (View, notices). Unknown keys are ignored with one notice naming them."""
     notices: list[str] = []
     unknown = [key for key in params if key not in VIEW_PARAMS and key not in STREAMLIT_PARAMS]
@@ -119,6 +121,14 @@ def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...]) ->
             notices.append(f"text= is {e}: ignored.")
         else:
             preset = None  # a link holds one input: its text wins over a preset
+    b = None
+    if "b" in params:
+        raw = _single(params["b"]).strip()
+        if raw in b_options:
+            b = raw
+        else:
+            shown = ", ".join(b_options) if b_options else "only on Compare"
+            notices.append(f"b={escape_markdown(raw)} is not a choice for B ({escape_markdown(shown, limit=200)}): ignored.")
     layer = _int(params, "layer", 0, 0, config.n_layers - 1, notices)
     head = _int(params, "head", 0, 0, config.n_heads - 1, notices)
     token = _int(params, "token", None, 0, None, notices)
@@ -133,7 +143,7 @@ def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...]) ->
                 off.append(name)
             else:
                 notices.append(f"off={escape_markdown(name)} is not a component of this model: ignored.")
-    return View(preset, layer, head, token, tuple(Ablation.from_names(off).names_off()), text), notices
+    return View(preset, layer, head, token, tuple(Ablation.from_names(off).names_off()), text, b), notices
 
 
 def clamp_token(view: View, n_tokens: int) -> tuple[View, str | None]:
@@ -154,6 +164,8 @@ def view_to_params(view: View) -> dict[str, str]:
             params["text"] = encoded
     elif view.preset:
         params["preset"] = view.preset
+    if view.b:
+        params["b"] = view.b
     if view.layer:
         params["layer"] = str(view.layer)
     if view.head:
