@@ -25,6 +25,8 @@ from nested_learning.viz import models
 from nested_learning.viz.presets import TEXT_PRESETS
 from tests.conftest import tiny_model
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("NLE_CHROMIUM", "/usr/bin/chromium")
 TIMEOUT_MS = 60_000

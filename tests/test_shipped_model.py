@@ -1,11 +1,14 @@
 """The shipped checkpoint streams the dashboard's whole session (MAX_SESSION_TOKENS) of ordinary and
 hostile input in run-sized calls with finite outputs and bounded fast weights."""
+import pytest
 import torch
 
 from nested_learning import load_checkpoint
 from nested_learning.validation import targets
 from nested_learning.viz import models
 from nested_learning.viz.session import MAX_RUN_TOKENS, MAX_SESSION_TOKENS
+
+pytestmark = pytest.mark.slow
 
 SHIPPED = models.ROOT / "assets" / "hope-default.safetensors"
 # Before the projection memories were bounded, a repeated phrase drove layer 0's memory to ~1e9 by

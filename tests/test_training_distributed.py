@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from nested_learning import load_checkpoint
@@ -12,6 +13,8 @@ from nested_learning.cli import main
 from nested_learning.training.metrics import read_metrics
 from tests.conftest import TINY
 from tests.test_training_loop import write_text
+
+pytestmark = pytest.mark.distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 
