@@ -9,7 +9,7 @@ import streamlit as st
 
 from nested_learning import Ablation
 from nested_learning.tokenizer import ByteTokenizer
-from nested_learning.viz import generation, heatmaps, models, repeats, timelines
+from nested_learning.viz import anatomy, generation, heatmaps, models, repeats, timelines
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, colored_text_html, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
@@ -171,6 +171,12 @@ def scrubber(recording):
         memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
         fig = heatmaps.memory_figure(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
         st.plotly_chart(fig, config=common.PLOT_CONFIG, key="memory_heatmaps")
+        with st.expander(f"How token {t} was written: the delta rule, layer {layer}, head {head}"):
+            parts = anatomy.anatomy(recording, layer, head, t)
+            st.caption("M_t = a_t M_(t-1) + lr_t (v_t - M_(t-1) k_t) k_tᵀ: the memory is asked for the token's key, "
+                       "compares its answer with the value, and writes the error along the key.")
+            st.plotly_chart(anatomy.anatomy_figure(parts), config=common.PLOT_CONFIG, key="anatomy")
+            st.caption(anatomy.explain(parts))
     else:
         st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
     if layer in recording.cms_layers:

@@ -247,3 +247,12 @@ def test_explore_continues_a_prompt_three_ways_and_leaves_the_memory(app):
     assert any(f"memory had read {len(TEXT_PRESETS['phrase'].text)} tokens" in c for c in captions)
     assert sum("memory had read 0 tokens" in c for c in captions) >= 1  # the reset memory (and a baseline, if shipped)
     assert metric(at, "Memory holds") == held
+
+
+def test_explore_shows_the_delta_rule_at_the_scrubbed_token(app):
+    at = ok(app().run())
+    ok(at.button(key="run").click().run())
+    ok(at.slider(key="explore_token").set_value(4).run())
+    parts = figure(at, "anatomy")["data"]
+    assert list(parts[0]["y"]) == ["k_t", "M_(t-1) k_t", "v_t", "error v - Mk"]
+    np.testing.assert_allclose(arrays(parts[3]["z"]), arrays(figure(at, "memory_heatmaps")["data"][0]["z"]), rtol=1e-5, atol=1e-7)

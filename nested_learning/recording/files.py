@@ -27,7 +27,7 @@ _PATTERNS = [
     (r"topk\.(ids|probs)", lambda c, T: (T, None)),
     (_LAYER + r"memory\.(surprise|gate_surprise|learning_rate|retention|write_norm|memory_norm|momentum_gate)",
      lambda c, T: (T, c.n_heads)),
-    (_LAYER + r"memory\.(keys|writes)", lambda c, T: (T, c.n_heads, c.head_dim)),
+    (_LAYER + r"memory\.(keys|writes|values)", lambda c, T: (T, c.n_heads, c.head_dim)),  # values: optional
     (_LAYER + r"memory\.initial\.(memory|momentum)", lambda c, T: (c.n_heads, c.head_dim, c.head_dim)),
     (r"full\." + _LAYER + r"memory\.memory", lambda c, T: (T, c.n_heads, c.head_dim, c.head_dim)),
     (_LAYER + r"cms\.input", lambda c, T: (T, c.d_model)),

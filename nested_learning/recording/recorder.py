@@ -111,6 +111,7 @@ def _memory_streams(layer: int, trace: dict, initial_state, full_states: bool) -
     errors, values = take("errors"), take("values")
     writes = errors * out[prefix + "learning_rate"][..., None]  # u_t = lr_t * error_t
     out[prefix + "writes"] = writes
+    out[prefix + "values"] = values  # v_t: the delta rule's anatomy at a token (error = v_t - M_{t-1} k_t)
     initial = initial_state.memory[0].float().cpu()
     out[prefix + "initial.memory"] = initial
     if "momentum_gate" in trace:

@@ -3,7 +3,7 @@
 Stream names (README lists them): ``tokens``, ``loss``, ``topk.ids``, ``topk.probs``;
 ``layers.{i}.memory.{surprise, gate_surprise, learning_rate, retention, write_norm, memory_norm}`` [T, H];
 ``layers.{i}.attention.weights`` [H, T, keys] (optional). Factors that rebuild states exactly:
-``layers.{i}.memory.{keys, writes}`` [T, H, d], ``layers.{i}.memory.initial.*``, ``layers.{i}.cms.input``
+``layers.{i}.memory.{keys, writes}`` [T, H, d] (and ``values`` v_t, for the delta rule's anatomy), ``layers.{i}.memory.initial.*``, ``layers.{i}.cms.input``
 [T, D], ``layers.{i}.cms.initial.*`` and ``layers.{i}.cms.params.*``. CMS update events
 (:meth:`Recording.cms_events`) are derived from these by an exact replay of the layer's CMS chain.
 """

@@ -1,0 +1,90 @@
+"""The delta rule at one token, for one layer and head: what the memory predicted for the token's key,
+the value it should have returned, the error, and the write
+
+    M_t = a_t M_{t-1} + lr_t (v_t - M_{t-1} k_t) k_t^T
+
+drawn as vectors and matrices on shared colour scales. No Streamlit here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from ..recording import Recording
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    token: int
+    key: np.ndarray  # k_t [d]
+    prediction: np.ndarray  # M_{t-1} k_t [d]
+    value: np.ndarray | None  # v_t [d] (None: a recording made without values and a zero learning rate)
+    error: np.ndarray | None  # v_t - M_{t-1} k_t [d]
+    learning_rate: float
+    retention: float
+    previous: np.ndarray  # M_{t-1} [d, d]
+    write: np.ndarray  # lr_t (v_t - M_{t-1} k_t) k_t^T [d, d]
+    memory: np.ndarray  # M_t [d, d]
+
+
+def anatomy(recording: Recording, layer: int, head: int, t: int) -> Anatomy:
+    """The delta rule's parts at token ``t`` (0-based in the run) of one head, from the recording."""
+    if layer not in recording.memory_layers:
+        raise KeyError(f"layer {layer} has no test-time memory in this recording")
+    prefix = f"layers.{layer}.memory."
+    pick = lambda name: recording.stream(prefix + name)[t, head].double()
+    key, write_vector = pick("keys"), pick("writes")
+    learning_rate, retention = float(pick("learning_rate")), float(pick("retention"))
+    previous, memory = recording.memory_matrix(layer, head, t - 1), recording.memory_matrix(layer, head, t)
+    prediction = previous @ key
+    if prefix + "values" in recording.tensors:
+        value = pick("values")
+        error = value - prediction
+    elif learning_rate > 1e-8:  # older recordings: the error from the write itself
+        error = write_vector / learning_rate
+        value = prediction + error
+    else:
+        value = error = None
+    to_numpy = lambda x: None if x is None else x.numpy()
+    return Anatomy(t, key.numpy(), prediction.numpy(), to_numpy(value), to_numpy(error), learning_rate, retention,
+                   previous.numpy(), torch.outer(write_vector, key).numpy(), memory.numpy())
+
+
+def anatomy_figure(a: Anatomy) -> go.Figure:
+    """Top: k_t, M_{t-1} k_t, v_t and the error as rows; bottom: M_{t-1}, the write and M_t, on one scale
+    (diverging, centred on zero)."""
+    d = len(a.key)
+    fig = make_subplots(rows=2, cols=3, row_heights=[0.3, 0.7], vertical_spacing=0.12, horizontal_spacing=0.06,
+                        specs=[[{"colspan": 3}, None, None], [{}, {}, {}]],
+                        subplot_titles=("key, prediction, value, error (one row each)",
+                                        "M_{t-1}", f"write: lr {a.learning_rate:.3g} x error x key", f"M_t = {a.retention:.3g} M_(t-1) + write"))
+    rows = [("k_t", a.key), ("M_(t-1) k_t", a.prediction), ("v_t", a.value), ("error v - Mk", a.error)]
+    rows = [(name, vector) for name, vector in rows if vector is not None]
+    vector_limit = max(float(np.abs(np.stack([v for _, v in rows])).max()), 1e-12)
+    fig.add_trace(go.Heatmap(z=np.stack([v for _, v in rows]), y=[n for n, _ in rows], x=np.arange(d),
+                             colorscale="RdBu", reversescale=True, zmin=-vector_limit, zmax=vector_limit,
+                             colorbar=dict(y=0.87, len=0.3, thickness=10),
+                             hovertemplate="%{y}[%{x}] = %{z:.4g}<extra></extra>"), row=1, col=1)
+    matrix_limit = max(float(np.abs(np.stack([a.previous, a.memory])).max()), 1e-12)
+    for col, (name, matrix) in enumerate((("M_(t-1)", a.previous), ("write", a.write), ("M_t", a.memory)), start=1):
+        fig.add_trace(go.Heatmap(z=matrix, colorscale="RdBu", reversescale=True, zmin=-matrix_limit, zmax=matrix_limit,
+                                 showscale=col == 3, colorbar=dict(y=0.35, len=0.65, thickness=10),
+                                 hovertemplate=f"{name}[%{{y}}, %{{x}}] = %{{z:.4g}}<extra></extra>"), row=2, col=col)
+        fig.update_yaxes(autorange="reversed", title_text="value dimension" if col == 1 else None, row=2, col=col)
+        fig.update_xaxes(title_text="key dimension", row=2, col=col)
+    fig.update_layout(height=520, margin=dict(l=10, r=10, t=50, b=40))
+    return fig
+
+
+def explain(a: Anatomy) -> str:
+    """One line on what happened at this token, with the numbers."""
+    if a.error is None:
+        return "No write at this token (learning rate 0), so its error cannot be shown from this recording."
+    error, value = float(np.linalg.norm(a.error)), float(np.linalg.norm(a.value))
+    share = error / value if value > 0 else float("nan")
+    return (f"The memory returned a prediction off by {error:.3g} (|v| = {value:.3g}, {share:.0%} of it); it kept "
+            f"{a.retention:.3g} of M_(t-1) and added {a.learning_rate:.3g} x error x key. Red is positive, blue negative.")

@@ -1,0 +1,40 @@
+"""The delta rule at one token: the parts add up to the recorded memory, old recordings still work."""
+import numpy as np
+import pytest
+
+from nested_learning import Ablation
+from nested_learning.recording import record
+from nested_learning.viz.anatomy import anatomy, anatomy_figure, explain
+
+
+@pytest.mark.parametrize("t", [0, 7, 20])
+def test_the_parts_add_up_to_the_next_memory(model, t):
+    rec, _ = record(model, "the cat sat on the mat. the cat")
+    a = anatomy(rec, 1, 1, t)
+    np.testing.assert_allclose(a.error, a.value - a.prediction, atol=1e-12)
+    np.testing.assert_allclose(a.write, np.outer(a.learning_rate * a.error, a.key), atol=1e-5)
+    np.testing.assert_allclose(a.memory, a.retention * a.previous + a.write, atol=1e-5)
+    np.testing.assert_allclose(a.prediction, a.previous @ a.key, atol=1e-12)
+    figure = anatomy_figure(a)
+    assert len(figure.data) == 4 and list(figure.data[0].y) == ["k_t", "M_(t-1) k_t", "v_t", "error v - Mk"]
+    assert "off by" in explain(a)
+
+
+def test_a_recording_without_values_derives_them_from_the_write(model):
+    rec, _ = record(model, "the cat sat on the mat.")
+    full = anatomy(rec, 0, 0, 5)
+    for layer in (0, 1):
+        del rec.tensors[f"layers.{layer}.memory.values"]  # as recordings made before values were kept
+    derived = anatomy(rec, 0, 0, 5)
+    np.testing.assert_allclose(derived.value, full.value, rtol=1e-4, atol=1e-5)
+
+
+def test_without_updates_there_is_no_write_to_explain(model):
+    rec, _ = record(model, "abcdef", ablation=Ablation(test_time_updates=False))
+    for layer in (0, 1):
+        del rec.tensors[f"layers.{layer}.memory.values"]
+    a = anatomy(rec, 0, 0, 3)
+    assert a.error is None and a.learning_rate == 0 and "No write" in explain(a)
+    assert len(anatomy_figure(a).data[0].y) == 2  # key and prediction only
+    with pytest.raises(KeyError, match="no test-time memory"):
+        anatomy(record(model, "abc", ablation=Ablation(memory=False))[0], 0, 0, 1)
