@@ -13,6 +13,7 @@ from nested_learning.viz import anatomy, generation, heatmaps, models, repeats, 
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, colored_text_html, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
+from nested_learning.viz.verdict import BLOCK, run_verdict
 from nested_learning.viz.view import MAX_LINK_TEXT, clamp_token, encode_text
 from app_pages import common
 
@@ -109,6 +110,7 @@ def show_run(result):
     cols[5].metric("Run time", f"{result.seconds:.2f} s")
     if recording.ablation.names_off():
         st.caption("Switched off in this run: " + ", ".join(recording.ablation.names_off()))
+    verdict_panel(result)
     # Timelines are drawn at once, then again with the CMS raster once its events are derived (the
     # recording caches them, so later reruns draw the raster straight away).
     st.subheader("Timelines")
@@ -190,6 +192,31 @@ def scrubber(recording):
     st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads; hover a character for its value)")
     st.html(html)
     common.write_view(common.with_token(view, t))
+
+
+def verdict_panel(result):
+    """One click: this run against its controls, said plainly (cached for the run)."""
+    cached = st.session_state.get("explore_verdict")
+    if cached is not None and cached[0] is result:
+        verdict = cached[1]
+    elif st.button("What did test-time learning do here?", key="verdict_run",
+                   help="Reads the same text from a reset memory, after another document, and with the baseline "
+                        "transformer, and compares losses with 95% intervals."):
+        verdict = None
+        with common.refusals_shown(), common.admitted(), st.spinner("Reading the text under the controls..."):
+            verdict = run_verdict(model, result.recording, result.start_state, common.shared_baseline(choice.device))
+            st.session_state.explore_verdict = (result, verdict)
+        if verdict is None:
+            return
+    else:
+        return
+    for helped, sentence in verdict.sentences:
+        (st.success if helped else st.warning)(sentence, icon=":material/check_circle:" if helped else ":material/info:")
+    with st.expander("The numbers"):
+        st.dataframe(verdict.table.style.format(precision=3, na_rep="n/a"), hide_index=True, key="verdict_table")
+        st.caption(f"Differences are this run minus the control (negative: this run's memory did better), per token, "
+                   f"with 95% intervals from a bootstrap over {BLOCK}-token blocks; repeats are spans of 8+ bytes read "
+                   "earlier in the run.")
 
 
 def generation_panel(recording):

@@ -256,3 +256,14 @@ def test_explore_shows_the_delta_rule_at_the_scrubbed_token(app):
     parts = figure(at, "anatomy")["data"]
     assert list(parts[0]["y"]) == ["k_t", "M_(t-1) k_t", "v_t", "error v - Mk"]
     np.testing.assert_allclose(arrays(parts[3]["z"]), arrays(figure(at, "memory_heatmaps")["data"][0]["z"]), rtol=1e-5, atol=1e-7)
+
+
+def test_a_run_gets_a_verdict_against_its_controls_in_one_click(app):
+    at = ok(app().run())
+    ok(at.button(key="run").click().run())
+    ok(at.button(key="verdict_run").click().run())
+    sentences = [m.value for m in list(at.success) + list(at.warning)]
+    assert any(s.startswith("Against another document's memory") for s in sentences)
+    assert "another document's memory" in list(table(at, "condition")["condition"])
+    ok(at.run())  # kept for this run: shown again without another click
+    assert any(s.startswith("Against another document's memory") for s in [m.value for m in list(at.success) + list(at.warning)])

@@ -33,6 +33,7 @@ class RunResult:
     recording: Recording
     seconds: float
     tokens_asked: int = 0  # the input's length; recording.n_tokens of them were read
+    start_state: HopeState | None = None  # the memory the run started from (None: a fresh one), for its controls
 
     @property
     def complete(self) -> bool:
@@ -109,5 +110,5 @@ class MemorySession:
             if self.version != version:
                 raise RunDiscarded("This run was discarded: the memory was reset or changed while it ran.")
             self.state, self.runs, self.version = run.state, self.runs + 1, self.version + 1
-            self.last = RunResult(run.recording, time.perf_counter() - started, run.tokens_asked)
+            self.last = RunResult(run.recording, time.perf_counter() - started, run.tokens_asked, state)
             return self.last
