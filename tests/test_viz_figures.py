@@ -142,3 +142,20 @@ def test_comparison_of_a_run_with_itself_is_zero(runs):
     np.testing.assert_allclose(panels.data[2].z, (b.memory_matrix(1, 0, 25) - a.memory_matrix(1, 0, 25)).numpy())
     off = compare.run_side(model, text, Ablation(memory=False))
     assert compare.compare_memory(a, off, 1, 0, 25) is None
+
+
+def test_timeline_scales_are_honest(model):
+    """Bounded streams on their physical range (an exact 0 or 1 looks like one); surprise capped at its
+    99th percentile only when an outlier would flatten it, and the panel says so."""
+    from nested_learning import Ablation
+    from nested_learning.recording import record
+    from nested_learning.viz import timelines
+    rec, _ = record(model, "the cat sat on the mat. " * 3, ablation=Ablation(test_time_updates=False))
+    figure = timelines.timeline_figure(rec)
+    scales = {trace.name: (trace.zmin, trace.zmax) for trace in figure.data[1:]}
+    assert scales["learning rate"] == (0.0, model.config.max_learning_rate)
+    assert scales["retention"] == (model.config.min_retention, 1.0)
+    rec.tensors["layers.0.memory.surprise"][5, 0] = 1e3  # one outlier
+    figure = timelines.timeline_figure(rec)
+    surprise = next(t for t in figure.data if t.name.startswith("surprise"))
+    assert surprise.zmax < 10 and "capped at the 99th percentile" in figure.layout.annotations[1].text

@@ -32,6 +32,25 @@ def _head_matrix(recording: Recording, stream: str) -> tuple[np.ndarray, list[st
     return np.array(rows), names
 
 
+def stream_range(recording: Recording, stream: str, z: np.ndarray) -> tuple[float, float, bool]:
+    """(zmin, zmax, clipped) for a memory stream's colour scale: bounded streams on their physical range
+    (learning rate 0..max_learning_rate, retention min_retention..1), so an exact 0 or 1 looks like one;
+    surprise from 0 to its maximum, or to its 99th percentile when the maximum is more than twice that
+    (a few outliers would flatten the rest; ``clipped`` is then True and the panel says so)."""
+    config = recording.config
+    if stream == "learning_rate":
+        return 0.0, float(config.max_learning_rate), False
+    if stream == "retention":
+        return float(config.min_retention), 1.0, False
+    finite = z[np.isfinite(z)]
+    if finite.size == 0:
+        return 0.0, 1.0, False
+    top, peak = float(np.percentile(finite, 99)), float(finite.max())
+    if top > 0 and peak > 2 * top:
+        return 0.0, top, True
+    return 0.0, peak if peak > 0 else 1.0, False
+
+
 def _colorbar(fig: go.Figure, row: int) -> dict:
     domain = fig.layout[f"yaxis{row if row > 1 else ''}"].domain
     return dict(y=(domain[0] + domain[1]) / 2, len=(domain[1] - domain[0]) * 1.05, thickness=10)
@@ -89,7 +108,10 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
         for stream, title, scale in MEMORY_ROWS:
             row += 1
             z, names = _head_matrix(recording, stream)
-            fig.add_trace(go.Heatmap(z=z, x=positions, y=names, colorscale=scale, name=title,
+            low, high, clipped = stream_range(recording, stream, z)
+            if clipped:  # say so in the panel's title
+                fig.layout.annotations[row - 1].text = f"{title} (colour scale capped at the 99th percentile, {high:.3g})"
+            fig.add_trace(go.Heatmap(z=z, x=positions, y=names, colorscale=scale, name=title, zmin=low, zmax=high,
                                      colorbar=_colorbar(fig, row),
                                      hovertemplate=f"position %{{x}}, %{{y}}<br>{title} %{{z:.4g}}<extra></extra>"),
                           row=row, col=1)
