@@ -36,6 +36,7 @@ def test_each_cms_level_switch_changes_the_output(level):
 MAIN = ("attention", "memory", "cms", "ffn", "persistent_tokens", "test_time_updates", "momentum")
 
 
+@pytest.mark.slow  # 2^7 combinations: about two minutes on 2 CPU cores
 @pytest.mark.parametrize("preset", ["hope", "titans"])
 def test_every_combination_gives_finite_logits(preset):
     model = tiny_model(preset)
