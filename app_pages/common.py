@@ -15,7 +15,7 @@ from nested_learning.viz.admission import Admission, AdmissionSettings, Busy
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import escape_markdown
 from nested_learning.viz.session import MemorySession, RunRefused
-from nested_learning.viz.view import View, ablation_names, parse_view, view_to_params
+from nested_learning.viz.view import View, ablation_names, glossary, parse_view, view_to_params
 
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
 
@@ -253,7 +253,8 @@ def show_notices(notices: list[str]):
 def ablation_picker(config, key: str, label: str = "Switch off") -> list[str]:
     names = ablation_names(config)
     return st.pills(label, names, selection_mode="multi", key=key, persist_state="session",
-                    help="Components to switch off for this run (cms.N = one CMS level). Parameters are untouched.")
+                    help="Components to switch off for this run; parameters are untouched.\n\n" +
+                         "\n".join(f"- **{escape_markdown(n)}**: {glossary(n)}" for n in names))
 
 
 def with_token(view: View, token: int) -> View:

@@ -22,8 +22,29 @@ config = model.config
 session = common.memory_session()
 notices = common.read_view(config)
 
+st.caption("Nested Learning Explorer")
 st.title("Explore memory dynamics")
 common.show_notices(notices)
+
+DEMOS = (("phrase", "A phrase read 8 times", "Does each copy get cheaper?"),
+         ("facts", "Key-value facts", "Are the facts recalled when asked?"),
+         ("distractor", "A long text", "What does the memory keep over 500 bytes?"))
+
+
+def start_demo(preset: str):
+    st.session_state[common.WIDGET_KEYS["preset"]] = preset
+    st.session_state.explore_source = "Preset"
+    st.session_state.autorun = True
+
+
+if session.runs == 0 and not st.session_state.get("autorun"):
+    with st.container(border=True):
+        st.markdown("**Test-time learning**: this model has a memory whose weights change *while it reads*. Each "
+                    "token is written into a matrix by the delta rule, and later tokens read from it. Pick a demo "
+                    "and watch the memory learn, token by token; the Learn page explains each part.")
+        for column, (preset, label, question) in zip(st.columns(len(DEMOS)), DEMOS):
+            column.button(label, key=f"demo_{preset}", on_click=start_demo, args=(preset,), help=question,
+                          width="stretch")
 
 
 # ---- input ------------------------------------------------------------------------------------

@@ -267,3 +267,12 @@ def test_a_run_gets_a_verdict_against_its_controls_in_one_click(app):
     assert "another document's memory" in list(table(at, "condition")["condition"])
     ok(at.run())  # kept for this run: shown again without another click
     assert any(s.startswith("Against another document's memory") for s in [m.value for m in list(at.success) + list(at.warning)])
+
+
+def test_a_first_visit_offers_three_demos_that_run_in_one_click(app):
+    at = ok(app().run())
+    assert any("Test-time learning" in m.value for m in at.markdown)
+    ok(at.button(key="demo_facts").click().run())
+    assert metric(at, "Tokens in this run") == str(len(TEXT_PRESETS["facts"].text))
+    assert not any("Test-time learning" in m.value for m in at.markdown)  # the introduction steps aside
+    assert "memory" in at.pills(key="view_off").help and "delta rule" in at.pills(key="view_off").help

@@ -113,3 +113,9 @@ def test_a_compressed_bomb_is_refused_without_inflating_it():
     assert len(bomb) < MAX_LINK_TEXT
     with pytest.raises(ValueError, match="more than 2048 bytes"):
         decode_text(bomb)
+
+
+def test_every_switch_has_a_glossary_line():
+    from nested_learning.viz.view import glossary
+    for name in ablation_names(CONFIG):
+        assert glossary(name), name

@@ -58,6 +58,27 @@ def decode_text(value: str) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+# What each switch is, for tooltips (one line each; cms.N is added per level).
+GLOSSARY = {
+    "attention": "causal self-attention over a short sliding window (the model's exact short-term memory)",
+    "memory": "the test-time memory: a matrix per head written by the delta rule while the model reads",
+    "cms": "the Continuum Memory System: a chain of MLP levels updating every 1, 2, 4 ... tokens",
+    "persistent_tokens": "learned tokens every attention query can see, whatever the text (task knowledge)",
+    "ffn": "the feed-forward block of each layer",
+    "test_time_updates": "every write at inference: memory and CMS stay as they started",
+    "momentum": "the memory's momentum (updates carry part of the previous update)",
+    "retention": "forgetting: without it the memory keeps everything (retention 1)",
+    "self_modification": "the memory's key/value projections learning at test time as well",
+    "adaptive_lr": "the surprise-driven learning rate (off: a fixed rate)",
+}
+
+
+def glossary(name: str) -> str:
+    if name.startswith("cms.") and name[4:].isdigit():
+        return f"CMS level {name[4:]} only (level j updates every 2^j tokens in the default preset)"
+    return GLOSSARY.get(name, "")
+
+
 def ablation_names(config: HopeConfig) -> list[str]:
     """The switches that change something for this config (components it does not have are left out)."""
     present = {"attention": config.attention, "memory": config.memory, "cms": bool(config.cms_periods),
