@@ -141,8 +141,10 @@ def show_run(result):
         with st.spinner("Deriving CMS update events..."):
             recording.cms_events()
     found = repeats.find_repeats(recording.tokens.tolist())
-    timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events(), found), config=common.PLOT_CONFIG,
-                          key="timeline")
+    event = timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events(), found),
+                                  config=common.PLOT_CONFIG, key="timeline", on_select="rerun", selection_mode=("points", "box"))
+    scrub_to_clicked(event, recording)
+    st.caption("Click a point on a timeline, or drag across one, to scrub to that token (the start of the span).")
     if found:
         st.caption(f"Green bands: {len(found)} span{'s' if len(found) > 1 else ''} of {repeats.MIN_REPEAT}+ bytes this run "
                    "read before (grey: where it read them first). Is the repeat cheaper than the first reading?")
@@ -156,6 +158,15 @@ def show_run(result):
     right.download_button("Download per-token CSV", lambda: models.recording_csv(recording), file_name="recording.csv",
                           mime="text/csv", key="dl_csv", on_click="ignore", width="stretch")
     scrubber(recording)
+
+
+def scrub_to_clicked(event, recording):
+    """A click on a timeline moves the scrubber to that token (once per click: the selection stays in the
+    chart's state across reruns, so only a new one is applied)."""
+    clicked = timelines.clicked_positions(event)
+    if clicked and clicked != st.session_state.get("explore_clicked"):
+        st.session_state.explore_clicked = clicked
+        st.session_state.explore_token = min(max(clicked[0] - recording.start_position, 0), recording.n_tokens - 1)
 
 
 def colored_text(recording, layer: int) -> tuple[str, str]:
@@ -189,7 +200,8 @@ def scrubber(recording):
     t = common.token_slider(recording.n_tokens, "explore_token",
                             help="Scrub through the run: the heatmaps show the state after this token.")
     label = ByteTokenizer.token_label(int(recording.tokens[t]))
-    st.caption(f"Token {t} (stream position {recording.start_position + t}): byte '{escape_markdown(label)}'")
+    st.caption(f"Token {t} (stream position {recording.start_position + t}): byte '{escape_markdown(label)}'. "
+               + timelines.token_summary(recording, t))
     if layer in recording.memory_layers:
         memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
         fig = heatmaps.memory_figure(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")

@@ -307,3 +307,26 @@ def test_a_link_to_typed_text_reproduces_the_run_in_a_fresh_browser(browser, ser
     finally:
         for context in contexts:
             context.close()
+
+
+def test_clicking_a_timeline_scrubs_to_that_token(page):
+    click(page, "Run")
+    page.get_by_text("Tokens in this run").wait_for()
+    wait_idle(page)
+    n = len(TEXT_PRESETS["phrase"].text)
+    page.get_by_text(f"Token {n - 1} (stream position {n - 1})").wait_for()
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    area = chart.locator("g.draglayer g.xy rect.nsewdrag").first  # the loss panel's plot area
+    area.scroll_into_view_if_needed()
+    box = area.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.25, box["y"] + 2
+    page.mouse.move(x0, y0)  # drag a narrow box a quarter of the way along the loss panel
+    page.mouse.down()
+    page.mouse.move(x0 + 20, y0 + box["height"] - 4, steps=5)
+    page.mouse.up()
+    page.get_by_text(f"Token {n - 1} (stream position {n - 1})").wait_for(state="detached")  # the rerun scrubbed
+    wait_idle(page)
+    caption = page.get_by_text(re.compile(r"Token \d+ \(stream position \d+\)")).first.inner_text()
+    token = int(re.search(r"Token (\d+)", caption).group(1))
+    assert abs(token - (n - 1) * 0.25) <= 12, caption  # about a quarter of the way along the run, not the last token
+    assert "loss" in caption and "surprise" in caption

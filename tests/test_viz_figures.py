@@ -159,3 +159,11 @@ def test_timeline_scales_are_honest(model):
     figure = timelines.timeline_figure(rec)
     surprise = next(t for t in figure.data if t.name.startswith("surprise"))
     assert surprise.zmax < 10 and "capped at the 99th percentile" in figure.layout.annotations[1].text
+
+
+def test_a_chart_selection_gives_the_positions_to_scrub_to():
+    from nested_learning.viz.timelines import clicked_positions
+    assert clicked_positions(None) == () and clicked_positions({"selection": {"points": [], "box": []}}) == ()
+    assert clicked_positions({"selection": {"points": [{"x": 12.0}, {"x": 3}]}}) == (3, 12)
+    box = {"selection": {"points": [], "box": [{"xref": "x", "x": [42.06, 50.02], "y": [5.8, 5.2]}]}}
+    assert clicked_positions(box) == (43,)  # the first token inside the dragged span

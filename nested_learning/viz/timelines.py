@@ -3,6 +3,8 @@ rate and retention of every memory head (one heatmap row per layer and head); an
 as a raster (one row per layer and level, marker area = update norm)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -129,10 +131,41 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
                                    y0=0, y1=1, fillcolor=color, opacity=0.12, line_width=0, layer="below")
                               for r in (repeats or [])[:MAX_BANDS] for start, color in ((r.source, "gray"), (r.start, "green"))])
     fig.update_xaxes(title_text="token position in the stream", row=len(titles), col=1)
-    fig.update_layout(height=220 + 130 * sum(heights), showlegend=False, margin=dict(l=10, r=60, t=40, b=40))
+    # Hover and click by token position: every panel's value at that token, and a click anywhere on a
+    # panel selects the token (the page scrubs to it).
+    fig.update_layout(height=220 + 130 * sum(heights), showlegend=False, margin=dict(l=10, r=60, t=40, b=40),
+                      hovermode="x unified", clickmode="event+select", dragmode="select")
     return fig
 
 
 def stream_row(recording: Recording, stream: str, layer: int) -> np.ndarray:
     """Mean over heads of one memory stream of a layer, [T] (for text colouring)."""
     return recording.stream(f"layers.{layer}.memory.{stream}").double().mean(1).numpy()
+
+
+def token_summary(recording: Recording, t: int) -> str:
+    """One line on token ``t``: its loss and, per memory layer, mean surprise, learning rate and retention
+    over heads; the CMS levels that updated at it (from the cached events when they are derived)."""
+    loss = float(recording.stream("loss")[t])
+    parts = [f"loss {loss:.3f}" if np.isfinite(loss) else "loss n/a (no next token)"]
+    for layer in recording.memory_layers:
+        values = [float(recording.stream(f"layers.{layer}.memory.{name}")[t].double().mean())
+                  for name in ("surprise", "learning_rate", "retention")]
+        parts.append(f"L{layer}: surprise {values[0]:.3g}, lr {values[1]:.3g}, retention {values[2]:.3g}")
+    if recording.events_ready:
+        events = recording.cms_events()
+        fired = events[events["token_index"] == t]
+        parts.append("CMS updated: " + (", ".join(f"L{l} level {v}" for l, v in zip(fired["layer"], fired["level"]))
+                                         if len(fired) else "none"))
+    return "; ".join(parts) + "."
+
+
+def clicked_positions(event) -> tuple[int, ...]:
+    """The stream positions a chart selection event holds (Streamlit's on_select), sorted: the clicked
+    points, or else the first position inside each dragged box; () for none."""
+    selection = (event or {}).get("selection") or {}
+    points = {int(round(float(p["x"]))) for p in selection.get("points") or [] if isinstance(p, dict) and "x" in p}
+    if not points:
+        points = {int(math.ceil(min(float(x) for x in box["x"]))) for box in selection.get("box") or []
+                  if isinstance(box, dict) and box.get("x")}
+    return tuple(sorted(points))
