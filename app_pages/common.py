@@ -17,7 +17,8 @@ from nested_learning.viz.safe_text import escape_markdown
 from nested_learning.viz.session import MemorySession, RunRefused
 from nested_learning.viz.view import View, ablation_names, glossary, parse_view, view_to_params
 
-PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
+# Every figure downloads from its toolbar as SVG (vector, for slides and papers) in one style.
+PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "filename": "nested-learning-explorer"}}
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the model...")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from nested_learning import Ablation
 from nested_learning.tokenizer import ByteTokenizer
-from nested_learning.viz import anatomy, generation, heatmaps, models, repeats, timelines
+from nested_learning.viz import anatomy, generation, heatmaps, models, repeats, snippet, timelines
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, colored_text_html, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
@@ -221,6 +221,10 @@ def scrubber(recording):
             weights = [w - w0 for w, w0 in zip(weights, replay.weights(-1))]
         st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, "W" if cms_view == "weights" else "W_t - W_start"),
                         config=common.PLOT_CONFIG, key="cms_heatmaps")
+    with st.expander("Reproduce this view in Python"):
+        code = snippet.reproduce(choice, linked_text() or recording.text or "", list(recording.ablation.names_off()),
+                                 layer, head, t, recording.start_position)
+        st.code(code, language="python")
     html, name = colored_text(recording, layer)
     st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads; hover a character for its value)")
     st.html(html)

@@ -249,6 +249,14 @@ def test_explore_continues_a_prompt_three_ways_and_leaves_the_memory(app):
     assert metric(at, "Memory holds") == held
 
 
+def test_explore_gives_a_python_snippet_of_the_view(app):
+    at = ok(app().run())
+    ok(at.button(key="run").click().run())
+    ok(at.slider(key="explore_token").set_value(4).run())
+    code = next(c.value for c in at.code if "from nested_learning" in c.value)
+    assert "t, layer, head = 4, 0, 0" in code and repr(TEXT_PRESETS["phrase"].text) in code
+
+
 def test_explore_shows_the_delta_rule_at_the_scrubbed_token(app):
     at = ok(app().run())
     ok(at.button(key="run").click().run())
