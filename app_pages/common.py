@@ -174,6 +174,14 @@ def sidebar():
                   "each run on Explore continues from here.")
         st.button("Reset memory", key="reset_memory", width="stretch", on_click=_reset_memory,
                   help="Forget everything this session's memory has read (the model's parameters never change).")
+        if session.history:
+            st.caption("What the memory has read, in order:")
+            for entry in session.history[-12:]:
+                marks = (f" · off: {', '.join(entry.off)}" if entry.off else "") + ("" if entry.complete else " · stopped early")
+                st.caption(f"**{entry.name}** ({entry.tokens} tokens at {entry.start}){marks}: "  # marks: switch names, ours
+                           f"{escape_markdown(entry.excerpt, limit=40)}")
+            if len(session.history) > 12:
+                st.caption(f"... and {len(session.history) - 12} earlier runs.")
 
 
 # ---- the shareable view ----------------------------------------------------------------------

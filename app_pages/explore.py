@@ -132,6 +132,7 @@ def show_run(result):
     if recording.ablation.names_off():
         st.caption("Switched off in this run: " + ", ".join(recording.ablation.names_off()))
     verdict_panel(result)
+    overlay_panel()
     # Timelines are drawn at once, then again with the CMS raster once its events are derived (the
     # recording caches them, so later reruns draw the raster straight away).
     st.subheader("Timelines")
@@ -229,6 +230,19 @@ def scrubber(recording):
     st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads; hover a character for its value)")
     st.html(html)
     common.write_view(common.with_token(view, t))
+
+
+def overlay_panel():
+    """Earlier runs of this session overlaid on this one (by token index in each run)."""
+    earlier = [name for name in session.recordings if session.recordings[name] is not session.last.recording]
+    if not earlier:
+        return
+    with st.expander("Overlay earlier runs of this session"):
+        chosen = st.multiselect("Runs", earlier, default=earlier[-1:], key="overlay_runs")
+        shown = {name: session.recordings[name] for name in chosen if name in session.recordings}
+        shown[f"{session.history[-1].name} (this run)"] = session.last.recording
+        st.plotly_chart(timelines.overlay_figure(shown), config=common.PLOT_CONFIG, key="overlay")
+        st.caption(f"The last {len(session.recordings)} runs are kept for overlays; the sidebar lists every run since Reset.")
 
 
 def verdict_panel(result):

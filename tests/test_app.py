@@ -284,3 +284,15 @@ def test_a_first_visit_offers_three_demos_that_run_in_one_click(app):
     assert metric(at, "Tokens in this run") == str(len(TEXT_PRESETS["facts"].text))
     assert not any("Test-time learning" in m.value for m in at.markdown)  # the introduction steps aside
     assert "memory" in at.pills(key="view_off").help and "delta rule" in at.pills(key="view_off").help
+
+
+def test_the_sidebar_lists_the_runs_and_earlier_runs_overlay(app):
+    at = ok(app().run())
+    ok(at.button(key="run").click().run())
+    at.pills(key="view_off").set_value(["cms.1"])
+    ok(at.button(key="run").click().run())
+    captions = [c.value for c in at.sidebar.caption]
+    assert any(c.startswith("**Run 1** (192 tokens at 0)") for c in captions)
+    assert any(c.startswith("**Run 2** (192 tokens at 192)") and "off: cms.1" in c for c in captions)
+    names = [t["name"] for t in figure(at, "overlay")["data"]]
+    assert "Run 1" in names and "Run 2 (this run)" in names

@@ -172,3 +172,25 @@ def test_a_reset_stops_a_run_at_its_next_piece(model, monkeypatch):
     with pytest.raises(RunDiscarded):
         s.run(model, "x" * 64)  # 8 pieces
     assert len(pieces) == 2 and s.state is None
+
+
+def test_the_session_lists_every_run_and_keeps_the_last_recordings(model, monkeypatch):
+    monkeypatch.setattr(session_module, "KEPT_RECORDINGS", 2)
+    s = MemorySession("tiny")
+    for i, text in enumerate(["first text", "second text", "third one"]):
+        s.run(model, text, Ablation(memory=False) if i == 1 else None)
+    assert [e.name for e in s.history] == ["Run 1", "Run 2", "Run 3"]
+    assert [e.start for e in s.history] == [0, 10, 21] and s.history[1].off == ("memory",)
+    assert s.history[2].excerpt == "third one" and all(e.complete for e in s.history)
+    assert list(s.recordings) == ["Run 2", "Run 3"] and s.recordings["Run 3"] is s.last.recording
+    s.reset()
+    assert s.history == [] and s.recordings == {}
+
+
+def test_overlay_figure_puts_runs_on_one_axis(model):
+    from nested_learning.viz.timelines import overlay_figure
+    a, state = record(model, "abc abc abc")
+    b, _ = record(model, "abcd", state=state)
+    figure = overlay_figure({"Run 1": a, "Run 2": b})
+    assert [t.name for t in figure.data] == ["Run 1", "Run 1", "Run 2", "Run 2"]
+    assert list(figure.data[2].x) == [0, 1, 2, 3]  # token index in its run, not stream position

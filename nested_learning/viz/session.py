@@ -47,6 +47,20 @@ class RunResult:
                 f"tokens (the server is busy): these results and the memory cover the first {self.recording.n_tokens}.")
 
 
+KEPT_RECORDINGS = 5  # earlier runs whose recordings stay for overlays (a 2,048-token recording is a few MB)
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One committed run, as the sidebar lists it: what the memory read, in order."""
+    name: str  # "Run 3"
+    start: int  # stream positions start .. start + tokens - 1
+    tokens: int
+    excerpt: str  # the first characters of its text
+    off: tuple[str, ...]  # switches off in this run
+    complete: bool
+
+
 class MemorySession:
     """Memory state of one session for one model. ``model_key`` names the model it belongs to: a state
     only fits the model (and config) that produced it.
@@ -62,6 +76,8 @@ class MemorySession:
         self.last: RunResult | None = None
         self.runs = 0
         self.version = 0
+        self.history: list[RunEntry] = []  # every run since the last reset, in order
+        self.recordings: dict[str, Recording] = {}  # the last KEPT_RECORDINGS runs' recordings, by name
         self._commit = threading.Lock()  # the version check and the write are one step
 
     @property
@@ -72,6 +88,7 @@ class MemorySession:
     def reset(self):
         with self._commit:
             self.state, self.last, self.runs, self.version = None, None, 0, self.version + 1
+            self.history, self.recordings = [], {}
 
     def check_length(self, n_tokens: int):
         if n_tokens == 0:
@@ -111,4 +128,14 @@ class MemorySession:
                 raise RunDiscarded("This run was discarded: the memory was reset or changed while it ran.")
             self.state, self.runs, self.version = run.state, self.runs + 1, self.version + 1
             self.last = RunResult(run.recording, time.perf_counter() - started, run.tokens_asked, state)
+            self._remember(run.recording, run.tokens_asked)
             return self.last
+
+    def _remember(self, recording: Recording, tokens_asked: int):
+        name = f"Run {self.runs}"
+        text = bytes(recording.tokens[:40].tolist()).decode("utf-8", errors="replace")
+        self.history.append(RunEntry(name, recording.start_position, recording.n_tokens, " ".join(text.split()),
+                                     tuple(recording.ablation.names_off()), recording.n_tokens >= tokens_asked))
+        self.recordings[name] = recording
+        while len(self.recordings) > KEPT_RECORDINGS:
+            self.recordings.pop(next(iter(self.recordings)))

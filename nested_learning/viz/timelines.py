@@ -169,3 +169,23 @@ def clicked_positions(event) -> tuple[int, ...]:
         points = {int(math.ceil(min(float(x) for x in box["x"]))) for box in selection.get("box") or []
                   if isinstance(box, dict) and box.get("x")}
     return tuple(sorted(points))
+
+
+def overlay_figure(recordings: dict[str, Recording]) -> go.Figure:
+    """Loss, and mean surprise when there is a memory, of several runs on one axis: the token's index in
+    its run (runs start at different stream positions)."""
+    has_memory = any(r.memory_layers for r in recordings.values())
+    fig = make_subplots(rows=2 if has_memory else 1, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=["next-token loss (nats)"] + (["mean surprise (memory layers and heads)"] if has_memory else []))
+    for i, (name, rec) in enumerate(recordings.items()):
+        color = f"hsl({(i * 137) % 360}, 60%, 45%)"
+        x = np.arange(rec.n_tokens)
+        fig.add_trace(go.Scatter(x=x, y=rec.stream("loss").double().numpy(), mode="lines", name=name,
+                                 line=dict(width=1.2, color=color), legendgroup=name), row=1, col=1)
+        if has_memory and rec.memory_layers:
+            surprise = np.mean([stream_row(rec, "surprise", layer) for layer in rec.memory_layers], axis=0)
+            fig.add_trace(go.Scatter(x=x, y=surprise, mode="lines", name=name, showlegend=False,
+                                     line=dict(width=1.2, color=color), legendgroup=name), row=2, col=1)
+    fig.update_xaxes(title_text="token index in its run", row=2 if has_memory else 1, col=1)
+    fig.update_layout(height=420 if has_memory else 260, margin=dict(l=10, r=10, t=40, b=40), hovermode="x unified")
+    return fig
