@@ -188,3 +188,22 @@ def test_a_full_server_queues_then_refuses_with_the_place(app, monkeypatch):
         assert metric(at, "Memory holds") != "0 tokens"
     finally:
         common.shared_admission.clear()
+
+
+def test_every_component_off_runs_on_explore_and_compare(app):
+    """The all-off ablation (no attention, memory, CMS, FFN ...: embeddings and the output head only)."""
+    from nested_learning.viz.view import ablation_names
+    at = ok(app().run())
+    names = ablation_names(load_config(at))
+    at.pills(key="view_off").set_value(names)
+    ok(at.button(key="run").click().run())
+    assert metric(at, "Mean surprise") == "n/a" and metric(at, "Memory holds") != "0 tokens"
+    ok(at.switch_page("app_pages/compare.py").run())
+    at.pills(key="compare_off").set_value(names)
+    ok(at.button(key="compare_run").click().run())
+    assert "B - A" in list(table(at, "mean surprise").index)
+
+
+def load_config(at):
+    from nested_learning import load_checkpoint
+    return load_checkpoint(models.DEFAULT_CHECKPOINT).config
