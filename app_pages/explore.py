@@ -9,7 +9,7 @@ import streamlit as st
 
 from nested_learning import Ablation
 from nested_learning.tokenizer import ByteTokenizer
-from nested_learning.viz import anatomy, generation, heatmaps, models, repeats, snippet, timelines
+from nested_learning.viz import anatomy, generation, heatmaps, models, probe, repeats, snippet, timelines
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, colored_text_html, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
@@ -213,6 +213,16 @@ def scrubber(recording):
                        "compares its answer with the value, and writes the error along the key.")
             st.plotly_chart(anatomy.anatomy_figure(parts), config=common.PLOT_CONFIG, key="anatomy")
             st.caption(anatomy.explain(parts))
+        with st.expander(f"What the memory still holds after token {t}: a probe of layer {layer}"):
+            try:
+                curve = probe.recall_curve(recording, layer, t)
+            except KeyError as e:
+                st.info(str(e).strip("'\""))
+            else:
+                st.plotly_chart(probe.recall_figure(curve, recording.start_position), config=common.PLOT_CONFIG,
+                                key="probe")
+                st.caption("Each earlier token's key asks M_t for its value: 1 means the memory still returns what was "
+                           "written there, 0 that it has forgotten (or overwritten) it. One line per head.")
     else:
         st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
     if layer in recording.cms_layers:

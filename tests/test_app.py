@@ -264,6 +264,8 @@ def test_explore_shows_the_delta_rule_at_the_scrubbed_token(app):
     parts = figure(at, "anatomy")["data"]
     assert list(parts[0]["y"]) == ["k_t", "M_(t-1) k_t", "v_t", "error v - Mk"]
     np.testing.assert_allclose(arrays(parts[3]["z"]), arrays(figure(at, "memory_heatmaps")["data"][0]["z"]), rtol=1e-5, atol=1e-7)
+    probe = figure(at, "probe")["data"]  # the memory probe: one curve per head over tokens 0..4
+    assert len(probe) == 2 and list(arrays(probe[0]["x"])) == [0, 1, 2, 3, 4]
 
 
 def test_a_run_gets_a_verdict_against_its_controls_in_one_click(app):

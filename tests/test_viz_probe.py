@@ -1,0 +1,29 @@
+"""The memory probe: M_t queried with earlier keys, compared with the values written then."""
+import numpy as np
+import pytest
+import torch
+
+from nested_learning.recording import record
+from nested_learning.viz.probe import recall_curve, recall_figure
+
+
+def test_the_curve_is_the_cosine_of_each_earlier_read_with_its_value(model):
+    rec, _ = record(model, "the cat sat on the mat. the cat sat")
+    t = 20
+    curve = recall_curve(rec, 1, t)
+    assert curve.shape == (model.config.n_heads, t + 1)
+    memory = rec.memory_matrix(1, 1, t)
+    k, v = rec.stream("layers.1.memory.keys")[7, 1].double(), rec.stream("layers.1.memory.values")[7, 1].double()
+    read = memory @ k
+    assert curve[1, 7] == pytest.approx(float(torch.nn.functional.cosine_similarity(read, v, dim=0)))
+    assert np.all(np.abs(curve[np.isfinite(curve)]) <= 1 + 1e-9)
+    assert len(recall_figure(curve).data) == model.config.n_heads
+    with pytest.raises(IndexError, match="head 2 is outside this model"):
+        rec.memory_matrix(1, 2, t)
+
+
+def test_a_recording_without_values_says_so(model):
+    rec, _ = record(model, "abcdef")
+    del rec.tensors["layers.0.memory.values"]
+    with pytest.raises(KeyError, match="no values"):
+        recall_curve(rec, 0, 3)
