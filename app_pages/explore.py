@@ -158,7 +158,8 @@ def show_run(result):
                          on_click="ignore", width="stretch")
     right.download_button("Download per-token CSV", lambda: models.recording_csv(recording), file_name="recording.csv",
                           mime="text/csv", key="dl_csv", on_click="ignore", width="stretch")
-    scrubber(recording)
+    # Playing, the scrubber fragment reruns itself every PLAY_SECONDS and steps the token forward.
+    st.fragment(run_every=PLAY_SECONDS if st.session_state.get("explore_play") else None)(scrubber)(recording)
 
 
 def scrub_to_clicked(event, recording):
@@ -185,10 +186,36 @@ def colored_text(recording, layer: int) -> tuple[str, str]:
     return cached[2], cached[3]
 
 
-@st.fragment
+PLAY_SECONDS = 1.0  # one step of the play animation
+
+
+def play_controls(recording) -> None:
+    """Play / pause and step size; a playing scrubber advances before it draws, and stops at the end
+    (its timer too: a forgotten tab costs the server nothing)."""
+    if st.session_state.pop("explore_play_stop", False):
+        st.session_state.explore_play = False
+    left, right = st.columns([1, 3])
+    playing = left.toggle("Play", key="explore_play", help="Step through the tokens, one step a second.")
+    right.select_slider("Tokens per step", [1, 2, 4, 8, 16], value=1, key="explore_play_step")
+    if playing != st.session_state.get("explore_play_was", False):  # the fragment's timer is set by a full rerun
+        st.session_state.explore_play_was = playing
+        if playing and int(st.session_state.get("explore_token", 0)) >= recording.n_tokens - 1:
+            st.session_state.explore_token = 0  # Play at the end starts again from the beginning
+        st.rerun()
+    if playing:
+        token = int(st.session_state.get("explore_token", 0))
+        if token >= recording.n_tokens - 1:
+            st.session_state.explore_play_stop = True  # the next tick switches Play off
+        else:
+            st.session_state.explore_token = min(token + st.session_state.get("explore_play_step", 1),
+                                                 recording.n_tokens - 1)
+
+
 def scrubber(recording):
-    """Moving the slider (or layer / head) reruns only this function."""
+    """Moving the slider (or layer / head) reruns only this function (a fragment; see show_run)."""
     st.subheader("Inside the memory at one token")
+    if recording.n_tokens > 1:
+        play_controls(recording)
     c1, c2, c3 = st.columns([1, 1, 2])
     layer = c1.selectbox("Layer", range(config.n_layers), key=common.WIDGET_KEYS["layer"], persist_state="session")
     head = c2.selectbox("Head", range(config.n_heads), key=common.WIDGET_KEYS["head"], persist_state="session")

@@ -298,3 +298,18 @@ def test_the_sidebar_lists_the_runs_and_earlier_runs_overlay(app):
     assert any(c.startswith("**Run 2** (192 tokens at 192)") and "off: cms.1" in c for c in captions)
     names = [t["name"] for t in figure(at, "overlay")["data"]]
     assert "Run 1" in names and "Run 2 (this run)" in names
+
+
+def test_play_steps_the_scrubber_and_stops_at_the_end(app):
+    at = ok(app().run())
+    ok(at.button(key="run").click().run())
+    n = len(TEXT_PRESETS["phrase"].text)
+    ok(at.slider(key="explore_token").set_value(n - 20).run())
+    at.select_slider(key="explore_play_step").set_value(8).run()
+    ok(at.toggle(key="explore_play").set_value(True).run())  # each rerun stands for one tick of the timer
+    first = at.slider(key="explore_token").value
+    ok(at.run())
+    assert at.slider(key="explore_token").value == min(first + 8, n - 1)
+    for _ in range(4):
+        ok(at.run())
+    assert at.slider(key="explore_token").value == n - 1 and at.toggle(key="explore_play").value is False

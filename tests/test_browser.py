@@ -330,3 +330,17 @@ def test_clicking_a_timeline_scrubs_to_that_token(page):
     token = int(re.search(r"Token (\d+)", caption).group(1))
     assert abs(token - (n - 1) * 0.25) <= 12, caption  # about a quarter of the way along the run, not the last token
     assert "loss" in caption and "surprise" in caption
+
+
+def test_play_animates_the_scrubber(page):
+    click(page, "Run")
+    page.get_by_text("Tokens in this run").wait_for()
+    wait_idle(page)
+    page.get_by_text("Play", exact=True).click()  # at the last token: starts from the beginning
+    page.get_by_text("Token 1 (stream position 1)").wait_for()  # one step a second, by the timer alone
+    page.get_by_text("Token 2 (stream position 2)").wait_for()
+    page.get_by_text("Play", exact=True).click()  # pause
+    page.wait_for_timeout(2500)
+    paused = page.get_by_text(re.compile(r"Token \d+ \(stream position")).first.inner_text()
+    page.wait_for_timeout(2500)
+    assert page.get_by_text(re.compile(r"Token \d+ \(stream position")).first.inner_text() == paused
