@@ -29,5 +29,6 @@ navigation = st.navigation([
     st.Page("app_pages/model.py", title="Model", icon=":material/memory:"),
 ])
 common.model_notice()
+common.classroom()  # larger type on every page when the sidebar's Classroom mode is on
 navigation.run()
 common.sidebar()  # after the page, so it shows the memory after this run

@@ -164,6 +164,21 @@ def model_notice():
         st.info(st.session_state.model_notice, icon=":material/info:")
 
 
+CLASSROOM_CSS = """<style>
+[data-testid="stMain"] { font-size: 1.25rem; }
+[data-testid="stMain"] h1 { font-size: 2.6rem; }
+[data-testid="stMain"] [data-testid="stMarkdownContainer"] p { font-size: 1.25rem; line-height: 1.5; }
+</style>"""
+
+
+def classroom() -> bool:
+    """Classroom mode (sidebar): larger type, and the lessons ask for a prediction before they reveal."""
+    on = bool(st.session_state.get("classroom"))
+    if on:
+        st.html(CLASSROOM_CSS)
+    return on
+
+
 def sidebar():
     """Drawn after the page (pages never call st.stop), so the count includes this run."""
     _, choice = current_model()
@@ -172,6 +187,8 @@ def sidebar():
         st.caption(f"Model: {shown_label(choice)}")
         st.metric("Memory holds", f"{session.position} tokens", help="Tokens read since the last reset; "
                   "each run on Explore continues from here.")
+        st.toggle("Classroom mode", key="classroom", help="Larger type; the lessons ask the class to predict before "
+                  "they reveal the result.")
         st.button("Reset memory", key="reset_memory", width="stretch", on_click=_reset_memory,
                   help="Forget everything this session's memory has read (the model's parameters never change).")
         if session.history:

@@ -8,6 +8,7 @@ from nested_learning.viz import lessons
 from app_pages import common
 
 LESSON_TEXT_LIMIT = 400  # bytes: the lessons read a short text several times
+CLASSROOM = bool(st.session_state.get("classroom"))  # set in the sidebar (app.py applies the larger type)
 
 
 def show_verdict(checks: list[tuple[bool, str]]):
@@ -16,11 +17,27 @@ def show_verdict(checks: list[tuple[bool, str]]):
         (st.success if holds else st.warning)(sentence, icon=":material/check_circle:" if holds else ":material/info:")
 
 
-def _lesson_text(intro: str, what: str, default: str, key: str, button: str) -> str | None:
-    """A lesson's explanation, its text box and run button: the text when run with an acceptable
-    text (1 to LESSON_TEXT_LIMIT bytes), else None (with the reason shown when it was refused)."""
+def predict(key: str, question: str, options: tuple[str, ...]) -> str | None:
+    """Classroom mode: the class commits to an answer before the lesson reveals it (None otherwise)."""
+    if not CLASSROOM:
+        return None
+    return st.radio(f"Predict first: {question}", options, index=None, key=f"learn_{key}_predict", horizontal=True)
+
+
+def reveal(prediction: str | None, outcome: str):
+    if prediction is not None:
+        st.info(f"You predicted **{prediction}**; the model: **{outcome}**.", icon=":material/psychology:")
+
+
+def _lesson_text(intro: str, what: str, default: str, key: str, button: str,
+                 question: tuple[str, tuple[str, ...]] | None = None) -> str | None:
+    """A lesson's explanation, its text box, the class's prediction (classroom mode) and run button: the
+    text when run with an acceptable text (1 to LESSON_TEXT_LIMIT bytes), else None (with the reason
+    shown when it was refused)."""
     st.markdown(intro)
     text = st.text_input(what.capitalize(), default, key=f"learn_{key}")
+    if question is not None:
+        predict(key, *question)
     if not st.button(button, key=f"learn_{key}_run", type="primary"):
         return None
     if text.strip() and len(text.encode("utf-8")) <= LESSON_TEXT_LIMIT:
@@ -75,7 +92,8 @@ with repeat:
         "**Surprise** is how wrong the memory is about a token before it learns it: `||v - M k||`. The first "
         "time a phrase goes by everything is new; when it comes again the memory has already written those "
         "key-value pairs, so surprise drops copy after copy.",
-        "phrase", "the cat sat on the mat. ", "repeat", "Read it 4 times")
+        "phrase", "the cat sat on the mat. ", "repeat", "Read it 4 times",
+        ("will surprise on the fourth copy be lower than on the first?", ("lower", "about the same", "higher")))
     if phrase is not None:
         with common.refusals_shown(), common.admitted():
             recording, table = lessons.repetition(model, phrase, 4)
@@ -84,6 +102,9 @@ with repeat:
                             config=common.PLOT_CONFIG, key="learn_repeat_fig")
             st.dataframe(table, hide_index=True, key="learn_repeat_table")
             show_verdict(lessons.repetition_verdict(table))
+            first, last = table["mean surprise"].iloc[0], table["mean surprise"].iloc[-1]
+            outcome = "lower" if last < 0.9 * first else "higher" if last > 1.1 * first else "about the same"
+            reveal(st.session_state.get("learn_repeat_predict") if CLASSROOM else None, outcome)
 
 with cms:
     st.markdown(
@@ -106,6 +127,7 @@ with recall:
         "these pairs is in the model's parameters; the only way to answer is to remember them from the "
         "text. The table shows, for each answer digit, what the model predicted before seeing it.")
     seed = st.number_input("Sample", 0, 10_000, 0, key="learn_recall_seed")
+    predict("recall", "how many answer digits will the model get right?", ("about chance (10%)", "some", "most"))
     if st.button("Ask", key="learn_recall_run", type="primary"):
         with common.refusals_shown(), common.admitted():
             text, table, accuracy = lessons.association_recall(model, seed=int(seed))
@@ -116,6 +138,9 @@ with recall:
             off.metric("The same with test-time updates off", f"{frozen:.0%}",
                        help="The memory stays at its initial state while reading: what its writes add to recall.")
             show_verdict(lessons.recall_verdict(accuracy, frozen, len(table)))
+            reveal(st.session_state.get("learn_recall_predict") if CLASSROOM else None,
+                   "most" if accuracy > 0.5 else "some" if lessons.recall_verdict(accuracy, frozen, len(table))[0][0]
+                   else "about chance (10%)")
             st.dataframe(table, hide_index=True, key="learn_recall_table")
             if choice.kind == "preset":
                 st.caption("This is a random-init model: expect chance level. Load the trained checkpoint on the "
@@ -126,9 +151,12 @@ with forget:
         "Read a passage, then read it again while the state carries over. With **test-time updates** on, the "
         "memory wrote the passage the first time, so the second reading is less surprising. With updates "
         "**off**, the memory stays exactly as it started, so whatever drop remains is not the memory's doing.",
-        "passage", "a quiet river bends past the old mill. ", "forget", "Read twice, updates on and off")
+        "passage", "a quiet river bends past the old mill. ", "forget", "Read twice, updates on and off",
+        ("with updates on, is the second reading less surprising than the first?", ("yes", "no")))
     if passage is not None:
         with common.refusals_shown(), common.admitted():
             table, _ = lessons.forgetting(model, passage)
             st.dataframe(table, hide_index=True, key="learn_forget_table")
-            show_verdict(lessons.forgetting_verdict(table))
+            checks = lessons.forgetting_verdict(table)
+            show_verdict(checks)
+            reveal(st.session_state.get("learn_forget_predict") if CLASSROOM else None, "yes" if checks[0][0] else "no")

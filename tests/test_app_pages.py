@@ -207,3 +207,14 @@ def test_every_component_off_runs_on_explore_and_compare(app):
 def load_config(at):
     from nested_learning import load_checkpoint
     return load_checkpoint(models.DEFAULT_CHECKPOINT).config
+
+
+def test_classroom_mode_asks_for_a_prediction_then_reveals(app):
+    at = ok(app().run())
+    ok(at.switch_page("app_pages/learn.py").run())
+    assert not at.radio  # no prompts outside classroom mode
+    ok(at.sidebar.toggle(key="classroom").set_value(True).run())
+    assert "font-size" in "".join(h.proto.body for h in at.get("html"))  # the larger type
+    at.radio(key="learn_repeat_predict").set_value("lower").run()
+    ok(at.button(key="learn_repeat_run").click().run())
+    assert any(i.value.startswith("You predicted **lower**; the model:") for i in at.info)
