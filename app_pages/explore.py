@@ -9,13 +9,12 @@ import streamlit as st
 
 from nested_learning import Ablation
 from nested_learning.tokenizer import ByteTokenizer
-from nested_learning.viz import anatomy, generation, heatmaps, models, probe, repeats, snippet, timelines
+from nested_learning.viz import anatomy, heatmaps, models, probe, repeats, snippet, timelines
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, colored_text_html, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
-from nested_learning.viz.verdict import BLOCK, run_verdict
 from nested_learning.viz.view import MAX_LINK_TEXT, clamp_token, encode_text
-from app_pages import common
+from app_pages import common, explore_tools
 
 model, choice = common.current_model()
 config = model.config
@@ -131,8 +130,8 @@ def show_run(result):
     cols[5].metric("Run time", f"{result.seconds:.2f} s")
     if recording.ablation.names_off():
         st.caption("Switched off in this run: " + ", ".join(recording.ablation.names_off()))
-    verdict_panel(result)
-    overlay_panel()
+    explore_tools.verdict_panel(model, choice, result)
+    explore_tools.overlay_panel(session)
     # Timelines are drawn at once, then again with the CMS raster once its events are derived (the
     # recording caches them, so later reruns draw the raster straight away).
     st.subheader("Timelines")
@@ -269,70 +268,10 @@ def scrubber(recording):
     common.write_view(common.with_token(view, t))
 
 
-def overlay_panel():
-    """Earlier runs of this session overlaid on this one (by token index in each run)."""
-    earlier = [name for name in session.recordings if session.recordings[name] is not session.last.recording]
-    if not earlier:
-        return
-    with st.expander("Overlay earlier runs of this session"):
-        chosen = st.multiselect("Runs", earlier, default=earlier[-1:], key="overlay_runs")
-        shown = {name: session.recordings[name] for name in chosen if name in session.recordings}
-        shown[f"{session.history[-1].name} (this run)"] = session.last.recording
-        st.plotly_chart(timelines.overlay_figure(shown), config=common.PLOT_CONFIG, key="overlay")
-        st.caption(f"The last {len(session.recordings)} runs are kept for overlays; the sidebar lists every run since Reset.")
-
-
-def verdict_panel(result):
-    """One click: this run against its controls, said plainly (cached for the run)."""
-    cached = st.session_state.get("explore_verdict")
-    if cached is not None and cached[0] is result:
-        verdict = cached[1]
-    elif st.button("What did test-time learning do here?", key="verdict_run",
-                   help="Reads the same text from a reset memory, after another document, and with the baseline "
-                        "transformer, and compares losses with 95% intervals."):
-        verdict = None
-        with common.refusals_shown(), common.admitted(), st.spinner("Reading the text under the controls..."):
-            verdict = run_verdict(model, result.recording, result.start_state, common.shared_baseline(choice.device))
-            st.session_state.explore_verdict = (result, verdict)
-        if verdict is None:
-            return
-    else:
-        return
-    for helped, sentence in verdict.sentences:
-        (st.success if helped else st.warning)(sentence, icon=":material/check_circle:" if helped else ":material/info:")
-    with st.expander("The numbers"):
-        st.dataframe(verdict.table.style.format(precision=3, na_rep="n/a"), hide_index=True, key="verdict_table")
-        st.caption(f"Differences are this run minus the control (negative: this run's memory did better), per token, "
-                   f"with 95% intervals from a bootstrap over {BLOCK}-token blocks; repeats are spans of 8+ bytes read "
-                   "earlier in the run.")
-
-
-def generation_panel(recording):
-    """Continue a prompt from the session's memory, a reset memory and the baseline, side by side."""
-    with st.expander("Continue a prompt from this memory", icon=":material/edit_note:"):
-        st.caption("The model writes a continuation of your prompt three ways: from the memory this session has "
-                   "built, from a reset memory, and (when shipped) by the baseline transformer. If the memory learned "
-                   "the text it read, prompting with the start of that text brings it back. Your memory is not changed.")
-        default = bytes(recording.tokens[:24].tolist()).decode("utf-8", errors="ignore")
-        prompt = st.text_input("Prompt", default, key="generate_prompt", max_chars=generation.MAX_PROMPT_TOKENS)
-        c1, c2, c3 = st.columns(3)
-        n_new = c1.slider("New tokens", 8, generation.MAX_GENERATED_TOKENS, 64, key="generate_tokens")
-        temperature = c2.number_input("Temperature (0 = greedy)", 0.0, 5.0, 0.0, 0.1, key="generate_temperature")
-        seed = c3.number_input("Seed", 0, 1_000_000, 0, key="generate_seed")
-        if st.button("Continue", key="generate_run"):
-            with common.refusals_shown(), common.admitted():
-                baseline = common.shared_baseline(choice.device)
-                rows = generation.continuations(model, prompt, session.state, baseline, n_new, float(temperature), int(seed))
-                for column, row in zip(st.columns(len(rows)), rows):
-                    column.markdown(f"**{row.source}**")
-                    column.caption(f"memory had read {row.memory_tokens} tokens")
-                    column.code(row.text, language=None, wrap_lines=True)
-
-
 if session.last is None:
     st.info("Pick an input and press **Run**. Each run continues from the memory of the previous ones until "
             "you press **Reset memory** in the sidebar.")
     common.write_view(common.current_view(st.session_state.get("pending_token"), linked_text()))
 else:
     show_run(session.last)
-    generation_panel(session.last.recording)
+    explore_tools.generation_panel(model, choice, session)
