@@ -60,6 +60,10 @@ def test_stage_configs_take_the_run_settings_and_the_stage_settings():
     assert configs[0].preset == "transformer" and configs[0].init == "" and configs[1].init == configs[0].out
     assert all(c.seed == 3 and c.data == ["d"] for c in configs)
     assert set(configs[-1].tasks) == {"repeat", "recall", "passkey"} and configs[-1].task_options["passkey"]
+    assert not any(c.balance_windows for c in configs)
+    balanced = stage_configs(load_recipe("cpu-balanced"), base)
+    assert all(c.balance_windows for c in balanced) and balanced[-1].task_fraction == 0.5
+    assert [c.steps for c in balanced] == [c.steps for c in configs]  # the same curriculum otherwise
 
 
 @pytest.mark.parametrize("content, message", [
