@@ -102,3 +102,12 @@ def load_checkpoint(source, device: str | torch.device = "auto") -> HopeTransfor
     model = model.to(resolve_device(device)).eval()
     model.checkpoint_metadata = user_metadata
     return model
+
+
+def model_from_source(checkpoint, preset: str, seed: int, device: str):
+    """The model a command or the dashboard runs: a checkpoint when given, else a seeded random-init
+    preset. Returns (model in eval mode, a short description for summaries)."""
+    if checkpoint is not None:
+        return load_checkpoint(checkpoint, device=device), f"checkpoint {Path(checkpoint).name}"
+    model = HopeTransformer.from_preset(preset, device=device, seed=seed).eval()
+    return model, f"preset {preset}, random init (seed {seed})"

@@ -23,18 +23,6 @@ class CommandError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
-def model_from_args(checkpoint, preset: str, seed: int, device: str):
-    """The model a command runs: a checkpoint when given, else a seeded random-init preset.
-
-    Returns (model in eval mode, a short description for summaries)."""
-    from .checkpoint import load_checkpoint
-    from .model import HopeTransformer
-    if checkpoint is not None:
-        return load_checkpoint(checkpoint, device=device), f"checkpoint {checkpoint.name}"
-    model = HopeTransformer.from_preset(preset, device=device, seed=seed).eval()
-    return model, f"preset {preset}, random init (seed {seed})"
-
-
 def available_commands() -> dict:
     found = {}
     for name, (module, help_text) in COMMANDS.items():

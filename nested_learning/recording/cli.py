@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from ..ablation import Ablation
-from ..cli import CommandError, model_from_args
+from ..checkpoint import model_from_source
+from ..cli import CommandError
 from ..config import PRESETS
 from .recorder import DEFAULT_MAX_TOKENS, record
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         tokens = torch.tensor(list(args.file.read_bytes()), dtype=torch.long)
     else:
         tokens = args.text
-    model, origin = model_from_args(args.checkpoint, args.preset, args.seed, args.device)
+    model, origin = model_from_source(args.checkpoint, args.preset, args.seed, args.device)
     recording, _ = record(model, tokens, ablation=ablation, top_k=args.top_k, attention=args.attention,
                           full_states=args.full_states, max_tokens=args.max_tokens)
     if args.file is not None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..cli import CommandError, model_from_args
+from ..checkpoint import model_from_source
+from ..cli import CommandError
 from ..config import PRESETS
 from .report import write_json, write_markdown
 from .prose import HeldoutProse
@@ -55,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise CommandError(f"--threads must be positive, got {args.threads}")
         torch.set_num_threads(args.threads)
-    model, source = model_from_args(args.checkpoint, args.preset, args.model_seed, args.device)
+    model, source = model_from_source(args.checkpoint, args.preset, args.model_seed, args.device)
     baseline = None
     if args.baseline is not None:
-        baseline, _ = model_from_args(args.baseline, args.preset, args.model_seed, args.device)
+        baseline, _ = model_from_source(args.baseline, args.preset, args.model_seed, args.device)
     prose = None
     if args.data or args.heldout_fraction is not None:
         fraction = args.heldout_fraction if args.heldout_fraction is not None else heldout_fraction_of(model)

@@ -17,8 +17,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from ..checkpoint import save_checkpoint
-from ..cli import model_from_args
+from ..checkpoint import model_from_source, save_checkpoint
 from ..config import PRESETS
 from ..model import HopeTransformer
 from ..recording import Recording
@@ -77,7 +76,7 @@ def build_model(choice: ModelChoice) -> HopeTransformer:
     if choice.kind == "preset" and choice.name not in PRESETS:
         raise ValueError(f"unknown preset {choice.name!r}")
     checkpoint = DEFAULT_CHECKPOINT if choice.kind == "shipped" else None  # never a path from the request
-    model, _ = model_from_args(checkpoint, choice.name, FALLBACK_SEED, choice.device)
+    model, _ = model_from_source(checkpoint, choice.name, FALLBACK_SEED, choice.device)
     return model
 
 
@@ -89,7 +88,7 @@ def build_baseline(device: str = "cpu") -> HopeTransformer | None:
     """The shipped baseline transformer beside the shipped checkpoint, or None when there is none."""
     if not baseline_checkpoint().is_file():
         return None
-    model, _ = model_from_args(baseline_checkpoint(), "transformer", FALLBACK_SEED, device)
+    model, _ = model_from_source(baseline_checkpoint(), "transformer", FALLBACK_SEED, device)
     return model
 
 
