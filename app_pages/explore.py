@@ -233,6 +233,8 @@ def scrubber(recording):
         memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
         fig = heatmaps.memory_figure(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
         st.plotly_chart(fig, config=common.PLOT_CONFIG, key="memory_heatmaps")
+        st.caption("Red positive, blue negative, white zero. The right panel is this token's write: one outer product "
+                   "(a pattern along the value dimension times the key), so it shows as stripes.")
         with st.expander(f"How token {t} was written: the delta rule, layer {layer}, head {head}"):
             parts = anatomy.anatomy(recording, layer, head, t)
             st.caption("M_t = a_t M_(t-1) + lr_t (v_t - M_(t-1) k_t) k_tᵀ: the memory is asked for the token's key, "

@@ -167,3 +167,14 @@ def test_a_chart_selection_gives_the_positions_to_scrub_to():
     assert clicked_positions({"selection": {"points": [{"x": 12.0}, {"x": 3}]}}) == (3, 12)
     box = {"selection": {"points": [], "box": [{"xref": "x", "x": [42.06, 50.02], "y": [5.8, 5.2]}]}}
     assert clicked_positions(box) == (43,)  # the first token inside the dragged span
+
+
+def test_heatmaps_name_their_axes_and_surprise_a_and_b_share_a_labelled_bar(model):
+    from nested_learning.recording import record
+    from nested_learning.viz import compare, heatmaps
+    figure = heatmaps.memory_figure(torch.eye(4), torch.zeros(4, 4))
+    assert figure.layout.xaxis.title.text == "key dimension" and figure.layout.yaxis.title.text == "value dimension"
+    a, _ = record(model, "abcabc")
+    timeline = compare.compare_timeline(a, a)
+    bars = [t.colorbar.title.text for t in timeline.data if t.type == "heatmap" and t.showscale is not False]
+    assert bars == ["A and B", "B - A"]

@@ -70,10 +70,13 @@ def compare_timeline(a: Recording, b: Recording) -> go.Figure:
     limit = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0
     for row, (z, scale, lo, hi) in enumerate(((za, "Oranges", 0, top), (zb, "Oranges", 0, top),
                                               (diff, "RdBu_r", -limit, limit)), start=3):
-        domain = fig.layout[f"yaxis{row}"].domain
+        # A and B share one colour bar, drawn beside both panels; B - A has its own.
+        low_row, high_row = (row, row) if row == 5 else (4, 3)
+        bottom, top_edge = fig.layout[f"yaxis{low_row}"].domain[0], fig.layout[f"yaxis{high_row}"].domain[1]
         fig.add_trace(go.Heatmap(z=z, x=positions, y=names, colorscale=scale, zmin=lo, zmax=hi,
-                                 zmid=0 if scale == "RdBu_r" else None, showscale=row != 3,  # A and B share one bar
-                                 colorbar=dict(y=(domain[0] + domain[1]) / 2, len=domain[1] - domain[0], thickness=10),
+                                 zmid=0 if scale == "RdBu_r" else None, showscale=row != 3,
+                                 colorbar=dict(y=(bottom + top_edge) / 2, len=top_edge - bottom, thickness=10,
+                                               title=dict(text="A and B" if row == 4 else "B - A", side="right")),
                                  hovertemplate="position %{x}, %{y}<br>%{z:.4g}<extra></extra>"), row=row, col=1)
         fig.update_yaxes(autorange="reversed", row=row, col=1)
     fig.update_xaxes(title_text="token index", row=5, col=1)

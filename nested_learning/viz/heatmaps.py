@@ -44,9 +44,11 @@ def _panels(panels: list[tuple[str, object, float]], height: int, x_title: str, 
         domain_end = fig.layout[f"xaxis{i + 1 if i else ''}"].domain[1]
         fig.add_trace(heatmap_trace(matrix, limit, title, colorbar_x=domain_end + 0.01, x_title=x_title,
                                     y_title=y_title), row=1, col=i + 1)
-        # row 0 at the top, like a matrix; square cells
-        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
-    fig.update_layout(height=height, margin=dict(l=10, r=40, t=40, b=10))
+        # row 0 at the top, like a matrix; square cells; the axes say what the rows and columns are
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1,
+                         title_text=y_title if i == 0 else None)
+        fig.update_xaxes(title_text=x_title, row=1, col=i + 1)
+    fig.update_layout(height=height, margin=dict(l=10, r=40, t=40, b=40))
     return fig
 
 
@@ -54,8 +56,7 @@ def memory_figure(memory, delta, token_label: str = "") -> go.Figure:
     """M_t and M_t - M_{t-1} of one head, each on its own symmetric scale."""
     suffix = f" after {token_label}" if token_label else ""
     panels = [(f"M_t{suffix}", memory, symmetric_limit(memory)), ("M_t - M_(t-1)", delta, symmetric_limit(delta))]
-    return _panels(panels, 380,
-                   "key dim", "value dim")
+    return _panels(panels, 400, "key dimension", "value dimension")
 
 
 def cms_figure(weights: list, periods: tuple[int, ...], title: str = "W") -> go.Figure:
@@ -78,4 +79,4 @@ def ab_figure(a, b, label_a: str = "A", label_b: str = "B", what: str = "M_t") -
     shared = symmetric_limit(a, b)
     diff = as_array(b) - as_array(a)
     return _panels([(f"{what} {label_a}", a, shared), (f"{what} {label_b}", b, shared),
-                    (f"{label_b} - {label_a}", diff, symmetric_limit(diff))], 340, "key dim", "value dim")
+                    (f"{label_b} - {label_a}", diff, symmetric_limit(diff))], 360, "key dimension", "value dimension")
