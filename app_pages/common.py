@@ -79,6 +79,18 @@ def admitted(what: str = "run"):
         raise RunRefused(str(e)) from None
 
 
+def for_people(frame):
+    """A table as people read it: 3 significant digits, thousands separators, n/a for what does not exist."""
+    formats = {}
+    for column in frame.columns:
+        kind = frame[column].dtype.kind
+        if kind == "f":
+            formats[column] = lambda v: "n/a" if v != v else f"{v:.3g}"
+        elif kind in "iu":
+            formats[column] = "{:,}"
+    return frame.style.format(formats, na_rep="n/a")
+
+
 def token_slider(n_tokens: int, key: str, help: str | None = None) -> int:
     """The scrubbed token. A one-token run has nothing to scrub (a slider needs min < max): it says so."""
     if n_tokens <= 1:

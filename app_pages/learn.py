@@ -83,7 +83,7 @@ with store:
             show_verdict(lessons.store_verdict(curve, passes))
             st.plotly_chart(lessons.passes_figure(curve, passes), config=common.PLOT_CONFIG, key="learn_passes_fig")
             st.plotly_chart(lessons.store_figure(table), config=common.PLOT_CONFIG, key="learn_store_fig")
-            st.dataframe(table, hide_index=True, key="learn_store_table")
+            st.dataframe(common.for_people(table), hide_index=True, key="learn_store_table")
             st.caption("Keys are 16-dimensional vectors made from each word's letter trigrams; values are random "
                        "32-dimensional vectors; 'recalls' is the stored value nearest to what the memory returns.")
 
@@ -100,7 +100,7 @@ with repeat:
             n = len(phrase.encode("utf-8"))
             st.plotly_chart(lessons.surprise_by_copy_figure(recording, n, "mean surprise, dotted lines = new copy"),
                             config=common.PLOT_CONFIG, key="learn_repeat_fig")
-            st.dataframe(table, hide_index=True, key="learn_repeat_table")
+            st.dataframe(common.for_people(table), hide_index=True, key="learn_repeat_table")
             show_verdict(lessons.repetition_verdict(table))
             first, last = table["mean surprise"].iloc[0], table["mean surprise"].iloc[-1]
             outcome = "lower" if last < 0.9 * first else "higher" if last > 1.1 * first else "about the same"
@@ -119,7 +119,7 @@ with cms:
             recording, _ = lessons.repetition(model, "the cat sat on the mat. ", 4)
             table, fig = lessons.cms_rates(recording, layer=0)
             st.plotly_chart(fig, config=common.PLOT_CONFIG, key="learn_cms_fig")
-            st.dataframe(table, hide_index=True, key="learn_cms_table")
+            st.dataframe(common.for_people(table), hide_index=True, key="learn_cms_table")
 
 with recall:
     st.markdown(
@@ -141,7 +141,7 @@ with recall:
             reveal(st.session_state.get("learn_recall_predict") if CLASSROOM else None,
                    "most" if accuracy > 0.5 else "some" if lessons.recall_verdict(accuracy, frozen, len(table))[0][0]
                    else "about chance (10%)")
-            st.dataframe(table, hide_index=True, key="learn_recall_table")
+            st.dataframe(common.for_people(table), hide_index=True, key="learn_recall_table")
             if choice.kind == "preset":
                 st.caption("This is a random-init model: expect chance level. Load the trained checkpoint on the "
                            "Model page to see recall.")
@@ -156,7 +156,7 @@ with forget:
     if passage is not None:
         with common.refusals_shown(), common.admitted():
             table, _ = lessons.forgetting(model, passage)
-            st.dataframe(table, hide_index=True, key="learn_forget_table")
+            st.dataframe(common.for_people(table), hide_index=True, key="learn_forget_table")
             checks = lessons.forgetting_verdict(table)
             show_verdict(checks)
             reveal(st.session_state.get("learn_forget_predict") if CLASSROOM else None, "yes" if checks[0][0] else "no")

@@ -64,7 +64,7 @@ with left:
                  hide_index=True, key="model_config")
 with right:
     st.subheader("Parameters")
-    st.dataframe(models.parameter_table(model), hide_index=True, key="model_parameters")
+    st.dataframe(common.for_people(models.parameter_table(model)), hide_index=True, key="model_parameters")
     st.download_button("Download this model (.safetensors)", lambda: models.checkpoint_bytes(model),
                        file_name=f"{choice.name.removesuffix('.safetensors')}.safetensors",
                        mime="application/octet-stream", key="model_download", on_click="ignore")

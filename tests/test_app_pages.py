@@ -218,3 +218,12 @@ def test_classroom_mode_asks_for_a_prediction_then_reveals(app):
     at.radio(key="learn_repeat_predict").set_value("lower").run()
     ok(at.button(key="learn_repeat_run").click().run())
     assert any(i.value.startswith("You predicted **lower**; the model:") for i in at.info)
+
+
+def test_tables_are_formatted_for_people():
+    import pandas as pd
+    from app_pages.common import for_people
+    frame = pd.DataFrame({"error": [9.922861e-17, 0.123456, float("nan")], "parameters": [654056, 12, 3]})
+    text = for_people(frame).to_string()
+    assert "9.92e-17" in text and "0.123" in text and "n/a" in text and "654,056" in text
+    assert "0.123456" not in text and "nan" not in text
