@@ -242,15 +242,18 @@ def scrubber(recording):
             st.plotly_chart(anatomy.anatomy_figure(parts), config=common.PLOT_CONFIG, key="anatomy")
             st.caption(anatomy.explain(parts))
         with st.expander(f"What the memory still holds after token {t}: a probe of layer {layer}"):
+            specific = st.toggle("Specificity (minus the match with any other value)", value=True, key="probe_specific")
             try:
-                curve = probe.recall_curve(recording, layer, t)
+                curve = probe.recall_curve(recording, layer, t, specific)
             except KeyError as e:
                 st.info(str(e).strip("'\""))
             else:
-                st.plotly_chart(probe.recall_figure(curve, recording.start_position), config=common.PLOT_CONFIG,
-                                key="probe")
-                st.caption("Each earlier token's key asks M_t for its value: 1 means the memory still returns what was "
-                           "written there, 0 that it has forgotten (or overwritten) it. One line per head.")
+                st.plotly_chart(probe.recall_figure(curve, recording.start_position, specific),
+                                config=common.PLOT_CONFIG, key="probe")
+                st.caption("Each earlier token's key asks M_t for its value, one line per head. Plain cosine: 1 means the "
+                           "read points like the value written there. Specificity subtracts how well the read matches "
+                           "any other value: near 0, the head holds nothing particular to that token (its values all "
+                           "point one way), however high the plain cosine.")
     else:
         st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
     if layer in recording.cms_layers:

@@ -27,3 +27,13 @@ def test_a_recording_without_values_says_so(model):
     del rec.tensors["layers.0.memory.values"]
     with pytest.raises(KeyError, match="no values"):
         recall_curve(rec, 0, 3)
+
+
+def test_specificity_subtracts_the_match_with_every_value(model):
+    rec, _ = record(model, "the cat sat on the mat. the cat sat")
+    plain, specific = recall_curve(rec, 0, 20), recall_curve(rec, 0, 20, specific=True)
+    memory = rec.memory_matrix(0, 1, 20)
+    keys, values = rec.stream("layers.0.memory.keys")[:21, 1].double(), rec.stream("layers.0.memory.values")[:21, 1].double()
+    read = torch.nn.functional.normalize(keys[4] @ memory.T, dim=0)
+    others = float((torch.nn.functional.normalize(values, dim=-1) @ read).mean())
+    assert specific[1, 4] == pytest.approx(plain[1, 4] - others)
