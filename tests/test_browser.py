@@ -144,7 +144,7 @@ def test_explore_run_scrub_ablate_download(page, tmp_path):
     wait_idle(page)
     n = len(TEXT_PRESETS["phrase"].text)
     page.get_by_text(f"Token {n - 1} (stream position {n - 1})").wait_for()
-    slider = page.get_by_role("slider")
+    slider = page.locator('input[type="range"][aria-label="Token"]')  # not the play step slider
     for step in (2, 3):  # one key at a time: each move reruns the scrubber fragment
         slider.focus()
         slider.press("ArrowLeft")
