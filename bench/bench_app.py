@@ -111,7 +111,7 @@ def browser_side(text: str, rounds: int, screenshots: bool):
             page.wait_for_timeout(50)
             page.locator(idle).wait_for()
             whole = time.perf_counter() - started
-            slider = page.get_by_role("slider")
+            slider = page.locator('input[type="range"][aria-label="Token"]')  # not the play step slider
             slider.focus()
             started = time.perf_counter()
             slider.press("ArrowLeft")
@@ -148,6 +148,10 @@ def whole_page(page, path: Path):
 def take_screenshots(page, idle: str):
     out = ROOT / "assets" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
+    page.get_by_role("button", name="What did test-time learning do here?").click()  # the run's verdict
+    settle(page, idle)
+    page.get_by_text("How token", exact=False).first.click()  # open the delta rule at the scrubbed token
+    settle(page, idle)
     whole_page(page, out / "explore.png")
     steps = {"compare": ("Compare", "Compare"), "learn": ("Learn", "Write and recall"),
              "validate": ("Validate", None), "model": ("Model", None)}  # Validate: the saved report
