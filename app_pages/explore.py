@@ -135,13 +135,16 @@ def show_run(result):
     # Timelines are drawn at once, then again with the CMS raster once its events are derived (the
     # recording caches them, so later reruns draw the raster straight away).
     st.subheader("Timelines")
+    all_heads = st.toggle("All heads", key="explore_all_heads", persist_state="session",
+                          help="One row per layer and head; off: one row per layer, the mean over its heads.")
     timeline = st.empty()
     if not recording.events_ready:
-        timeline.plotly_chart(timelines.timeline_figure(recording), config=common.PLOT_CONFIG, key="timeline_fast")
+        timeline.plotly_chart(timelines.timeline_figure(recording, all_heads=all_heads), config=common.PLOT_CONFIG,
+                              key="timeline_fast")
         with st.spinner("Deriving CMS update events..."):
             recording.cms_events()
     found = repeats.find_repeats(recording.tokens.tolist())
-    event = timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events(), found),
+    event = timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events(), found, all_heads),
                                   config=common.PLOT_CONFIG, key="timeline", on_select="rerun", selection_mode=("points", "box"))
     scrub_to_clicked(event, recording)
     st.caption("Click a point on a timeline, or drag across one, to scrub to that token (the start of the span).")

@@ -89,6 +89,9 @@ def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):
     assert metric(at, "Tokens in this run") == str(len(preset.text))
     timeline = figure(at, "timeline")
     assert len(timeline["data"]) == 5  # loss, surprise, learning rate, retention, CMS raster
+    assert list(timeline["data"][1]["y"]) == ["L0 mean", "L1 mean"]  # readable first: a row per layer
+    ok(at.toggle(key="explore_all_heads").set_value(True).run())
+    assert list(figure(at, "timeline")["data"][1]["y"]) == ["L0 H0", "L0 H1", "L1 H0", "L1 H1"]
     before = arrays(figure(at, "memory_heatmaps")["data"][0]["z"])
     ok(at.slider(key="explore_token").set_value(3).run())
     after = arrays(figure(at, "memory_heatmaps")["data"][0]["z"])
@@ -151,8 +154,8 @@ def test_two_sessions_are_isolated(app, tiny_checkpoint):
     assert metric(a, "Memory holds") == f"{2 * len(text)} tokens"
     b_surprise = arrays(figure(b, "timeline")["data"][1]["z"])
     a_surprise = arrays(figure(a, "timeline")["data"][1]["z"])
-    np.testing.assert_allclose(b_surprise, fresh.stream("layers.0.memory.surprise").T.tolist() +
-                               fresh.stream("layers.1.memory.surprise").T.tolist(), rtol=1e-6)
+    np.testing.assert_allclose(b_surprise, [fresh.stream(f"layers.{i}.memory.surprise").double().mean(1).tolist()
+                                            for i in (0, 1)], rtol=1e-6)  # one row per layer: the head mean
     assert not np.allclose(a_surprise, b_surprise)  # A's second reading differs: its memory learned
     shared = common.shared_model("shipped", tiny_checkpoint.name, "cpu")  # the one model both sessions used
     for (name, p), (_, q) in zip(shared.named_parameters(), load_checkpoint(tiny_checkpoint, device="cpu").named_parameters()):

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from nested_learning import load_checkpoint, save_checkpoint
 from nested_learning.recording import Recording
@@ -315,16 +316,21 @@ def test_clicking_a_timeline_scrubs_to_that_token(page):
     wait_idle(page)
     n = len(TEXT_PRESETS["phrase"].text)
     page.get_by_text(f"Token {n - 1} (stream position {n - 1})").wait_for()
-    chart = page.locator('[data-testid="stPlotlyChart"]').first
-    area = chart.locator("g.draglayer g.xy rect.nsewdrag").first  # the loss panel's plot area
-    area.scroll_into_view_if_needed()
-    box = area.bounding_box()
-    x0, y0 = box["x"] + box["width"] * 0.25, box["y"] + 2
-    page.mouse.move(x0, y0)  # drag a narrow box a quarter of the way along the loss panel
-    page.mouse.down()
-    page.mouse.move(x0 + 20, y0 + box["height"] - 4, steps=5)
-    page.mouse.up()
-    page.get_by_text(f"Token {n - 1} (stream position {n - 1})").wait_for(state="detached")  # the rerun scrubbed
+    last = page.get_by_text(f"Token {n - 1} (stream position {n - 1})")
+    for attempt in range(3):  # a drag that lands while the chart is being redrawn is lost: drag again
+        area = page.locator('[data-testid="stPlotlyChart"]').first.locator("g.draglayer g.xy rect.nsewdrag").first
+        area.scroll_into_view_if_needed()
+        box = area.bounding_box()
+        x0, y0 = box["x"] + box["width"] * 0.25, box["y"] + 2
+        page.mouse.move(x0, y0)  # drag a narrow box a quarter of the way along the loss panel
+        page.mouse.down()
+        page.mouse.move(x0 + 20, y0 + box["height"] - 4, steps=5)
+        page.mouse.up()
+        try:
+            last.wait_for(state="detached", timeout=15_000)  # the rerun scrubbed
+            break
+        except PlaywrightTimeout:
+            assert attempt < 2, "three drags on the timeline never moved the scrubber"
     wait_idle(page)
     caption = page.get_by_text(re.compile(r"Token \d+ \(stream position \d+\)")).first.inner_text()
     token = int(re.search(r"Token (\d+)", caption).group(1))

@@ -23,11 +23,16 @@ def token_labels(recording: Recording) -> list[str]:
     return [plotly_label(ByteTokenizer.token_label(i)) for i in recording.tokens.tolist()]
 
 
-def _head_matrix(recording: Recording, stream: str) -> tuple[np.ndarray, list[str]]:
-    """[layers x heads, T] of one memory stream, with row names."""
+def _head_matrix(recording: Recording, stream: str, all_heads: bool = True) -> tuple[np.ndarray, list[str]]:
+    """[layers x heads, T] of one memory stream with row names; or, without ``all_heads``, one row per
+    layer: the mean over its heads."""
     rows, names = [], []
     for layer in recording.memory_layers:
         values = recording.stream(f"layers.{layer}.memory.{stream}").double().numpy()  # [T, H]
+        if not all_heads:
+            rows.append(values.mean(1))
+            names.append(f"L{layer} mean")
+            continue
         for head in range(values.shape[1]):
             rows.append(values[:, head])
             names.append(f"L{layer} H{head}")
@@ -83,17 +88,19 @@ def raster_trace(events: pd.DataFrame, start_position: int, rows: list[tuple[int
 MAX_BANDS = 200  # repeat bands drawn; more would slow the figure and hide the data
 
 
-def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, repeats: list | None = None) -> go.Figure:
+def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, repeats: list | None = None,
+                    all_heads: bool = True) -> go.Figure:
     """The run's timelines. ``events`` = ``recording.cms_events()`` adds the raster row (None leaves it out,
     so the rest can be shown before the events are derived). ``repeats`` (viz.repeats.find_repeats) are
-    drawn as green bands across every panel, each repeat's source as a grey one."""
+    drawn as green bands across every panel, each repeat's source as a grey one. Without ``all_heads``
+    the memory panels show one row per layer, the mean over its heads (the readable first view)."""
     positions = np.arange(recording.n_tokens) + recording.start_position
     has_memory = bool(recording.memory_layers)
     has_cms = events is not None and bool(recording.cms_layers)
     titles = ["next-token loss (nats)"]
     heights = [1.0]
     if has_memory:
-        n_rows = sum(1 for _ in recording.memory_layers) * recording.config.n_heads
+        n_rows = len(recording.memory_layers) * (recording.config.n_heads if all_heads else 1)
         titles += [title for _, title, _ in MEMORY_ROWS]
         heights += [max(1.0, n_rows / 8)] * 3
     if has_cms:
@@ -109,7 +116,7 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
     if has_memory:
         for stream, title, scale in MEMORY_ROWS:
             row += 1
-            z, names = _head_matrix(recording, stream)
+            z, names = _head_matrix(recording, stream, all_heads)
             low, high, clipped = stream_range(recording, stream, z)
             if clipped:  # say so in the panel's title
                 fig.layout.annotations[row - 1].text = f"{title} (colour scale capped at the 99th percentile, {high:.3g})"
