@@ -17,14 +17,15 @@ def show_verdict(checks: list[tuple[bool, str]]):
         (st.success if holds else st.warning)(sentence, icon=":material/check_circle:" if holds else ":material/info:")
 
 
-def predict(key: str, question: str, options: tuple[str, ...]) -> str | None:
-    """Classroom mode: the class commits to an answer before the lesson reveals it (None otherwise)."""
-    if not CLASSROOM:
-        return None
-    return st.radio(f"Predict first: {question}", options, index=None, key=f"learn_{key}_predict", horizontal=True)
+def predict(key: str, question: str, options: tuple[str, ...]):
+    """Classroom mode: the class commits to an answer before the lesson reveals it."""
+    if CLASSROOM:
+        st.radio(f"Predict first: {question}", options, index=None, key=f"learn_{key}_predict", horizontal=True)
 
 
-def reveal(prediction: str | None, outcome: str):
+def reveal(key: str, outcome: str):
+    """Classroom mode: the class's prediction beside what the model did."""
+    prediction = st.session_state.get(f"learn_{key}_predict") if CLASSROOM else None
     if prediction is not None:
         st.info(f"You predicted **{prediction}**; the model: **{outcome}**.", icon=":material/psychology:")
 
@@ -104,7 +105,7 @@ with repeat:
             show_verdict(lessons.repetition_verdict(table))
             first, last = table["mean surprise"].iloc[0], table["mean surprise"].iloc[-1]
             outcome = "lower" if last < 0.9 * first else "higher" if last > 1.1 * first else "about the same"
-            reveal(st.session_state.get("learn_repeat_predict") if CLASSROOM else None, outcome)
+            reveal("repeat", outcome)
 
 with cms:
     st.markdown(
@@ -137,10 +138,9 @@ with recall:
             learning.metric("Answer digits predicted right", f"{accuracy:.0%}", help="Chance is about 10% (ten digits).")
             off.metric("The same with test-time updates off", f"{frozen:.0%}",
                        help="The memory stays at its initial state while reading: what its writes add to recall.")
-            show_verdict(lessons.recall_verdict(accuracy, frozen, len(table)))
-            reveal(st.session_state.get("learn_recall_predict") if CLASSROOM else None,
-                   "most" if accuracy > 0.5 else "some" if lessons.recall_verdict(accuracy, frozen, len(table))[0][0]
-                   else "about chance (10%)")
+            checks = lessons.recall_verdict(accuracy, frozen, len(table))
+            show_verdict(checks)
+            reveal("recall", "most" if accuracy > 0.5 else "some" if checks[0][0] else "about chance (10%)")
             st.dataframe(common.for_people(table), hide_index=True, key="learn_recall_table")
             if choice.kind == "preset":
                 st.caption("This is a random-init model: expect chance level. Load the trained checkpoint on the "
@@ -159,4 +159,4 @@ with forget:
             st.dataframe(common.for_people(table), hide_index=True, key="learn_forget_table")
             checks = lessons.forgetting_verdict(table)
             show_verdict(checks)
-            reveal(st.session_state.get("learn_forget_predict") if CLASSROOM else None, "yes" if checks[0][0] else "no")
+            reveal("forget", "yes" if checks[0][0] else "no")

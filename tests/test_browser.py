@@ -105,15 +105,24 @@ def browser():
         chromium.close()
 
 
+@contextlib.contextmanager
+def session_page(browser, height: int = 1400, **options):
+    """A page in a browser context of its own: a new Streamlit session, closed afterwards."""
+    context = browser.new_context(viewport={"width": 1400, "height": height}, **options)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        yield page
+    finally:
+        context.close()
+
+
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(server)
-    wait_idle(page)
-    yield page
-    context.close()
+    with session_page(browser, 1800, accept_downloads=True) as page:
+        page.goto(server)
+        wait_idle(page)
+        yield page
 
 
 def wait_idle(page):
@@ -173,10 +182,7 @@ def test_explore_run_scrub_ablate_download(page, tmp_path):
 
 
 def test_shared_link_with_garbage_is_clamped(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1400})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
+    with session_page(browser) as page:
         page.goto(server + "/?preset=facts&layer=7&head=x&token=99999&off=cms.1,%3Cscript%3E")
         page.get_by_text("Tokens in this run").wait_for()  # the preset ran from the link
         wait_idle(page)
@@ -184,8 +190,6 @@ def test_shared_link_with_garbage_is_clamped(browser, server):
         assert "layer=7 is out of range" in text and "head=x is not a whole number" in text
         assert "past the end of the run" in text and "<script> is not a component" in text
         assert "layer=1" in page.url and "off=cms.1" in page.url
-    finally:
-        context.close()
 
 
 def test_compare_learn_validate_model(page, tmp_path):
@@ -231,10 +235,7 @@ def test_reset_during_a_run_is_not_undone(browser, tmp_path):
     enough that the click lands mid-run; waits twice the measured run time for the old run to end."""
     slow = save_checkpoint(tiny_model(d_model=256, n_layers=6), tmp_path / "slow.safetensors")
     with running_app({"NLE_DEFAULT_CHECKPOINT": str(slow)}, tmp_path / "streamlit.log") as url:
-        context = browser.new_context(viewport={"width": 1400, "height": 1400})
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        try:
+        with session_page(browser) as page:
             page.goto(url)
             wait_idle(page)
             page.get_by_text("Type", exact=True).click()
@@ -260,32 +261,22 @@ def test_reset_during_a_run_is_not_undone(browser, tmp_path):
             assert re.search(r"Memory holds\s+0 tokens", sidebar.inner_text())
             go(page, "Explore")
             assert page.get_by_text("Tokens in this run").count() == 0
-        finally:
-            context.close()
 
 
 def test_explore_has_its_own_address_too(browser, server):
     """/explore is the default page (served at /), with the link's parameters kept; not "Page not found"."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1400})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
+    with session_page(browser) as page:
         page.goto(server + "/explore?preset=facts&layr=1")
         page.get_by_text("Tokens in this run").wait_for()  # the linked preset ran
         wait_idle(page)
         text = page.locator('[data-testid="stMain"]').inner_text()
         assert "Page not found" not in page.content() and "Unknown link parameter layr" in text
         assert "preset=facts" in page.url
-    finally:
-        context.close()
 
 
 def test_a_link_to_typed_text_reproduces_the_run_in_a_fresh_browser(browser, server):
     text = "Alice met Bob at noon. Alice met Bob at noon."
-    contexts = [browser.new_context(viewport={"width": 1400, "height": 1400}) for _ in range(2)]
-    try:
-        first = contexts[0].new_page()
-        first.set_default_timeout(TIMEOUT_MS)
+    with session_page(browser) as first, session_page(browser) as second:  # second: another browser
         first.goto(server)
         wait_idle(first)
         first.get_by_text("Type", exact=True).click()
@@ -298,16 +289,11 @@ def test_a_link_to_typed_text_reproduces_the_run_in_a_fresh_browser(browser, ser
         wait_idle(first)
         link = first.url
         assert "text=" in link and "preset=" not in link
-        second = contexts[1].new_page()  # another browser: no session state, only the link
-        second.set_default_timeout(TIMEOUT_MS)
-        second.goto(link)
+        second.goto(link)  # no session state there, only the link
         second.get_by_text("Tokens in this run").wait_for()
         wait_idle(second)
         assert second.get_by_label("Text").input_value() == text
         assert second.get_by_text("Key-value facts").count() == 0  # not the facts preset
-    finally:
-        for context in contexts:
-            context.close()
 
 
 def test_clicking_a_timeline_scrubs_to_that_token(page):

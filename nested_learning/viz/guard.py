@@ -111,17 +111,13 @@ class PieceRun:
     state: HopeState
     tokens_asked: int  # the whole input; recording.n_tokens of them were read
 
-    @property
-    def complete(self) -> bool:
-        return self.recording.n_tokens == self.tokens_asked
-
 
 def guarded_record_in_pieces(model: HopeTransformer, text: str, state: HopeState | None = None,
                              ablation: Ablation | None = None, piece_tokens: int = 512,
                              keep_going: Callable[[int], bool] = lambda read: True, max_tokens: int = 2048) -> PieceRun:
     """:func:`guarded_record` read ``piece_tokens`` at a time, asking ``keep_going(tokens read)`` before
     each piece after the first: a deadline or a cancelled run stops between pieces and returns what was
-    read (the recording and state of a prefix; ``complete`` says whether it is all). The result equals
+    read (the recording and state of a prefix of the ``tokens_asked``). The result equals
     one call's: each piece continues the last one's state, and its last loss scores the next piece's
     first token. A non-finite piece is refused (RunRefused, naming the token in the whole run)."""
     data = text.encode("utf-8", errors="replace")

@@ -95,6 +95,17 @@ def _single(value) -> str:
     return str(value)
 
 
+def _choice(params, key: str, options: tuple[str, ...], what: str, shown: str, notices: list[str]) -> str | None:
+    """One of ``options`` from the link, or None (with a notice when the value is not one of them)."""
+    if key not in params:
+        return None
+    raw = _single(params[key]).strip()
+    if raw in options:
+        return raw
+    notices.append(f"{key}={escape_markdown(raw)} is not {what} ({escape_markdown(shown, limit=200)}): ignored.")
+    return None
+
+
 def _int(params, key: str, default, low: int, high: int | None, notices: list[str]):
     if key not in params:
         return default
@@ -127,13 +138,7 @@ def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...],
         more = f" and {len(unknown) - MAX_NAMED} more" if len(unknown) > MAX_NAMED else ""
         notices.append(f"Unknown link parameter{'s' if len(unknown) > 1 else ''} {named}{more}: ignored "
                        f"(a link takes {', '.join(VIEW_PARAMS)}).")
-    preset = None
-    if "preset" in params:
-        raw = _single(params["preset"]).strip()
-        if raw in presets:
-            preset = raw
-        else:
-            notices.append(f"preset={escape_markdown(raw)} is not a preset ({', '.join(presets)}): ignored.")
+    preset = _choice(params, "preset", presets, "a preset", ", ".join(presets), notices)
     text = None
     if "text" in params:
         try:
@@ -142,14 +147,7 @@ def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...],
             notices.append(f"text= is {e}: ignored.")
         else:
             preset = None  # a link holds one input: its text wins over a preset
-    b = None
-    if "b" in params:
-        raw = _single(params["b"]).strip()
-        if raw in b_options:
-            b = raw
-        else:
-            shown = ", ".join(b_options) if b_options else "only on Compare"
-            notices.append(f"b={escape_markdown(raw)} is not a choice for B ({escape_markdown(shown, limit=200)}): ignored.")
+    b = _choice(params, "b", b_options, "a choice for B", ", ".join(b_options) or "only on Compare", notices)
     layer = _int(params, "layer", 0, 0, config.n_layers - 1, notices)
     head = _int(params, "head", 0, 0, config.n_heads - 1, notices)
     token = _int(params, "token", None, 0, None, notices)
