@@ -28,8 +28,8 @@ def verdict_panel(model, choice, result):
     if cached is not None and cached[0] is result:
         verdict = cached[1]
     elif st.button("What did test-time learning do here?", key="verdict_run",
-                   help="Reads the same text from a reset memory, after another document, and with the baseline "
-                        "transformer, and compares losses with 95% intervals."):
+                   help="Reads the same text from a reset memory (when this run continued one), after another "
+                        "document, and with the baseline transformer, and compares losses with 95% intervals."):
         verdict = None
         with common.refusals_shown(), common.admitted(), st.spinner("Reading the text under the controls..."):
             verdict = run_verdict(model, result.recording, result.start_state, common.shared_baseline(choice.device))

@@ -74,11 +74,15 @@ class MemorySession:
         self.model_key = model_key
         self.state: HopeState | None = None
         self.last: RunResult | None = None
-        self.runs = 0
         self.version = 0
         self.history: list[RunEntry] = []  # every run since the last reset, in order
         self.recordings: dict[str, Recording] = {}  # the last KEPT_RECORDINGS runs' recordings, by name
         self._commit = threading.Lock()  # the version check and the write are one step
+
+    @property
+    def runs(self) -> int:
+        """Runs committed since the last reset."""
+        return len(self.history)
 
     @property
     def position(self) -> int:
@@ -87,7 +91,7 @@ class MemorySession:
 
     def reset(self):
         with self._commit:
-            self.state, self.last, self.runs, self.version = None, None, 0, self.version + 1
+            self.state, self.last, self.version = None, None, self.version + 1
             self.history, self.recordings = [], {}
 
     def check_length(self, n_tokens: int):
@@ -126,13 +130,13 @@ class MemorySession:
         with self._commit:
             if self.version != version:
                 raise RunDiscarded("This run was discarded: the memory was reset or changed while it ran.")
-            self.state, self.runs, self.version = run.state, self.runs + 1, self.version + 1
+            self.state, self.version = run.state, self.version + 1
             self.last = RunResult(run.recording, time.perf_counter() - started, run.tokens_asked, state)
             self._remember(run.recording, run.tokens_asked)
             return self.last
 
     def _remember(self, recording: Recording, tokens_asked: int):
-        name = f"Run {self.runs}"
+        name = f"Run {len(self.history) + 1}"
         text = bytes(recording.tokens[:40].tolist()).decode("utf-8", errors="replace")
         self.history.append(RunEntry(name, recording.start_position, recording.n_tokens, " ".join(text.split()),
                                      tuple(recording.ablation.names_off()), recording.n_tokens >= tokens_asked))
