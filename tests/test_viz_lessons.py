@@ -118,6 +118,10 @@ def test_model_lessons_confirm_or_deny_their_claims_with_the_numbers():
 
 def test_lesson_verdicts_run_on_a_model(model):
     _, table = lessons.repetition(model, "abc ", 3)
-    assert len(lessons.repetition_verdict(table)) == 2
+    (surprise_fell, _), (loss_fell, _) = lessons.repetition_verdict(table)
+    assert surprise_fell == (table["mean surprise"].iloc[-1] < table["mean surprise"].iloc[0])
+    assert loss_fell == (table["mean loss"].iloc[-1] < table["mean loss"].iloc[0])
     table, _ = lessons.forgetting(model, "a short passage")
-    assert len(lessons.forgetting_verdict(table)) == 2
+    (cheaper, _), _ = lessons.forgetting_verdict(table)
+    on = table[table["setting"] == "memory learns"].set_index("reading")["mean surprise"]
+    assert cheaper == (on["second"] < on["first"])

@@ -18,7 +18,7 @@ from ..tasks import associative_recall
 from ..tokenizer import ByteTokenizer
 from .guard import guarded_record
 from .safe_text import plotly_label
-from .timelines import raster_rows, raster_trace, stream_row
+from .timelines import mean_surprise, raster_rows, raster_trace
 
 # Twelve pairs whose keys share letters (cat/cats/car/cart ...): enough crosstalk that the rules differ.
 DEFAULT_STORE = ("cat = meow\ncats = purr\ncar = vroom\ncart = creak\ndog = woof\ndogs = growl\ndot = tick\n"
@@ -164,7 +164,7 @@ def repetition(model: HopeTransformer, phrase: str, times: int = 4,
     """Read ``phrase`` ``times`` times in one stream; mean surprise (all memory heads) and loss per copy."""
     recording, _ = guarded_record(model, phrase * times, ablation=ablation or Ablation())
     n = len(ByteTokenizer().encode(phrase))
-    surprise = _mean_surprise(recording)
+    surprise = mean_surprise(recording)
     loss = recording.stream("loss").double().numpy()
     rows = [{"copy": i + 1, "mean surprise": float(np.nanmean(surprise[i * n:(i + 1) * n])),
              "mean loss": float(np.nanmean(loss[i * n:(i + 1) * n]))} for i in range(times)]
@@ -186,14 +186,9 @@ def repetition_verdict(table: pd.DataFrame) -> list[tuple[bool, str]]:
     return checks
 
 
-def _mean_surprise(recording: Recording) -> np.ndarray:
-    """Surprise per token, the mean over heads and memory layers, [T] (NaN without a memory)."""
-    layers = [stream_row(recording, "surprise", i) for i in recording.memory_layers]
-    return np.mean(layers, axis=0) if layers else np.full(recording.n_tokens, np.nan)
-
 
 def surprise_by_copy_figure(recording: Recording, copy_length: int, title: str = "") -> go.Figure:
-    surprise = _mean_surprise(recording)
+    surprise = mean_surprise(recording)
     fig = go.Figure(go.Scatter(x=np.arange(recording.n_tokens), y=surprise, mode="lines", name="surprise"))
     for start in range(copy_length, recording.n_tokens, copy_length):
         fig.add_vline(x=start - 0.5, line=dict(color="gray", dash="dot"))
@@ -266,7 +261,7 @@ def forgetting(model: HopeTransformer, text: str) -> tuple[pd.DataFrame, dict[st
         second, _ = guarded_record(model, text, state=state, ablation=ablation)
         recordings[name] = second
         for reading, rec in (("first", first), ("second", second)):
-            rows.append({"setting": name, "reading": reading, "mean surprise": float(np.nanmean(_mean_surprise(rec))),
+            rows.append({"setting": name, "reading": reading, "mean surprise": float(np.nanmean(mean_surprise(rec))),
                          "mean loss": float(np.nanmean(rec.stream("loss")[:-1].double().numpy()))})
     return pd.DataFrame(rows), recordings
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..recording import Recording
 from ..tokenizer import ByteTokenizer
+from .timelines import mean_surprise
 
 MIN_REPEAT = 8  # bytes: shorter matches are common words and endings, not repeats worth marking
 MAX_CANDIDATES = 32  # earlier starts of the same 8-gram tried per position (the latest ones): bounds the time
@@ -72,9 +73,7 @@ def repeat_table(recording: Recording, repeats: list[Repeat], max_rows: int = 50
     memory) of the source reading and of the repeat. NaN where a run has no such quantity."""
     tokens = recording.tokens.tolist()
     loss = recording.stream("loss").double().numpy()
-    layers = recording.memory_layers
-    surprise = (np.mean([recording.stream(f"layers.{i}.memory.surprise").double().mean(1).numpy() for i in layers], 0)
-                if layers else np.full(len(tokens), np.nan))
+    surprise = mean_surprise(recording)
     p0 = recording.start_position
     rows = []
     for r in repeats[:max_rows]:

@@ -150,6 +150,12 @@ def stream_row(recording: Recording, stream: str, layer: int) -> np.ndarray:
     return recording.stream(f"layers.{layer}.memory.{stream}").double().mean(1).numpy()
 
 
+def mean_surprise(recording: Recording) -> np.ndarray:
+    """Surprise per token, the mean over heads and memory layers, [T] (NaN without a memory)."""
+    layers = [stream_row(recording, "surprise", i) for i in recording.memory_layers]
+    return np.mean(layers, axis=0) if layers else np.full(recording.n_tokens, np.nan)
+
+
 def token_summary(recording: Recording, t: int) -> str:
     """One line on token ``t``: its loss and, per memory layer, mean surprise, learning rate and retention
     over heads; the CMS levels that updated at it (from the cached events when they are derived)."""
@@ -190,8 +196,7 @@ def overlay_figure(recordings: dict[str, Recording]) -> go.Figure:
         fig.add_trace(go.Scatter(x=x, y=rec.stream("loss").double().numpy(), mode="lines", name=name,
                                  line=dict(width=1.2, color=color), legendgroup=name), row=1, col=1)
         if has_memory and rec.memory_layers:
-            surprise = np.mean([stream_row(rec, "surprise", layer) for layer in rec.memory_layers], axis=0)
-            fig.add_trace(go.Scatter(x=x, y=surprise, mode="lines", name=name, showlegend=False,
+            fig.add_trace(go.Scatter(x=x, y=mean_surprise(rec), mode="lines", name=name, showlegend=False,
                                      line=dict(width=1.2, color=color), legendgroup=name), row=2, col=1)
     fig.update_xaxes(title_text="token index in its run", row=2 if has_memory else 1, col=1)
     fig.update_layout(height=420 if has_memory else 260, margin=dict(l=10, r=10, t=40, b=40), hovermode="x unified")
