@@ -97,7 +97,7 @@ def memory_panels(rec_a, rec_b):
     st.subheader("Memory of one head, A vs B")
     c1, c2 = st.columns(2)
     layer = c1.selectbox("Layer", range(config.n_layers), key=KEYS["layer"], persist_state="session")
-    head = c2.selectbox("Head", range(config.n_heads), key=KEYS["head"], persist_state="session")
+    head = c2.selectbox("Head", range(config.n_memory_heads), key=KEYS["head"], persist_state="session")
     view, notice = clamp_token(linked_view(st.session_state.get("compare_token")), rec_a.n_tokens)
     if notice:
         st.warning(notice)

@@ -45,7 +45,7 @@ FLOAT_BOUNDS = {
     "max_momentum": (0.0, 1.0, True, False),
     "init_std": (0.0, 1.0, False, True),
 }
-BOOL_FIELDS = ("attention", "memory", "self_modifying", "momentum", "ffn")
+BOOL_FIELDS = ("attention", "memory", "self_modifying", "momentum", "shifted_keys", "ffn")
 
 
 def _check_int(name: str, value, low: int, high: int, alternative: str = "") -> None:
@@ -76,11 +76,17 @@ class HopeConfig:
     projection_hidden: int = 32  # hidden width of those projection memories
     projection_learning_rate: float = 0.5  # their rate, relative to the memory's (each step normalised)
     momentum: bool = False  # Titans momentum (mini-batch gradients at the chunk-start memory)
+    # Heads of the test-time memory; None = n_heads. Fewer, wider heads hold more: a head's memory
+    # stores about head-width associations before new writes overwrite old ones (README "The model").
+    memory_heads: int | None = None
     memory_chunk_size: int = 64  # tokens per chunk: the learning-rate gate's surprise is taken at the chunk start
     max_learning_rate: float = 1.0  # eta_t in (0, max] (divided by memory_chunk_size with momentum)
     min_retention: float = 0.9  # retention alpha_t in [min, 1]
     max_momentum: float = 0.9
     local_conv: int = 0  # width of the causal depthwise conv on q/k/v inputs; 0 = none
+    # The key of token t is built from token t-1's query features: the memory binds "what came before"
+    # to "what came next", and a later query of the same context reads its successor (induction).
+    shifted_keys: bool = False
     # Continuum Memory System: one level per period (tokens between updates).
     cms_periods: tuple[int, ...] = (1, 2, 4, 8)
     cms_hidden: int = 64
@@ -113,6 +119,10 @@ class HopeConfig:
             raise ValueError(f"config.d_model / n_heads ({self.head_dim}) must be even with attention (rotary pairs)")
         if self.ffn and self.ffn_mult * self.d_model * 2 // 3 < 1:  # the FFN's hidden width
             raise ValueError(f"config.ffn_mult * d_model ({self.ffn_mult * self.d_model}) is too small for an FFN (>= 2)")
+        if self.memory_heads is not None:
+            _check_int("memory_heads", self.memory_heads, 1, INT_BOUNDS["n_heads"][1], "None or ")
+            if self.d_model % self.memory_heads:
+                raise ValueError(f"config.d_model ({self.d_model}) must be divisible by memory_heads ({self.memory_heads})")
         if self.attention_window is not None:
             _check_int("attention_window", self.attention_window, 1, MAX_ATTENTION_WINDOW, "None or ")
         periods = self.cms_periods
@@ -128,6 +138,14 @@ class HopeConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def n_memory_heads(self) -> int:
+        return self.memory_heads or self.n_heads
+
+    @property
+    def memory_head_dim(self) -> int:
+        return self.d_model // self.n_memory_heads
 
     @classmethod
     def preset(cls, name: str = "hope", **overrides) -> "HopeConfig":
@@ -170,7 +188,7 @@ class HopeConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # The CMS chain adds four fast MLP levels per layer, so the FFN is half the transformer's width
     # (keeps Hope near the same-size transformer's parameter count; README "The model").
-    "hope": dict(ffn_mult=2, local_conv=4),
+    "hope": dict(ffn_mult=2, local_conv=4, shifted_keys=True, memory_heads=1),
     "hope-paper": dict(attention=False, n_persistent_tokens=0, ffn=False, momentum=True, local_conv=4),
     "hope-attention": dict(memory=False, ffn=False, n_persistent_tokens=0),
     "titans": dict(self_modifying=False, momentum=True, cms_periods=()),

@@ -57,7 +57,7 @@ class SelfModifyingMemory(nn.Module):
     def __init__(self, config: HopeConfig):
         super().__init__()
         self.config = config
-        D, H, d = config.d_model, config.n_heads, config.head_dim
+        D, H, d = config.d_model, config.n_memory_heads, config.memory_head_dim
         self.n_heads, self.head_dim = H, d
         # Mini-batch momentum gets no error feedback inside a chunk: bounding each token's rate by
         # 1/chunk keeps a chunk's summed step <= max_learning_rate, which heavy-ball momentum tolerates.
@@ -65,8 +65,10 @@ class SelfModifyingMemory(nn.Module):
         self.projection_rate = config.projection_learning_rate / config.memory_chunk_size
         self.log_retention_floor = math.log(config.min_retention)  # the retention gate's bound
         n_inputs = 4 if config.self_modifying else 3  # q, k, v (+ gate features)
-        self.in_proj = nn.Linear(D, n_inputs * D, bias=False)
-        self.conv = CausalConv(3 * D, config.local_conv) if config.local_conv > 1 else None
+        self.shifted_keys = config.shifted_keys  # keys are then the previous token's query features
+        self.in_proj = nn.Linear(D, (n_inputs - self.shifted_keys) * D, bias=False)
+        self.conv_channels = (2 if self.shifted_keys else 3) * D  # q(, k), v
+        self.conv = CausalConv(self.conv_channels, config.local_conv) if config.local_conv > 1 else None
         self.projections = ProjectionMemories(D, config.projection_hidden, config.init_std) if config.self_modifying else None
         # Per-head gate logits from the gate features: learning rate, retention (, momentum).
         self.n_gates = 3 if config.momentum else 2
@@ -75,6 +77,8 @@ class SelfModifyingMemory(nn.Module):
         # sigmoid(2) = 0.88 of the max rate and a held one (error 0) sigmoid(-2) = 0.12 (the lr bias below).
         self.surprise_weight = nn.Parameter(torch.full((H,), 4.0))
         self.initial_memory = nn.Parameter(torch.zeros(H, d, d))  # learned M_0
+        if self.shifted_keys:  # the key of a stream's first token: a learned "start of text" context
+            self.initial_query = nn.Parameter(torch.randn(D) * D ** -0.5)
         self.out_norm = RMSNorm(d)
         self.out_proj = nn.Linear(D, D, bias=False)
         nn.init.zeros_(self.gates.bias)
@@ -90,7 +94,8 @@ class SelfModifyingMemory(nn.Module):
             memory=memory, reference=memory,
             momentum=torch.zeros_like(memory) if self.config.momentum else None,
             projections=self.projections.init_state(batch_size) if self.projections is not None else None,
-            conv=conv)
+            conv=conv,
+            previous_query=self.initial_query.expand(batch_size, 1, -1) if self.shifted_keys else None)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, n, D] -> [B, H, n, d]
         return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
@@ -101,101 +106,139 @@ class SelfModifyingMemory(nn.Module):
 
         Inside the chunk loop batch and heads are folded into one axis (N = B H): every step is one
         3-D op with no reshapes per chunk (the loop is dispatch-bound). The state keeps [B, H, d, d]."""
-        config = self.config
         B, T, D = x.shape
         H, d = self.n_heads, self.head_dim
-        fold = lambda t: t.reshape(B * H, *t.shape[2:])  # [B, H, ...] -> [N, ...]
-        unfold = lambda t: t.view(B, H, *t.shape[1:])
-        inputs = self.in_proj(x)  # [B, T, 3 D (q, k, v) + D (gate features, with projections)]
-        conv_state = state.conv
-        if self.conv is not None:  # the gate features pass through, in the same buffer
-            inputs, conv_state = self.conv(inputs, state.conv, passthrough=inputs.shape[-1] - 3 * D)
-        runs = list(chunk_runs(position, T, config.memory_chunk_size))
-        sizes = [b - a for a, b, _ in runs]
-        queries = fold(l2norm(self._heads(inputs[..., :D]))).split(sizes, dim=1)  # [N, n, d] per chunk
-        if self.projections is not None:
-            # [B, 3, T, D] without a copy: k, v and gate features lie side by side in one buffer, and
-            # the batched matmuls take the strided view as it is.
-            projection_inputs = inputs[..., D:].view(B, T, 3, D).transpose(1, 2)
-            chunk_inputs = zip(projection_inputs.split(sizes, dim=2),
-                               last_axis_norm(projection_inputs).split(sizes, dim=2))
-        else:  # static keys and values; the gates read the layer input
-            chunk_inputs = zip(inputs[..., D:2 * D].split(sizes, dim=1), inputs[..., 2 * D:].split(sizes, dim=1),
-                               x.split(sizes, dim=1))
+        inputs, conv_state, previous_query = self._input_features(x, state)
+        runs = list(chunk_runs(position, T, self.config.memory_chunk_size))
+        queries, chunk_inputs = self._chunks(x, inputs, [b - a for a, b, _ in runs])
         updates = ablation.test_time_updates
-        floor = self.log_retention_floor if ablation.retention else 0.0
-        memory = fold(state.memory)
-        reference = memory if state.reference is state.memory else fold(state.reference)
-        momentum = fold(state.momentum) if state.momentum is not None else None
+        memory = self._fold(state.memory)
+        reference = memory if state.reference is state.memory else self._fold(state.reference)
+        momentum = self._fold(state.momentum) if state.momentum is not None else None
         projections = state.projections
         limits = self.projections.norm_limits() if projections is not None else None
         outputs, traces = [], []
         for (a, b, on_boundary), qc, chunk_input in zip(runs, queries, chunk_inputs):
-            n = b - a
-            if projections is not None:
-                projected = ProjectionMemories.apply(projections, *chunk_input)  # [B, 3, n, D]
-                keys_full, values_full, gate_features = projected.unbind(1)
-            else:
-                keys_full, values_full, gate_features = chunk_input
-            k, v = fold(l2norm(self._heads(keys_full))), fold(self._heads(values_full))  # [N, n, d]
-            reference_keys = _predict(k, reference)
-            gate_error = torch.linalg.vector_norm(v - reference_keys, dim=-1)  # [N, n]
-            gate_surprise = gate_error / (torch.linalg.vector_norm(v, dim=-1) + SURPRISE_EPS)
-            gate_logits = self.gates(gate_features).transpose(1, 2)  # [B, gates * H, n]
-            learning_rate, log_retention = self._rates(gate_logits, gate_surprise.view(B, H, n), ablation)
-            if not updates:
-                out = _predict(qc, memory)
-                surprise = (gate_error if reference is memory
-                            else torch.linalg.vector_norm(v - _predict(k, memory), dim=-1))
-            elif config.momentum:
-                log_gate = None
-                if ablation.momentum:
-                    log_gate = math.log(config.max_momentum) + F.logsigmoid(gate_logits[:, 2 * H:])
-                result = momentum_rule_chunk(unfold(qc), unfold(k), unfold(v), learning_rate, log_retention, log_gate,
-                                             unfold(memory), unfold(momentum), unfold(reference))
-                out, memory, momentum = fold(result.output), fold(result.memory), fold(result.momentum)
-                chunk_error = fold(result.error)
-                surprise = gate_error  # with mini-batch gradients the error IS taken at the chunk-start memory
-            else:
-                # One chunk; inside an aligned chunk the gate's reference IS the start memory: reuse M k.
-                result = gated_delta_chunk(qc, k, v, fold(learning_rate), fold(log_retention), memory,
-                                           reference_keys if reference is memory else None,
-                                           return_error=trace is not None, log_retention_floor=floor)
-                out, memory, chunk_error = result.output, result.memory, result.error
-                surprise = torch.linalg.vector_norm(chunk_error, dim=-1) if trace is not None else None
+            projected = ProjectionMemories.apply(projections, *chunk_input) if projections is not None else None
+            keys_full, values_full, gate_features = projected.unbind(1) if projected is not None else chunk_input
+            k, v = self._fold(l2norm(self._heads(keys_full))), self._fold(self._heads(values_full))  # [N, n, d]
+            gate = self._gate(k, v, reference, gate_features, ablation)
+            write = self._write(qc, k, v, gate, memory, reference, momentum, ablation, trace is not None)
+            out, memory, momentum = write["output"], write["memory"], write["momentum"]
             if updates and projections is not None and ablation.self_modification:
-                # Mean over the chunk's tokens of lr_t * grad_t: each token adds lr_t / chunk_size.
-                # (sums times constants: torch.mean is two ops behind a Python wrapper)
-                rate = learning_rate.sum(1) * (self.projection_rate / H)
-                pair_log_retention = log_retention.sum(1) * (1 / H)
-                pairs = projected.narrow(1, 0, 2)  # the memory's own keys and values
-                if n == config.memory_chunk_size:  # a whole chunk: nothing pending before it
-                    projections = ProjectionMemories.step(projections, pairs, rate, pair_log_retention, limits)
-                else:
-                    projections = ProjectionMemories.accumulate(projections, pairs, rate, pair_log_retention)
-                    if on_boundary:
-                        projections = ProjectionMemories.apply_update(projections, config.memory_chunk_size, limits)
+                projections = self._step_projections(projections, projected, gate, limits, b - a, on_boundary)
             if updates and on_boundary:
                 reference = memory
             outputs.append(out)
-            if trace is not None:  # everything the recorder needs to rebuild M_t exactly, [B, H, n(, d)]
-                # The rates actually applied: with updates off nothing is written and nothing decays.
-                applied_lr = learning_rate if updates else torch.zeros_like(learning_rate)
-                applied_retention = log_retention.exp() if updates else torch.ones_like(learning_rate)
-                error = unfold(chunk_error) if updates else torch.zeros_like(unfold(v))
-                item = dict(surprise=unfold(surprise), gate_surprise=unfold(gate_surprise), learning_rate=applied_lr,
-                            retention=applied_retention, keys=unfold(k), values=unfold(v), errors=error)
-                if updates and config.momentum:
-                    item["momentum_gate"] = log_gate.exp() if log_gate is not None else torch.zeros_like(learning_rate)
-                traces.append(item)
+            if trace is not None:
+                traces.append(self._trace_item(k, v, gate, write, updates))
         y = self.out_norm(cat_tokens(outputs, dim=1)).view(B, H, T, d).transpose(1, 2).reshape(B, T, D)
         if trace is not None:  # [B, H, T(, d)] each
             trace.update({name: cat_tokens([t[name] for t in traces]) for name in traces[0]})
-        new_memory = unfold(memory)
-        new_reference = new_memory if reference is memory else unfold(reference)
-        new_state = MemoryState(new_memory, new_reference, unfold(momentum) if momentum is not None else None,
-                                projections, conv_state)
+        new_memory = self._unfold(memory)
+        new_reference = new_memory if reference is memory else self._unfold(reference)
+        new_state = MemoryState(new_memory, new_reference, self._unfold(momentum) if momentum is not None else None,
+                                projections, conv_state, previous_query)
         return self.out_proj(y), new_state
+
+    def _fold(self, t: torch.Tensor) -> torch.Tensor:  # [B, H, ...] -> [N, ...]
+        return t.reshape(t.shape[0] * t.shape[1], *t.shape[2:])
+
+    def _unfold(self, t: torch.Tensor) -> torch.Tensor:  # [N, ...] -> [B, H, ...]
+        return t.view(t.shape[0] // self.n_heads, self.n_heads, *t.shape[1:])
+
+    def _input_features(self, x: torch.Tensor, state: MemoryState):
+        """The static projections of x, conv applied and keys shifted: [B, T, 3 D (q, k, v) + D (gate
+        features, with projections)], with the new conv history and previous query."""
+        D = x.shape[-1]
+        inputs = self.in_proj(x)
+        conv_state, previous_query = state.conv, state.previous_query
+        if self.conv is not None:  # the gate features pass through, in the same buffer
+            inputs, conv_state = self.conv(inputs, state.conv, passthrough=inputs.shape[-1] - self.conv_channels)
+        if self.shifted_keys:  # [q, v(, g)] -> [q, k, v(, g)] with k_t = q_{t-1}
+            query_features = inputs[..., :D]
+            keys_input = torch.cat([previous_query, query_features[:, :-1]], dim=1)
+            previous_query = query_features[:, -1:].clone()  # not a view: it would keep the whole call alive
+            inputs = torch.cat([query_features, keys_input, inputs[..., D:]], dim=-1)
+        return inputs, conv_state, previous_query
+
+    def _chunks(self, x: torch.Tensor, inputs: torch.Tensor, sizes: list[int]):
+        """Per chunk: unit queries [N, n, d], and the inputs of the keys, values and gate features."""
+        B, T, D = x.shape
+        queries = self._fold(l2norm(self._heads(inputs[..., :D]))).split(sizes, dim=1)
+        if self.projections is not None:
+            # [B, 3, T, D] without a copy: k, v and gate features lie side by side in one buffer, and
+            # the batched matmuls take the strided view as it is.
+            projection_inputs = inputs[..., D:].view(B, T, 3, D).transpose(1, 2)
+            return queries, zip(projection_inputs.split(sizes, dim=2), last_axis_norm(projection_inputs).split(sizes, dim=2))
+        # static keys and values; the gates read the layer input
+        return queries, zip(inputs[..., D:2 * D].split(sizes, dim=1), inputs[..., 2 * D:].split(sizes, dim=1),
+                            x.split(sizes, dim=1))
+
+    def _gate(self, k, v, reference, gate_features, ablation: Ablation) -> dict:
+        """The chunk's learning rates and retentions [B, H, n] from its gate features and its surprise
+        against the chunk-start memory."""
+        B, n = gate_features.shape[0], k.shape[1]
+        reference_keys = _predict(k, reference)
+        error = torch.linalg.vector_norm(v - reference_keys, dim=-1)  # [N, n]
+        surprise = error / (torch.linalg.vector_norm(v, dim=-1) + SURPRISE_EPS)
+        logits = self.gates(gate_features).transpose(1, 2)  # [B, gates * H, n]
+        learning_rate, log_retention = self._rates(logits, surprise.view(B, self.n_heads, n), ablation)
+        return dict(reference_keys=reference_keys, error=error, surprise=surprise, logits=logits,
+                    learning_rate=learning_rate, log_retention=log_retention)
+
+    def _write(self, qc, k, v, gate: dict, memory, reference, momentum, ablation: Ablation, traced: bool) -> dict:
+        """One chunk's reads and writes: output [N, n, d], the new memory (and momentum), the per-token
+        errors and surprise (when traced) and the momentum gate."""
+        H, config = self.n_heads, self.config
+        result = dict(memory=memory, momentum=momentum, log_momentum_gate=None)
+        if not ablation.test_time_updates:
+            surprise = (gate["error"] if reference is memory
+                        else torch.linalg.vector_norm(v - _predict(k, memory), dim=-1))
+            return {**result, "output": _predict(qc, memory), "error": None, "surprise": surprise}
+        if config.momentum:
+            log_gate = None
+            if ablation.momentum:
+                log_gate = math.log(config.max_momentum) + F.logsigmoid(gate["logits"][:, 2 * H:])
+            out = momentum_rule_chunk(*map(self._unfold, (qc, k, v)), gate["learning_rate"], gate["log_retention"],
+                                      log_gate, *map(self._unfold, (memory, momentum, reference)))
+            # with mini-batch gradients the error IS taken at the chunk-start memory
+            return dict(output=self._fold(out.output), memory=self._fold(out.memory), momentum=self._fold(out.momentum),
+                        error=self._fold(out.error), surprise=gate["error"], log_momentum_gate=log_gate)
+        # One chunk; inside an aligned chunk the gate's reference IS the start memory: reuse M k.
+        floor = self.log_retention_floor if ablation.retention else 0.0
+        out = gated_delta_chunk(qc, k, v, self._fold(gate["learning_rate"]), self._fold(gate["log_retention"]), memory,
+                                gate["reference_keys"] if reference is memory else None,
+                                return_error=traced, log_retention_floor=floor)
+        surprise = torch.linalg.vector_norm(out.error, dim=-1) if traced else None
+        return {**result, "output": out.output, "memory": out.memory, "error": out.error, "surprise": surprise}
+
+    def _step_projections(self, projections, projected, gate: dict, limits, n: int, on_boundary: bool):
+        """The projection memories' mini-batch step: the mean over the chunk's tokens of lr_t * grad_t
+        (each token adds lr_t / chunk_size), applied at the chunk boundary."""
+        H, chunk = self.n_heads, self.config.memory_chunk_size
+        # sums times constants: torch.mean is two ops behind a Python wrapper
+        rate = gate["learning_rate"].sum(1) * (self.projection_rate / H)
+        log_retention = gate["log_retention"].sum(1) * (1 / H)
+        pairs = projected.narrow(1, 0, 2)  # the memory's own keys and values
+        if n == chunk:  # a whole chunk: nothing pending before it
+            return ProjectionMemories.step(projections, pairs, rate, log_retention, limits)
+        projections = ProjectionMemories.accumulate(projections, pairs, rate, log_retention)
+        return ProjectionMemories.apply_update(projections, chunk, limits) if on_boundary else projections
+
+    def _trace_item(self, k, v, gate: dict, write: dict, updates: bool) -> dict:
+        """Everything the recorder needs to rebuild M_t exactly, [B, H, n(, d)]: the rates actually
+        applied (with updates off nothing is written and nothing decays)."""
+        learning_rate = gate["learning_rate"]
+        item = dict(surprise=self._unfold(write["surprise"]), gate_surprise=self._unfold(gate["surprise"]),
+                    learning_rate=learning_rate if updates else torch.zeros_like(learning_rate),
+                    retention=gate["log_retention"].exp() if updates else torch.ones_like(learning_rate),
+                    keys=self._unfold(k), values=self._unfold(v),
+                    errors=self._unfold(write["error"]) if updates else torch.zeros_like(self._unfold(v)))
+        if updates and self.config.momentum:
+            log_gate = write["log_momentum_gate"]
+            item["momentum_gate"] = log_gate.exp() if log_gate is not None else torch.zeros_like(learning_rate)
+        return item
 
     def _rates(self, gate_logits, gate_surprise, ablation: Ablation) -> tuple[torch.Tensor, torch.Tensor]:
         """Learning rate in (0, max] and log retention (retention in [min, 1]), each [B, H, n]."""

@@ -31,11 +31,14 @@ def block_parameter_shapes(config: HopeConfig) -> Shapes:
             shapes["attention.persistent"] = (config.n_persistent_tokens, D)
         shapes.update({"attention.qkv.weight": (3 * D, D), "attention.out.weight": (D, D)})
     if config.memory:
+        H, d = config.n_memory_heads, config.memory_head_dim
         n_gates = (3 if config.momentum else 2) * H
         shapes.update({"memory.surprise_weight": (H,), "memory.initial_memory": (H, d, d),
-                       "memory.in_proj.weight": ((4 if config.self_modifying else 3) * D, D)})
+                       "memory.in_proj.weight": ((3 + config.self_modifying - config.shifted_keys) * D, D)})
+        if config.shifted_keys:
+            shapes["memory.initial_query"] = (D,)
         if config.local_conv > 1:  # width 1 is no conv
-            shapes["memory.conv.weight"] = (3 * D, config.local_conv)
+            shapes["memory.conv.weight"] = ((3 - config.shifted_keys) * D, config.local_conv)
         if config.self_modifying:
             hidden = config.projection_hidden
             shapes.update({"memory.projections.initial_in": (N_PROJECTIONS, hidden, D),

@@ -79,7 +79,8 @@ class MemoryState(_StateOps):
     reference: torch.Tensor  # M at the last chunk boundary: where gate surprise and momentum gradients are taken
     momentum: torch.Tensor | None = None
     projections: ProjectionMemoryState | None = None
-    conv: torch.Tensor | None = None  # [B, conv width - 1, 3 D] last q/k/v inputs for the causal conv
+    conv: torch.Tensor | None = None  # [B, conv width - 1, conv channels] last inputs of the causal conv
+    previous_query: torch.Tensor | None = None  # [B, 1, D] the last token's query features (shifted keys)
 
 
 @dataclass

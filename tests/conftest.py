@@ -6,8 +6,9 @@ from nested_learning import HopeConfig, HopeTransformer
 torch.set_num_threads(2)
 
 # A tiny model with every mechanism on: attention with persistent tokens, self-modifying memory with
-# momentum-free DGD, a four-level CMS, FFN. Chunk 8 so short sequences cross several chunk boundaries.
-TINY = dict(d_model=32, n_heads=2, n_layers=2, projection_hidden=8, cms_hidden=16, memory_chunk_size=8,
+# momentum-free DGD and two memory heads, a four-level CMS, FFN. Chunk 8 so short sequences cross several
+# chunk boundaries.
+TINY = dict(d_model=32, n_heads=2, memory_heads=2, n_layers=2, projection_hidden=8, cms_hidden=16, memory_chunk_size=8,
             cms_periods=(1, 2, 4, 8), n_persistent_tokens=2, ffn_mult=2)
 
 

@@ -55,7 +55,7 @@ def test_updates_off_keeps_memory_at_initial_state(model):
     with torch.no_grad():
         out = model(random_tokens(1, 40), state=start, ablation=Ablation(test_time_updates=False))
     for name, t in start.tensors().items():
-        if "attention" not in name and not name.endswith("conv"):
+        if "attention" not in name and not name.endswith(("conv", "previous_query")):  # input caches advance
             assert torch.equal(out.state.tensors()[name], t), name
 
 

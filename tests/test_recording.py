@@ -28,11 +28,16 @@ def reference_memory(module, h):
         return z + wo[i] @ F.silu(wi[i] @ F.normalize(z, dim=-1))
 
     with torch.no_grad():
-        inputs = module.in_proj(h)  # [T, 4D]: q, k, v and gate inputs
-        if module.conv is not None:  # the causal conv on q/k/v, written as torch's conv1d over zero history
+        inputs = module.in_proj(h)  # [T, 4D]: q, k, v and gate inputs ([T, 3D] without k, with shifted keys)
+        n_conv = module.conv_channels
+        if module.conv is not None:  # the causal conv on q(/k)/v, written as torch's conv1d over zero history
             width = module.conv.width
-            qkv = F.pad(inputs[:, :3 * D].T, (width - 1, 0))
-            inputs = torch.cat([F.conv1d(qkv[None], module.conv.weight[:, None], groups=3 * D)[0].T, inputs[:, 3 * D:]], 1)
+            convolved = F.pad(inputs[:, :n_conv].T, (width - 1, 0))
+            inputs = torch.cat([F.conv1d(convolved[None], module.conv.weight[:, None], groups=n_conv)[0].T,
+                                inputs[:, n_conv:]], 1)
+        if config.shifted_keys:  # k_t = q_{t-1}; the stream's first token takes the learned initial query
+            previous = torch.cat([module.initial_query[None], inputs[:-1, :D]])
+            inputs = torch.cat([inputs[:, :D], previous, inputs[:, D:]], 1)
     for t in range(h.shape[0]):
         with torch.no_grad():
             q_in, k_in, v_in, g_in = inputs[t].split(D)
@@ -67,8 +72,10 @@ def reference_memory(module, h):
     return {name: torch.stack(v) for name, v in streams.items()}, memory
 
 
-def test_streams_equal_independent_per_token_reference():
-    model = tiny_model(n_layers=1, attention=False)  # the memory then reads norm(embed(tokens)) directly
+@pytest.mark.parametrize("shifted_keys", [True, False])
+def test_streams_equal_independent_per_token_reference(shifted_keys):
+    # without attention the memory reads norm(embed(tokens)) directly
+    model = tiny_model(n_layers=1, attention=False, shifted_keys=shifted_keys)
     tokens = random_tokens(1, 29)[0]  # 29 tokens: three full chunks of 8 and a partial one
     recording, state = record(model, tokens)
     with torch.no_grad():

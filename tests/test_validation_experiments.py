@@ -76,7 +76,8 @@ def test_cadence_follows_other_configs(preset, overrides, expected):
 # --- the reach and the controls -----------------------------------------------------------------
 
 def test_reach_counts_attention_window_and_conv_per_layer():
-    assert local_reach(tiny_model().config) == 2 * (15 + 3)  # window 16, conv 4, 2 layers
+    assert local_reach(tiny_model().config) == 2 * (15 + 3 + 1)  # window 16, conv 4, shifted keys, 2 layers
+    assert local_reach(tiny_model(shifted_keys=False).config) == 2 * (15 + 3)
     assert local_reach(tiny_model("transformer", cms_periods=(), n_persistent_tokens=0).config) == 2 * 15  # no conv
     assert local_reach(tiny_model(attention_window=None).config) is None  # full attention reaches everything
     assert local_reach(tiny_model("hope-paper").config) == 2 * 3  # no attention: the conv alone

@@ -5,7 +5,7 @@ from nested_learning import Ablation, HopeConfig
 from nested_learning.viz.view import (MAX_LINK_TEXT, View, ablation_names, clamp_token, decode_text, encode_text,
                                       parse_view, view_to_params)
 
-CONFIG = HopeConfig.preset("hope", n_layers=4)  # 4 layers, 4 heads, 4 CMS levels
+CONFIG = HopeConfig.preset("hope", n_layers=4, memory_heads=4)  # 4 layers, 4 memory heads, 4 CMS levels
 PRESETS = ("phrase", "facts")
 
 

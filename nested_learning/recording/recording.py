@@ -160,8 +160,8 @@ class Recording:
         prefix = f"layers.{layer}.memory."
         if prefix + "initial.memory" not in self.tensors:
             raise KeyError(f"layer {layer} has no recorded memory")
-        if not 0 <= head < self.config.n_heads:
-            raise IndexError(f"head {head} is outside this model (0..{self.config.n_heads - 1})")
+        if not 0 <= head < self.config.n_memory_heads:
+            raise IndexError(f"head {head} is outside this model (0..{self.config.n_memory_heads - 1})")
         if f"full.{prefix}memory" in self.tensors and t >= 0:
             return self.tensors[f"full.{prefix}memory"][t, head].double()
         return rebuild_memory(self.tensors, prefix, head, t)

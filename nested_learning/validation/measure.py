@@ -51,15 +51,16 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def local_reach(config) -> int | None:
-    """How many tokens back information travels without the memories: per layer, attention's window - 1
-    and the causal conv's width - 1 (None: full causal attention reaches everything)."""
+    """How many tokens back information travels without the memories: per layer, attention's window - 1,
+    the causal conv's width - 1 and one more with shifted keys (token t's own write, keyed by token t-1,
+    is in the memory that token t reads). None: full causal attention reaches everything."""
     per_layer = 0
     if config.attention:
         if config.attention_window is None:
             return None
         per_layer += config.attention_window - 1
-    if config.memory and config.local_conv > 1:  # the conv sits on the memory's inputs
-        per_layer += config.local_conv - 1
+    if config.memory:
+        per_layer += max(config.local_conv - 1, 0) + config.shifted_keys  # the conv sits on the memory's inputs
     return config.n_layers * per_layer
 
 

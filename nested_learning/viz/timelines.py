@@ -100,7 +100,7 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
     titles = ["next-token loss (nats)"]
     heights = [1.0]
     if has_memory:
-        n_rows = len(recording.memory_layers) * (recording.config.n_heads if all_heads else 1)
+        n_rows = len(recording.memory_layers) * (recording.config.n_memory_heads if all_heads else 1)
         titles += [title for _, title, _ in MEMORY_ROWS]
         heights += [max(1.0, n_rows / 8)] * 3
     if has_cms:

@@ -149,7 +149,7 @@ def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...],
             preset = None  # a link holds one input: its text wins over a preset
     b = _choice(params, "b", b_options, "a choice for B", ", ".join(b_options) or "only on Compare", notices)
     layer = _int(params, "layer", 0, 0, config.n_layers - 1, notices)
-    head = _int(params, "head", 0, 0, config.n_heads - 1, notices)
+    head = _int(params, "head", 0, 0, config.n_memory_heads - 1, notices)
     token = _int(params, "token", None, 0, None, notices)
     off = []
     if "off" in params:
