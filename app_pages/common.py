@@ -184,11 +184,35 @@ CLASSROOM_CSS = """<style>
 
 
 def classroom() -> bool:
-    """Classroom mode (sidebar): larger type, and the lessons ask for a prediction before they reveal."""
+    """Classroom mode (sidebar): larger type, one figure at a time on Explore, and the lessons ask for a
+    prediction before they reveal."""
     on = bool(st.session_state.get("classroom"))
     if on:
         st.html(CLASSROOM_CSS)
     return on
+
+
+# Classroom mode shows Explore's results one figure at a time, chosen here (in this order).
+CLASSROOM_FIGURES = ("Timelines", "Memory M_t", "Delta rule", "Probe", "CMS", "Coloured text", "Verdict", "Continue a prompt")
+
+
+def classroom_figure_picker() -> None:
+    """In classroom mode: the one figure Explore shows (see ``figure_shown``)."""
+    if st.session_state.get("classroom"):
+        st.segmented_control("Figure", CLASSROOM_FIGURES, default=CLASSROOM_FIGURES[0], key="classroom_figure",
+                             persist_state="session", help="Classroom mode shows one figure at a time.")
+
+
+def figure_shown(name: str) -> bool:
+    """Whether Explore draws this figure: all of them normally, only the chosen one in classroom mode."""
+    assert name in CLASSROOM_FIGURES, name
+    if not st.session_state.get("classroom"):
+        return True
+    return (st.session_state.get("classroom_figure") or CLASSROOM_FIGURES[0]) == name
+
+
+def in_classroom() -> bool:
+    return bool(st.session_state.get("classroom"))
 
 
 def sidebar():
@@ -199,8 +223,8 @@ def sidebar():
         st.caption(f"Model: {shown_label(choice)}")
         st.metric("Memory holds", f"{session.position} tokens", help="Tokens read since the last reset; "
                   "each run on Explore continues from here.")
-        st.toggle("Classroom mode", key="classroom", help="Larger type; the lessons ask the class to predict before "
-                  "they reveal the result.")
+        st.toggle("Classroom mode", key="classroom", help="Larger type; Explore shows one figure at a time; the "
+                  "lessons ask the class to predict before they reveal the result.")
         st.button("Reset memory", key="reset_memory", width="stretch", on_click=_reset_memory,
                   help="Forget everything this session's memory has read (the model's parameters never change).")
         if session.history:
@@ -260,8 +284,8 @@ def _fit_widgets(config, keys: dict):
     state = st.session_state
     if state.get(keys["layer"], 0) >= config.n_layers:
         state[keys["layer"]] = config.n_layers - 1
-    if state.get(keys["head"], 0) >= config.n_heads:
-        state[keys["head"]] = config.n_heads - 1
+    if state.get(keys["head"], 0) >= config.n_memory_heads:
+        state[keys["head"]] = config.n_memory_heads - 1
     if keys["off"] in state:
         valid = ablation_names(config)
         state[keys["off"]] = [n for n in state[keys["off"]] if n in valid]

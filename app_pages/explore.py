@@ -130,8 +130,19 @@ def show_run(result):
     cols[5].metric("Run time", f"{result.seconds:.2f} s")
     if recording.ablation.names_off():
         st.caption("Switched off in this run: " + ", ".join(recording.ablation.names_off()))
-    explore_tools.verdict_panel(model, choice, result)
-    explore_tools.overlay_panel(session)
+    common.classroom_figure_picker()
+    if common.figure_shown("Verdict"):
+        explore_tools.verdict_panel(model, choice, result)
+    if common.figure_shown("Timelines"):
+        timelines_section(recording)
+    if not common.in_classroom():
+        explore_tools.overlay_panel(session)
+        downloads(recording)
+    # Playing, the scrubber fragment reruns itself every PLAY_SECONDS and steps the token forward.
+    st.fragment(run_every=PLAY_SECONDS if st.session_state.get("explore_play") else None)(scrubber)(recording)
+
+
+def timelines_section(recording):
     # Timelines are drawn at once, then again with the CMS raster once its events are derived (the
     # recording caches them, so later reruns draw the raster straight away).
     st.subheader("Timelines")
@@ -154,14 +165,23 @@ def show_run(result):
         st.dataframe(repeats.repeat_table(recording, found).style.format(
             {c: "{:.3f}" for c in ("loss first", "loss repeat", "surprise first", "surprise repeat")}, na_rep="n/a"),
             hide_index=True, key="repeat_table")
+
+
+def downloads(recording):
     left, right = st.columns(2)
     left.download_button("Download recording (.safetensors)", lambda: models.recording_bytes(recording),
                          file_name="recording.safetensors", mime="application/octet-stream", key="dl_recording",
                          on_click="ignore", width="stretch")
     right.download_button("Download per-token CSV", lambda: models.recording_csv(recording), file_name="recording.csv",
                           mime="text/csv", key="dl_csv", on_click="ignore", width="stretch")
-    # Playing, the scrubber fragment reruns itself every PLAY_SECONDS and steps the token forward.
-    st.fragment(run_every=PLAY_SECONDS if st.session_state.get("explore_play") else None)(scrubber)(recording)
+
+
+def section(title: str):
+    """A tool's panel: an expander normally; in classroom mode (where it is the one figure shown) open, titled."""
+    if common.in_classroom():
+        st.markdown(f"**{title}**")
+        return st.container()
+    return st.expander(title)
 
 
 def scrub_to_clicked(event, recording):
@@ -220,7 +240,7 @@ def scrubber(recording):
         play_controls(recording)
     c1, c2, c3 = st.columns([1, 1, 2])
     layer = c1.selectbox("Layer", range(config.n_layers), key=common.WIDGET_KEYS["layer"], persist_state="session")
-    head = c2.selectbox("Head", range(config.n_heads), key=common.WIDGET_KEYS["head"], persist_state="session")
+    head = c2.selectbox("Head", range(config.n_memory_heads), key=common.WIDGET_KEYS["head"], persist_state="session")
     cms_view = c3.segmented_control("CMS panels", ["weights", "change in this run"], default="weights",
                                     key="cms_view", persist_state="session")
     view, notice = clamp_token(common.current_view(st.session_state.get("explore_token"), linked_text()), recording.n_tokens)
@@ -232,19 +252,23 @@ def scrubber(recording):
     label = ByteTokenizer.token_label(int(recording.tokens[t]))
     st.caption(f"Token {t} (stream position {recording.start_position + t}): byte '{escape_markdown(label)}'. "
                + timelines.token_summary(recording, t))
-    if layer in recording.memory_layers:
+    if layer not in recording.memory_layers and any(map(common.figure_shown, ("Memory M_t", "Delta rule", "Probe"))):
+        st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
+    if layer in recording.memory_layers and common.figure_shown("Memory M_t"):
         memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
         fig = heatmaps.memory_figure(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
         st.plotly_chart(fig, config=common.PLOT_CONFIG, key="memory_heatmaps")
         st.caption("Red positive, blue negative, white zero. The right panel is this token's write: one outer product "
                    "(a pattern along the value dimension times the key), so it shows as stripes.")
-        with st.expander(f"How token {t} was written: the delta rule, layer {layer}, head {head}"):
+    if layer in recording.memory_layers and common.figure_shown("Delta rule"):
+        with section(f"How token {t} was written: the delta rule, layer {layer}, head {head}"):
             parts = anatomy.anatomy(recording, layer, head, t)
             st.caption("M_t = a_t M_(t-1) + lr_t (v_t - M_(t-1) k_t) k_tᵀ: the memory is asked for the token's key, "
                        "compares its answer with the value, and writes the error along the key.")
             st.plotly_chart(anatomy.anatomy_figure(parts), config=common.PLOT_CONFIG, key="anatomy")
             st.caption(anatomy.explain(parts))
-        with st.expander(f"What the memory still holds after token {t}: a probe of layer {layer}"):
+    if layer in recording.memory_layers and common.figure_shown("Probe"):
+        with section(f"What the memory still holds after token {t}: a probe of layer {layer}"):
             specific = st.toggle("Specificity (minus the match with any other value)", value=True, key="probe_specific")
             try:
                 curve = probe.recall_curve(recording, layer, t, specific)
@@ -257,22 +281,22 @@ def scrubber(recording):
                            "read points like the value written there. Specificity subtracts how well the read matches "
                            "any other value: near 0, the head holds nothing particular to that token (its values all "
                            "point one way), however high the plain cosine.")
-    else:
-        st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
-    if layer in recording.cms_layers:
+    if layer in recording.cms_layers and common.figure_shown("CMS"):
         replay = recording.cms_replay(layer)
         weights = replay.weights(t)
         if cms_view == "change in this run":
             weights = [w - w0 for w, w0 in zip(weights, replay.weights(-1))]
         st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, "W" if cms_view == "weights" else "W_t - W_start"),
                         config=common.PLOT_CONFIG, key="cms_heatmaps")
-    with st.expander("Reproduce this view in Python"):
-        code = snippet.reproduce(choice, linked_text() or recording.text or "", list(recording.ablation.names_off()),
-                                 layer, head, t, recording.start_position)
-        st.code(code, language="python")
-    html, name = colored_text(recording, layer)
-    st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads; hover a character for its value)")
-    st.html(html)
+    if not common.in_classroom():
+        with st.expander("Reproduce this view in Python"):
+            code = snippet.reproduce(choice, linked_text() or recording.text or "", list(recording.ablation.names_off()),
+                                     layer, head, t, recording.start_position)
+            st.code(code, language="python")
+    if common.figure_shown("Coloured text"):
+        html, name = colored_text(recording, layer)
+        st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads; hover a character for its value)")
+        st.html(html)
     common.write_view(common.with_token(view, t))
 
 
@@ -282,4 +306,5 @@ if session.last is None:
     common.write_view(common.current_view(st.session_state.get("pending_token"), linked_text()))
 else:
     show_run(session.last)
-    explore_tools.generation_panel(model, choice, session)
+    if common.figure_shown("Continue a prompt"):
+        explore_tools.generation_panel(model, choice, session)

@@ -316,3 +316,20 @@ def test_play_steps_the_scrubber_and_stops_at_the_end(app):
     for _ in range(4):
         ok(at.run())
     assert at.slider(key="explore_token").value == n - 1 and at.toggle(key="explore_play").value is False
+
+
+def test_classroom_mode_shows_one_figure_at_a_time(app):
+    at = ok(app().run())
+    ok(at.button(key="run").click().run())
+    every = {"timeline", "memory_heatmaps", "anatomy", "probe", "cms_heatmaps"}
+    assert every <= {e.key for e in at.get("plotly_chart")}  # normally all at once
+    ok(at.sidebar.toggle(key="classroom").set_value(True).run())
+    assert {e.key for e in at.get("plotly_chart")} & every == {"timeline"}  # the first figure alone
+    for name, key in [("Memory M_t", "memory_heatmaps"), ("Delta rule", "anatomy"), ("Probe", "probe"),
+                      ("CMS", "cms_heatmaps")]:
+        ok(at.segmented_control(key="classroom_figure").set_value(name).run())
+        assert {e.key for e in at.get("plotly_chart")} & every == {key}, name
+    ok(at.segmented_control(key="classroom_figure").set_value("Coloured text").run())
+    assert any("Text coloured by surprise" in m.value for m in at.markdown)
+    assert not {e.key for e in at.get("plotly_chart")} & every
+    ok(at.slider(key="explore_token").set_value(3).run())  # the scrubber stays, for every figure
