@@ -175,114 +175,154 @@ def _check_resumable(saved: TrainState, config: TrainConfig):
 
 
 def _train(config: TrainConfig, world: distributed.World, on_step) -> dict:
-    if config.batch_size % world.size:
-        raise ValueError(f"--batch-size ({config.batch_size}) must be a multiple of the number of processes ({world.size})")
-    out = Path(config.out)
-    saved = None
-    if config.resume:
-        saved = load_train_state(resume_path(out))
-        _check_resumable(saved, config)
-    elif world.is_main and resume_path(out).exists():
-        raise ValueError(f"{resume_path(out)} exists: an unfinished run; add --resume to continue it or delete the file")
-    torch.manual_seed(config.seed)
-    model = (load_checkpoint(config.init, device=world.device) if config.init
-             else HopeTransformer(config.model_config()).to(world.device)).train()
-    batches = TrainBatches(config.data, config.seq_len, config.heldout_fraction, config.tasks,
-                           config.task_fraction, config.seed, config.reread_fraction, config.task_options,
-                           config.balance_windows)
-    heldout = heldout_sequences(batches, config.eval_windows, config.heldout_fraction) if batches.sources else None
-    optimizer = make_optimizer(model, config)
-    step, tokens, extra = 0, 0, {}
-    if saved is not None:
-        restore(saved, model, optimizer)
-        batches.load_state_dict(saved.data, saved.data_buffer)
-        step, tokens, extra = saved.step, saved.tokens, dict(saved.extra)
-    if step >= config.steps:
-        raise ValueError(f"the run already made its {config.steps} steps")
+    run = _Run(config, world)
+    while run.step < config.steps:
+        record = run.optimizer_step()
+        run.log(record)
+        if config.eval_every and run.step % config.eval_every == 0 and run.step < config.steps:
+            run.evaluate()
+        if config.checkpoint_every and run.step % config.checkpoint_every == 0 and run.step < config.steps:
+            run.checkpoint()
+        if on_step is not None:
+            on_step(run.step, record)
+    return run.finish()
 
-    log = wandb = progress = None
-    if world.is_main:
-        log = MetricsLog(metrics_path(out), resume_step=step if config.resume else None)
+
+class _Run:
+    """One training run's moving parts (model, optimizer, data, logs, counters), in the steps of ``_train``."""
+
+    def __init__(self, config: TrainConfig, world: distributed.World):
+        if config.batch_size % world.size:
+            raise ValueError(f"--batch-size ({config.batch_size}) must be a multiple of the number of processes ({world.size})")
+        self.config, self.world, self.out = config, world, Path(config.out)
+        saved = self._saved_state()
+        torch.manual_seed(config.seed)
+        self.model = (load_checkpoint(config.init, device=world.device) if config.init
+                      else HopeTransformer(config.model_config()).to(world.device)).train()
+        self.batches = TrainBatches(config.data, config.seq_len, config.heldout_fraction, config.tasks,
+                                    config.task_fraction, config.seed, config.reread_fraction, config.task_options,
+                                    config.balance_windows)
+        self.heldout = (heldout_sequences(self.batches, config.eval_windows, config.heldout_fraction)
+                        if self.batches.sources else None)
+        self.optimizer = make_optimizer(self.model, config)
+        self.step, self.tokens, self.extra = 0, 0, {}
+        if saved is not None:
+            restore(saved, self.model, self.optimizer)
+            self.batches.load_state_dict(saved.data, saved.data_buffer)
+            self.step, self.tokens, self.extra = saved.step, saved.tokens, dict(saved.extra)
+        if self.step >= config.steps:
+            raise ValueError(f"the run already made its {config.steps} steps")
+        self._open_logs()
+        self.wrapped = self._distributed_model()
+        self.rows = slice(world.rank * config.batch_size // world.size, (world.rank + 1) * config.batch_size // world.size)
+        self.amp = autocast_dtype(config, world.device)
+        self.started = time.perf_counter()
+
+    def _saved_state(self) -> TrainState | None:
+        if self.config.resume:
+            saved = load_train_state(resume_path(self.out))
+            _check_resumable(saved, self.config)
+            return saved
+        if self.world.is_main and resume_path(self.out).exists():
+            raise ValueError(f"{resume_path(self.out)} exists: an unfinished run; add --resume to continue it or delete the file")
+        return None
+
+    def _open_logs(self):
+        config = self.config
+        self.metrics = self.wandb = self.progress = None
+        if not self.world.is_main:
+            return
+        self.metrics = MetricsLog(metrics_path(self.out), resume_step=self.step if config.resume else None)
         if config.wandb:
-            wandb = WandbLog(config.wandb_project, config.wandb_run_name, config.to_dict(), out.parent, extra.get("wandb_id"))
-            extra["wandb_id"] = wandb.id
-        progress = Progress(config.steps, step, config.log_every)
-        progress.message(f"training {sum(p.numel() for p in model.parameters()):,} parameters on {world.device} "
-                         f"x {world.size}: {config.steps} steps of {config.batch_size} x {config.seq_len} bytes")
+            self.wandb = WandbLog(config.wandb_project, config.wandb_run_name, config.to_dict(), self.out.parent,
+                                  self.extra.get("wandb_id"))
+            self.extra["wandb_id"] = self.wandb.id
+        self.progress = Progress(config.steps, self.step, config.log_every)
+        self.progress.message(f"training {sum(p.numel() for p in self.model.parameters()):,} parameters on "
+                              f"{self.world.device} x {self.world.size}: {config.steps} steps of {config.batch_size} x "
+                              f"{config.seq_len} bytes")
 
-    segments = math.ceil(config.seq_len / config.bptt)
-    wrapped = model
-    if world.size > 1:
+    def _distributed_model(self):
+        if self.world.size == 1:
+            return self.model
         # Later segments never reach the learned initial states (the state is detached), so those
         # parameters look unused in the synchronised last segment: DDP must be told to expect that.
-        wrapped = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[world.device.index] if world.device.type == "cuda" else None,
+        segments = math.ceil(self.config.seq_len / self.config.bptt)
+        return torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.world.device.index] if self.world.device.type == "cuda" else None,
             find_unused_parameters=segments > 1, broadcast_buffers=False)
-    rows = slice(world.rank * config.batch_size // world.size, (world.rank + 1) * config.batch_size // world.size)
-    amp = autocast_dtype(config, world.device)
-    started = time.perf_counter()
 
-    def record_eval(kind_step: int, values: dict):
-        entry = {"kind": "eval", "step": kind_step, "tokens": tokens, **values}
-        if log:
-            log.write(entry)
-        if wandb:
-            wandb.write(entry)
-
-    while step < config.steps:
-        lr = learning_rate(step, config)
-        for group in optimizer.param_groups:
+    def optimizer_step(self) -> dict:
+        """One update on one global batch; returns its train record."""
+        config, world = self.config, self.world
+        lr = learning_rate(self.step, config)
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch_tokens, batch_weights = batches.next_batch(config.batch_size)
+        batch_tokens, batch_weights = self.batches.next_batch(config.batch_size)
         global_weight = max(float(batch_weights[:, 1:].sum()), 1.0)
         # DDP averages gradients over processes, so each process scales its sum by size / global weight.
-        nats, _ = segmented_loss(wrapped, batch_tokens[rows].to(world.device), batch_weights[rows], config.bptt,
-                                 backward_scale=world.size / global_weight, autocast_dtype=amp)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or float("inf"))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        nats, _ = segmented_loss(self.wrapped, batch_tokens[self.rows].to(world.device), batch_weights[self.rows],
+                                 config.bptt, backward_scale=world.size / global_weight, autocast_dtype=self.amp)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip or float("inf"))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         loss = float(distributed.all_reduce_sum(nats)) / global_weight
-        step += 1
-        tokens += config.batch_size * config.seq_len
-        record = {"kind": "train", "step": step, "tokens": tokens, "loss": loss, "bpb": loss / math.log(2),
-                  "lr": lr, "grad_norm": float(grad_norm)}
+        self.step += 1
+        self.tokens += config.batch_size * config.seq_len
         if not math.isfinite(loss):
-            raise ValueError(f"loss became {loss} at step {step}; lower --lr or raise --warmup-steps")
-        if world.is_main:
-            rate = progress.update(step, config.batch_size * config.seq_len, loss)
-            if step % config.log_every == 0 or step == config.steps:
-                entry = {**record, "tokens_per_s": rate, "elapsed_s": time.perf_counter() - started}
-                log.write(entry)
-                if wandb:
-                    wandb.write(entry)
-        if config.eval_every and step % config.eval_every == 0 and step < config.steps:
-            model.eval()
-            record_eval(step, quick_report(model, heldout, config.bptt, config.tasks, config.eval_task_samples, config.seed))
-            model.train()
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps and world.is_main:
-            save_checkpoint(model, out, _metadata(config, world, step, tokens, None))
-            data_state, buffer = batches.state_dict()
-            save_train_state(resume_path(out), model, optimizer,
-                             TrainState(step, tokens, config.to_dict(), data_state, buffer, extra, {}))
-        if on_step is not None:
-            on_step(step, record)
+            raise ValueError(f"loss became {loss} at step {self.step}; lower --lr or raise --warmup-steps")
+        return {"kind": "train", "step": self.step, "tokens": self.tokens, "loss": loss, "bpb": loss / math.log(2),
+                "lr": lr, "grad_norm": float(grad_norm)}
 
-    if world.is_main:
-        progress.message("final evaluation ...")
-    torch.manual_seed(config.seed)
-    baseline = HopeTransformer(model.config).to(world.device)  # a random-init model: this run's step 0 without --init
-    report = full_report(model, heldout, config.bptt, config.tasks, config.eval_task_samples, config.seed, baseline)
-    record_eval(step, eval_line(report["updates_on"]))
-    if world.is_main:
-        metadata = _metadata(config, world, step, tokens, report)
-        metadata["metrics"] = _thinned(read_metrics(metrics_path(out)))  # curves for an uploaded checkpoint
-        save_checkpoint(model, out, metadata)
-        resume_path(out).unlink(missing_ok=True)  # the run is complete: nothing left to resume
-        if wandb:
-            wandb.summary(_flatten(report))
-            wandb.close()
-        progress.message(f"saved {out}")
-    return report
+    def log(self, record: dict):
+        if not self.world.is_main:
+            return
+        config = self.config
+        rate = self.progress.update(self.step, config.batch_size * config.seq_len, record["loss"])
+        if self.step % config.log_every == 0 or self.step == config.steps:
+            self._write({**record, "tokens_per_s": rate, "elapsed_s": time.perf_counter() - self.started})
+
+    def _write(self, entry: dict):
+        if self.metrics:
+            self.metrics.write(entry)
+        if self.wandb:
+            self.wandb.write(entry)
+
+    def evaluate(self):
+        config = self.config
+        self.model.eval()
+        report = quick_report(self.model, self.heldout, config.bptt, config.tasks, config.eval_task_samples, config.seed)
+        self._write({"kind": "eval", "step": self.step, "tokens": self.tokens, **report})
+        self.model.train()
+
+    def checkpoint(self):
+        if not self.world.is_main:
+            return
+        save_checkpoint(self.model, self.out, _metadata(self.config, self.world, self.step, self.tokens, None))
+        data_state, buffer = self.batches.state_dict()
+        save_train_state(resume_path(self.out), self.model, self.optimizer,
+                         TrainState(self.step, self.tokens, self.config.to_dict(), data_state, buffer, self.extra, {}))
+
+    def finish(self) -> dict:
+        """The final evaluation (against this run's random-init model), the complete checkpoint, logs closed."""
+        config, world = self.config, self.world
+        if world.is_main:
+            self.progress.message("final evaluation ...")
+        torch.manual_seed(config.seed)
+        baseline = HopeTransformer(self.model.config).to(world.device)  # a random-init model: this run's step 0 without --init
+        report = full_report(self.model, self.heldout, config.bptt, config.tasks, config.eval_task_samples, config.seed,
+                             baseline)
+        self._write({"kind": "eval", "step": self.step, "tokens": self.tokens, **eval_line(report["updates_on"])})
+        if world.is_main:
+            metadata = _metadata(config, world, self.step, self.tokens, report)
+            metadata["metrics"] = _thinned(read_metrics(metrics_path(self.out)))  # curves for an uploaded checkpoint
+            save_checkpoint(self.model, self.out, metadata)
+            resume_path(self.out).unlink(missing_ok=True)  # the run is complete: nothing left to resume
+            if self.wandb:
+                self.wandb.summary(_flatten(report))
+                self.wandb.close()
+            self.progress.message(f"saved {self.out}")
+        return report
 
 
 def _metadata(config: TrainConfig, world, step: int, tokens: int, report: dict | None) -> dict:
