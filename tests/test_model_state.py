@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from nested_learning import Ablation, HopeConfig, HopeTransformer, PRESETS
+from nested_learning import Ablation, HopeConfig, PRESETS
 from tests.conftest import random_tokens, tiny_model
 
 

@@ -68,7 +68,6 @@ def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, p
     Without ``return_writes`` the result's ``writes`` is None (the aligned runs never form them).
     """
     B, H, T, _ = k.shape
-    dv = v.shape[-1]
     fold = lambda x: x.reshape(B * H, *x.shape[2:])
     q, k, v, eta, memory, pending = map(fold, (q, k, v, eta, memory, pending))
     log_retention = torch.as_tensor(log_retention, dtype=memory.dtype, device=memory.device)

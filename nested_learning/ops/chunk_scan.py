@@ -19,7 +19,7 @@ with Y = S T^-1 and R = T^-T diag(write_end) K (both from one explicit T^-1, see
 so every sequential step is dk x dk, and dv-wide data (values, outputs) passes through a few
 batched matmuls only: on CPU fresh dv-wide temporaries cost more than the flops. T^-1 itself is
 formed once (one triangular solve against the identity) and Y, R, and the recorded writes are
-matmuls with it: a batched [C, C] triangular solve ran ~4x slower than a matmul of the same size.
+matmuls with it: a batched [C, C] triangular solve costs several matmuls of its size.
 That pays when values are wider than keys (a CMS level: dv = d_model, dk = its hidden width). With
 dv <= dk the direct form is cheaper (fewer big matmuls): one solve gives u = U_v - U_m M^T for
 every chunk, and the sequential step forms u per chunk.
@@ -47,8 +47,8 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
     k_t = k.transpose(1, 2)
     system = seen * eta[:, :, None]
     # T^-1 from X T = I (the right-hand form needs no layout copy), then Y = S T^-1 and
-    # R = T^-T (E K): one solve and two matmuls took 154 us against 251 us for two solves (8 chunks
-    # of 64 alone; 1-3% of a whole CMS call), and a recorded write is a matmul, not a dv-wide solve.
+    # R = T^-T (E K): one solve and two matmuls beat two solves (docs/performance.md "Kernel choices"),
+    # and a recorded write is a matmul, not a dv-wide solve.
     identity = torch.eye(system.shape[-1], dtype=system.dtype, device=system.device).expand_as(system)
     inverse = torch.linalg.solve_triangular(system, identity, upper=False, left=False, unitriangular=True)
     mixing = torch.bmm(reads, inverse)

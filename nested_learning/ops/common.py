@@ -64,7 +64,7 @@ def solve_unit_lower(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     part are never read) and ``rhs`` [N, C, R]; the result is a transposed view.
 
     Solved as the equivalent right-hand problem ``X system^T = rhs^T``: LAPACK is column-major, so
-    this form needs no layout copies and ran about 2x faster on CPU for wide right-hand sides."""
+    this form needs no layout copies (faster on CPU for wide right-hand sides: docs/performance.md)."""
     return torch.linalg.solve_triangular(system.transpose(-1, -2), rhs.transpose(-1, -2), upper=True,
                                          left=False, unitriangular=True).transpose(-1, -2)
 

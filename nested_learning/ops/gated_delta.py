@@ -44,7 +44,7 @@ def gated_delta_rule_reference(q, k, v, eta, log_retention, memory) -> DeltaRule
     return DeltaRuleResult(torch.stack(outputs, 2), torch.stack(errors, 2), memory)
 
 
-DEFAULT_CHUNK = 32  # fastest measured here; see gated_delta_rule
+DEFAULT_CHUNK = 32  # fastest measured here (docs/performance.md "Kernel choices")
 SCALED_DECAY_LIMIT = 30.0  # e^30 ~ 1e13: scaled keys stay far inside float32 range, products keep full precision
 
 
@@ -59,9 +59,7 @@ def gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size: int = DEFA
     ``log_retention_floor``: a lower bound on every log_retention that the caller guarantees (its
     gate is bounded); when a chunk's total decay then stays within e^-30, the one-chunk path scales
     keys and queries by e^{-c} and e^{c} instead of building a [C, C] decay matrix (fewer ops).
-
-    Chunks of 32 ran fastest here at head width 64, T = 2048 (1 thread: 13.8 / 12.4 / 14.4 / 19.0 ms
-    for chunks of 16 / 32 / 64 / 128; 2 threads: 13.6 / 8.6 / 9.0 / 11.2 ms)."""
+    The default chunk is the fastest measured (docs/performance.md "Kernel choices")."""
     B, H, T, dk = k.shape
     dv, C = v.shape[-1], min(chunk_size, T)
     N, n_chunks = B * H, -(-T // C)

@@ -9,7 +9,6 @@ Stream names (README lists them): ``tokens``, ``loss``, ``topk.ids``, ``topk.pro
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field

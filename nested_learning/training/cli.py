@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser):
     data.add_argument("--data", action="append", default=[], metavar="SPEC",
                       help="text file or folder, .parquet (id, url, title, text), MediaWiki .xml / .xml.bz2, or "
                            "hf:NAME[:CONFIG][@SPLIT] (needs 'datasets' and network); repeat to mix sources")
-    data.add_argument("--tasks", default=",".join(TASKS), help=f"synthetic memory tasks to mix in (default %(default)s)")
+    data.add_argument("--tasks", default=",".join(TASKS), help="synthetic memory tasks to mix in (default %(default)s)")
     data.add_argument("--task-fraction", type=float, default=d.task_fraction,
                       help="share of training sequences that are synthetic tasks (default %(default)s)")
     data.add_argument("--reread-fraction", type=float, default=d.reread_fraction,
