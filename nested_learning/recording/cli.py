@@ -63,7 +63,7 @@ def summary(recording, origin: str, out: Path) -> str:
     if recording.ablation.names_off():
         lines.append("switched off: " + ", ".join(recording.ablation.names_off()))
     if recording.memory_layers:
-        surprise = "  ".join(f"L{i} {recording.stream(f'layers.{i}.memory.surprise').mean():.3f}"
+        surprise = "  ".join(f"L{i} {recording.memory_stream(i, 'surprise').mean():.3f}"
                              for i in recording.memory_layers)
         lines.append(f"mean surprise per layer: {surprise}")
     events = recording.cms_events()

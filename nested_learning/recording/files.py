@@ -13,7 +13,8 @@ from ..ablation import Ablation
 from ..config import HopeConfig
 from ..safe_files import check_entry, check_tiling, parse_json, parse_tagged, read_bytes, short, write_safetensors
 from ..shapes import cms_parameter_shapes
-from .recording import FORMAT, FORMAT_VERSION, MEMORY_STREAMS, Recording, RecordingError
+from .recording import FORMAT, FORMAT_VERSION, Recording, RecordingError
+from .streams import MEMORY_STREAMS
 
 MAX_BYTES = 2 << 30
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")

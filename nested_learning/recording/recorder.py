@@ -18,6 +18,7 @@ from ..ablation import Ablation
 from ..model import HopeTransformer
 from ..state import HopeState
 from ..tokenizer import ByteTokenizer
+from . import streams
 from .recording import Recording, RecordingError
 from .stats import memory_norms, momentum_norms, replay
 
@@ -85,7 +86,7 @@ def _record(model, tokens, text, state, ablation, top_k, attention, full_states,
         if "cms" in layer_trace:
             tensors.update(_cms_streams(i, layer_trace["cms"], layer_state.cms, model.blocks[i].cms))
         if "attention.weights" in layer_trace:
-            tensors[f"layers.{i}.attention.weights"] = layer_trace["attention.weights"][0].float().cpu()
+            tensors[streams.attention_weights(i)] = layer_trace["attention.weights"][0].float().cpu()
     meta = {"torch": torch.__version__, "nested_learning": __version__, "python": platform.python_version(),
             "device": str(model.device), "top_k": top_k, "forward_seconds": round(forward_seconds, 4),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -106,7 +107,7 @@ def _token_streams(logits: torch.Tensor, tokens: torch.Tensor, top_k: int, next_
 
 def _memory_streams(layer: int, trace: dict, initial_state, full_states: bool) -> dict[str, torch.Tensor]:
     take = lambda name: trace[name][0].transpose(0, 1).float().cpu()  # [H, T, ...] -> [T, H, ...]
-    prefix = f"layers.{layer}.memory."
+    prefix = streams.memory(layer, "")
     out = {prefix + n: take(n) for n in ("surprise", "gate_surprise", "learning_rate", "retention", "keys")}
     errors, values = take("errors"), take("values")
     writes = errors * out[prefix + "learning_rate"][..., None]  # u_t = lr_t * error_t
@@ -126,14 +127,14 @@ def _memory_streams(layer: int, trace: dict, initial_state, full_states: bool) -
     if full_states:  # every M_t, float16: 2 d^2 bytes per head per token
         full = replay(initial, out[prefix + "keys"], writes, out[prefix + "retention"], out.get(prefix + "momentum_gate"),
                       out.get(prefix + "initial.momentum"))
-        out["full." + prefix + "memory"] = torch.stack(list(full)).half()
+        out[streams.full_memory(layer)] = torch.stack(list(full)).half()
     return out
 
 
 def _cms_streams(layer: int, trace: dict, initial_levels, cms_module) -> dict[str, torch.Tensor]:
     """The chain's input, initial states and parameters: enough to replay every level exactly
     (update events are derived from that replay on demand, which keeps recording cheap)."""
-    prefix = f"layers.{layer}.cms."
+    prefix = streams.cms(layer, "")
     out = {prefix + "input": trace["input"][0].float().cpu()}
     for name, p in cms_module.state_dict().items():
         out[f"{prefix}params.{name}"] = p.detach().float().cpu().clone()

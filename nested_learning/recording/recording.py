@@ -1,10 +1,7 @@
 """Recording: what one run of the model did, token by token, as tensors with stable names.
 
-Stream names (README lists them): ``tokens``, ``loss``, ``topk.ids``, ``topk.probs``;
-``layers.{i}.memory.{surprise, gate_surprise, learning_rate, retention, write_norm, memory_norm}`` [T, H];
-``layers.{i}.attention.weights`` [H, T, keys] (optional). Factors that rebuild states exactly:
-``layers.{i}.memory.{keys, writes}`` [T, H, d] (and ``values`` v_t, for the delta rule's anatomy), ``layers.{i}.memory.initial.*``, ``layers.{i}.cms.input``
-[T, D], ``layers.{i}.cms.initial.*`` and ``layers.{i}.cms.params.*``. CMS update events
+Tensor names: ``tokens``, ``loss``, ``topk.ids``, ``topk.probs`` and the per-layer names of
+``streams.py`` (memory streams and factors, CMS inputs and states, attention weights). CMS update events
 (:meth:`Recording.cms_events`) are derived from these by an exact replay of the layer's CMS chain.
 """
 from __future__ import annotations
@@ -22,13 +19,13 @@ from ..cms import ContinuumMemorySystem
 from ..config import HopeConfig
 from ..state import CMSLevelState
 from ..tokenizer import ByteTokenizer
+from . import streams
 from .events import level_events
 from .replay import CMSReplay
 from .stats import rebuild_memory
 
 FORMAT = "nested_learning.recording"
 FORMAT_VERSION = "1"
-MEMORY_STREAMS = ("surprise", "gate_surprise", "learning_rate", "retention", "write_norm", "memory_norm")
 EVENT_FIELDS = ("token_index", "update_norm", "objective_before", "objective_after")
 
 
@@ -69,12 +66,19 @@ class Recording:
             raise KeyError(f"no stream {name!r} in this recording")
         return self.tensors[name]
 
+    def memory_stream(self, layer: int, name: str) -> torch.Tensor:
+        """A layer's memory stream (``streams.MEMORY_STREAMS``, [T, H]) or factor (keys, writes, values [T, H, d])."""
+        return self.stream(streams.memory(layer, name))
+
+    def has_memory_stream(self, layer: int, name: str) -> bool:
+        return streams.memory(layer, name) in self.tensors
+
     def summary(self) -> dict[str, float]:
         """Headline numbers: tokens, mean next-token loss (nats; over the tokens that have a next token
         and a finite loss), bits per byte, and surprise averaged over memory layers and heads."""
         loss = self.stream("loss")[:-1].double()
         loss = loss[torch.isfinite(loss)]
-        surprises = [self.stream(f"layers.{i}.memory.surprise").double().mean() for i in self.memory_layers]
+        surprises = [self.memory_stream(i, "surprise").double().mean() for i in self.memory_layers]
         mean_loss = float(loss.mean()) if loss.numel() else math.nan
         return {"tokens": self.n_tokens, "mean_loss": mean_loss, "bits_per_byte": mean_loss / math.log(2),
                 "mean_surprise": float(torch.stack(surprises).mean()) if surprises else math.nan}
@@ -99,11 +103,11 @@ class Recording:
         tokens = self.token_frame()[["token_index", "position", "token_id", "token", "loss"]]
         parts = []
         for layer in self.memory_layers:
-            T, H = self.tensors[f"layers.{layer}.memory.surprise"].shape
+            T, H = self.memory_stream(layer, "surprise").shape
             columns = {"token_index": torch.arange(T).repeat_interleave(H).numpy(), "layer": layer,
                        "head": torch.arange(H).repeat(T).numpy()}
-            for name in MEMORY_STREAMS:
-                columns[name] = self.tensors[f"layers.{layer}.memory.{name}"].double().reshape(-1).numpy()
+            for name in streams.MEMORY_STREAMS:
+                columns[name] = self.memory_stream(layer, name).double().reshape(-1).numpy()
             parts.append(pd.DataFrame(columns))
         if not parts:
             return tokens
@@ -123,7 +127,7 @@ class Recording:
                     level_trace = trace.get(f"levels.{level}")
                     if not level_trace:  # level switched off, or updates off: no events
                         continue
-                    initial = lambda n: self.tensors[f"layers.{layer}.cms.initial.{level}.{n}"]
+                    initial = lambda n: self.tensors[streams.cms(layer, f"initial.{level}.{n}")]
                     events = level_events(level_trace["keys"][0], level_trace["values"][0], level_trace["writes"][0],
                                           level_trace["learning_rate"][0], float(level_trace["retention"]), period,
                                           self.start_position, initial("memory"), initial("pending"))
@@ -156,7 +160,7 @@ class Recording:
     def memory_matrix(self, layer: int, head: int, t: int) -> torch.Tensor:
         """M_t of one head (after token t; t = -1 gives the memory before the first token). [d, d] float64."""
         t = self._check_token(t)
-        prefix = f"layers.{layer}.memory."
+        prefix = streams.memory(layer, "")
         if prefix + "initial.memory" not in self.tensors:
             raise KeyError(f"layer {layer} has no recorded memory")
         if not 0 <= head < self.config.n_memory_heads:
@@ -185,7 +189,7 @@ class Recording:
 
     def cms_chain(self, layer: int) -> tuple[ContinuumMemorySystem, list[CMSLevelState]]:
         """The layer's CMS module (with the recorded parameters) and its level states before token 0."""
-        prefix = f"layers.{layer}.cms."
+        prefix = streams.cms(layer, "")
         if prefix + "input" not in self.tensors:
             raise KeyError(f"layer {layer} has no recorded CMS")
         config = self.config
@@ -202,7 +206,7 @@ class Recording:
         if self.n_tokens == 0:  # a loaded file may hold no tokens; the chain cannot run on an empty input
             return states
         with torch.no_grad():
-            _, states = cms(self.tensors[f"layers.{layer}.cms.input"][None], states, self.start_position,
+            _, states = cms(self.tensors[streams.cms(layer, "input")][None], states, self.start_position,
                             self.ablation, trace)
         return states
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..state import CMSLevelState
+from . import streams
 
 if TYPE_CHECKING:
     from .recording import Recording
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 class CMSReplay:
     def __init__(self, recording: Recording, layer: int, every: int = 32):
         self.cms, self.initial = recording.cms_chain(layer)
-        self.inputs = recording.tensors[f"layers.{layer}.cms.input"]
+        self.inputs = recording.tensors[streams.cms(layer, "input")]
         self.start, self.ablation, self.every = recording.start_position, recording.ablation, every
         self._checkpoints: list[list[CMSLevelState]] | None = None  # states after tokens every-1, 2 every-1, ...
 

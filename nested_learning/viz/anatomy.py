@@ -35,13 +35,12 @@ def anatomy(recording: Recording, layer: int, head: int, t: int) -> Anatomy:
     """The delta rule's parts at token ``t`` (0-based in the run) of one head, from the recording."""
     if layer not in recording.memory_layers:
         raise KeyError(f"layer {layer} has no test-time memory in this recording")
-    prefix = f"layers.{layer}.memory."
-    pick = lambda name: recording.stream(prefix + name)[t, head].double()
+    pick = lambda name: recording.memory_stream(layer, name)[t, head].double()
     key, write_vector = pick("keys"), pick("writes")
     learning_rate, retention = float(pick("learning_rate")), float(pick("retention"))
     previous, memory = recording.memory_matrix(layer, head, t - 1), recording.memory_matrix(layer, head, t)
     prediction = previous @ key
-    if prefix + "values" in recording.tensors:
+    if recording.has_memory_stream(layer, "values"):
         value = pick("values")
         error = value - prediction
     elif learning_rate > 1e-8:  # older recordings: the error from the write itself

@@ -13,7 +13,7 @@ import torch
 
 from ..ablation import Ablation
 from ..model import HopeTransformer
-from ..recording import Recording, record
+from ..recording import Recording, record, streams
 from ..state import HopeState
 from ..tokenizer import ByteTokenizer
 from .safe_text import escape_markdown
@@ -39,8 +39,8 @@ class Divergence:
                 f"{self.what} became non-finite.")
 
 
-STREAMS_CHECKED = {"memory.surprise": "the memory's surprise", "memory.memory_norm": "the memory",
-                   "memory.write_norm": "the memory's write", "cms.input": "the CMS input"}
+STREAMS_CHECKED = {(streams.memory, "surprise"): "the memory's surprise", (streams.memory, "memory_norm"): "the memory",
+                   (streams.memory, "write_norm"): "the memory's write", (streams.cms, "input"): "the CMS input"}
 
 
 def non_finite(recording: Recording, new_state: HopeState) -> tuple[int, str] | None:
@@ -49,8 +49,8 @@ def non_finite(recording: Recording, new_state: HopeState) -> tuple[int, str] | 
     went first cannot be read from one run: the chunk-wise kernels and attention mix a NaN into the
     other tokens of its chunk (0 * NaN = NaN), so :func:`locate_divergence` bisects."""
     for layer in range(recording.config.n_layers):
-        for name, what in STREAMS_CHECKED.items():
-            key = f"layers.{layer}.{name}"
+        for (kind, name), what in STREAMS_CHECKED.items():
+            key = kind(layer, name)
             if key in recording.tensors and not torch.isfinite(recording.tensors[key]).all():
                 return layer, what
         for name, tensor in new_state.layers[layer].tensors().items():

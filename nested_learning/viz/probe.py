@@ -15,11 +15,10 @@ def recall_curve(recording: Recording, layer: int, t: int, specific: bool = Fals
     """[heads, t + 1]: cosine between M_t k_s and v_s for s = 0..t (NaN where either is zero); with
     ``specific``, minus the mean cosine between M_t k_s and every value v_0..v_t. Needs the recording's
     values (recordings made before values were kept raise KeyError)."""
-    prefix = f"layers.{layer}.memory."
-    if prefix + "values" not in recording.tensors:
+    if not recording.has_memory_stream(layer, "values"):
         raise KeyError("this recording has no values (made before they were kept): record it again")
-    keys = recording.stream(prefix + "keys")[:t + 1].double()  # [s, H, d]
-    values = recording.stream(prefix + "values")[:t + 1].double()
+    keys = recording.memory_stream(layer, "keys")[:t + 1].double()  # [s, H, d]
+    values = recording.memory_stream(layer, "values")[:t + 1].double()
     heads = keys.shape[1]
     out = np.full((heads, t + 1), np.nan)
     for head in range(heads):

@@ -28,7 +28,7 @@ def _head_matrix(recording: Recording, stream: str, all_heads: bool = True) -> t
     layer: the mean over its heads."""
     rows, names = [], []
     for layer in recording.memory_layers:
-        values = recording.stream(f"layers.{layer}.memory.{stream}").double().numpy()  # [T, H]
+        values = recording.memory_stream(layer, stream).double().numpy()  # [T, H]
         if not all_heads:
             rows.append(values.mean(1))
             names.append(f"L{layer} mean")
@@ -147,7 +147,7 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
 
 def stream_row(recording: Recording, stream: str, layer: int) -> np.ndarray:
     """Mean over heads of one memory stream of a layer, [T] (for text colouring)."""
-    return recording.stream(f"layers.{layer}.memory.{stream}").double().mean(1).numpy()
+    return recording.memory_stream(layer, stream).double().mean(1).numpy()
 
 
 def mean_surprise(recording: Recording) -> np.ndarray:
@@ -162,7 +162,7 @@ def token_summary(recording: Recording, t: int) -> str:
     loss = float(recording.stream("loss")[t])
     parts = [f"loss {loss:.3f}" if np.isfinite(loss) else "loss n/a (no next token)"]
     for layer in recording.memory_layers:
-        values = [float(recording.stream(f"layers.{layer}.memory.{name}")[t].double().mean())
+        values = [float(recording.memory_stream(layer, name)[t].double().mean())
                   for name in ("surprise", "learning_rate", "retention")]
         parts.append(f"L{layer}: surprise {values[0]:.3g}, lr {values[1]:.3g}, retention {values[2]:.3g}")
     if recording.events_ready:

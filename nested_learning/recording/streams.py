@@ -1,0 +1,36 @@
+"""The names of a recording's tensors, formatted in one place.
+
+A recording is a flat dict of tensors whose keys are also its file's keys (safetensors), so the names
+are its contract: per layer ``layers.{i}.memory.{stream}`` [T, H] for the per-token streams below,
+``layers.{i}.memory.{keys, writes, values}`` [T, H, d] (the factors that rebuild M_t exactly),
+``layers.{i}.memory.initial.{memory, momentum}``, ``layers.{i}.cms.input`` [T, D],
+``layers.{i}.cms.initial.{level}.*``, ``layers.{i}.cms.params.*`` and ``layers.{i}.attention.weights``.
+Library code asks these functions (or ``Recording.memory_stream``) instead of writing the strings.
+"""
+from __future__ import annotations
+
+# Per-token memory streams [T, H], each one number per token and head.
+MEMORY_STREAMS = ("surprise", "gate_surprise", "learning_rate", "retention", "write_norm", "memory_norm")
+MOMENTUM_STREAM = "momentum_gate"  # only with Titans momentum
+# [T, H, d]: the key and the write u_t = lr_t (v_t - M_{t-1} k_t) rebuild M_t; the value is for the anatomy.
+MEMORY_FACTORS = ("keys", "writes", "values")
+
+
+def memory(layer: int, name: str) -> str:
+    """``layers.{layer}.memory.{name}``: a memory stream, factor or ``initial.memory``/``initial.momentum``."""
+    return f"layers.{layer}.memory.{name}"
+
+
+def cms(layer: int, name: str) -> str:
+    """``layers.{layer}.cms.{name}``: ``input``, ``initial.{level}.{memory,pending,previous_input}`` or
+    ``params.{parameter}``."""
+    return f"layers.{layer}.cms.{name}"
+
+
+def attention_weights(layer: int) -> str:
+    return f"layers.{layer}.attention.weights"
+
+
+def full_memory(layer: int) -> str:
+    """Every M_t of a layer [T, H, d, d] (float16), when recorded with ``full_states``."""
+    return "full." + memory(layer, "memory")
