@@ -9,9 +9,9 @@ import streamlit as st
 
 from nested_learning import Ablation
 from nested_learning.tokenizer import ByteTokenizer
-from nested_learning.viz import anatomy, heatmaps, models, probe, repeats, snippet, timelines
+from nested_learning.viz import anatomy, heatmaps, models, probe, repeats, snippet, text_map, timelines
 from nested_learning.viz.presets import TEXT_PRESETS
-from nested_learning.viz.safe_text import byte_spans, colored_text_html, decode_upload, escape_markdown
+from nested_learning.viz.safe_text import byte_spans, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
 from nested_learning.viz.view import MAX_LINK_TEXT, clamp_token, encode_text
 from app_pages import common, explore_tools
@@ -149,16 +149,19 @@ def timelines_section(recording):
     all_heads = st.toggle("All heads", key="explore_all_heads", persist_state="session",
                           help="One row per layer and head; off: one row per layer, the mean over its heads.")
     timeline = st.empty()
+    scrub_to_clicked(st.session_state.get("timeline"), recording)  # before drawing, so the cursor follows a click
+    cursor = st.session_state.get("explore_token")
     if not recording.events_ready:
-        timeline.plotly_chart(timelines.timeline_figure(recording, all_heads=all_heads), config=common.PLOT_CONFIG,
-                              key="timeline_fast")
+        timeline.plotly_chart(timelines.timeline_figure(recording, all_heads=all_heads, cursor=cursor),
+                              config=common.PLOT_CONFIG, key="timeline_fast")
         with st.spinner("Deriving CMS update events..."):
             recording.cms_events()
     found = repeats.find_repeats(recording.tokens.tolist())
-    event = timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events(), found, all_heads),
+    event = timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events(), found, all_heads, cursor),
                                   config=common.PLOT_CONFIG, key="timeline", on_select="rerun", selection_mode=("points", "box"))
     scrub_to_clicked(event, recording)
-    st.caption("Click a point on a timeline, or drag across one, to scrub to that token (the start of the span).")
+    st.caption("Click a point on a timeline, or drag across one, to scrub to that token (the start of the span). The "
+               "dotted line marks the scrubbed token as of the last redraw; the slider below moves the panels under it.")
     if found:
         st.caption(f"Green bands: {len(found)} span{'s' if len(found) > 1 else ''} of {repeats.MIN_REPEAT}+ bytes this run "
                    "read before (grey: where it read them first). Is the repeat cheaper than the first reading?")
@@ -193,19 +196,26 @@ def scrub_to_clicked(event, recording):
         st.session_state.explore_token = min(max(clicked[0] - recording.start_position, 0), recording.n_tokens - 1)
 
 
-def colored_text(recording, layer: int) -> tuple[str, str]:
-    """(HTML of the run's text coloured by the layer's surprise, or by loss without a memory; the value's name).
-    It depends on the run and layer, not the token: kept for the last (run, layer), so a scrub reuses it."""
-    cached = st.session_state.get("explore_colored_text")
+def text_spans(recording, layer: int) -> tuple[list, str]:
+    """(the run's characters with the layer's surprise, or loss without a memory; the value's name). They
+    depend on the run and layer, not the token: kept for the last (run, layer), so a scrub reuses them."""
+    cached = st.session_state.get("explore_text_spans")
     if cached is None or cached[0] is not recording or cached[1] != layer:
         if layer in recording.memory_layers:
             values, name = timelines.stream_row(recording, "surprise", layer), "surprise"
         else:
             values, name = recording.stream("loss").double().numpy(), "loss"
-        html = colored_text_html(byte_spans(recording.tokens.tolist(), values), value_name=name,
-                                 start_position=recording.start_position)
-        st.session_state.explore_colored_text = cached = (recording, layer, html, name)
+        st.session_state.explore_text_spans = cached = (recording, layer, byte_spans(recording.tokens.tolist(), values), name)
     return cached[2], cached[3]
+
+
+def scrub_to_clicked_character(recording, layer: int) -> None:
+    """A click on a character of the text figure moves the scrubber there (once per click, like the timelines)."""
+    event = st.session_state.get("text_map")
+    clicked = text_map.clicked_token(event, text_spans(recording, layer)[0])
+    if clicked is not None and (recording.start_position, clicked) != st.session_state.get("explore_text_clicked"):
+        st.session_state.explore_text_clicked = (recording.start_position, clicked)
+        st.session_state.explore_token = clicked
 
 
 PLAY_SECONDS = 1.0  # one step of the play animation
@@ -243,6 +253,7 @@ def scrubber(recording):
     head = c2.selectbox("Head", range(config.n_memory_heads), key=common.WIDGET_KEYS["head"], persist_state="session")
     cms_view = c3.segmented_control("CMS panels", ["weights", "change in this run"], default="weights",
                                     key="cms_view", persist_state="session")
+    scrub_to_clicked_character(recording, layer)
     view, notice = clamp_token(common.current_view(st.session_state.get("explore_token"), linked_text()), recording.n_tokens)
     if notice:
         st.warning(notice, icon=":material/link:")
@@ -294,9 +305,11 @@ def scrubber(recording):
                                      layer, head, t, recording.start_position)
             st.code(code, language="python")
     if common.figure_shown("Coloured text"):
-        html, name = colored_text(recording, layer)
-        st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads; hover a character for its value)")
-        st.html(html)
+        spans, name = text_spans(recording, layer)
+        st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads): hover or tap a character for its "
+                    "value, click one to scrub to it; the outlined one is the scrubbed token.")
+        st.plotly_chart(text_map.text_figure(spans, name, recording.start_position, cursor=t), config=common.PLOT_CONFIG,
+                        key="text_map", on_select="rerun", selection_mode="points")
     common.write_view(common.with_token(view, t))
 
 

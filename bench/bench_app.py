@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 from nested_learning.viz import heatmaps, models, timelines  # noqa: E402
 from nested_learning.recording.replay import CMSReplay  # noqa: E402
 from nested_learning.viz.presets import TEXT_PRESETS  # noqa: E402
-from nested_learning.viz.safe_text import byte_spans, colored_text_html  # noqa: E402
+from nested_learning.viz.safe_text import byte_spans  # noqa: E402
+from nested_learning.viz.text_map import text_figure  # noqa: E402
 from nested_learning.viz.session import MemorySession  # noqa: E402
 
 
@@ -66,8 +67,9 @@ def server_side(model, text: str, rounds: int):
             started = time.perf_counter()
             memory = heatmaps.memory_figure(recording.memory_matrix(0, 0, t), recording.memory_delta(0, 0, t))
             cms = heatmaps.cms_figure(replay.weights(t), model.config.cms_periods)
-            colored_text_html(byte_spans(recording.tokens.tolist(), timelines.stream_row(recording, "surprise", 0)))
-            pio.to_json(memory, validate=False), pio.to_json(cms, validate=False)
+            text = text_figure(byte_spans(recording.tokens.tolist(), timelines.stream_row(recording, "surprise", 0)),
+                               "surprise", cursor=t)
+            pio.to_json(memory, validate=False), pio.to_json(cms, validate=False), pio.to_json(text, validate=False)
             moves.append(time.perf_counter() - started)
         if r:  # the first round warms up
             run.append(first), events.append(second), replay_build.append(build), scrub.extend(moves)

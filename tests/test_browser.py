@@ -321,6 +321,9 @@ def test_clicking_a_timeline_scrubs_to_that_token(page):
     token = int(re.search(r"Token (\d+)", caption).group(1))
     assert abs(token - (n - 1) * 0.25) <= 12, caption  # about a quarter of the way along the run, not the last token
     assert "loss" in caption and "surprise" in caption
+    cursors = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.shapes"
+                            ".filter(s => s.type === 'line').map(s => s.x0)")
+    assert cursors == [token]  # the timelines' cursor is at the clicked token (the run starts at position 0)
 
 
 def test_play_animates_the_scrubber(page):

@@ -1,25 +1,10 @@
 """User text stays data: escaping, the surprise-coloured text, upload decoding."""
-from html.parser import HTMLParser
-
 import numpy as np
 
-from nested_learning.viz.safe_text import (byte_spans, colored_text_html, decode_upload, escape_markdown,
-                                           plotly_label)
+from nested_learning.viz.safe_text import byte_spans, decode_upload, escape_markdown, plotly_label
+from nested_learning.viz.text_map import text_figure
 
 HOSTILE = '<script>alert(1)</script> **x** _y_ [a](javascript:alert(1)) <img src=x onerror=alert(1)> & "q"'
-
-
-class _Collect(HTMLParser):
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.tags, self.attrs, self.text = [], [], []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        self.attrs.extend(name for name, _ in attrs)
-
-    def handle_data(self, data):
-        self.text.append(data)
 
 
 def _ids(text: str) -> list[int]:
@@ -28,14 +13,10 @@ def _ids(text: str) -> list[int]:
 
 def test_colored_text_keeps_hostile_text_as_text():
     ids = _ids(HOSTILE)
-    html = colored_text_html(byte_spans(ids, np.linspace(0, 1, len(ids))))
-    parsed = _Collect()
-    parsed.feed(html)
-    assert set(parsed.tags) <= {"div", "span", "br"}  # only our markup
-    assert set(parsed.attrs) <= {"style", "title"}
-    assert "".join(parsed.text) == HOSTILE  # every character shown as itself
-    for syntax in ("<script", "<img", "**", "](", "_y_", '"q"'):
-        assert syntax not in html  # nothing a Markdown or HTML renderer could act on
+    trace = text_figure(byte_spans(ids, np.linspace(0, 1, len(ids))), "surprise").data[0]
+    shown = "".join(" " if label == "\u00b7" else label for label in trace.text)
+    assert shown == plotly_label(HOSTILE)  # every character shown as itself, Plotly's HTML subset escaped
+    assert "<" not in shown
 
 
 def test_spans_group_utf8_and_make_controls_visible():
@@ -47,7 +28,7 @@ def test_spans_group_utf8_and_make_controls_visible():
     emoji = spans[1]
     assert (emoji.first, emoji.last, emoji.value) == (1, 4, 4.0)  # four bytes, max of their values
     assert [s.control for s in spans] == [False, False, True, True, True, False]
-    assert spans[3].newline and "<br>" in colored_text_html(spans)
+    assert spans[3].newline
 
 
 def test_stray_bytes_become_escapes():
@@ -55,7 +36,7 @@ def test_stray_bytes_become_escapes():
     spans = byte_spans([0x98, 0x80, ord("a"), 0xFF], [1.0, 2.0, 3.0, float("nan")])
     assert [s.label for s in spans] == ["\\x98", "\\x80", "a", "\\xff"]
     assert np.isnan(spans[3].value)
-    assert "background:transparent" in colored_text_html(spans)  # no value, no colour
+    assert list(text_figure(spans, "loss").data[0].marker.opacity) == [1, 1, 1, 0.25]  # no value: faint
 
 
 def test_escape_markdown():

@@ -1,9 +1,8 @@
-"""User text as safe data: escaping for HTML, Markdown and Plotly labels, upload decoding, and the
-surprise-coloured text.
+"""User text as safe data: escaping for Markdown and Plotly labels, upload decoding, and the run's text
+as characters (``byte_spans``, for the coloured text of ``text_map``).
 
-User text is never handed to a renderer that interprets it: the coloured text escapes every character
-that HTML or Markdown could read as syntax, Plotly labels escape its tag-like subset of HTML, and
-messages that quote user values go through :func:`escape_markdown`.
+User text is never handed to a renderer that interprets it: Plotly labels escape its tag-like subset
+of HTML, and messages that quote user values go through :func:`escape_markdown`.
 """
 from __future__ import annotations
 
@@ -104,38 +103,3 @@ def byte_spans(token_ids: list[int], values) -> list[Span]:
 def _peak(values: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
     return float(finite.max()) if finite.size else float("nan")
-
-
-def _background(value: float, vmax: float) -> str:
-    if not np.isfinite(value) or vmax <= 0:
-        return "transparent"
-    alpha = min(max(value / vmax, 0.0), 1.0)
-    return f"rgba(230, 85, 13, {alpha:.2f})"  # one hue, opacity = value: readable on light and dark themes
-
-
-def escape_all(text: str) -> str:
-    """HTML-escape and turn every ASCII punctuation into a numeric entity, so neither HTML nor Markdown
-    can read anything in it as syntax."""
-    return "".join(f"&#{ord(ch)};" if (ch.isascii() and not ch.isalnum() and ch != " ") else ch for ch in text)
-
-
-def colored_text_html(spans: list[Span], value_name: str = "surprise",
-                      start_position: int = 0) -> str:
-    """The spans as HTML: one <span> per character with a background by value and a tooltip.
-
-    Every character of user text is escaped (:func:`escape_all`); the only markup is ours."""
-    finite = [s.value for s in spans if np.isfinite(s.value)]
-    vmax = float(np.quantile(finite, 0.98)) if finite else 1.0  # the top 2% saturate
-    parts = ['<div style="font-family: monospace; white-space: pre-wrap; line-height: 1.7; word-break: break-all;">']
-    for s in spans:
-        where = f"token {start_position + s.first}" if s.first == s.last else \
-            f"tokens {start_position + s.first}-{start_position + s.last}"
-        title = escape_all(f"{where}, {value_name} {s.value:.3f}" if np.isfinite(s.value) else where)
-        style = f"background:{_background(s.value, vmax)};"
-        if s.control:
-            style += "opacity:0.75;font-size:0.85em;border:1px dotted #999;"
-        parts.append(f'<span title="{title}" style="{style}">{escape_all(s.label)}</span>')
-        if s.newline:
-            parts.append("<br>")
-    parts.append("</div>")
-    return "".join(parts)

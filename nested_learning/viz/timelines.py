@@ -86,14 +86,27 @@ def raster_trace(events: pd.DataFrame, start_position: int, rows: list[tuple[int
 
 
 MAX_BANDS = 200  # repeat bands drawn; more would slow the figure and hide the data
+MAX_TEXT_TICKS = 160  # up to this many tokens the token axis shows the text itself, one character per token
+
+
+def text_ticks(recording: Recording) -> dict:
+    """The token axis's ticks: every token's character for a short run (a space shows as a middle dot,
+    so it is visible), else plain positions (the characters are in the hover)."""
+    if recording.n_tokens > MAX_TEXT_TICKS:
+        return dict(title_text="token position in the stream")
+    labels = ["·" if label == " " else label for label in token_labels(recording)]
+    return dict(tickvals=list(range(recording.start_position, recording.start_position + recording.n_tokens)),
+                ticktext=labels, tickangle=0, tickfont=dict(family="monospace", size=11),
+                title_text="the text, one character per token (hover for its position)")
 
 
 def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, repeats: list | None = None,
-                    all_heads: bool = True) -> go.Figure:
+                    all_heads: bool = True, cursor: int | None = None) -> go.Figure:
     """The run's timelines. ``events`` = ``recording.cms_events()`` adds the raster row (None leaves it out,
     so the rest can be shown before the events are derived). ``repeats`` (viz.repeats.find_repeats) are
     drawn as green bands across every panel, each repeat's source as a grey one. Without ``all_heads``
-    the memory panels show one row per layer, the mean over its heads (the readable first view)."""
+    the memory panels show one row per layer, the mean over its heads (the readable first view).
+    ``cursor`` (a token index of the run) draws one line through every panel at that token."""
     positions = np.arange(recording.n_tokens) + recording.start_position
     has_memory = bool(recording.memory_layers)
     has_cms = events is not None and bool(recording.cms_layers)
@@ -134,10 +147,14 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
                          autorange="reversed", row=row, col=1)
     # One paper-high rectangle per band (the x axes are shared): add_vrect per subplot is 10x slower.
     p0 = recording.start_position
-    fig.update_layout(shapes=[dict(type="rect", xref="x", yref="paper", x0=p0 + start - 0.5, x1=p0 + start + r.length - 0.5,
-                                   y0=0, y1=1, fillcolor=color, opacity=0.12, line_width=0, layer="below")
-                              for r in (repeats or [])[:MAX_BANDS] for start, color in ((r.source, "gray"), (r.start, "green"))])
-    fig.update_xaxes(title_text="token position in the stream", row=len(titles), col=1)
+    shapes = [dict(type="rect", xref="x", yref="paper", x0=p0 + start - 0.5, x1=p0 + start + r.length - 0.5,
+                   y0=0, y1=1, fillcolor=color, opacity=0.12, line_width=0, layer="below")
+              for r in (repeats or [])[:MAX_BANDS] for start, color in ((r.source, "gray"), (r.start, "green"))]
+    if cursor is not None and 0 <= cursor < recording.n_tokens:
+        shapes.append(dict(type="line", xref="x", yref="paper", x0=p0 + cursor, x1=p0 + cursor, y0=0, y1=1,
+                           line=dict(color="black", width=1.5, dash="dot"), name="cursor"))
+    fig.update_layout(shapes=shapes)
+    fig.update_xaxes(row=len(titles), col=1, **text_ticks(recording))
     # Hover and click by token position: every panel's value at that token, and a click anywhere on a
     # panel selects the token (the page scrubs to it).
     fig.update_layout(height=220 + 130 * sum(heights), showlegend=False, margin=dict(l=10, r=60, t=40, b=40),
