@@ -153,9 +153,15 @@ def shown_label(choice: models.ModelChoice) -> str:
     return escape_markdown(choice.label, limit=120)
 
 
+def reset_button(key: str) -> None:
+    """Reset memory, where the page needs it too: on a phone the sidebar's button is out of sight."""
+    st.button("Reset memory", key=key, width="stretch", on_click=_reset_memory,
+              help="Forget everything this session's memory has read (the model's parameters never change).")
+
+
 def _reset_memory():
     memory_session().reset()
-    st.session_state.pop("explore_colored_text", None)  # it holds the last run's recording
+    st.session_state.pop("explore_text_spans", None)  # it holds the last run's recording
 
 
 @contextlib.contextmanager
@@ -225,8 +231,7 @@ def sidebar():
                   "each run on Explore continues from here.")
         st.toggle("Classroom mode", key="classroom", help="Larger type; Explore shows one figure at a time; the "
                   "lessons ask the class to predict before they reveal the result.")
-        st.button("Reset memory", key="reset_memory", width="stretch", on_click=_reset_memory,
-                  help="Forget everything this session's memory has read (the model's parameters never change).")
+        reset_button("reset_memory")
         if session.history:
             st.caption("What the memory has read, in order:")
             for entry in session.history[-12:]:

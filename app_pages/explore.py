@@ -85,12 +85,14 @@ with st.container(border=True):
     text, origin = input_text()
     off = common.ablation_picker(config, common.WIDGET_KEYS["off"])
     n_tokens = len(ByteTokenizer().encode(text))
-    left, right = st.columns([1, 3], vertical_alignment="center")
+    left, middle, right = st.columns([1, 1, 3], vertical_alignment="center")
     blank = not text.strip()  # nothing to read (only whitespace): Run waits for text
     run_clicked = left.button("Run", type="primary", key="run", width="stretch", disabled=blank)
+    with middle:
+        common.reset_button("reset_memory_main")
     right.caption("Nothing to read yet: type or choose some text." if blank else
                   f"{n_tokens} tokens (UTF-8 bytes) from {origin}; one run takes at most {MAX_RUN_TOKENS}. "
-                  "A run continues from the memory counted in the sidebar.")
+                  "A run continues from the memory of the runs before it, until Reset.")
 
 
 def do_run():

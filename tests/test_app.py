@@ -141,6 +141,8 @@ def test_memory_carries_across_runs_until_reset(app):
     assert metric(at, "Memory holds") == "0 tokens" and not has_chart(at, "timeline")
     ok(at.button(key="run").click().run())
     assert metric(at, "Stream positions") == "0-7"
+    ok(at.button(key="reset_memory_main").click().run())  # the page's own Reset (the sidebar is hidden on a phone)
+    assert metric(at, "Memory holds") == "0 tokens" and not has_chart(at, "timeline")
 
 
 def test_two_sessions_are_isolated(app, tiny_checkpoint):
