@@ -17,8 +17,7 @@ model, choice = common.current_model()
 config = model.config
 KEYS = common.PAGE_KEYS["compare"]
 uploaded = st.session_state.get("uploaded_model")  # this session's last uploaded checkpoint, if any
-B_OPTIONS = ["same"] + (["shipped"] if models.DEFAULT_CHECKPOINT.is_file() and choice.kind != "shipped" else []) \
-    + (["upload"] if uploaded is not None and choice.kind != "upload" else []) + [f"preset:{name}" for name in PRESETS]
+B_OPTIONS = compare.b_options(PRESETS, models.DEFAULT_CHECKPOINT.is_file(), uploaded is not None, choice.kind)
 notices = common.read_view(config, "compare", tuple(B_OPTIONS))
 
 st.title("Compare two settings")
@@ -28,23 +27,16 @@ st.caption("A is the current model with every component on. B is the same model 
 
 
 def b_label(option: str) -> str:
-    if option == "same":
-        return "the current model"
-    if option == "shipped":
-        return f"the shipped checkpoint ({models.DEFAULT_CHECKPOINT.name})"
-    if option == "upload":
-        return "your uploaded checkpoint"
-    return f"random-init '{option.split(':', 1)[1]}' preset"
+    return compare.b_label(option, models.DEFAULT_CHECKPOINT.name)
 
 
 def model_for(option: str):
-    if option == "same":
+    kind, name = compare.b_source(option)
+    if kind == "same":
         return model
-    if option == "upload":
+    if kind == "upload":
         return uploaded
-    if option == "shipped":
-        return common.shared_model("shipped", models.DEFAULT_CHECKPOINT.name, choice.device)
-    return common.shared_model("preset", option.split(":", 1)[1], choice.device)
+    return common.shared_model(kind, name or models.DEFAULT_CHECKPOINT.name, choice.device)
 
 
 with st.container(border=True):
@@ -74,8 +66,7 @@ if clicked:
         st.error(f"The text is {n_tokens} tokens; a comparison takes 1 to {MAX_RUN_TOKENS}.")
     else:
         ablation_b = Ablation.from_names([n for n in off if n in names_b])
-        label_b = "B (" + (", ".join(ablation_b.names_off()) + " off" if ablation_b.names_off() else "all on") + \
-            (f", {b_label(option)}" if option != "same" else "") + ")"
+        label_b = compare.side_label(ablation_b, option, models.DEFAULT_CHECKPOINT.name)
         try:
             with common.admitted(), st.spinner(f"Running A and B on {n_tokens} tokens...", show_time=True):
                 rec_a = compare.run_side(model, text, Ablation(), "A")

@@ -195,3 +195,19 @@ def test_the_token_axis_shows_the_text_and_a_cursor_marks_the_scrubbed_token(run
     assert long.n_tokens > timelines.MAX_TEXT_TICKS
     bottom = bottom_axis(timelines.timeline_figure(long))
     assert bottom.ticktext is None and bottom.title.text == "token position in the stream"
+
+
+def test_b_options_name_and_resolve_what_b_can_run():
+    presets = ["hope", "transformer"]
+    assert compare.b_options(presets, shipped=True, uploaded=False, current_kind="preset") == \
+        ["same", "shipped", "preset:hope", "preset:transformer"]
+    # B never offers the model A already is
+    assert "shipped" not in compare.b_options(presets, True, True, "shipped")
+    assert "upload" not in compare.b_options(presets, True, True, "upload")
+    assert "shipped" not in compare.b_options(presets, shipped=False, uploaded=False, current_kind="preset")
+    assert compare.b_source("preset:transformer") == ("preset", "transformer")
+    assert compare.b_source("shipped") == ("shipped", "")
+    assert compare.b_label("shipped", "hope-default.safetensors") == "the shipped checkpoint (hope-default.safetensors)"
+    assert compare.side_label(Ablation.from_names(["memory"]), "preset:transformer") == \
+        "B (memory off, random-init 'transformer' preset)"
+    assert compare.side_label(Ablation(), "same") == "B (all on)"

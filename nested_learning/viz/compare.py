@@ -19,6 +19,38 @@ from .guard import RunRefused, guarded_record
 from .session import MAX_RUN_TOKENS
 
 
+def b_options(presets, shipped: bool, uploaded: bool, current_kind: str) -> list[str]:
+    """What B can run: "same" (the current model), "shipped" and "upload" when they exist and are not the
+    current model already, and a random-init model of every preset ("preset:<name>")."""
+    return (["same"] + (["shipped"] if shipped and current_kind != "shipped" else [])
+            + (["upload"] if uploaded and current_kind != "upload" else []) + [f"preset:{name}" for name in presets])
+
+
+def b_label(option: str, shipped_name: str = "") -> str:
+    if option == "same":
+        return "the current model"
+    if option == "shipped":
+        return f"the shipped checkpoint ({shipped_name})"
+    if option == "upload":
+        return "your uploaded checkpoint"
+    return f"random-init '{option.split(':', 1)[1]}' preset"
+
+
+def b_source(option: str) -> tuple[str, str]:
+    """(kind, name) of the model B option names: ("same", ""), ("upload", ""), ("shipped", "") or
+    ("preset", name)."""
+    if option.startswith("preset:"):
+        return "preset", option.split(":", 1)[1]
+    return option, ""
+
+
+def side_label(ablation: Ablation, option: str, shipped_name: str = "") -> str:
+    """B's name in tables and legends: what it switches off and, unless it is the current model, which model."""
+    off = ablation.names_off()
+    return ("B (" + (", ".join(off) + " off" if off else "all on")
+            + (f", {b_label(option, shipped_name)}" if option != "same" else "") + ")")
+
+
 def run_side(model: HopeTransformer, text: str, ablation: Ablation, side: str = "") -> Recording:
     """One side of a comparison: a fresh memory, so both sides start from the same place. Raises
     RunRefused (naming the side) when the run diverges."""
