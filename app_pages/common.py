@@ -3,13 +3,12 @@ shareable view in the URL. Logic lives in nested_learning.viz; this file only wi
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import uuid
 from dataclasses import replace
 
 import streamlit as st
 
-from nested_learning import CheckpointError, HopeTransformer, load_checkpoint
+from nested_learning import CheckpointError, HopeTransformer
 from nested_learning.viz import models
 from nested_learning.viz.admission import Admission, AdmissionSettings, Busy
 from nested_learning.viz.presets import TEXT_PRESETS
@@ -132,10 +131,10 @@ def set_model(choice: models.ModelChoice, model: HopeTransformer | None = None):
 def load_upload(name: str, data: bytes, device: str) -> str | None:
     """Load an uploaded checkpoint; on failure the current model stays and the one-line reason is returned."""
     try:
-        model = load_checkpoint(data, device=device)
+        choice, model = models.load_upload(name, data, device)
     except CheckpointError as e:
-        return escape_markdown(str(e).replace("uploaded file", name, 1), limit=300)  # shown as Markdown
-    set_model(models.ModelChoice("upload", name, device, hashlib.sha256(data).hexdigest()[:16]), model)
+        return escape_markdown(str(e), limit=300)  # shown as Markdown
+    set_model(choice, model)
     return None
 
 

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from nested_learning import load_checkpoint, save_checkpoint
+from nested_learning import CheckpointError, load_checkpoint, save_checkpoint
 from nested_learning.recording import Recording, record
 from nested_learning.viz import models
+from tests.conftest import tiny_model
 
 
 def test_default_choice_follows_the_shipped_file(tmp_path, monkeypatch, model):
@@ -67,3 +68,16 @@ def test_build_model_refuses_unknown_names():
         models.build_model(models.ModelChoice("preset", "nope"))
     with pytest.raises(ValueError):
         models.build_model(models.ModelChoice("upload", "x.safetensors"))
+
+
+def test_an_upload_loads_from_its_bytes_keyed_by_content_and_a_bad_one_names_the_file():
+    model = tiny_model()
+    data = models.checkpoint_bytes(model)
+    choice, loaded = models.load_upload("mine.safetensors", data, "cpu")
+    assert (choice.kind, choice.name) == ("upload", "mine.safetensors")
+    assert choice.key == models.load_upload("mine.safetensors", data, "cpu")[0].key  # keyed by content
+    other = models.checkpoint_bytes(tiny_model(seed=1))
+    assert models.load_upload("mine.safetensors", other, "cpu")[0].key != choice.key
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    with pytest.raises(CheckpointError, match=r"^bad\.safetensors"):
+        models.load_upload("bad.safetensors", b"not a checkpoint", "cpu")

@@ -7,6 +7,7 @@ the path is never taken from a request.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from ..checkpoint import model_from_source, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint, model_from_source, save_checkpoint
 from ..config import PRESETS
 from ..model import HopeTransformer
 from ..recording import Recording
@@ -70,7 +71,7 @@ def default_choice(device: str | None = None) -> tuple[ModelChoice, str | None]:
 
 
 def build_model(choice: ModelChoice) -> HopeTransformer:
-    """Load a shipped or preset model (uploads are loaded from their bytes by the page)."""
+    """Load a shipped or preset model (uploads: :func:`load_upload`)."""
     if choice.kind not in ("shipped", "preset"):
         raise ValueError(f"a {choice.kind!r} model is not built from a name")
     if choice.kind == "preset" and choice.name not in PRESETS:
@@ -78,6 +79,16 @@ def build_model(choice: ModelChoice) -> HopeTransformer:
     checkpoint = DEFAULT_CHECKPOINT if choice.kind == "shipped" else None  # never a path from the request
     model, _ = model_from_source(checkpoint, choice.name, FALLBACK_SEED, choice.device)
     return model
+
+
+def load_upload(name: str, data: bytes, device: str) -> tuple[ModelChoice, HopeTransformer]:
+    """An uploaded checkpoint's bytes, validated and loaded (never unpickled); its choice is keyed by the
+    content's hash. A bad file raises CheckpointError whose one line names the file."""
+    try:
+        model = load_checkpoint(data, device=device)
+    except CheckpointError as e:
+        raise CheckpointError(str(e).replace("uploaded file", name, 1)) from None
+    return ModelChoice("upload", name, device, hashlib.sha256(data).hexdigest()[:16]), model
 
 
 def baseline_checkpoint() -> Path:
