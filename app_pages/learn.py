@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from nested_learning import Ablation
 from nested_learning.viz import lessons
 from app_pages import common
 
@@ -128,20 +127,18 @@ with recall:
         "these pairs is in the model's parameters; the only way to answer is to remember them from the "
         "text. The table shows, for each answer digit, what the model predicted before seeing it.")
     seed = st.number_input("Sample", 0, 10_000, 0, key="learn_recall_seed")
-    predict("recall", "how many answer digits will the model get right?", ("about chance (10%)", "some", "most"))
+    predict("recall", "how many answer digits will the model get right?", lessons.RECALL_OUTCOMES)
     if st.button("Ask", key="learn_recall_run", type="primary"):
         with common.refusals_shown(), common.admitted():
-            text, table, accuracy = lessons.association_recall(model, seed=int(seed))
-            _, _, frozen = lessons.association_recall(model, seed=int(seed), ablation=Ablation(test_time_updates=False))
-            st.code(text, language=None, wrap_lines=True)
+            lesson = lessons.recall_lesson(model, seed=int(seed))
+            st.code(lesson.text, language=None, wrap_lines=True)
             learning, off = st.columns(2)
-            learning.metric("Answer digits predicted right", f"{accuracy:.0%}", help="Chance is about 10% (ten digits).")
-            off.metric("The same with test-time updates off", f"{frozen:.0%}",
+            learning.metric("Answer digits predicted right", f"{lesson.accuracy:.0%}", help="Chance is about 10% (ten digits).")
+            off.metric("The same with test-time updates off", f"{lesson.frozen:.0%}",
                        help="The memory stays at its initial state while reading: what its writes add to recall.")
-            checks = lessons.recall_verdict(accuracy, frozen, len(table))
-            show_verdict(checks)
-            reveal("recall", "most" if accuracy > 0.5 else "some" if checks[0][0] else "about chance (10%)")
-            st.dataframe(common.for_people(table), hide_index=True, key="learn_recall_table")
+            show_verdict(lesson.checks)
+            reveal("recall", lesson.outcome)
+            st.dataframe(common.for_people(lesson.table), hide_index=True, key="learn_recall_table")
             if choice.kind == "preset":
                 st.caption("This is a random-init model: expect chance level. Load the trained checkpoint on the "
                            "Model page to see recall.")

@@ -7,6 +7,7 @@ import torch
 from nested_learning import Ablation
 from nested_learning.recording import record
 from nested_learning.viz import lessons
+from tests.conftest import tiny_model
 
 
 def test_bad_lines_are_named_up_to_a_limit_then_counted():
@@ -125,3 +126,14 @@ def test_lesson_verdicts_run_on_a_model(model):
     (cheaper, _), _ = lessons.forgetting_verdict(table)
     on = table[table["setting"] == "memory learns"].set_index("reading")["mean surprise"]
     assert cheaper == (on["second"] < on["first"])
+
+
+def test_the_recall_lesson_reads_with_updates_on_and_off_and_names_its_outcome():
+    model = tiny_model()
+    lesson = lessons.recall_lesson(model, seed=1, n_pairs=3)
+    _, table, accuracy = lessons.association_recall(model, seed=1, n_pairs=3)
+    _, _, frozen = lessons.association_recall(model, seed=1, n_pairs=3, ablation=Ablation(test_time_updates=False))
+    assert (lesson.accuracy, lesson.frozen) == (accuracy, frozen) and lesson.table.equals(table)
+    assert lesson.checks == lessons.recall_verdict(accuracy, frozen, len(table))
+    expected = "most" if accuracy > 0.5 else "some" if lesson.checks[0][0] else "about chance (10%)"
+    assert lesson.outcome == expected and lesson.outcome in lessons.RECALL_OUTCOMES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -230,6 +231,28 @@ def association_recall(model: HopeTransformer, seed: int = 0, n_pairs: int = 8,
              "right": bool(int(top1[p - 1]) == sample.tokens[p])} for p in sample.answer_positions]
     table = pd.DataFrame(rows)
     return sample.text, table, float(table["right"].mean())
+
+
+@dataclass(frozen=True)
+class RecallLesson:
+    text: str
+    table: pd.DataFrame  # per answer byte: context, answer, the model's top guess, right
+    accuracy: float  # share of answer bytes predicted right, test-time updates on
+    frozen: float  # the same with test-time updates off
+    checks: list  # recall_verdict
+    outcome: str  # in RECALL_OUTCOMES: what the class is asked to predict
+
+
+RECALL_OUTCOMES = ("about chance (10%)", "some", "most")
+
+
+def recall_lesson(model: HopeTransformer, seed: int = 0, n_pairs: int = 8) -> RecallLesson:
+    """The in-context recall lesson: one sample read with updates on and off, judged by ``recall_verdict``."""
+    text, table, accuracy = association_recall(model, seed, n_pairs)
+    _, _, frozen = association_recall(model, seed, n_pairs, ablation=Ablation(test_time_updates=False))
+    checks = recall_verdict(accuracy, frozen, len(table))
+    outcome = RECALL_OUTCOMES[2] if accuracy > 0.5 else RECALL_OUTCOMES[1] if checks[0][0] else RECALL_OUTCOMES[0]
+    return RecallLesson(text, table, accuracy, frozen, checks, outcome)
 
 
 def recall_verdict(accuracy: float, frozen: float, n_answers: int) -> list[tuple[bool, str]]:
