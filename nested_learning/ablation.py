@@ -62,5 +62,24 @@ class Ablation:
         names = [n for n in self.SWITCHES if not getattr(self, n)]
         return names + [f"cms.{i}" for i in sorted(self.cms_levels_off)]
 
+    def applicable(self, config) -> list[str]:
+        """The switch names (as :meth:`from_names` reads them) that would change a run of a model with this
+        ``config`` (a HopeConfig) under this ablation: components the config has and this ablation leaves
+        on; a switch inside a component (momentum, a CMS level) only while its component runs."""
+        attention = config.attention and self.attention
+        memory = config.memory and self.memory
+        cms = bool(config.cms_periods) and self.cms
+        present = {"attention": attention, "memory": memory, "cms": cms,
+                   "persistent_tokens": attention and config.n_persistent_tokens > 0, "ffn": config.ffn,
+                   "test_time_updates": memory or cms, "momentum": memory and config.momentum,
+                   "retention": memory or cms, "self_modification": memory and config.self_modifying,
+                   "adaptive_lr": memory}
+        names = []
+        for name in self.SWITCHES:
+            names += [name] if present[name] and getattr(self, name) else []
+            if name == "cms":  # its levels right after it
+                names += [f"cms.{j}" for j in range(len(config.cms_periods)) if cms and self.cms_level(j)]
+        return names
+
     def replace(self, **changes) -> "Ablation":
         return dataclasses.replace(self, **changes)

@@ -29,21 +29,12 @@ RULE = ("PASS when, on prose rereads, the per-passage increase in second-reading
 
 def components(model: HopeTransformer, base: Ablation = FULL) -> dict[str, Ablation]:
     """One ablation per component this config has (and ``base`` leaves on), each switching it off alone."""
-    c = model.config
-    memory, cms = c.memory and base.memory, bool(c.cms_periods) and base.cms  # what runs at all
-    attention = c.attention and base.attention
-    present = {"attention": attention, "memory": memory, "cms": cms,
-               "persistent_tokens": attention and c.n_persistent_tokens > 0, "ffn": c.ffn,
-               "test_time_updates": memory or cms, "momentum": memory and c.momentum, "retention": memory or cms,
-               "self_modification": memory and c.self_modifying, "adaptive_lr": memory}
     out = {}
-    for name in Ablation.SWITCHES:
-        if present[name] and getattr(base, name):
+    for name in base.applicable(model.config):
+        if name.startswith("cms."):
+            out[name] = base.replace(cms_levels_off=base.cms_levels_off | {int(name[4:])})
+        else:
             out[name] = base.replace(**{name: False})
-        if name == "cms" and cms:
-            for j in range(len(c.cms_periods)):
-                if base.cms_level(j):
-                    out[f"cms.{j}"] = base.replace(cms_levels_off=base.cms_levels_off | {j})
     return out
 
 

@@ -81,12 +81,7 @@ def glossary(name: str) -> str:
 
 def ablation_names(config: HopeConfig) -> list[str]:
     """The switches that change something for this config (components it does not have are left out)."""
-    present = {"attention": config.attention, "memory": config.memory, "cms": bool(config.cms_periods),
-               "persistent_tokens": config.attention and config.n_persistent_tokens > 0, "ffn": config.ffn,
-               "test_time_updates": config.memory or bool(config.cms_periods),
-               "momentum": config.memory and config.momentum, "retention": config.memory or bool(config.cms_periods),
-               "self_modification": config.memory and config.self_modifying, "adaptive_lr": config.memory}
-    return [n for n in Ablation.SWITCHES if present[n]] + [f"cms.{i}" for i in range(len(config.cms_periods))]
+    return Ablation().applicable(config)
 
 
 def _single(value) -> str:
