@@ -26,7 +26,7 @@ from pathlib import Path
 import plotly.io as pio
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nested_learning.viz import heatmaps, models, timelines  # noqa: E402
@@ -84,7 +84,7 @@ def server_side(model, text: str, rounds: int):
 def browser_side(text: str, rounds: int, screenshots: bool):
     from playwright.sync_api import sync_playwright
 
-    from tests.test_browser import launch_chromium, running_app
+    from tests.support.browser import launch_chromium, running_app
     with running_app() as url, sync_playwright() as p:
         browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})

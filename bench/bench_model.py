@@ -17,7 +17,7 @@ import time
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from anywhere without installing
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from anywhere without installing
 from nested_learning import HopeTransformer
 from nested_learning.ops import gated_delta_rule, gated_delta_rule_reference, l2norm
 

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from anywhere without installing
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from anywhere without installing
 from nested_learning import HopeTransformer, load_checkpoint
 from nested_learning.recording import record
 from nested_learning.viz.guard import guarded_record, guarded_record_in_pieces

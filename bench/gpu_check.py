@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_model import interleaved  # noqa: E402
 from nested_learning import Ablation, HopeTransformer  # noqa: E402
 from nested_learning.config import PRESETS  # noqa: E402

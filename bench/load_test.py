@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.test_browser import CHROMIUM, running_app  # noqa: E402
+from tests.support.browser import CHROMIUM, running_app  # noqa: E402
 
 
 def peak_rss_mb(pid: int) -> float:

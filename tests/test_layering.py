@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "nested_learning"
+PACKAGE = Path(__file__).resolve().parents[1] / "nested_learning"
 # What each part of the package may import from nested_learning (its own part always).
 ALLOWED = {
     "ops": set(),

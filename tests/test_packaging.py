@@ -10,7 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_wheel_holds_the_library_its_dependencies_and_the_command(tmp_path):

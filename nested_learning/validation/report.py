@@ -92,7 +92,7 @@ def markdown(results: list[Result], meta: dict) -> str:
               f"Model: {_model_line(meta)}.",
               f"Attention window {_number(meta.get('attention_window')) if meta.get('attention_window') else 'full'}; "
               f"reach without the memories {_number(meta.get('reach')) if meta.get('reach') is not None else 'unbounded'} "
-              "tokens (layers x (window - 1 + conv - 1)); distances are in tokens."]
+              "tokens (layers x (window - 1 + conv - 1 + 1 with shifted keys)); distances are in tokens."]
     if meta.get("baseline"):
         lines.append(f"Baseline: `{meta['baseline']}` (same rows, paired).")
     if meta.get("rules_commit"):

@@ -2,25 +2,11 @@
 import pytest
 import torch
 
-from nested_learning import Ablation
 from nested_learning.validation import gating, memory_ablation, persistence, position, repetition, targets, updates
 from nested_learning.validation.association import run as run_association
 from nested_learning.validation.measure import local_reach, score
 from tests.conftest import tiny_model
-
-MEMORY_OFF = Ablation(memory=False, cms=False)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine two threads run 10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-# --- 1. memory updates ----------------------------------------------------------------------------
+from tests.support.models import MEMORY_OFF
 
 def test_every_component_writes_on_its_cadence(model):
     result = updates.run(model, n_sequences=2)

@@ -11,7 +11,7 @@ from nested_learning import Ablation
 from nested_learning.recording import record
 from nested_learning.viz import guard, session as session_module
 from nested_learning.viz.session import MemorySession, RunDiscarded, RunRefused
-from tests.test_viz_guard import diverging_model
+from tests.support.models import diverging_model
 
 
 def _memory(state):

@@ -8,7 +8,7 @@ import pytest
 
 from nested_learning.training import train
 from nested_learning.training.metrics import Progress, read_metrics
-from tests.test_training_loop import tiny_config
+from tests.support.training import tiny_config
 
 
 def wandb_records(path):

@@ -10,7 +10,7 @@ from nested_learning import save_checkpoint
 from nested_learning.recording import Recording
 from tests.conftest import tiny_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args, cwd=None):

@@ -14,26 +14,7 @@ from nested_learning.training.loss import segmented_loss
 from nested_learning.training.metrics import read_metrics
 from nested_learning.training.resume import resume_path
 from tests.conftest import TINY, random_tokens, tiny_model
-
-SENTENCES = ["the cat sat on the mat.", "a dog ran in the park.", "birds sing in the morning.",
-             "the sun is warm today.", "we read a book at night."]
-
-
-def write_text(folder, n_files=40):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n_files):
-        (folder / f"doc{i:02d}.txt").write_text(" ".join(SENTENCES[(i + j) % 5] for j in range(30)))
-    return folder
-
-
-def tiny_config(tmp_path, **changes) -> TrainConfig:
-    settings = dict(out=str(tmp_path / "run" / "model.safetensors"), data=[str(write_text(tmp_path / "text"))],
-                    model_overrides=dict(TINY), steps=6, batch_size=4, seq_len=64, bptt=32, lr=3e-3, min_lr=3e-4,
-                    warmup_steps=2, heldout_fraction=0.1, checkpoint_every=3, eval_every=3, eval_windows=4,
-                    eval_task_samples=8, log_every=1, command="pytest")
-    settings.update(changes)
-    return TrainConfig(**settings)
-
+from tests.support.training import tiny_config, write_text
 
 def train_losses(path) -> list[float]:
     return [r["loss"] for r in read_metrics(path) if r["kind"] == "train"]

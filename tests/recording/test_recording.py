@@ -10,7 +10,7 @@ from nested_learning import Ablation
 from nested_learning.recording import Recording, RecordingError, record
 from nested_learning.recording.stats import linear_scan
 from tests.conftest import random_tokens, tiny_model
-from tests.headers import rewrite_header
+from tests.support.headers import rewrite_header
 
 
 def reference_memory(module, h):

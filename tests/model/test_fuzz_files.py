@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from nested_learning import CheckpointError, load_checkpoint, save_checkpoint
 from nested_learning.recording import Recording, RecordingError, record
 from tests.conftest import tiny_model
-from tests.headers import split
+from tests.support.headers import split
 
 # A fixed budget: about 20 s in all on a busy 2-core machine. Locally, raise max_examples (and drop
 # derandomize) to search further; 3,000 random examples per test found nothing when this was written.

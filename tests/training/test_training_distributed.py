@@ -12,11 +12,11 @@ from nested_learning import load_checkpoint
 from nested_learning.cli import main
 from nested_learning.training.metrics import read_metrics
 from tests.conftest import TINY
-from tests.test_training_loop import write_text
+from tests.support.training import write_text
 
 pytestmark = pytest.mark.distributed
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def train_args(data: Path, out: Path) -> list[str]:

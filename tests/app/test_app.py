@@ -2,83 +2,17 @@
 
 The app runs a tiny checkpoint: ``models.DEFAULT_CHECKPOINT`` is patched (the module reads it once from
 the environment at import; nothing in a request can change it)."""
-import base64
-import json
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
-import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
 from app_pages import common
-from nested_learning import load_checkpoint, save_checkpoint
+from nested_learning import load_checkpoint
 from nested_learning.recording import record
-from nested_learning.training.metrics import metrics_path
 from nested_learning.viz import models
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.view import decode_text
-from tests.conftest import tiny_model
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    model = tiny_model()
-    with torch.no_grad():  # like a trained model: CMS levels start from non-zero weights
-        for name, p in model.named_parameters():
-            if name.endswith("initial_memory") and ".cms." in name:
-                p.copy_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
-    path = save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny-app.safetensors", {"note": "tests"})
-    lines = [{"kind": "train", "step": s, "loss": 5.0 - s / 10} for s in range(1, 6)]
-    metrics_path(path).write_text("\n".join(json.dumps(l) for l in lines) + "\n")
-    return path
-
-
-@pytest.fixture
-def app(tiny_checkpoint, monkeypatch):
-    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", tiny_checkpoint)
-    return lambda: AppTest.from_file(APP, default_timeout=90)
-
-
-def arrays(value):
-    """Plotly JSON arrays (plain lists or typed base64 'bdata') as numpy."""
-    if isinstance(value, dict) and "bdata" in value:
-        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        shape = value.get("shape")
-        return out.reshape([int(n) for n in str(shape).split(",")]) if shape is not None else out
-    return np.asarray(value)
-
-
-def figure(at, key: str) -> dict:
-    for element in at.get("plotly_chart"):
-        if element.key == key:
-            return json.loads(element.proto.spec)
-    raise AssertionError(f"no chart {key!r}; charts: {[e.key for e in at.get('plotly_chart')]}")
-
-
-def table(at, column: str) -> pd.DataFrame:
-    """The table that has ``column`` (st.dataframe keys are not visible to streamlit.testing)."""
-    for element in at.dataframe:
-        if column in element.value.columns:
-            return element.value
-    raise AssertionError(f"no table with column {column!r}")
-
-
-def has_chart(at, key: str) -> bool:
-    return any(e.key == key for e in at.get("plotly_chart"))
-
-
-def ok(at):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def metric(at, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
+from tests.support.apptest import APP, arrays, figure, has_chart, metric, ok, table
 
 
 def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):

@@ -11,7 +11,7 @@ from nested_learning.training.metrics import read_metrics
 from nested_learning.training.recipe import RECIPES, load_recipe, stage_configs, stage_paths
 from nested_learning.training.trainer import TrainConfig
 from tests.conftest import TINY
-from tests.test_training_loop import write_text
+from tests.support.training import write_text
 
 
 def tiny_recipe(tmp_path):

@@ -5,9 +5,9 @@ from streamlit.testing.v1 import AppTest
 from nested_learning import save_checkpoint
 from nested_learning.validation import run_suite, write_json
 from nested_learning.viz import models, validation_view
-from tests.test_viz_guard import diverging_model
+from tests.support.models import diverging_model
 from tests.conftest import tiny_model
-from tests.test_app import APP, app, arrays, figure, has_chart, metric, ok, table, tiny_checkpoint  # noqa: F401 (fixtures)
+from tests.support.apptest import APP, arrays, figure, has_chart, metric, ok, table
 
 
 def test_compare_side_by_side(app):

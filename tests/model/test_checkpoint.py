@@ -10,7 +10,7 @@ from nested_learning import PRESETS, CheckpointError, HopeConfig, HopeTransforme
 from nested_learning.checkpoint import read_checkpoint_info
 from nested_learning.shapes import parameter_shapes
 from tests.conftest import random_tokens, tiny_model
-from tests.headers import read_header, rewrite_header, with_raw_header
+from tests.support.headers import read_header, rewrite_header, with_raw_header
 
 
 @pytest.fixture

@@ -8,17 +8,7 @@ from nested_learning.recording import record
 from nested_learning.viz import compare, lessons
 from nested_learning.viz.guard import OUTPUT_LAYER, RunRefused, guarded_record, locate_divergence, non_finite
 from nested_learning.viz.session import MemorySession
-from tests.conftest import tiny_model
-
-
-def diverging_model():
-    """Byte "z" embeds to infinity: the first "z" turns layer 0 non-finite (the output head is untied
-    first, so the other bytes' predictions stay finite)."""
-    model = tiny_model()
-    with torch.no_grad():
-        model.lm_head.weight = torch.nn.Parameter(model.embed.weight.detach().clone())
-        model.embed.weight[ord("z")] = float("inf")
-    return model
+from tests.support.models import diverging_model, exploding_output_model
 
 
 def test_non_finite_is_none_for_a_good_run(model):
@@ -37,14 +27,6 @@ def test_locate_divergence_finds_the_first_bad_token_late_in_a_run():
     state = model.init_state(1)
     found = locate_divergence(model, tokens, state, Ablation())
     assert found.token_index == bytes(tokens.tolist()).index(b"z") and found.layer == 0
-
-
-def exploding_output_model():
-    """Every memory and state finite, the output not: a huge but finite final norm weight (issue 17 item 5)."""
-    model = tiny_model()
-    with torch.no_grad():
-        model.final_norm.weight.fill_(3e38)
-    return model
 
 
 def test_an_output_that_overflows_is_caught_though_every_state_is_finite():

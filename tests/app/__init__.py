@@ -1,0 +1,1 @@
+"""Tests of the Streamlit app: AppTest pages and real-browser tests."""

@@ -1,0 +1,1 @@
+"""Tests of the model: config, layers, state, memories, CMS, checkpoints."""

@@ -1,0 +1,1 @@
+"""Tests of per-token recordings, their files and the record command."""

@@ -1,0 +1,1 @@
+"""Helpers shared by tests (and by bench/, which may import them); no tests here."""

@@ -1,0 +1,1 @@
+"""Tests of data, the training loop, recipes, logging and many processes."""

@@ -1,0 +1,1 @@
+"""Tests of the validation experiments, statistics, controls and suite."""

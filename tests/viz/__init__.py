@@ -1,0 +1,1 @@
+"""Tests of figures, sessions, lessons and everything the dashboard computes (no Streamlit)."""
