@@ -269,8 +269,10 @@ def scrubber(recording):
         st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
     if layer in recording.memory_layers and common.figure_shown("Memory M_t"):
         memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
-        fig = heatmaps.memory_figure(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
-        st.plotly_chart(fig, config=common.PLOT_CONFIG, key="memory_heatmaps")
+        now, write = heatmaps.memory_figures(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
+        left, right = st.columns(2)
+        left.plotly_chart(now, config=common.PLOT_CONFIG, key="memory_heatmaps")
+        right.plotly_chart(write, config=common.PLOT_CONFIG, key="memory_write")
         st.caption("Red positive, blue negative, white zero. The right panel is this token's write: one outer product "
                    "(a pattern along the value dimension times the key), so it shows as stripes.")
     if layer in recording.memory_layers and common.figure_shown("Delta rule"):

@@ -65,11 +65,11 @@ def server_side(model, text: str, rounds: int):
         for _ in range(10):
             t = rng.randrange(recording.n_tokens)
             started = time.perf_counter()
-            memory = heatmaps.memory_figure(recording.memory_matrix(0, 0, t), recording.memory_delta(0, 0, t))
+            memory = heatmaps.memory_figures(recording.memory_matrix(0, 0, t), recording.memory_delta(0, 0, t))
             cms = heatmaps.cms_figure(replay.weights(t), model.config.cms_periods)
             text = text_figure(byte_spans(recording.tokens.tolist(), timelines.stream_row(recording, "surprise", 0)),
                                "surprise", cursor=t)
-            pio.to_json(memory, validate=False), pio.to_json(cms, validate=False), pio.to_json(text, validate=False)
+            [pio.to_json(f, validate=False) for f in (*memory, cms, text)]
             moves.append(time.perf_counter() - started)
         if r:  # the first round warms up
             run.append(first), events.append(second), replay_build.append(build), scrub.extend(moves)

@@ -52,11 +52,12 @@ def _panels(panels: list[tuple[str, object, float]], height: int, x_title: str, 
     return fig
 
 
-def memory_figure(memory, delta, token_label: str = "") -> go.Figure:
-    """M_t and M_t - M_{t-1} of one head, each on its own symmetric scale."""
+def memory_figures(memory, delta, token_label: str = "") -> tuple[go.Figure, go.Figure]:
+    """M_t and M_t - M_{t-1} of one head, each its own figure on its own symmetric scale (side by side in
+    page columns, which stack on a phone)."""
     suffix = f" after {token_label}" if token_label else ""
-    panels = [(f"M_t{suffix}", memory, symmetric_limit(memory)), ("M_t - M_(t-1)", delta, symmetric_limit(delta))]
-    return _panels(panels, 400, "key dimension", "value dimension")
+    return (_panels([(f"M_t{suffix}", memory, symmetric_limit(memory))], 400, "key dimension", "value dimension"),
+            _panels([("M_t - M_(t-1)", delta, symmetric_limit(delta))], 400, "key dimension", "value dimension"))
 
 
 def cms_figure(weights: list, periods: tuple[int, ...], title: str = "W") -> go.Figure:

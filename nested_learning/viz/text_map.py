@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from .safe_text import Span, plotly_label
 
-LINE_WIDTH = 80  # characters per line
+LINE_WIDTH = 40  # characters per line: each cell stays wider than a 12 px character on a phone
 
 
 def wrap(spans: list[Span], width: int = LINE_WIDTH) -> list[list[int]]:
@@ -43,11 +43,12 @@ def wrap(spans: list[Span], width: int = LINE_WIDTH) -> list[list[int]]:
 
 def text_figure(spans: list[Span], value_name: str, start_position: int = 0, width: int = LINE_WIDTH,
                 cursor: int | None = None) -> go.Figure:
-    """One square per character at (column, line), coloured by its value (0 to the 98th percentile, the
-    top 2% saturate; the colour bar says so); the character on top. ``cursor`` (a token index) is
-    outlined. The points are in span order, so a clicked point's index is its span."""
+    """Cells at (column, line) coloured by each character's value (0 to the 98th percentile, the top 2%
+    saturate; a character without a value stays blank), drawn as a heatmap so cells fit any screen width,
+    and the characters on top as a text trace that carries the hover and the clicks (its points are in
+    span order, so a clicked point's index is its span). ``cursor`` (a token index) is outlined."""
     lines = wrap(spans, width)
-    column, row = np.zeros(len(spans)), np.zeros(len(spans))
+    column, row = np.zeros(len(spans), dtype=int), np.zeros(len(spans), dtype=int)
     for y, line in enumerate(lines):
         for x, i in enumerate(line):
             column[i], row[i] = x, y
@@ -55,31 +56,44 @@ def text_figure(spans: list[Span], value_name: str, start_position: int = 0, wid
     finite = values[np.isfinite(values)]
     top = float(np.quantile(finite, 0.98)) if finite.size else 1.0
     top = top if top > 0 else 1.0
+    grid = np.full((max(len(lines), 1), width), np.nan)
+    grid[row, column] = values
     where = [f"token {start_position + s.first}" if s.first == s.last else
              f"tokens {start_position + s.first}-{start_position + s.last}" for s in spans]
     labels = [plotly_label("\u00b7" if s.label == " " else s.label) for s in spans]
-    outline = [2.5 if cursor is not None and s.first <= cursor <= s.last else 0 for s in spans]
-    fig = go.Figure(go.Scatter(
-        x=column, y=row, mode="markers+text", text=labels, textfont=dict(family="monospace", size=13),
-        marker=dict(symbol="square", size=17, color=np.nan_to_num(values, nan=0.0), cmin=0, cmax=top,
-                    opacity=np.where(np.isfinite(values), 1.0, 0.25),  # no value (the last token's loss): faint
-                    colorscale="Oranges", line=dict(width=outline, color="black"),
-                    colorbar=dict(title=dict(text=value_name, side="right"), thickness=10,
-                                  ticksuffix="", len=1.0)),
+    fig = go.Figure(go.Heatmap(z=grid, zmin=0, zmax=top, colorscale="Oranges", hoverinfo="skip", xgap=1, ygap=1,
+                               colorbar=dict(title=dict(text=value_name, side="right"), thickness=10)))
+    fig.add_trace(go.Scatter(
+        x=column, y=row, mode="text", text=labels, textfont=dict(family="monospace", size=12),
         customdata=np.stack([np.array(where, dtype=object), values], -1) if spans else None,
         hovertemplate="%{customdata[0]} '%{text}'<br>" + value_name + " %{customdata[1]:.3f}<extra></extra>"))
-    fig.update_xaxes(visible=False, range=[-1, width], fixedrange=True)
+    for i, s in enumerate(spans):
+        if cursor is not None and s.first <= cursor <= s.last:
+            fig.add_shape(type="rect", x0=column[i] - 0.5, x1=column[i] + 0.5, y0=row[i] - 0.5, y1=row[i] + 0.5,
+                          line=dict(color="black", width=2), name="cursor")
+    fig.update_xaxes(visible=False, range=[-0.5, width - 0.5], fixedrange=True)
     fig.update_yaxes(visible=False, autorange="reversed", fixedrange=True)
-    fig.update_layout(height=40 + 24 * max(len(lines), 1), margin=dict(l=4, r=4, t=4, b=4), showlegend=False,
+    fig.update_layout(height=40 + 22 * max(len(lines), 1), margin=dict(l=4, r=4, t=4, b=4), showlegend=False,
                       clickmode="event+select", dragmode=False, plot_bgcolor="rgba(0,0,0,0)")
     return fig
 
 
-def clicked_token(event, spans: list[Span]) -> int | None:
-    """The token index (the first byte of the clicked character) of a selection event on ``text_figure``."""
+def clicked_token(event, spans: list[Span], width: int = LINE_WIDTH) -> int | None:
+    """The token index (the first byte of the clicked character) of a selection event on ``text_figure``:
+    a point of the text trace (its index is the span's), or a cell of the heatmap (its column and line)."""
     points = ((event or {}).get("selection") or {}).get("points") or []
+    cells = None
     for point in points:
-        index = point.get("point_index", point.get("point_number")) if isinstance(point, dict) else None
-        if isinstance(index, int) and 0 <= index < len(spans):
-            return spans[index].first
+        if not isinstance(point, dict):
+            continue
+        if point.get("curve_number", 1) == 1:
+            index = point.get("point_index", point.get("point_number"))
+            if isinstance(index, int) and 0 <= index < len(spans):
+                return spans[index].first
+        elif isinstance(point.get("x"), (int, float)) and isinstance(point.get("y"), (int, float)):
+            if cells is None:
+                cells = {(x, y): i for y, line in enumerate(wrap(spans, width)) for x, i in enumerate(line)}
+            index = cells.get((round(point["x"]), round(point["y"])))
+            if index is not None:
+                return spans[index].first
     return None

@@ -43,8 +43,8 @@ def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):
         change = fresh.cms_weights(1, level, 3) - fresh.cms_weights(1, level, -1)
         np.testing.assert_allclose(arrays(trace["z"]), change.T.numpy(), rtol=1e-5, atol=1e-7)
     assert any("Text coloured by surprise" in m.value for m in at.markdown)
-    outline = arrays(figure(at, "text_map")["data"][0]["marker"]["line"]["width"])
-    assert list(np.flatnonzero(outline)) == [3]  # the scrubbed token's character is outlined
+    outlined = [s for s in figure(at, "text_map")["layout"]["shapes"] if s["type"] == "rect"]
+    assert len(outlined) == 1 and outlined[0]["x0"] == 2.5  # the scrubbed token's character (column 3)
     repeats = table(at, "loss repeat")  # the preset's 8 copies: 7 repeats, each of the copy before
     bands = [s for s in timeline["layout"]["shapes"] if s["type"] == "rect"]
     assert len(repeats) == 7 and len(bands) == 14
@@ -157,7 +157,7 @@ def test_input_limits_and_odd_text(app):
     assert metric(at, "Memory holds") == "0 tokens"
     at.text_area(key="explore_text").set_value("<script>alert(1)</script> **x** \U0001F600\x07").run()
     ok(at.button(key="run").click().run())
-    labels = "".join(figure(at, "text_map")["data"][0]["text"])  # the coloured text: Plotly labels, escaped
+    labels = "".join(figure(at, "text_map")["data"][1]["text"])  # the coloured text: Plotly labels, escaped
     assert "<script" not in labels and "&lt;script&gt;" in labels and "\U0001F600" in labels and "\\x07" in labels
     at.segmented_control(key="explore_source").set_value("Upload").run()
     at.file_uploader(key="explore_upload").set_value(("odd.txt", b"caf\xe9 \xff ok", "text/plain")).run()

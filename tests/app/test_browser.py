@@ -240,3 +240,24 @@ def test_play_animates_the_scrubber(page):
     paused = page.get_by_text(re.compile(r"Token \d+ \(stream position")).first.inner_text()
     page.wait_for_timeout(2500)
     assert page.get_by_text(re.compile(r"Token \d+ \(stream position")).first.inner_text() == paused
+
+
+def test_on_a_phone_the_panels_stack_and_reset_is_in_reach(browser, server):
+    with session_page(browser, 844, 390, is_mobile=True, has_touch=True) as phone:
+        phone.goto(server + "/explore")
+        wait_idle(phone)
+        click(phone, "Run")
+        phone.get_by_text("Tokens in this run").wait_for()
+        wait_idle(phone)
+        charts = phone.locator('[data-testid="stPlotlyChart"]')
+        memory, write = (charts.filter(has=phone.locator(f"text={title}")).first for title in ("M_t after", "M_t - M_(t-1)"))
+        memory.scroll_into_view_if_needed()
+        a, b = memory.bounding_box(), write.bounding_box()
+        assert b["y"] >= a["y"] + a["height"] - 1  # stacked: the write's panel below M_t, not over it
+        assert a["x"] + a["width"] <= 390 + 1 and b["x"] + b["width"] <= 390 + 1  # inside the screen
+        reset = phone.locator('[data-testid="stMain"]').get_by_role("button", name="Reset memory", exact=True)
+        reset.scroll_into_view_if_needed()
+        assert reset.is_visible()
+        reset.click()
+        wait_idle(phone)
+        assert phone.get_by_text("Tokens in this run").count() == 0  # the memory and the run are gone

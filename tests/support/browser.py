@@ -72,9 +72,9 @@ def launch_chromium(playwright):
 
 
 @contextlib.contextmanager
-def session_page(browser, height: int = 1400, **options):
+def session_page(browser, height: int = 1400, width: int = 1400, **options):
     """A page in a browser context of its own: a new Streamlit session, closed afterwards."""
-    context = browser.new_context(viewport={"width": 1400, "height": height}, **options)
+    context = browser.new_context(viewport={"width": width, "height": height}, **options)
     try:
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)

@@ -57,8 +57,7 @@ def test_timeline_without_memory_has_loss_only(runs):
 def test_memory_heatmaps_are_symmetric_around_zero(runs):
     _, rec = runs
     m, d = rec.memory_matrix(1, 0, 10), rec.memory_delta(1, 0, 10)
-    fig = heatmaps.memory_figure(m, d)
-    for trace, matrix in zip(fig.data, (m, d)):
+    for trace, matrix in zip([f.data[0] for f in heatmaps.memory_figures(m, d)], (m, d)):
         peak = float(matrix.abs().max())
         assert trace.zmax == pytest.approx(peak) and trace.zmin == pytest.approx(-peak) and trace.zmid == 0
         np.testing.assert_allclose(trace.z, matrix.numpy())
@@ -172,8 +171,8 @@ def test_a_chart_selection_gives_the_positions_to_scrub_to():
 def test_heatmaps_name_their_axes_and_surprise_a_and_b_share_a_labelled_bar(model):
     from nested_learning.recording import record
     from nested_learning.viz import compare, heatmaps
-    figure = heatmaps.memory_figure(torch.eye(4), torch.zeros(4, 4))
-    assert figure.layout.xaxis.title.text == "key dimension" and figure.layout.yaxis.title.text == "value dimension"
+    for figure in heatmaps.memory_figures(torch.eye(4), torch.zeros(4, 4)):
+        assert figure.layout.xaxis.title.text == "key dimension" and figure.layout.yaxis.title.text == "value dimension"
     a, _ = record(model, "abcabc")
     timeline = compare.compare_timeline(a, a)
     bars = [t.colorbar.title.text for t in timeline.data if t.type == "heatmap" and t.showscale is not False]

@@ -13,7 +13,7 @@ def _ids(text: str) -> list[int]:
 
 def test_colored_text_keeps_hostile_text_as_text():
     ids = _ids(HOSTILE)
-    trace = text_figure(byte_spans(ids, np.linspace(0, 1, len(ids))), "surprise").data[0]
+    trace = text_figure(byte_spans(ids, np.linspace(0, 1, len(ids))), "surprise").data[1]
     shown = "".join(" " if label == "\u00b7" else label for label in trace.text)
     assert shown == plotly_label(HOSTILE)  # every character shown as itself, Plotly's HTML subset escaped
     assert "<" not in shown
@@ -36,7 +36,7 @@ def test_stray_bytes_become_escapes():
     spans = byte_spans([0x98, 0x80, ord("a"), 0xFF], [1.0, 2.0, 3.0, float("nan")])
     assert [s.label for s in spans] == ["\\x98", "\\x80", "a", "\\xff"]
     assert np.isnan(spans[3].value)
-    assert list(text_figure(spans, "loss").data[0].marker.opacity) == [1, 1, 1, 0.25]  # no value: faint
+    assert np.isnan(np.asarray(text_figure(spans, "loss").data[0].z)[0, 3])  # no value, no colour
 
 
 def test_escape_markdown():

@@ -29,12 +29,15 @@ def test_lines_wrap_between_words_and_break_at_newlines():
 def test_colours_are_the_values_and_the_cursor_is_outlined():
     spans = spans_of("héllo world", values=np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], dtype=float))
     fig = text_map.text_figure(spans, "surprise", start_position=100, cursor=2)
-    trace = fig.data[0]
-    assert list(trace.text[:3]) == ["h", "é", "l"] and trace.text[5] == "\u00b7"  # a space shows as a dot
-    np.testing.assert_allclose(trace.marker.color[:3], [0, 2, 3])  # é covers tokens 1-2: its max
-    assert list(trace.marker.line.width[:3]) == [0, 2.5, 0]  # token 2 lies inside é
-    assert trace.customdata[1][0] == "tokens 101-102"
-    assert trace.marker.colorbar.title.text == "surprise"
+    cells, text = fig.data
+    assert list(text.text[:3]) == ["h", "é", "l"] and text.text[5] == "\u00b7"  # a space shows as a dot
+    np.testing.assert_allclose(np.asarray(cells.z)[0, :3], [0, 2, 3])  # é covers tokens 1-2: its max
+    assert cells.colorbar.title.text == "surprise"
+    outlined = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(outlined) == 1 and (outlined[0].x0, outlined[0].x1) == (0.5, 1.5)  # token 2 lies inside é
+    assert text.customdata[1][0] == "tokens 101-102"
+    blank = text_map.text_figure(spans_of("ab", values=np.array([1.0, np.nan])), "loss").data[0]
+    assert np.isnan(np.asarray(blank.z)[0, 1])  # no value (the last token's loss): no colour
 
 
 def test_a_click_gives_the_first_token_of_the_character():
@@ -44,3 +47,5 @@ def test_a_click_gives_the_first_token_of_the_character():
     assert text_map.clicked_token({"selection": {"points": [{"point_index": 3}]}}, spans) == 4
     assert text_map.clicked_token(None, spans) is None
     assert text_map.clicked_token({"selection": {"points": [{"point_index": 99}]}}, spans) is None
+    cell = {"selection": {"points": [{"curve_number": 0, "x": 3, "y": 0}]}}  # a click on the cell behind "b"
+    assert text_map.clicked_token(cell, spans) == 4
