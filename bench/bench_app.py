@@ -100,7 +100,7 @@ def browser_side(text: str, rounds: int, screenshots: bool):
         page.locator(idle).wait_for()
         shown, visible, done, scrub = [], [], [], []
         for r in range(rounds + 1):
-            page.get_by_role("button", name="Reset memory").click()
+            page.locator('[data-testid="stMain"]').get_by_role("button", name="Reset memory").click()
             page.get_by_text("Tokens in this run").wait_for(state="detached")
             page.locator(idle).wait_for()
             started = time.perf_counter()

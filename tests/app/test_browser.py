@@ -151,11 +151,11 @@ def test_reset_during_a_run_is_not_undone(browser, tmp_path):
             run_seconds = time.monotonic() - started
             wait_idle(page)  # the sidebar is drawn last
             assert "2000 tokens" in sidebar.inner_text()
-            click(page, "Reset memory")
+            sidebar.get_by_role("button", name="Reset memory", exact=True).click()
             wait_idle(page)
             click(page, "Run")
             page.get_by_text("Reading 2000 tokens").wait_for()
-            click(page, "Reset memory")  # while the model reads
+            sidebar.get_by_role("button", name="Reset memory", exact=True).click()  # while the model reads
             wait_idle(page)
             page.wait_for_timeout(int(2000 * run_seconds) + 2000)  # the old run has finished by now
             go(page, "Model")  # a fresh rerun draws the sidebar from the session as it is now
