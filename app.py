@@ -4,13 +4,18 @@ Pages live in app_pages/ (not pages/: with a pages/ folder Streamlit falls back 
 navigation whenever its page manager is re-created, which streamlit.testing does on every run, and then
 runs a page without this script). Figures and logic live in nested_learning.viz."""
 import streamlit as st
-import torch
 
-from app_pages import common
-from nested_learning.viz.models import TORCH_THREADS
+st.set_page_config(page_title="Nested Learning Explorer", page_icon=":material/neurology:", layout="wide")
+# Something on the page before PyTorch and the model load: on a fresh server that takes seconds.
+loading = st.empty()
+loading.caption("Nested Learning Explorer: loading the model ...")
+
+import torch  # noqa: E402
+
+from app_pages import common  # noqa: E402
+from nested_learning.viz.models import TORCH_THREADS  # noqa: E402
 
 torch.set_num_threads(TORCH_THREADS)  # per script thread: each run starts in a new thread
-st.set_page_config(page_title="Nested Learning Explorer", page_icon=":material/neurology:", layout="wide")
 # The default page is served at / yet reserves a path name; "explore" is left to the alias below.
 explore = st.Page("app_pages/explore.py", title="Explore", icon=":material/timeline:", default=True, url_path="home")
 
@@ -29,6 +34,7 @@ navigation = st.navigation([
     st.Page("app_pages/model.py", title="Model", icon=":material/memory:"),
 ])
 common.model_notice()
+loading.empty()
 common.classroom()  # larger type on every page when the sidebar's Classroom mode is on
 navigation.run()
 common.sidebar()  # after the page, so it shows the memory after this run
