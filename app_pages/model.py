@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from nested_learning.config import PRESETS
-from nested_learning.training.metrics import metrics_path
+from nested_learning.metrics_file import metrics_path
 from nested_learning.viz import models
 from nested_learning.viz.safe_text import escape_markdown
 from app_pages import common

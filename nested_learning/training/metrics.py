@@ -1,9 +1,5 @@
-"""Where training numbers go: ``<out>.metrics.jsonl`` always, Weights & Biases when asked, a progress line.
-
-metrics.jsonl has one JSON object per line, each with ``kind`` ("train" or "eval"), ``step`` and
-``tokens``; train lines add loss, bpb, lr, grad_norm, tokens_per_s, elapsed_s; eval lines add
-heldout_bpb and <task>_accuracy. The dashboard's Model page plots it.
-"""
+"""Where training numbers go: ``<out>.metrics.jsonl`` always (its format: ``nested_learning/metrics_file.py``),
+Weights & Biases when asked, a progress line."""
 from __future__ import annotations
 
 import json
@@ -11,10 +7,6 @@ import os
 import sys
 import time
 from pathlib import Path
-
-
-def metrics_path(out: Path) -> Path:
-    return Path(out).with_suffix(".metrics.jsonl")
 
 
 class MetricsLog:
@@ -34,23 +26,6 @@ class MetricsLog:
     def write(self, record: dict):
         with self.path.open("a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
-
-
-def read_metrics(path: Path, skip_bad_lines: bool = False) -> list[dict]:
-    """One record per non-blank line. ``skip_bad_lines`` is for readers of a run that may still be writing (the
-    dashboard): lines that are not JSON are skipped (the last one may end mid-line) and bytes that are not UTF-8
-    are replaced; without it such a file raises."""
-    text = Path(path).read_text(encoding="utf-8", errors="replace" if skip_bad_lines else "strict")
-    records = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if not skip_bad_lines:
-                raise
-    return records
 
 
 class WandbLog:

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from ..checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
-from .metrics import metrics_path, read_metrics
+from ..metrics_file import metrics_path, read_metrics
 from .resume import resume_path
 from .trainer import TrainConfig, _thinned, train
 

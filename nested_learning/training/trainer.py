@@ -26,7 +26,8 @@ from . import distributed
 from .data import TrainBatches, heldout_sequences
 from .evaluate import eval_line, full_report, quick_report
 from .loss import segmented_loss
-from .metrics import MetricsLog, Progress, WandbLog, metrics_path, read_metrics
+from ..metrics_file import metrics_path, read_metrics
+from .metrics import MetricsLog, Progress, WandbLog
 from .resume import TrainState, load_train_state, restore, resume_path, save_train_state
 
 

@@ -20,9 +20,9 @@ from plotly.subplots import make_subplots
 
 from ..checkpoint import CheckpointError, load_checkpoint, model_from_source, save_checkpoint
 from ..config import PRESETS
+from ..metrics_file import read_metrics as read_metrics_file
 from ..model import HopeTransformer
 from ..recording import Recording
-from ..training import metrics as training_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CHECKPOINT = Path(os.environ.get("NLE_DEFAULT_CHECKPOINT") or ROOT / "assets" / "hope-default.safetensors")
@@ -124,7 +124,7 @@ def read_metrics(source) -> pd.DataFrame:
     mid-line)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
-        records = training_metrics.read_metrics(path, skip_bad_lines=True) if path.is_file() else []
+        records = read_metrics_file(path, skip_bad_lines=True) if path.is_file() else []
     else:
         records = list(source or [])
     records = records[:MAX_METRIC_LINES]

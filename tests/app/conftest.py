@@ -6,7 +6,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from nested_learning import save_checkpoint
-from nested_learning.training.metrics import metrics_path
+from nested_learning.metrics_file import metrics_path
 from nested_learning.viz import models
 from tests.conftest import tiny_model
 from tests.support.apptest import APP

@@ -13,7 +13,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from nested_learning import load_checkpoint, save_checkpoint
 from nested_learning.recording import Recording
-from nested_learning.training.metrics import metrics_path
+from nested_learning.metrics_file import metrics_path
 from nested_learning.viz.presets import TEXT_PRESETS
 from tests.conftest import tiny_model
 from tests.support.browser import click, go, launch_chromium, running_app, session_page, wait_idle

@@ -7,7 +7,7 @@ import pytest
 from nested_learning import tasks
 from nested_learning.checkpoint import read_checkpoint_info
 from nested_learning.cli import main
-from nested_learning.training.metrics import read_metrics
+from nested_learning.metrics_file import read_metrics
 from nested_learning.training.recipe import RECIPES, load_recipe, stage_configs, stage_paths
 from nested_learning.training.trainer import TrainConfig
 from tests.conftest import TINY

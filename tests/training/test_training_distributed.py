@@ -10,7 +10,7 @@ import torch
 
 from nested_learning import load_checkpoint
 from nested_learning.cli import main
-from nested_learning.training.metrics import read_metrics
+from nested_learning.metrics_file import read_metrics
 from tests.conftest import TINY
 from tests.support.training import write_text
 

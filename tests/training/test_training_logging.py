@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from nested_learning.training import train
-from nested_learning.training.metrics import Progress, read_metrics
+from nested_learning.metrics_file import read_metrics
+from nested_learning.training.metrics import Progress
 from tests.support.training import tiny_config
 
 

@@ -11,7 +11,7 @@ from nested_learning import load_checkpoint
 from nested_learning.cli import main
 from nested_learning.training import TrainConfig, learning_rate, train
 from nested_learning.training.loss import segmented_loss
-from nested_learning.training.metrics import read_metrics
+from nested_learning.metrics_file import read_metrics
 from nested_learning.training.resume import resume_path
 from tests.conftest import TINY, random_tokens, tiny_model
 from tests.support.training import tiny_config, write_text
