@@ -1,14 +1,11 @@
 """Nested Learning / Hope in PyTorch: test-time-learning memories, the Continuum Memory System and
 the Hope Transformer, with explicit state so inference never touches the learned parameters."""
 from .ablation import Ablation
-from .associative import AssociativeMemory
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .cms import CMSLevel, ContinuumMemorySystem
 from .config import PRESETS, HopeConfig
-from .delta_memory import DeltaRuleMemory
 from .device import resolve_device
+from .memories import AssociativeMemory, CMSLevel, ContinuumMemorySystem, DeltaRuleMemory, SelfModifyingMemory
 from .model import Generation, HopeOutput, HopeTransformer
-from .self_modifying import SelfModifyingMemory
 from .state import HopeState
 from .tokenizer import ByteTokenizer
 

@@ -16,11 +16,11 @@ import torch.nn as nn
 
 from .ablation import Ablation
 from .attention import CausalSelfAttention
-from .cms import ContinuumMemorySystem
+from .memories.cms import ContinuumMemorySystem
 from .config import HopeConfig
 from .device import resolve_device
 from .layers import FeedForward, RMSNorm
-from .self_modifying import SelfModifyingMemory
+from .memories.self_modifying import SelfModifyingMemory
 from .state import HopeState, LayerState
 
 FULL = Ablation()

@@ -7,7 +7,7 @@ check them against real models of every preset (tests/test_checkpoint.py).
 from __future__ import annotations
 
 from .config import HopeConfig
-from .projection_memory import N_PROJECTIONS
+from .memories.projection_memory import N_PROJECTIONS
 
 Shapes = dict[str, tuple[int, ...]]
 

@@ -10,16 +10,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nested_learning"
 # What each part of the package may import from nested_learning (its own part always).
 ALLOWED = {
     "ops": set(),
-    "core": {"ops"},
-    "recording": {"core", "ops"},
-    "training": {"core", "ops"},
-    "validation": {"core", "ops", "training", "recording"},
-    "viz": {"core", "ops", "recording", "training", "validation"},
+    # The memories use the package's value types (config, ablation, state, small layers); the model composes
+    # them. That is one level in both directions, so the model's own modules are named apart below.
+    "memories": {"core", "ops"},
+    "core": {"ops", "memories"},
+    "recording": {"core", "memories", "ops"},
+    "training": {"core", "memories", "ops"},
+    "validation": {"core", "memories", "ops", "training", "recording"},
+    "viz": {"core", "memories", "ops", "recording", "training", "validation"},
 }
 
 
 def part_of(module: str) -> str:
-    """ops / recording / training / validation / viz for a subpackage (or a name in it), cli for the
+    """ops / memories / recording / training / validation / viz for a subpackage (or a name in it), cli for the
     top-level command line, core for any other top-level module (or a name in one)."""
     parts = module.split(".")
     if len(parts) >= 2 and parts[1] in ALLOWED:
@@ -59,3 +62,15 @@ def test_imports_flow_one_way(path):
         if mine == "cli":  # the router may reach any command
             continue
         assert theirs == mine or theirs in ALLOWED[mine], f"{module} ({mine}) imports {target} ({theirs})"
+
+
+# What the memories may read of the core: value types and small layers, never the model or its files.
+MEMORY_MAY_READ = {"ablation", "config", "layers", "state"}
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "memories").glob("*.py")), ids=lambda p: p.name)
+def test_the_memories_read_only_value_types_of_the_core(path):
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    for target in imports(path):
+        if part_of(target) == "core" and target.startswith("nested_learning."):
+            assert target.split(".")[1] in MEMORY_MAY_READ, f"{module} imports {target}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .stats import linear_scan
+from .reconstruction import linear_scan
 
 
 def level_events(keys, values, writes, learning_rate, retention: float, period: int, start: int,

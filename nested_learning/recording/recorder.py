@@ -20,7 +20,7 @@ from ..state import HopeState
 from ..tokenizer import ByteTokenizer
 from . import streams
 from .recording import Recording, RecordingError
-from .stats import memory_norms, momentum_norms, replay
+from .reconstruction import memory_norms, momentum_norms, replay
 
 DEFAULT_MAX_TOKENS = 4096
 

@@ -15,14 +15,14 @@ import pandas as pd
 import torch
 
 from ..ablation import Ablation
-from ..cms import ContinuumMemorySystem
+from ..memories.cms import ContinuumMemorySystem
 from ..config import HopeConfig
 from ..state import CMSLevelState
 from ..tokenizer import ByteTokenizer
 from . import streams
 from .events import level_events
 from .replay import CMSReplay
-from .stats import rebuild_memory
+from .reconstruction import rebuild_memory
 
 FORMAT = "nested_learning.recording"
 FORMAT_VERSION = "1"

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from ..associative import AssociativeMemory
+from ..memories.associative import AssociativeMemory
 from ..ops import gated_delta_rule
 from .stats import Result, bootstrap
 

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import torch
 
 from ..ablation import Ablation
-from ..associative import AssociativeMemory
+from ..memories.associative import AssociativeMemory
 from ..model import HopeTransformer
 from ..recording import Recording
 from ..tasks import associative_recall

@@ -37,7 +37,7 @@ def test_causal_conv_gradients_reach_weights_inputs_and_history():
 
 def test_projection_memory_whole_chunk_step_equals_accumulate_then_update():
     """A whole chunk's one-shot step (the common path) is the pending-sum path it shortcuts."""
-    from nested_learning.projection_memory import ProjectionMemories
+    from nested_learning.memories.projection_memory import ProjectionMemories
     g = torch.Generator().manual_seed(0)
     memories = ProjectionMemories(d_model=16, hidden=4, init_std=0.1)
     state = memories.init_state(batch_size=2)
@@ -56,7 +56,7 @@ def test_projection_memory_whole_chunk_step_equals_accumulate_then_update():
 def test_projection_memories_stay_within_their_norm_limit():
     """Stepped again and again towards a target that moves with them, the fast weights stop at
     NORM_LIMIT x their learned initial norm; without the limit the same steps carry them past it."""
-    from nested_learning.projection_memory import NORM_LIMIT, ProjectionMemories
+    from nested_learning.memories.projection_memory import NORM_LIMIT, ProjectionMemories
     g = torch.Generator().manual_seed(0)
     memories = ProjectionMemories(d_model=16, hidden=4, init_std=0.5)
     limits = memories.norm_limits()

@@ -6,7 +6,7 @@ import torch
 
 from nested_learning import DeltaRuleMemory
 from nested_learning.ops.block_delta import _run_structure
-from nested_learning.self_modifying import _predict
+from nested_learning.memories.self_modifying import _predict
 from nested_learning.ops import (block_delta_rule, block_delta_rule_reference, gated_delta_rule,
                                  gated_delta_rule_reference, l2norm, momentum_rule_chunk, momentum_rule_reference)
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from nested_learning import Ablation
 from nested_learning.recording import Recording, RecordingError, record
-from nested_learning.recording.stats import linear_scan
+from nested_learning.recording.reconstruction import linear_scan
 from tests.conftest import random_tokens, tiny_model
 from tests.support.headers import rewrite_header
 

@@ -1,4 +1,5 @@
-"""Exact per-token statistics derived from the recorded write factors (float64 recurrences).
+"""Exact reconstruction from the recorded write factors (float64 recurrences): memory states, their norms
+and the size of each write, and the scan the CMS events use.
 
 The memory's Frobenius norm and the size of each write follow from scalar recurrences, so no
 memory matrix has to be materialised per token:

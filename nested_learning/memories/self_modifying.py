@@ -25,13 +25,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .ablation import Ablation
-from .config import HopeConfig
-from .layers import CausalConv, RMSNorm
-from .ops import gated_delta_chunk, l2norm, momentum_rule_chunk
-from .ops.common import cat_tokens, float32_kernel, last_axis_norm
+from ..ablation import Ablation
+from ..config import HopeConfig
+from ..layers import CausalConv, RMSNorm
+from ..ops import gated_delta_chunk, l2norm, momentum_rule_chunk
+from ..ops.common import cat_tokens, float32_kernel, last_axis_norm
 from .projection_memory import ProjectionMemories
-from .state import MemoryState
+from ..state import MemoryState
 
 SURPRISE_EPS = 1e-2  # keeps the relative surprise finite for a head whose value is near zero
 

@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .ops.common import last_axis_norm
-from .state import ProjectionMemoryState
+from ..ops.common import last_axis_norm
+from ..state import ProjectionMemoryState
 
 N_PROJECTIONS = 3  # key, value, gate
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .ablation import Ablation
-from .ops import block_delta_rule, l2norm
-from .state import CMSLevelState
+from ..ablation import Ablation
+from ..ops import block_delta_rule, l2norm
+from ..state import CMSLevelState
 
 
 class CMSLevel(nn.Module):

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .ops import gated_delta_rule, gated_delta_rule_reference, l2norm
-from .ops.gated_delta import DEFAULT_CHUNK
+from ..ops import gated_delta_rule, gated_delta_rule_reference, l2norm
+from ..ops.gated_delta import DEFAULT_CHUNK
 
 
 class DeltaRuleMemory(nn.Module):
