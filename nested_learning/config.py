@@ -1,6 +1,6 @@
 """HopeConfig: every architectural choice of the model in one dataclass, plus named presets.
 
-Presets (see ``../shared/spec/HOPE.md`` section 4 and README):
+Presets (README "Presets"):
     hope            attention + self-modifying memory (causal conv, window 4, on its q/k/v) + CMS + FFN,
                     persistent tokens (default)
     hope-paper      self-modifying Titans memory + CMS chain in place of the FFN, no attention,
@@ -66,7 +66,7 @@ class HopeConfig:
     # Causal attention.
     attention: bool = True
     # Sliding window in tokens; None = full causal attention. Short, so that what lies further back
-    # reaches a prediction only through the memories (HOPE.md pitfall 9; README "The model").
+    # reaches a prediction only through the memories (README "Presets": trained in, as in Titans).
     attention_window: int | None = 16
     n_persistent_tokens: int = 4  # learned key/value slots every position can attend to
     rope_base: float = 10000.0

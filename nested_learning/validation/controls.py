@@ -1,8 +1,8 @@
 """Controls that isolate the memory: another sequence's fast weights, or the learned initial ones,
 in place of a sequence's own.
 
-"Updates off" is not a control (a model trained with its memory is broken without it, HOPE.md
-pitfall 10). These are: the model runs exactly as trained, but what it learned in context is
+"Updates off" is not a control (a model trained with its memory is broken without it; docs/validation.md).
+These are: the model runs exactly as trained, but what it learned in context is
 replaced. Only the fast weights move; the local context stays the sequence's own: the attention
 cache (the window), the causal conv's last inputs and each CMS level's previous input. Anything a
 prediction still gets right under a control came through the window, not the memory.

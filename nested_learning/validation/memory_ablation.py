@@ -5,7 +5,7 @@ held-out rows; every row is the loss change against the full model with its pair
 Prose: the second reading of a 128-byte held-out passage read again after ``gap`` tokens of other prose
 (loss over its bytes 1..127). Tasks: the answer bytes of a 32-letter copy after ``gap`` tokens, of
 associative recall with pairs spread beyond the reach, and of a pass key asked ``distance`` tokens
-after it was stated. Updates off is a further row, labelled a condition (HOPE.md pitfall 10).
+after it was stated. Updates off is a further row, labelled a condition (docs/validation.md: a model trained with its memory is broken without it).
 """
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
-"""Figures and session logic of the dashboard, as pure functions tested without Streamlit.
+"""The dashboard's logic and figures, as pure functions tested without Streamlit (pages only compose them).
 
-``timelines`` / ``heatmaps`` / ``compare`` build Plotly figures from a Recording; ``session`` holds one
-browser session's memory; ``view`` parses the shareable URL; ``safe_text`` keeps user text from being read as markup;
-``lessons`` and ``checks`` are the Learn and Validate pages' computations; ``models`` picks the model.
+Figures: ``timelines`` (the run on one token axis), ``heatmaps`` (M_t, CMS weights, A/B panels), ``text_map``
+(the text coloured by surprise, clickable), ``anatomy`` (the delta rule at a token), ``probe`` (what the
+memory still holds), ``compare`` (A/B runs and B's choices), ``repeats`` (repeated spans), ``verdict`` (a run
+against its controls), ``generation`` (a prompt continued from a memory), ``validation_view``.
+Sessions and serving: ``session`` (one browser session's memory, runs in pieces), ``guard`` (the
+finiteness guard), ``admission`` (the server-wide run pool), ``view`` (the shareable URL), ``models`` (which
+model, uploads, downloads), ``presets``, ``lessons`` (the Learn page), ``snippet``, ``safe_text``, ``cli``.
 """
