@@ -23,7 +23,10 @@ def test_three_sources_with_the_same_prompt_and_seed(model):
     assert [r.source for r in rows] == ["this model, your memory", "this model, a reset memory", "the baseline transformer"]
     assert [r.memory_tokens for r in rows] == [25, 0, 0]
     assert rows[1].text == continue_prompt(model, "the", None, 8, 1.0, 3)  # seeded: reproducible
-    assert rows[0].text != rows[1].text  # the memory changes what the model writes
+    assert rows[0].text == continue_prompt(model, "the", state, 8, 1.0, 3)  # written from the session's memory
+    prompt = torch.tensor([list(b"the")])
+    with torch.no_grad():  # and that memory changes what the model would write next
+        assert not torch.allclose(model(prompt, state=state.clone()).logits, model(prompt).logits)
     assert len(continuations(model, "the", None, None, 8)) == 2
 
 
