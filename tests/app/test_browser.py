@@ -236,6 +236,7 @@ def test_play_animates_the_scrubber(page):
     page.get_by_text("Token 1 (stream position 1)").wait_for()  # one step a second, by the timer alone
     page.get_by_text("Token 2 (stream position 2)").wait_for()
     page.get_by_text("Play", exact=True).click()  # pause
+    wait_idle(page)  # a tick already in flight lands first
     page.wait_for_timeout(2500)
     paused = page.get_by_text(re.compile(r"Token \d+ \(stream position")).first.inner_text()
     page.wait_for_timeout(2500)
