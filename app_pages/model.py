@@ -8,7 +8,6 @@ import pandas as pd
 import streamlit as st
 
 from nested_learning.config import PRESETS
-from nested_learning.metrics_file import metrics_path
 from nested_learning.viz import models
 from nested_learning.viz.safe_text import escape_markdown
 from app_pages import common
@@ -71,9 +70,7 @@ with right:
 
 st.subheader("Training curve")
 metadata = getattr(model, "checkpoint_metadata", None) or {}
-frame = models.read_metrics(metrics_path(models.DEFAULT_CHECKPOINT)) if choice.kind == "shipped" else \
-    models.read_metrics(metadata.get("metrics") if isinstance(metadata.get("metrics"), list) else [])
-figure = models.training_curve(frame)
+figure = models.training_curve(models.training_metrics(model, choice))
 if figure is None:
     st.caption("No training metrics for this model (a training run writes them next to its checkpoint as "
                "*.metrics.jsonl).")

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 
 from ..checkpoint import CheckpointError, load_checkpoint, model_from_source, save_checkpoint
 from ..config import PRESETS
-from ..metrics_file import read_metrics as read_metrics_file
+from ..metrics_file import metrics_path, read_metrics as read_metrics_file
 from ..model import HopeTransformer
 from ..recording import Recording
 
@@ -131,6 +131,15 @@ def read_metrics(source) -> pd.DataFrame:
     rows = [r for r in records if isinstance(r, dict) and isinstance(r.get("step"), (int, float))
             and not isinstance(r.get("step"), bool)]
     return pd.DataFrame(rows)
+
+
+def training_metrics(model: HopeTransformer, choice: ModelChoice) -> pd.DataFrame:
+    """The curves of the model a session runs: the shipped checkpoint's metrics file beside it (the whole
+    curriculum), else the thinned curves a checkpoint carries in its metadata (an upload), else none."""
+    if choice.kind == "shipped":
+        return read_metrics(metrics_path(DEFAULT_CHECKPOINT))
+    metadata = getattr(model, "checkpoint_metadata", None) or {}
+    return read_metrics(metadata.get("metrics") if isinstance(metadata.get("metrics"), list) else [])
 
 
 def _curves(frame: pd.DataFrame, words: tuple[str, ...]) -> list[str]:

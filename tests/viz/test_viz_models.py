@@ -81,3 +81,16 @@ def test_an_upload_loads_from_its_bytes_keyed_by_content_and_a_bad_one_names_the
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
     with pytest.raises(CheckpointError, match=r"^bad\.safetensors"):
         models.load_upload("bad.safetensors", b"not a checkpoint", "cpu")
+
+
+def test_training_metrics_come_from_the_shipped_file_or_the_checkpoint_metadata(tmp_path, monkeypatch):
+    shipped = save_checkpoint(tiny_model(), tmp_path / "shipped.safetensors")
+    (tmp_path / "shipped.metrics.jsonl").write_text('{"kind": "train", "step": 1, "loss": 5.0}\n'
+                                                    '{"kind": "train", "step": 2, "loss": 4.0}\n')
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", shipped)
+    model = load_checkpoint(shipped)
+    assert list(models.training_metrics(model, models.ModelChoice("shipped", "shipped.safetensors", "cpu"))["loss"]) == [5.0, 4.0]
+    uploaded = load_checkpoint(save_checkpoint(tiny_model(), tmp_path / "up.safetensors",
+                                               {"metrics": [{"kind": "train", "step": 3, "loss": 2.5}]}))
+    assert list(models.training_metrics(uploaded, models.ModelChoice("upload", "up", "cpu", "abc"))["loss"]) == [2.5]
+    assert models.training_metrics(model, models.ModelChoice("preset", "hope", "cpu")).empty
