@@ -67,9 +67,9 @@ def server_side(model, text: str, rounds: int):
             started = time.perf_counter()
             memory = heatmaps.memory_figures(recording.memory_matrix(0, 0, t), recording.memory_delta(0, 0, t))
             cms = heatmaps.cms_figure(replay.weights(t), model.config.cms_periods)
-            text = text_figure(byte_spans(recording.tokens.tolist(), timelines.stream_row(recording, "surprise", 0)),
-                               "surprise", cursor=t)
-            [pio.to_json(f, validate=False) for f in (*memory, cms, text)]
+            coloured = text_figure(byte_spans(recording.tokens.tolist(), timelines.stream_row(recording, "surprise", 0)),
+                                   "surprise", cursor=t)
+            [pio.to_json(f, validate=False) for f in (*memory, cms, coloured)]
             moves.append(time.perf_counter() - started)
         if r:  # the first round warms up
             run.append(first), events.append(second), replay_build.append(build), scrub.extend(moves)
