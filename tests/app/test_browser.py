@@ -260,5 +260,33 @@ def test_on_a_phone_the_panels_stack_and_reset_is_in_reach(browser, server):
         reset.scroll_into_view_if_needed()
         assert reset.is_visible()
         reset.click()
+        phone.get_by_text("Tokens in this run").wait_for(state="detached")  # the memory and the run are gone
         wait_idle(phone)
-        assert phone.get_by_text("Tokens in this run").count() == 0  # the memory and the run are gone
+
+
+def test_classroom_mode_shows_one_figure_and_each_tool_works(page):
+    click(page, "Run")
+    page.get_by_text("Tokens in this run").wait_for()
+    wait_idle(page)
+    page.locator('[data-testid="stSidebar"]').get_by_text("Classroom mode").click()
+    wait_idle(page)
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    assert charts.count() == 1  # the timelines alone
+    figure_button = lambda name: page.locator('[data-testid="stButtonGroup"] button', has_text=re.compile(f"^{name}$"))
+    figure_button("Delta rule").click()
+    page.get_by_text(re.compile(r"How token \d+ was written")).wait_for()  # open, not in an expander
+    wait_idle(page)
+    assert charts.count() == 1 and page.get_by_text("M_t - M_(t-1)").count() == 0  # the anatomy alone
+    figure_button("Verdict").click()
+    wait_idle(page)
+    click(page, "What did test-time learning do here?")
+    page.get_by_text(re.compile(r"^Against another document's memory")).wait_for()
+    wait_idle(page)
+    page.mouse.move(0, 0)  # the verdict button's tooltip would cover the picker
+    figure_button("Continue a prompt").click()
+    wait_idle(page)
+    page.get_by_text("Continue a prompt from this memory").click()
+    click(page, "Continue")
+    page.get_by_text("this model, your memory").wait_for()
+    page.get_by_text("this model, a reset memory").wait_for()
+    wait_idle(page)
