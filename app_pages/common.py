@@ -188,13 +188,11 @@ CLASSROOM_CSS = """<style>
 </style>"""
 
 
-def classroom() -> bool:
-    """Classroom mode (sidebar): larger type, one figure at a time on Explore, and the lessons ask for a
-    prediction before they reveal."""
-    on = bool(st.session_state.get("classroom"))
-    if on:
+def classroom() -> None:
+    """Classroom mode (sidebar): larger type here; one figure at a time on Explore and a prediction before
+    each lesson's reveal are the pages' (``figure_shown``, ``in_classroom``)."""
+    if in_classroom():
         st.html(CLASSROOM_CSS)
-    return on
 
 
 # Classroom mode shows Explore's results one figure at a time, chosen here (in this order).
@@ -203,7 +201,7 @@ CLASSROOM_FIGURES = ("Timelines", "Memory M_t", "Delta rule", "Probe", "CMS", "C
 
 def classroom_figure_picker() -> None:
     """In classroom mode: the one figure Explore shows (see ``figure_shown``)."""
-    if st.session_state.get("classroom"):
+    if in_classroom():
         st.segmented_control("Figure", CLASSROOM_FIGURES, default=CLASSROOM_FIGURES[0], key="classroom_figure",
                              persist_state="session", help="Classroom mode shows one figure at a time.")
 
@@ -211,7 +209,7 @@ def classroom_figure_picker() -> None:
 def figure_shown(name: str) -> bool:
     """Whether Explore draws this figure: all of them normally, only the chosen one in classroom mode."""
     assert name in CLASSROOM_FIGURES, name
-    if not st.session_state.get("classroom"):
+    if not in_classroom():
         return True
     return (st.session_state.get("classroom_figure") or CLASSROOM_FIGURES[0]) == name
 

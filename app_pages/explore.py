@@ -151,7 +151,7 @@ def timelines_section(recording):
     all_heads = st.toggle("All heads", key="explore_all_heads", persist_state="session",
                           help="One row per layer and head; off: one row per layer, the mean over its heads.")
     timeline = st.empty()
-    scrub_to_clicked(st.session_state.get("timeline"), recording)  # before drawing, so the cursor follows a click
+    scrub_to_clicked_timeline(recording)  # before drawing, so the cursor follows a click
     cursor = st.session_state.get("explore_token")
     if not recording.events_ready:
         timeline.plotly_chart(timelines.timeline_figure(recording, all_heads=all_heads, cursor=cursor),
@@ -159,9 +159,8 @@ def timelines_section(recording):
         with st.spinner("Deriving CMS update events..."):
             recording.cms_events()
     found = repeats.find_repeats(recording.tokens.tolist())
-    event = timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events(), found, all_heads, cursor),
-                                  config=common.PLOT_CONFIG, key="timeline", on_select="rerun", selection_mode=("points", "box"))
-    scrub_to_clicked(event, recording)
+    timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events(), found, all_heads, cursor),
+                          config=common.PLOT_CONFIG, key="timeline", on_select="rerun", selection_mode=("points", "box"))
     st.caption("Click a point on a timeline, or drag across one, to scrub to that token (the start of the span). The "
                "dotted line marks the scrubbed token as of the last redraw; the slider below moves the panels under it.")
     if found:
@@ -189,13 +188,19 @@ def section(title: str):
     return st.expander(title)
 
 
-def scrub_to_clicked(event, recording):
-    """A click on a timeline moves the scrubber to that token (once per click: the selection stays in the
-    chart's state across reruns, so only a new one is applied)."""
-    clicked = timelines.clicked_positions(event)
-    if clicked and clicked != st.session_state.get("explore_clicked"):
-        st.session_state.explore_clicked = clicked
-        st.session_state.explore_token = min(max(clicked[0] - recording.start_position, 0), recording.n_tokens - 1)
+def scrub_to(source: str, clicked, token: int | None) -> None:
+    """Move the scrubber to ``token`` (a run index) for a new click on a chart. A chart's selection stays in
+    its state across reruns, so a click is applied once: ``clicked`` (what was selected) is remembered per chart."""
+    memo = f"explore_clicked_{source}"
+    if token is not None and clicked != st.session_state.get(memo):
+        st.session_state[memo] = clicked
+        st.session_state.explore_token = token
+
+
+def scrub_to_clicked_timeline(recording) -> None:
+    clicked = timelines.clicked_positions(st.session_state.get("timeline"))
+    token = min(max(clicked[0] - recording.start_position, 0), recording.n_tokens - 1) if clicked else None
+    scrub_to("timeline", clicked, token)
 
 
 def text_spans(recording, layer: int) -> tuple[list, str]:
@@ -212,12 +217,8 @@ def text_spans(recording, layer: int) -> tuple[list, str]:
 
 
 def scrub_to_clicked_character(recording, layer: int) -> None:
-    """A click on a character of the text figure moves the scrubber there (once per click, like the timelines)."""
-    event = st.session_state.get("text_map")
-    clicked = text_map.clicked_token(event, text_spans(recording, layer)[0])
-    if clicked is not None and (recording.start_position, clicked) != st.session_state.get("explore_text_clicked"):
-        st.session_state.explore_text_clicked = (recording.start_position, clicked)
-        st.session_state.explore_token = clicked
+    token = text_map.clicked_token(st.session_state.get("text_map"), text_spans(recording, layer)[0])
+    scrub_to("text", (recording.start_position, token), token)
 
 
 PLAY_SECONDS = 1.0  # one step of the play animation

@@ -7,7 +7,6 @@ from nested_learning.viz import lessons
 from app_pages import common
 
 LESSON_TEXT_LIMIT = 400  # bytes: the lessons read a short text several times
-CLASSROOM = bool(st.session_state.get("classroom"))  # set in the sidebar (app.py applies the larger type)
 
 
 def show_verdict(checks: list[tuple[bool, str]]):
@@ -18,13 +17,13 @@ def show_verdict(checks: list[tuple[bool, str]]):
 
 def predict(key: str, question: str, options: tuple[str, ...]):
     """Classroom mode: the class commits to an answer before the lesson reveals it."""
-    if CLASSROOM:
+    if common.in_classroom():
         st.radio(f"Predict first: {question}", options, index=None, key=f"learn_{key}_predict", horizontal=True)
 
 
 def reveal(key: str, outcome: str):
     """Classroom mode: the class's prediction beside what the model did."""
-    prediction = st.session_state.get(f"learn_{key}_predict") if CLASSROOM else None
+    prediction = st.session_state.get(f"learn_{key}_predict") if common.in_classroom() else None
     if prediction is not None:
         st.info(f"You predicted **{prediction}**; the model: **{outcome}**.", icon=":material/psychology:")
 
@@ -93,7 +92,7 @@ with repeat:
         "time a phrase goes by everything is new; when it comes again the memory has already written those "
         "key-value pairs, so surprise drops copy after copy.",
         "phrase", "the cat sat on the mat. ", "repeat", "Read it 4 times",
-        ("will surprise on the fourth copy be lower than on the first?", ("lower", "about the same", "higher")))
+        ("will surprise on the fourth copy be lower than on the first?", lessons.REPETITION_OUTCOMES))
     if phrase is not None:
         with common.refusals_shown(), common.admitted():
             recording, table = lessons.repetition(model, phrase, 4)
@@ -102,9 +101,7 @@ with repeat:
                             config=common.PLOT_CONFIG, key="learn_repeat_fig")
             st.dataframe(common.for_people(table), hide_index=True, key="learn_repeat_table")
             show_verdict(lessons.repetition_verdict(table))
-            first, last = table["mean surprise"].iloc[0], table["mean surprise"].iloc[-1]
-            outcome = "lower" if last < 0.9 * first else "higher" if last > 1.1 * first else "about the same"
-            reveal("repeat", outcome)
+            reveal("repeat", lessons.repetition_outcome(table))
 
 with cms:
     st.markdown(

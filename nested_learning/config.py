@@ -1,8 +1,8 @@
 """HopeConfig: every architectural choice of the model in one dataclass, plus named presets.
 
 Presets (README "Presets"):
-    hope            attention + self-modifying memory (causal conv, window 4, on its q/k/v) + CMS + FFN,
-                    persistent tokens (default)
+    hope            attention + self-modifying memory (one wide head, shifted keys, causal conv of width 4
+                    on its inputs) + CMS + FFN, persistent tokens (default)
     hope-paper      self-modifying Titans memory + CMS chain in place of the FFN, no attention,
                     causal conv (window 4) on q/k/v
     hope-attention  attention + CMS

@@ -24,7 +24,7 @@ def cms_parameter_shapes(config: HopeConfig) -> Shapes:
 
 def block_parameter_shapes(config: HopeConfig) -> Shapes:
     """The parameters of one HopeBlock (every block has the same)."""
-    D, H, d = config.d_model, config.n_heads, config.head_dim
+    D = config.d_model
     shapes: Shapes = {}
     if config.attention:
         if config.n_persistent_tokens:

@@ -1,8 +1,10 @@
 """SelfModifyingMemory: the test-time-learning memory of a Hope layer.
 
-Per head, per token (B batch, H heads, T tokens, d head width, D = H d):
+Per head, per token (B batch, H memory heads, T tokens, d head width, D = H d):
     q_t = l2norm(W_q x_t)                                 static query (the paper's ablation)
     k_t, v_t, g_t = P_k, P_v, P_g (static maps of x_t)    self-modifying projection memories
+        with ``shifted_keys`` the key's input is token t-1's query features instead, k_t = P_k(W_q x_{t-1})
+        (a learned initial query for a stream's first token): each write binds a context to its successor
     surprise_t      = ||v_t - M_{t-1} k_t||                  prediction error before the write
     learning_rate_t = max_lr * sigmoid(a(g_t) + w * gate_surprise_t)           bounded
         gate_surprise_t = ||v_t - M_c k_t|| / ||v_t||: the relative error (scale-free: about 1 for a
@@ -30,8 +32,8 @@ from ..config import HopeConfig
 from ..layers import CausalConv, RMSNorm
 from ..ops import gated_delta_chunk, l2norm, momentum_rule_chunk
 from ..ops.common import cat_tokens, float32_kernel, last_axis_norm
-from .projection_memory import ProjectionMemories
 from ..state import MemoryState
+from .projection_memory import ProjectionMemories
 
 SURPRISE_EPS = 1e-2  # keeps the relative surprise finite for a head whose value is near zero
 

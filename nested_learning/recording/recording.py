@@ -165,8 +165,8 @@ class Recording:
             raise KeyError(f"layer {layer} has no recorded memory")
         if not 0 <= head < self.config.n_memory_heads:
             raise IndexError(f"head {head} is outside this model (0..{self.config.n_memory_heads - 1})")
-        if f"full.{prefix}memory" in self.tensors and t >= 0:
-            return self.tensors[f"full.{prefix}memory"][t, head].double()
+        if streams.full_memory(layer) in self.tensors and t >= 0:
+            return self.tensors[streams.full_memory(layer)][t, head].double()
         return rebuild_memory(self.tensors, prefix, head, t)
 
     def memory_delta(self, layer: int, head: int, t: int) -> torch.Tensor:

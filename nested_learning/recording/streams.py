@@ -10,10 +10,9 @@ Library code asks these functions (or ``Recording.memory_stream``) instead of wr
 from __future__ import annotations
 
 # Per-token memory streams [T, H], each one number per token and head.
+# (With Titans momentum, ``momentum_gate`` too.) The factors [T, H, d]: ``keys`` and ``writes``
+# u_t = lr_t (v_t - M_{t-1} k_t) rebuild M_t exactly; ``values`` are kept for the delta rule's anatomy.
 MEMORY_STREAMS = ("surprise", "gate_surprise", "learning_rate", "retention", "write_norm", "memory_norm")
-MOMENTUM_STREAM = "momentum_gate"  # only with Titans momentum
-# [T, H, d]: the key and the write u_t = lr_t (v_t - M_{t-1} k_t) rebuild M_t; the value is for the anatomy.
-MEMORY_FACTORS = ("keys", "writes", "values")
 
 
 def memory(layer: int, name: str) -> str:

@@ -65,8 +65,8 @@ CPU = {
 }
 
 # The same curriculum with balanced windows (a task window weighs as much as a prose window) and half
-# tasks in the last stage. It keeps the copying the first stage teaches (unbalanced, it is forgotten once
-# prose joins) but never learns to reread prose; docs/training.md "Recipes" has both runs' numbers.
+# tasks in the last stage. Measured with the memory before shifted keys, it kept the copying the first
+# stage teaches but never learned to reread prose; docs/training.md "Recipes" has both runs' numbers.
 CPU_BALANCED = copy.deepcopy(CPU)
 CPU_BALANCED.update(name="cpu-balanced", description=CPU["description"] + "; windows balanced")
 CPU_BALANCED["common"]["balance_windows"] = True

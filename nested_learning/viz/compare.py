@@ -26,22 +26,18 @@ def b_options(presets, shipped: bool, uploaded: bool, current_kind: str) -> list
             + (["upload"] if uploaded and current_kind != "upload" else []) + [f"preset:{name}" for name in presets])
 
 
-def b_label(option: str, shipped_name: str = "") -> str:
-    if option == "same":
-        return "the current model"
-    if option == "shipped":
-        return f"the shipped checkpoint ({shipped_name})"
-    if option == "upload":
-        return "your uploaded checkpoint"
-    return f"random-init '{option.split(':', 1)[1]}' preset"
-
-
 def b_source(option: str) -> tuple[str, str]:
     """(kind, name) of the model B option names: ("same", ""), ("upload", ""), ("shipped", "") or
     ("preset", name)."""
     if option.startswith("preset:"):
         return "preset", option.split(":", 1)[1]
     return option, ""
+
+
+def b_label(option: str, shipped_name: str = "") -> str:
+    kind, name = b_source(option)
+    return {"same": "the current model", "shipped": f"the shipped checkpoint ({shipped_name})",
+            "upload": "your uploaded checkpoint"}.get(kind, f"random-init '{name}' preset")
 
 
 def side_label(ablation: Ablation, option: str, shipped_name: str = "") -> str:

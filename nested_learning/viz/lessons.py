@@ -172,6 +172,16 @@ def repetition(model: HopeTransformer, phrase: str, times: int = 4,
     return recording, pd.DataFrame(rows)
 
 
+REPETITION_OUTCOMES = ("lower", "about the same", "higher")
+
+
+def repetition_outcome(table: pd.DataFrame) -> str:
+    """What the class is asked to predict: mean surprise on the last copy against the first, within 10%
+    "about the same"."""
+    first, last = table["mean surprise"].iloc[0], table["mean surprise"].iloc[-1]
+    return REPETITION_OUTCOMES[0] if last < 0.9 * first else REPETITION_OUTCOMES[2] if last > 1.1 * first else REPETITION_OUTCOMES[1]
+
+
 def repetition_verdict(table: pd.DataFrame) -> list[tuple[bool, str]]:
     """Does surprise (and loss) fall from the first copy to the last? Each claim with its numbers."""
     first, last = table.iloc[0], table.iloc[-1]
@@ -185,7 +195,6 @@ def repetition_verdict(table: pd.DataFrame) -> list[tuple[bool, str]]:
         checks.append((falls, f"{what} {'fell' if falls else 'did not fall'}: {a:.3f} on copy 1, {b:.3f} on copy "
                               f"{len(table)}" + ("." if falls else ": this model does not show it on this phrase.")))
     return checks
-
 
 
 def surprise_by_copy_figure(recording: Recording, copy_length: int, title: str = "") -> go.Figure:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+VISIBLE_SPACE = "\u00b7"  # a space drawn as a character (a middle dot), where a blank would look like nothing
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&=\"'])")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .safe_text import Span, plotly_label
+from .safe_text import VISIBLE_SPACE, Span, plotly_label
 
 LINE_WIDTH = 40  # characters per line: each cell stays wider than a 12 px character on a phone
 
@@ -60,7 +60,7 @@ def text_figure(spans: list[Span], value_name: str, start_position: int = 0, wid
     grid[row, column] = values
     where = [f"token {start_position + s.first}" if s.first == s.last else
              f"tokens {start_position + s.first}-{start_position + s.last}" for s in spans]
-    labels = [plotly_label("\u00b7" if s.label == " " else s.label) for s in spans]
+    labels = [plotly_label(VISIBLE_SPACE if s.label == " " else s.label) for s in spans]
     fig = go.Figure(go.Heatmap(z=grid, zmin=0, zmax=top, colorscale="Oranges", hoverinfo="skip", xgap=1, ygap=1,
                                colorbar=dict(title=dict(text=value_name, side="right"), thickness=10)))
     fig.add_trace(go.Scatter(

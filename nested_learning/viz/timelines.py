@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 
 from ..recording import Recording
 from ..tokenizer import ByteTokenizer
-from .safe_text import plotly_label
+from .safe_text import VISIBLE_SPACE, plotly_label
 
 MEMORY_ROWS = (("surprise", "surprise ||v - M k||", "Oranges"), ("learning_rate", "learning rate", "Blues"),
                ("retention", "retention", "Greens"))
@@ -94,7 +94,7 @@ def text_ticks(recording: Recording) -> dict:
     so it is visible), else plain positions (the characters are in the hover)."""
     if recording.n_tokens > MAX_TEXT_TICKS:
         return dict(title_text="token position in the stream")
-    labels = ["·" if label == " " else label for label in token_labels(recording)]
+    labels = [VISIBLE_SPACE if label == " " else label for label in token_labels(recording)]
     return dict(tickvals=list(range(recording.start_position, recording.start_position + recording.n_tokens)),
                 ticktext=labels, tickangle=0, tickfont=dict(family="monospace", size=11),
                 title_text="the text, one character per token (hover for its position)")

@@ -137,3 +137,9 @@ def test_the_recall_lesson_reads_with_updates_on_and_off_and_names_its_outcome()
     assert lesson.checks == lessons.recall_verdict(accuracy, frozen, len(table))
     expected = "most" if accuracy > 0.5 else "some" if lesson.checks[0][0] else "about chance (10%)"
     assert lesson.outcome == expected and lesson.outcome in lessons.RECALL_OUTCOMES
+
+
+@pytest.mark.parametrize("last, outcome", [(3.0, "lower"), (4.1, "about the same"), (5.0, "higher")])
+def test_the_repetition_outcome_compares_the_last_copy_with_the_first(last, outcome):
+    table = pd.DataFrame({"copy": [1, 2], "mean surprise": [4.0, last], "mean loss": [2.0, 1.0]})
+    assert lessons.repetition_outcome(table) == outcome
