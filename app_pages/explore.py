@@ -3,7 +3,6 @@ runs until Reset; the token scrubber redraws the memory heatmaps without rerunni
 from __future__ import annotations
 
 import math
-import time
 
 import streamlit as st
 
@@ -30,13 +29,19 @@ DEMOS = (("phrase", "A phrase read 8 times", "Does each copy get cheaper?"),
          ("distractor", "A long text", "What does the memory keep over 500 bytes?"))
 
 
+def collapse_input():
+    """After Run the input folds away, so the run's figures come first (1280 x 720: the timelines in view)."""
+    st.session_state.explore_input_folded = True
+
+
 def start_demo(preset: str):
     st.session_state[common.WIDGET_KEYS["preset"]] = preset
     st.session_state.explore_source = "Preset"
     st.session_state.autorun = True
+    collapse_input()
 
 
-if session.runs == 0 and not st.session_state.get("autorun"):
+if session.runs == 0 and not st.session_state.get("autorun") and not st.session_state.get("explore_input_folded"):
     with st.container(border=True):
         st.markdown("**Test-time learning**: this model has a memory whose weights change *while it reads*. Each "
                     "token is written into a matrix by the delta rule, and later tokens read from it. Pick a demo "
@@ -81,23 +86,25 @@ def input_text() -> tuple[str, str]:
     return preset.text, f"the preset '{preset.title}'"
 
 
-with st.container(border=True):
+# Open until the first Run, which folds it (the browser keeps it open once the user opens it again).
+with st.expander("Input and switches", expanded=not st.session_state.get("explore_input_folded"), icon=":material/edit_note:"):
     text, origin = input_text()
     off = common.ablation_picker(config, common.WIDGET_KEYS["off"])
-    n_tokens = len(ByteTokenizer().encode(text))
-    left, middle, right = st.columns([1, 1, 3], vertical_alignment="center")
-    blank = not text.strip()  # nothing to read (only whitespace): Run waits for text
-    run_clicked = left.button("Run", type="primary", key="run", width="stretch", disabled=blank)
-    with middle:
-        common.reset_button("reset_memory_main")
-    right.caption("Nothing to read yet: type or choose some text." if blank else
-                  f"{n_tokens} tokens (UTF-8 bytes) from {origin}; one run takes at most {MAX_RUN_TOKENS}. "
-                  "A run continues from the memory of the runs before it, until Reset.")
+n_tokens = len(ByteTokenizer().encode(text))
+left, middle, right = st.columns([1, 1, 3], vertical_alignment="center")
+blank = not text.strip()  # nothing to read (only whitespace): Run waits for text
+run_clicked = left.button("Run", type="primary", key="run", width="stretch", disabled=blank, on_click=collapse_input)
+with middle:
+    common.reset_button("reset_memory_main")
+switched = f" Switched off: {', '.join(off)}." if off else ""
+right.caption("Nothing to read yet: type or choose some text." if blank else
+              f"{n_tokens} tokens (UTF-8 bytes) from {origin}; one run takes at most {MAX_RUN_TOKENS}. "
+              f"A run continues from the memory of the runs before it, until Reset.{switched}")
 
 
 def do_run():
-    status = st.status(f"Reading {n_tokens} tokens...", expanded=False)
-    started = time.perf_counter()
+    progress = st.empty()  # the progress line goes once the run is read: the run time is in the metrics
+    status = progress.status(f"Reading {n_tokens} tokens...", expanded=False)
     try:
         with common.admitted():
             result = session.run(model, text, Ablation.from_names(off), deadline_s=common.run_deadline())
@@ -105,7 +112,7 @@ def do_run():
         status.update(label="Run refused", state="error")
         st.error(str(e), icon=":material/block:")
         return
-    status.update(label=f"Read {n_tokens} tokens in {time.perf_counter() - started:.2f} s", state="complete")
+    progress.empty()
     pending = st.session_state.pop("pending_token", None)
     st.session_state.explore_token = pending if pending is not None else result.recording.n_tokens - 1
 
@@ -133,10 +140,10 @@ def show_run(result):
     if recording.ablation.names_off():
         st.caption("Switched off in this run: " + ", ".join(recording.ablation.names_off()))
     common.classroom_figure_picker()
-    if common.figure_shown("Verdict"):
-        explore_tools.verdict_panel(model, choice, result)
     if common.figure_shown("Timelines"):
         timelines_section(recording)
+    if common.figure_shown("Verdict"):
+        explore_tools.verdict_panel(model, choice, result)
     if not common.in_classroom():
         explore_tools.overlay_panel(session)
         downloads(recording)
@@ -147,9 +154,10 @@ def show_run(result):
 def timelines_section(recording):
     # Timelines are drawn at once, then again with the CMS raster once its events are derived (the
     # recording caches them, so later reruns draw the raster straight away).
-    st.subheader("Timelines")
-    all_heads = st.toggle("All heads", key="explore_all_heads", persist_state="session",
-                          help="One row per layer and head; off: one row per layer, the mean over its heads.")
+    title, toggle = st.columns([3, 1], vertical_alignment="bottom")
+    title.subheader("Timelines")
+    all_heads = toggle.toggle("All heads", key="explore_all_heads", persist_state="session",
+                              help="One row per layer and head; off: one row per layer, the mean over its heads.")
     timeline = st.empty()
     scrub_to_clicked_timeline(recording)  # before drawing, so the cursor follows a click
     cursor = st.session_state.get("explore_token")

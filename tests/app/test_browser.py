@@ -71,6 +71,8 @@ def test_explore_run_scrub_ablate_download(page, tmp_path):
     with page.expect_download() as download:
         click(page, "Download per-token CSV")
     assert download.value.suggested_filename == "recording.csv"
+    page.get_by_text("Input and switches").click()  # Run folded the input away: open it again
+    wait_idle(page)
     click(page, "memory")  # switch the memory off
     page.wait_for_url("**off=memory**")  # the pill's rerun has finished
     wait_idle(page)
@@ -241,6 +243,23 @@ def test_play_animates_the_scrubber(page):
     paused = page.get_by_text(re.compile(r"Token \d+ \(stream position")).first.inner_text()
     page.wait_for_timeout(2500)
     assert page.get_by_text(re.compile(r"Token \d+ \(stream position")).first.inner_text() == paused
+
+
+def test_on_a_laptop_screen_the_run_shows_its_timelines_without_scrolling(browser, server):
+    """1280 x 720: Run folds the input away, so the loss timeline is in view at the top of the page (the
+    surprise panel starts at the fold)."""
+    with session_page(browser, 720, 1280) as laptop:
+        laptop.goto(server + "/explore")
+        wait_idle(laptop)
+        click(laptop, "Run")
+        laptop.get_by_text("Tokens in this run").wait_for()
+        wait_idle(laptop)
+        laptop.evaluate("() => { window.scrollTo(0, 0); document.querySelectorAll('*').forEach(e => { e.scrollTop = 0; }); }")
+        timeline = laptop.locator('[data-testid="stPlotlyChart"]').filter(has=laptop.locator("text=next-token loss")).first
+        box = timeline.bounding_box()
+        assert box["y"] + 200 <= 720, box  # the whole loss panel (title, axis and curve: its first 200 px)
+        folded = laptop.locator('[data-testid="stExpander"]', has_text="Input and switches").locator("details")
+        assert folded.get_attribute("open") is None  # the input folded away, one click from being open again
 
 
 def test_on_a_phone_the_panels_stack_and_reset_is_in_reach(browser, server):
