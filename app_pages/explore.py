@@ -169,8 +169,9 @@ def timelines_section(recording):
     found = repeats.find_repeats(recording.tokens.tolist())
     timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events(), found, all_heads, cursor),
                           config=common.PLOT_CONFIG, key="timeline", on_select="rerun", selection_mode=("points", "box"))
-    st.caption("Click a point on a timeline, or drag across one, to scrub to that token (the start of the span). The "
-               "dotted line marks the scrubbed token as of the last redraw; the slider below moves the panels under it.")
+    st.caption("Click any panel (a heatmap column too) to scrub to that token; drag to zoom in, double-click to zoom "
+               "out (the toolbar's box tool selects a span: the scrubber goes to its start). The dotted line marks the "
+               "scrubbed token as of the last redraw; the slider below moves the panels under it.")
     if found:
         st.caption(f"Green bands: {len(found)} span{'s' if len(found) > 1 else ''} of {repeats.MIN_REPEAT}+ bytes this run "
                    "read before (grey: where it read them first). Is the repeat cheaper than the first reading?")

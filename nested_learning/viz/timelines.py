@@ -63,6 +63,17 @@ def _colorbar(fig: go.Figure, row: int) -> dict:
     return dict(y=(domain[0] + domain[1]) / 2, len=(domain[1] - domain[0]) * 1.05, thickness=10)
 
 
+def _click_target(positions: np.ndarray, y) -> go.Scatter:
+    """Invisible points, one per token, across a panel: heatmaps and line-only traces cannot be selected,
+    so without them a click would not scrub (with x-unified hover a click anywhere on the panel picks
+    the point at that token). No hover label of their own: the panel's trace says it all. ``y``: the
+    points' heights, or one row name for a heatmap panel."""
+    hidden = dict(marker=dict(opacity=0))
+    return go.Scatter(x=positions, y=[y] * len(positions) if isinstance(y, str) else y, mode="markers",
+                      marker=dict(opacity=0, size=4), hoverinfo="none", showlegend=False, name="click target",
+                      selected=hidden, unselected=hidden)
+
+
 def raster_rows(recording: Recording) -> list[tuple[int, int]]:
     """(layer, level) of each raster row, top to bottom."""
     return [(layer, level) for layer in recording.cms_layers for level in range(len(recording.config.cms_periods))]
@@ -125,6 +136,7 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
     fig.add_trace(go.Scatter(x=positions, y=loss, mode="lines", name="loss", line=dict(width=1.2),
                              customdata=token_labels(recording),
                              hovertemplate="position %{x} '%{customdata}'<br>loss %{y:.3f}<extra></extra>"), row=1, col=1)
+    targets = [(_click_target(positions, np.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)), 1)]
     row = 1
     if has_memory:
         for stream, title, scale in MEMORY_ROWS:
@@ -137,6 +149,7 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
                                      colorbar=_colorbar(fig, row),
                                      hovertemplate=f"position %{{x}}, %{{y}}<br>{title} %{{z:.4g}}<extra></extra>"),
                           row=row, col=1)
+            targets.append((_click_target(positions, names[len(names) // 2]), row))
             fig.update_yaxes(autorange="reversed", row=row, col=1)
     if has_cms:
         row += 1
@@ -145,6 +158,8 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
         periods = recording.config.cms_periods
         fig.update_yaxes(tickvals=list(range(len(rows))), ticktext=[f"L{l} P{periods[v]}" for l, v in rows],
                          autorange="reversed", row=row, col=1)
+    for target, target_row in targets:  # after the panels' own traces, which keep their indices
+        fig.add_trace(target, row=target_row, col=1)
     # One paper-high rectangle per band (the x axes are shared): add_vrect per subplot is 10x slower.
     p0 = recording.start_position
     shapes = [dict(type="rect", xref="x", yref="paper", x0=p0 + start - 0.5, x1=p0 + start + r.length - 0.5,
@@ -158,7 +173,7 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
     # Hover and click by token position: every panel's value at that token, and a click anywhere on a
     # panel selects the token (the page scrubs to it).
     fig.update_layout(height=220 + 130 * sum(heights), showlegend=False, margin=dict(l=10, r=60, t=40, b=40),
-                      hovermode="x unified", clickmode="event+select", dragmode="select")
+                      hovermode="x unified", clickmode="event+select", dragmode="zoom")
     return fig
 
 

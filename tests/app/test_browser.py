@@ -200,34 +200,37 @@ def test_a_link_to_typed_text_reproduces_the_run_in_a_fresh_browser(browser, ser
 
 
 def test_clicking_a_timeline_scrubs_to_that_token(page):
+    """A click on the loss panel or on a heatmap column (not only a drag) moves the scrubber and the cursor."""
     click(page, "Run")
     page.get_by_text("Tokens in this run").wait_for()
     wait_idle(page)
     n = len(TEXT_PRESETS["phrase"].text)
     page.get_by_text(f"Token {n - 1} (stream position {n - 1})").wait_for()
-    last = page.get_by_text(f"Token {n - 1} (stream position {n - 1})")
-    for attempt in range(3):  # a drag that lands while the chart is being redrawn is lost: drag again
-        area = page.locator('[data-testid="stPlotlyChart"]').first.locator("g.draglayer g.xy rect.nsewdrag").first
-        area.scroll_into_view_if_needed()
-        box = area.bounding_box()
-        x0, y0 = box["x"] + box["width"] * 0.25, box["y"] + 2
-        page.mouse.move(x0, y0)  # drag a narrow box a quarter of the way along the loss panel
-        page.mouse.down()
-        page.mouse.move(x0 + 20, y0 + box["height"] - 4, steps=5)
-        page.mouse.up()
-        try:
-            last.wait_for(state="detached", timeout=15_000)  # the rerun scrubbed
-            break
-        except PlaywrightTimeout:
-            assert attempt < 2, "three drags on the timeline never moved the scrubber"
-    wait_idle(page)
-    caption = page.get_by_text(re.compile(r"Token \d+ \(stream position \d+\)")).first.inner_text()
-    token = int(re.search(r"Token (\d+)", caption).group(1))
-    assert abs(token - (n - 1) * 0.25) <= 12, caption  # about a quarter of the way along the run, not the last token
-    assert "loss" in caption and "surprise" in caption
-    cursors = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.shapes"
-                            ".filter(s => s.type === 'line').map(s => s.x0)")
-    assert cursors == [token]  # the timelines' cursor is at the clicked token (the run starts at position 0)
+    panels = page.locator('[data-testid="stPlotlyChart"]').first.locator("g.draglayer rect.nsewdrag")
+    for panel, fraction in ((0, 0.25), (2, 0.5)):  # the loss panel, then the learning-rate heatmap
+        caption = page.get_by_text(re.compile(r"Token \d+ \(stream position \d+\)")).first
+        before = caption.inner_text()
+        for attempt in range(3):  # a click that lands while the chart is being redrawn is lost: click again
+            area = panels.nth(panel)
+            area.scroll_into_view_if_needed()
+            box = area.bounding_box()
+            x, y = box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2
+            page.mouse.move(x, y)  # hover first: the click selects the hovered token
+            page.wait_for_timeout(200)
+            page.mouse.click(x, y)
+            try:
+                page.get_by_text(before).wait_for(state="detached", timeout=15_000)  # the rerun scrubbed
+                break
+            except PlaywrightTimeout:
+                assert attempt < 2, f"three clicks on panel {panel} never moved the scrubber"
+        wait_idle(page)
+        caption = page.get_by_text(re.compile(r"Token \d+ \(stream position \d+\)")).first.inner_text()
+        token = int(re.search(r"Token (\d+)", caption).group(1))
+        assert abs(token - (n - 1) * fraction) <= 12, caption  # where the click was along the run
+        assert "loss" in caption and "surprise" in caption
+        cursors = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.shapes"
+                                ".filter(s => s.type === 'line').map(s => s.x0)")
+        assert cursors == [token]  # the timelines' cursor is at the clicked token (the run starts at position 0)
 
 
 def test_play_animates_the_scrubber(page):

@@ -23,7 +23,7 @@ def runs():
 def test_timeline_rows_hold_the_streams(runs):
     _, rec = runs
     fig = timelines.timeline_figure(rec)
-    loss, surprise, lr, retention = fig.data
+    loss, surprise, lr, retention, *targets = fig.data
     positions = np.arange(rec.n_tokens) + 5
     np.testing.assert_array_equal(loss.x, positions)
     np.testing.assert_allclose(loss.y, rec.stream("loss").double().numpy())
@@ -34,13 +34,19 @@ def test_timeline_rows_hold_the_streams(runs):
     axes = sorted({trace.xaxis for trace in fig.data})
     bottom = axes[-1]
     assert all(fig.layout[a.replace("x", "xaxis")].matches == bottom for a in axes[:-1])  # one shared token axis
+    # a click anywhere on a panel scrubs: one invisible, selectable point per token on each panel
+    assert [t.yaxis for t in targets] == [t.yaxis for t in (loss, surprise, lr, retention)]
+    for target in targets:
+        np.testing.assert_array_equal(target.x, positions)
+        assert target.mode == "markers" and target.marker.opacity == 0 and target.hoverinfo == "none"
+    assert fig.layout.clickmode == "event+select" and fig.layout.dragmode == "zoom"  # Streamlit: clicks select only outside select mode
 
 
 def test_raster_marker_area_is_the_update_norm(runs):
     _, rec = runs
     events = rec.cms_events()
     fig = timelines.timeline_figure(rec, events)
-    raster = fig.data[-1]
+    raster = next(trace for trace in fig.data if trace.name == "CMS updates")
     np.testing.assert_allclose(raster.marker.size, events["update_norm"].to_numpy())
     assert raster.marker.sizemode == "area"
     np.testing.assert_array_equal(raster.x, events["token_index"].to_numpy() + 5)
@@ -51,7 +57,7 @@ def test_raster_marker_area_is_the_update_norm(runs):
 def test_timeline_without_memory_has_loss_only(runs):
     model, _ = runs
     rec, _ = record(model, "abcabc", ablation=Ablation(memory=False))
-    assert len(timelines.timeline_figure(rec).data) == 1
+    assert [trace.name for trace in timelines.timeline_figure(rec).data] == ["loss", "click target"]
 
 
 def test_memory_heatmaps_are_symmetric_around_zero(runs):
@@ -151,7 +157,7 @@ def test_timeline_scales_are_honest(model):
     from nested_learning.viz import timelines
     rec, _ = record(model, "the cat sat on the mat. " * 3, ablation=Ablation(test_time_updates=False))
     figure = timelines.timeline_figure(rec)
-    scales = {trace.name: (trace.zmin, trace.zmax) for trace in figure.data[1:]}
+    scales = {trace.name: (trace.zmin, trace.zmax) for trace in figure.data if trace.type == "heatmap"}
     assert scales["learning rate"] == (0.0, model.config.max_learning_rate)
     assert scales["retention"] == (model.config.min_retention, 1.0)
     rec.tensors["layers.0.memory.surprise"][5, 0] = 1e3  # one outlier
