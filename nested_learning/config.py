@@ -1,8 +1,8 @@
 """HopeConfig: every architectural choice of the model in one dataclass, plus named presets.
 
 Presets (README "Presets"):
-    hope            attention + self-modifying memory (one wide head, shifted keys, causal conv of width 4
-                    on its inputs) + CMS + FFN, persistent tokens (default)
+    hope            attention + self-modifying memory (one wide head, shifted keys widened by DPFP, causal
+                    conv of width 4 on its inputs) + CMS + FFN, persistent tokens (default)
     hope-paper      self-modifying Titans memory + CMS chain in place of the FFN, no attention,
                     causal conv (window 4) on q/k/v
     hope-attention  attention + CMS
@@ -32,6 +32,7 @@ INT_BOUNDS = {
     "local_conv": (0, 256),
     "cms_hidden": (1, 65536),
     "ffn_mult": (1, 64),
+    "key_expansion": (1, 16),
 }
 MAX_ATTENTION_WINDOW = 1 << 20  # tokens; or None for full causal attention
 MAX_CMS_LEVELS = 16
@@ -87,6 +88,10 @@ class HopeConfig:
     # The key of token t is built from token t-1's query features: the memory binds "what came before"
     # to "what came next", and a later query of the same context reads its successor (induction).
     shifted_keys: bool = False
+    # Key width of the memory, in multiples of its head width: 1 = keys as projected; an even n passes
+    # keys and queries through DPFP (ops.dpfp, nu = n / 2), so a head holds about n times more
+    # associations before new writes overwrite old ones (README "The model"; the memory is d x n d).
+    key_expansion: int = 1
     # Continuum Memory System: one level per period (tokens between updates).
     cms_periods: tuple[int, ...] = (1, 2, 4, 8)
     cms_hidden: int = 64
@@ -123,6 +128,8 @@ class HopeConfig:
             _check_int("memory_heads", self.memory_heads, 1, INT_BOUNDS["n_heads"][1], "None or ")
             if self.d_model % self.memory_heads:
                 raise ValueError(f"config.d_model ({self.d_model}) must be divisible by memory_heads ({self.memory_heads})")
+        if self.key_expansion % 2 and self.key_expansion != 1:
+            raise ValueError(f"config.key_expansion must be 1 (no feature map) or even (DPFP), got {self.key_expansion}")
         if self.attention_window is not None:
             _check_int("attention_window", self.attention_window, 1, MAX_ATTENTION_WINDOW, "None or ")
         periods = self.cms_periods
@@ -146,6 +153,10 @@ class HopeConfig:
     @property
     def memory_head_dim(self) -> int:
         return self.d_model // self.n_memory_heads
+
+    @property
+    def memory_key_dim(self) -> int:
+        return self.memory_head_dim * self.key_expansion
 
     @classmethod
     def preset(cls, name: str = "hope", **overrides) -> "HopeConfig":
@@ -188,7 +199,7 @@ class HopeConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # The CMS chain adds four fast MLP levels per layer, so the FFN is half the transformer's width
     # (keeps Hope near the same-size transformer's parameter count; README "The model").
-    "hope": dict(ffn_mult=2, local_conv=4, shifted_keys=True, memory_heads=1),
+    "hope": dict(ffn_mult=2, local_conv=4, shifted_keys=True, memory_heads=1, key_expansion=4),
     "hope-paper": dict(attention=False, n_persistent_tokens=0, ffn=False, momentum=True, local_conv=4),
     "hope-attention": dict(memory=False, ffn=False, n_persistent_tokens=0),
     "titans": dict(self_modifying=False, momentum=True, cms_periods=()),

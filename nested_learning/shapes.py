@@ -33,7 +33,7 @@ def block_parameter_shapes(config: HopeConfig) -> Shapes:
     if config.memory:
         H, d = config.n_memory_heads, config.memory_head_dim
         n_gates = (3 if config.momentum else 2) * H
-        shapes.update({"memory.surprise_weight": (H,), "memory.initial_memory": (H, d, d),
+        shapes.update({"memory.surprise_weight": (H,), "memory.initial_memory": (H, d, config.memory_key_dim),
                        "memory.in_proj.weight": ((3 + config.self_modifying - config.shifted_keys) * D, D)})
         if config.shifted_keys:
             shapes["memory.initial_query"] = (D,)

@@ -1,10 +1,11 @@
 """SelfModifyingMemory: the test-time-learning memory of a Hope layer.
 
 Per head, per token (B batch, H memory heads, T tokens, d head width, D = H d):
-    q_t = l2norm(W_q x_t)                                 static query (the paper's ablation)
+    q_t = phi(l2norm(W_q x_t))                            static query (the paper's ablation)
     k_t, v_t, g_t = P_k, P_v, P_g (static maps of x_t)    self-modifying projection memories
         with ``shifted_keys`` the key's input is token t-1's query features instead, k_t = P_k(W_q x_{t-1})
         (a learned initial query for a stream's first token): each write binds a context to its successor
+        k_t = phi(l2norm(k_t)): phi = l2norm . DPFP with ``key_expansion`` > 1 (wider keys), else identity
     surprise_t      = ||v_t - M_{t-1} k_t||                  prediction error before the write
     learning_rate_t = max_lr * sigmoid(a(g_t) + w * gate_surprise_t)           bounded
         gate_surprise_t = ||v_t - M_c k_t|| / ||v_t||: the relative error (scale-free: about 1 for a
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from ..ablation import Ablation
 from ..config import HopeConfig
 from ..layers import CausalConv, RMSNorm
-from ..ops import gated_delta_chunk, l2norm, momentum_rule_chunk
+from ..ops import dpfp, gated_delta_chunk, l2norm, momentum_rule_chunk
 from ..ops.common import cat_tokens, float32_kernel, last_axis_norm
 from ..state import MemoryState
 from .projection_memory import ProjectionMemories
@@ -61,6 +62,7 @@ class SelfModifyingMemory(nn.Module):
         self.config = config
         D, H, d = config.d_model, config.n_memory_heads, config.memory_head_dim
         self.n_heads, self.head_dim = H, d
+        self.dpfp_nu = config.key_expansion // 2  # 0: keys and queries as projected
         # Mini-batch momentum gets no error feedback inside a chunk: bounding each token's rate by
         # 1/chunk keeps a chunk's summed step <= max_learning_rate, which heavy-ball momentum tolerates.
         self.max_learning_rate = config.max_learning_rate / (config.memory_chunk_size if config.momentum else 1)
@@ -78,7 +80,7 @@ class SelfModifyingMemory(nn.Module):
         # >0: surprising tokens are written harder. Starts so that a novel value (relative error 1) gets
         # sigmoid(2) = 0.88 of the max rate and a held one (error 0) sigmoid(-2) = 0.12 (the lr bias below).
         self.surprise_weight = nn.Parameter(torch.full((H,), 4.0))
-        self.initial_memory = nn.Parameter(torch.zeros(H, d, d))  # learned M_0
+        self.initial_memory = nn.Parameter(torch.zeros(H, d, config.memory_key_dim))  # learned M_0
         if self.shifted_keys:  # the key of a stream's first token: a learned "start of text" context
             self.initial_query = nn.Parameter(torch.randn(D) * D ** -0.5)
         self.out_norm = RMSNorm(d)
@@ -123,7 +125,7 @@ class SelfModifyingMemory(nn.Module):
         for (a, b, on_boundary), qc, chunk_input in zip(runs, queries, chunk_inputs):
             projected = ProjectionMemories.apply(projections, *chunk_input) if projections is not None else None
             keys_full, values_full, gate_features = projected.unbind(1) if projected is not None else chunk_input
-            k, v = self._fold(l2norm(self._heads(keys_full))), self._fold(self._heads(values_full))  # [N, n, d]
+            k, v = self._fold(self._key_features(self._heads(keys_full))), self._fold(self._heads(values_full))  # [N, n, dk], [N, n, d]
             gate = self._gate(k, v, reference, gate_features, ablation)
             write = self._write(qc, k, v, gate, memory, reference, momentum, ablation, trace is not None)
             out, memory, momentum = write["output"], write["memory"], write["momentum"]
@@ -142,6 +144,11 @@ class SelfModifyingMemory(nn.Module):
         new_state = MemoryState(new_memory, new_reference, self._unfold(momentum) if momentum is not None else None,
                                 projections, conv_state, previous_query)
         return self.out_proj(y), new_state
+
+    def _key_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Unit keys (or queries) per head [..., d] -> [..., key width]."""
+        x = l2norm(x)
+        return l2norm(dpfp(x, self.dpfp_nu)) if self.dpfp_nu else x
 
     def _fold(self, t: torch.Tensor) -> torch.Tensor:  # [B, H, ...] -> [N, ...]
         return t.reshape(t.shape[0] * t.shape[1], *t.shape[2:])
@@ -167,7 +174,7 @@ class SelfModifyingMemory(nn.Module):
     def _chunks(self, x: torch.Tensor, inputs: torch.Tensor, sizes: list[int]):
         """Per chunk: unit queries [N, n, d], and the inputs of the keys, values and gate features."""
         B, T, D = x.shape
-        queries = self._fold(l2norm(self._heads(inputs[..., :D]))).split(sizes, dim=1)
+        queries = self._fold(self._key_features(self._heads(inputs[..., :D]))).split(sizes, dim=1)
         if self.projections is not None:
             # [B, 3, T, D] without a copy: k, v and gate features lie side by side in one buffer, and
             # the batched matmuls take the strided view as it is.

@@ -44,6 +44,17 @@ def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x / last_axis_norm(x, eps)
 
 
+def dpfp(x: torch.Tensor, nu: int) -> torch.Tensor:
+    """Deterministic parameter-free projection (Schlag et al. 2021, "Linear Transformers Are Secretly
+    Fast Weight Programmers"): r = relu([x, -x]), features r_i r_{i+j} for j = 1..nu, width 2 nu d.
+
+    Sparse, non-negative and nonlinear, so keys built from different contexts overlap less than the
+    contexts themselves: a delta-rule memory keyed by them holds more associations (its capacity is
+    its key width, and a linear map to a wider space would not raise the keys' rank)."""
+    r = torch.cat([F.relu(x), F.relu(-x)], dim=-1)
+    return torch.cat([r * r.roll(j, dims=-1) for j in range(1, nu + 1)], dim=-1)
+
+
 def segment_sum(log_gate: torch.Tensor) -> torch.Tensor:
     """``out[..., t, s] = sum_{i=s+1..t} log_gate[..., i]`` for s <= t, ``-inf`` above the diagonal.
 

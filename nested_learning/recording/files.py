@@ -28,9 +28,10 @@ _PATTERNS = [
     (r"topk\.(ids|probs)", lambda c, T: (T, None)),
     (_LAYER + r"memory\.(surprise|gate_surprise|learning_rate|retention|write_norm|memory_norm|momentum_gate)",
      lambda c, T: (T, c.n_memory_heads)),
-    (_LAYER + r"memory\.(keys|writes|values)", lambda c, T: (T, c.n_memory_heads, c.memory_head_dim)),  # values: optional
-    (_LAYER + r"memory\.initial\.(memory|momentum)", lambda c, T: (c.n_memory_heads, c.memory_head_dim, c.memory_head_dim)),
-    (r"full\." + _LAYER + r"memory\.memory", lambda c, T: (T, c.n_memory_heads, c.memory_head_dim, c.memory_head_dim)),
+    (_LAYER + r"memory\.keys", lambda c, T: (T, c.n_memory_heads, c.memory_key_dim)),
+    (_LAYER + r"memory\.(writes|values)", lambda c, T: (T, c.n_memory_heads, c.memory_head_dim)),  # values: optional
+    (_LAYER + r"memory\.initial\.(memory|momentum)", lambda c, T: (c.n_memory_heads, c.memory_head_dim, c.memory_key_dim)),
+    (r"full\." + _LAYER + r"memory\.memory", lambda c, T: (T, c.n_memory_heads, c.memory_head_dim, c.memory_key_dim)),
     (_LAYER + r"cms\.input", lambda c, T: (T, c.d_model)),
     (_LAYER + r"cms\.initial\.(?P<level>0|[1-9]\d?)\.(memory|pending)", lambda c, T: (c.d_model, c.cms_hidden)),
     (_LAYER + r"cms\.initial\.(?P<level>0|[1-9]\d?)\.previous_input", lambda c, T: (c.d_model,)),

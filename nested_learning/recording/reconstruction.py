@@ -82,7 +82,7 @@ def replay(initial, keys, writes, retention, momentum_gate=None, initial_momentu
 
 
 def rebuild_memory(tensors: dict, prefix: str, head: int, t: int) -> torch.Tensor:
-    """M_t of one head from a recording's factors (``prefix`` = "layers.{i}.memory."). [d, d] float64."""
+    """M_t of one head from a recording's factors (``prefix`` = "layers.{i}.memory."). [d, dk] float64."""
     pick = lambda name: tensors[prefix + name][:, head:head + 1]
     initial = tensors[prefix + "initial.memory"][head:head + 1]
     if t < 0:

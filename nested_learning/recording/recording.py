@@ -158,7 +158,7 @@ class Recording:
         return int(t)
 
     def memory_matrix(self, layer: int, head: int, t: int) -> torch.Tensor:
-        """M_t of one head (after token t; t = -1 gives the memory before the first token). [d, d] float64."""
+        """M_t of one head (after token t; t = -1 gives the memory before the first token). [d, dk] float64."""
         t = self._check_token(t)
         prefix = streams.memory(layer, "")
         if prefix + "initial.memory" not in self.tensors:

@@ -20,15 +20,15 @@ from ..recording import Recording
 @dataclass(frozen=True)
 class Anatomy:
     token: int
-    key: np.ndarray  # k_t [d]
+    key: np.ndarray  # k_t [dk] (dk = key_expansion x d)
     prediction: np.ndarray  # M_{t-1} k_t [d]
     value: np.ndarray | None  # v_t [d] (None: a recording made without values and a zero learning rate)
     error: np.ndarray | None  # v_t - M_{t-1} k_t [d]
     learning_rate: float
     retention: float
-    previous: np.ndarray  # M_{t-1} [d, d]
-    write: np.ndarray  # lr_t (v_t - M_{t-1} k_t) k_t^T [d, d]
-    memory: np.ndarray  # M_t [d, d]
+    previous: np.ndarray  # M_{t-1} [d, dk]
+    write: np.ndarray  # lr_t (v_t - M_{t-1} k_t) k_t^T [d, dk]
+    memory: np.ndarray  # M_t [d, dk]
 
 
 def anatomy(recording: Recording, layer: int, head: int, t: int) -> Anatomy:
@@ -54,28 +54,28 @@ def anatomy(recording: Recording, layer: int, head: int, t: int) -> Anatomy:
 
 
 def anatomy_figure(a: Anatomy) -> go.Figure:
-    """Top: k_t, M_{t-1} k_t, v_t and the error as rows; bottom: M_{t-1}, the write and M_t, on one scale
-    (diverging, centred on zero)."""
-    d = len(a.key)
-    fig = make_subplots(rows=2, cols=3, row_heights=[0.3, 0.7], vertical_spacing=0.12, horizontal_spacing=0.06,
-                        specs=[[{"colspan": 3}, None, None], [{}, {}, {}]],
-                        subplot_titles=("key, prediction, value, error (one row each)",
+    """Top: k_t (key width); middle: M_{t-1} k_t, v_t and the error as rows (value width); bottom: M_{t-1},
+    the write and M_t, on one scale (diverging, centred on zero)."""
+    fig = make_subplots(rows=3, cols=3, row_heights=[0.1, 0.24, 0.66], vertical_spacing=0.08, horizontal_spacing=0.06,
+                        specs=[[{"colspan": 3}, None, None], [{"colspan": 3}, None, None], [{}, {}, {}]],
+                        subplot_titles=("key k_t", "prediction, value, error (one row each)",
                                         "M_{t-1}", f"write: lr {a.learning_rate:.3g} x error x key", f"M_t = {a.retention:.3g} M_(t-1) + write"))
-    rows = [("k_t", a.key), ("M_(t-1) k_t", a.prediction), ("v_t", a.value), ("error v - Mk", a.error)]
+    rows = [("M_(t-1) k_t", a.prediction), ("v_t", a.value), ("error v - Mk", a.error)]
     rows = [(name, vector) for name, vector in rows if vector is not None]
-    vector_limit = max(float(np.abs(np.stack([v for _, v in rows])).max()), 1e-12)
-    fig.add_trace(go.Heatmap(z=np.stack([v for _, v in rows]), y=[n for n, _ in rows], x=np.arange(d),
-                             colorscale="RdBu", reversescale=True, zmin=-vector_limit, zmax=vector_limit,
-                             colorbar=dict(y=0.87, len=0.3, thickness=10),
-                             hovertemplate="%{y}[%{x}] = %{z:.4g}<extra></extra>"), row=1, col=1)
+    for row, (vectors, colorbar) in enumerate((([("k_t", a.key)], dict(y=0.95, len=0.12)), (rows, dict(y=0.78, len=0.22))), 1):
+        z = np.stack([v for _, v in vectors])
+        limit = max(float(np.abs(z).max()), 1e-12)
+        fig.add_trace(go.Heatmap(z=z, y=[n for n, _ in vectors], x=np.arange(z.shape[1]), colorscale="RdBu",
+                                 reversescale=True, zmin=-limit, zmax=limit, colorbar=dict(**colorbar, thickness=10),
+                                 hovertemplate="%{y}[%{x}] = %{z:.4g}<extra></extra>"), row=row, col=1)
     matrix_limit = max(float(np.abs(np.stack([a.previous, a.memory])).max()), 1e-12)
     for col, (name, matrix) in enumerate((("M_(t-1)", a.previous), ("write", a.write), ("M_t", a.memory)), start=1):
         fig.add_trace(go.Heatmap(z=matrix, colorscale="RdBu", reversescale=True, zmin=-matrix_limit, zmax=matrix_limit,
-                                 showscale=col == 3, colorbar=dict(y=0.35, len=0.65, thickness=10),
-                                 hovertemplate=f"{name}[%{{y}}, %{{x}}] = %{{z:.4g}}<extra></extra>"), row=2, col=col)
-        fig.update_yaxes(autorange="reversed", title_text="value dimension" if col == 1 else None, row=2, col=col)
-        fig.update_xaxes(title_text="key dimension", row=2, col=col)
-    fig.update_layout(height=520, margin=dict(l=10, r=10, t=50, b=40))
+                                 showscale=col == 3, colorbar=dict(y=0.3, len=0.6, thickness=10),
+                                 hovertemplate=f"{name}[%{{y}}, %{{x}}] = %{{z:.4g}}<extra></extra>"), row=3, col=col)
+        fig.update_yaxes(autorange="reversed", title_text="value dimension" if col == 1 else None, row=3, col=col)
+        fig.update_xaxes(title_text="key dimension", row=3, col=col)
+    fig.update_layout(height=600, margin=dict(l=10, r=10, t=50, b=40))
     return fig
 
 

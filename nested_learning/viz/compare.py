@@ -114,7 +114,8 @@ def compare_timeline(a: Recording, b: Recording) -> go.Figure:
 
 def compare_memory(a: Recording, b: Recording, layer: int, head: int, t: int) -> go.Figure | None:
     """M_t of one head for A and B on a shared scale, and B - A; None when either side has no memory there."""
-    if layer not in a.memory_layers or layer not in b.memory_layers or a.config.memory_head_dim != b.config.memory_head_dim:
+    shape = lambda c: (c.memory_head_dim, c.memory_key_dim)
+    if layer not in a.memory_layers or layer not in b.memory_layers or shape(a.config) != shape(b.config):
         return None
     if head >= min(a.config.n_memory_heads, b.config.n_memory_heads):
         return None

@@ -22,14 +22,14 @@ def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):
     preset = TEXT_PRESETS["phrase"]
     assert metric(at, "Tokens in this run") == str(len(preset.text))
     timeline = figure(at, "timeline")
-    assert len(timeline["data"]) == 5  # loss, surprise, learning rate, retention, CMS raster
+    assert len(timeline["data"]) == 5 + 4  # loss, surprise, learning rate, retention, CMS raster; a click target per panel
     assert list(timeline["data"][1]["y"]) == ["L0 mean", "L1 mean"]  # readable first: a row per layer
     ok(at.toggle(key="explore_all_heads").set_value(True).run())
     assert list(figure(at, "timeline")["data"][1]["y"]) == ["L0 H0", "L0 H1", "L1 H0", "L1 H1"]
     before = arrays(figure(at, "memory_heatmaps")["data"][0]["z"])
     ok(at.slider(key="explore_token").set_value(3).run())
     after = arrays(figure(at, "memory_heatmaps")["data"][0]["z"])
-    assert before.shape == after.shape == (16, 16) and not np.allclose(before, after)
+    assert before.shape == after.shape == (16, 64) and not np.allclose(before, after)  # value x key width (DPFP x 4)
     ok(at.selectbox(key="view_layer").set_value(1).run())
     assert not np.allclose(arrays(figure(at, "memory_heatmaps")["data"][0]["z"]), after)
     # The CMS panels are the weights after the chosen token (drawn [hidden, model dim]), from a fresh replay.
@@ -56,7 +56,8 @@ def test_switching_memory_off_changes_the_figures(app):
     at = ok(app().run())
     at.pills(key="view_off").set_value(["memory"])
     ok(at.button(key="run").click().run())
-    assert len(figure(at, "timeline")["data"]) == 2  # loss and the CMS raster: no memory rows
+    names = [t.get("name") for t in figure(at, "timeline")["data"]]
+    assert sorted(names) == ["CMS updates", "click target", "loss"]  # no memory rows
     assert not has_chart(at, "memory_heatmaps")
     assert any("no test-time memory" in i.value for i in at.info)
     assert at.query_params["off"] == "memory"
@@ -206,8 +207,8 @@ def test_explore_shows_the_delta_rule_at_the_scrubbed_token(app):
     ok(at.button(key="run").click().run())
     ok(at.slider(key="explore_token").set_value(4).run())
     parts = figure(at, "anatomy")["data"]
-    assert list(parts[0]["y"]) == ["k_t", "M_(t-1) k_t", "v_t", "error v - Mk"]
-    np.testing.assert_allclose(arrays(parts[3]["z"]), arrays(figure(at, "memory_heatmaps")["data"][0]["z"]), rtol=1e-5, atol=1e-7)
+    assert list(parts[0]["y"]) == ["k_t"] and list(parts[1]["y"]) == ["M_(t-1) k_t", "v_t", "error v - Mk"]
+    np.testing.assert_allclose(arrays(parts[4]["z"]), arrays(figure(at, "memory_heatmaps")["data"][0]["z"]), rtol=1e-5, atol=1e-7)
     probe = figure(at, "probe")["data"]  # the memory probe: one curve per head over tokens 0..4
     assert len(probe) == 2 and list(arrays(probe[0]["x"])) == [0, 1, 2, 3, 4]
 

@@ -30,6 +30,8 @@ def test_json_round_trip_for_every_preset():
     ({"memory_heads": 0}, "memory_heads must be None or a positive integer"),
     ({"d_model": 32, "memory_heads": 3}, "divisible by memory_heads"),
     ({"shifted_keys": 1}, "shifted_keys must be true or false"),
+    ({"key_expansion": 3}, "key_expansion must be 1 .no feature map. or even"),
+    ({"key_expansion": 0}, "key_expansion must be a positive integer"),
     ({"attention_window": 0}, "attention_window must be None or a positive integer at most 1048576, got 0"),
     ({"attention_window": 1 << 30}, "attention_window"),
     ({"momentum": True, "max_momentum": 0.0}, "max_momentum must be above 0 with momentum on"),

@@ -172,3 +172,22 @@ def test_kernels_compute_in_float32_under_bf16_autocast(kernel):
     for a, b in zip(mixed, exact):
         if a is not None:
             assert a.dtype == torch.float32 and torch.equal(a, b)
+
+
+def test_dpfp_features_raise_a_delta_memory_capacity():
+    """32 random associations written once each into a memory with 16-wide keys: past its key width the
+    plain memory overwrites nearly all it held; DPFP keys of width 64 keep a good part of it."""
+    from nested_learning.ops import dpfp
+    g = torch.Generator().manual_seed(0)
+    keys, values = torch.randn(32, 16, generator=g), torch.randn(32, 16, generator=g)
+
+    def recall_error(features):
+        k = l2norm(features(l2norm(keys)))
+        memory = torch.zeros(16, k.shape[-1])
+        for k_t, v_t in zip(k, values):  # delta rule, learning rate 1
+            memory = memory + torch.outer(v_t - memory @ k_t, k_t)
+        return ((k @ memory.T - values).norm(dim=-1) / values.norm(dim=-1)).mean()
+
+    plain, wide = recall_error(lambda x: x), recall_error(lambda x: dpfp(x, 2))
+    assert dpfp(torch.ones(3, 16), 2).shape == (3, 64)
+    assert plain > 0.9 and wide < 0.75 * plain, (plain, wide)

@@ -13,6 +13,17 @@ from tests.conftest import random_tokens, tiny_model
 from tests.support.headers import rewrite_header
 
 
+def reference_features(x, expansion):
+    """Keys and queries of width expansion * d, DPFP written out index by index (ops.dpfp is under test)."""
+    x = F.normalize(x, dim=-1)
+    if expansion == 1:
+        return x
+    r = torch.cat([x.clamp_min(0), (-x).clamp_min(0)], -1)
+    n = r.shape[-1]
+    features = [r[..., i] * r[..., (i - j) % n] for j in range(1, expansion // 2 + 1) for i in range(n)]
+    return F.normalize(torch.stack(features, -1), dim=-1)
+
+
 def reference_memory(module, h):
     """An independent per-token SelfModifyingMemory: plain loops, autograd for the projection gradients."""
     config, H, d, D = module.config, module.n_heads, module.head_dim, module.config.d_model
@@ -42,7 +53,7 @@ def reference_memory(module, h):
         with torch.no_grad():
             q_in, k_in, v_in, g_in = inputs[t].split(D)
             k_full, v_full, g = (project(w_in, w_out, i, z) for i, z in enumerate((k_in, v_in, g_in)))
-            k, v = F.normalize(k_full.view(H, d), dim=-1), v_full.view(H, d)
+            k, v = reference_features(k_full.view(H, d), config.key_expansion), v_full.view(H, d)
             gate_surprise = (v - torch.einsum("hvk,hk->hv", reference, k)).norm(dim=-1) / (v.norm(dim=-1) + 1e-2)
             logits = module.gates(g)
             lr = config.max_learning_rate * torch.sigmoid(logits[:H] + module.surprise_weight * gate_surprise)
@@ -72,10 +83,10 @@ def reference_memory(module, h):
     return {name: torch.stack(v) for name, v in streams.items()}, memory
 
 
-@pytest.mark.parametrize("shifted_keys", [True, False])
-def test_streams_equal_independent_per_token_reference(shifted_keys):
+@pytest.mark.parametrize("shifted_keys, key_expansion", [(True, 1), (False, 1), (True, 4)])
+def test_streams_equal_independent_per_token_reference(shifted_keys, key_expansion):
     # without attention the memory reads norm(embed(tokens)) directly
-    model = tiny_model(n_layers=1, attention=False, shifted_keys=shifted_keys)
+    model = tiny_model(n_layers=1, attention=False, shifted_keys=shifted_keys, key_expansion=key_expansion)
     tokens = random_tokens(1, 29)[0]  # 29 tokens: three full chunks of 8 and a partial one
     recording, state = record(model, tokens)
     with torch.no_grad():
@@ -221,7 +232,7 @@ def test_tables_and_csv(tmp_path):
 def test_full_states_option_matches_rebuild():
     recording, _ = record(tiny_model(), random_tokens(1, 12)[0], full_states=True)
     full = recording.stream("full.layers.0.memory.memory")
-    assert full.dtype == torch.float16 and full.shape == (12, 2, 16, 16)
+    assert full.dtype == torch.float16 and full.shape == (12, 2, 16, 64)  # value x key width
     recording_without = Recording(recording.config, {k: v for k, v in recording.tensors.items() if not k.startswith("full.")})
     assert torch.allclose(full[7, 1].double(), recording_without.memory_matrix(0, 1, 7), atol=2e-3)
     assert torch.equal(recording.memory_matrix(0, 1, 7), full[7, 1].double())  # stored states are served as is

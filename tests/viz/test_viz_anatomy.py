@@ -5,18 +5,22 @@ import pytest
 from nested_learning import Ablation
 from nested_learning.recording import record
 from nested_learning.viz.anatomy import anatomy, anatomy_figure, explain
+from tests.conftest import tiny_model
 
 
-@pytest.mark.parametrize("t", [0, 7, 20])
-def test_the_parts_add_up_to_the_next_memory(model, t):
+@pytest.mark.parametrize("t, key_expansion", [(0, 1), (7, 1), (20, 1), (20, 4)])
+def test_the_parts_add_up_to_the_next_memory(t, key_expansion):
+    model = tiny_model(key_expansion=key_expansion)
     rec, _ = record(model, "the cat sat on the mat. the cat")
     a = anatomy(rec, 1, 1, t)
     np.testing.assert_allclose(a.error, a.value - a.prediction, atol=1e-12)
     np.testing.assert_allclose(a.write, np.outer(a.learning_rate * a.error, a.key), atol=1e-5)
     np.testing.assert_allclose(a.memory, a.retention * a.previous + a.write, atol=1e-5)
     np.testing.assert_allclose(a.prediction, a.previous @ a.key, atol=1e-12)
+    assert a.key.shape == (key_expansion * a.value.shape[0],) and a.memory.shape == (len(a.value), len(a.key))
     figure = anatomy_figure(a)
-    assert len(figure.data) == 4 and list(figure.data[0].y) == ["k_t", "M_(t-1) k_t", "v_t", "error v - Mk"]
+    assert len(figure.data) == 5 and list(figure.data[0].y) == ["k_t"]
+    assert list(figure.data[1].y) == ["M_(t-1) k_t", "v_t", "error v - Mk"] and len(figure.data[0].x) == len(a.key)
     assert "off by" in explain(a)
 
 
@@ -35,6 +39,6 @@ def test_without_updates_there_is_no_write_to_explain(model):
         del rec.tensors[f"layers.{layer}.memory.values"]
     a = anatomy(rec, 0, 0, 3)
     assert a.error is None and a.learning_rate == 0 and "No write" in explain(a)
-    assert len(anatomy_figure(a).data[0].y) == 2  # key and prediction only
+    assert list(anatomy_figure(a).data[1].y) == ["M_(t-1) k_t"]  # the prediction only
     with pytest.raises(KeyError, match="no test-time memory"):
         anatomy(record(model, "abc", ablation=Ablation(memory=False))[0], 0, 0, 1)
