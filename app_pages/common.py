@@ -267,6 +267,8 @@ def read_view(config, page: str = "explore", b_options: tuple[str, ...] = ()) ->
         if page == "compare":
             state[keys["text"]] = ""  # Compare runs its typed text when there is one
     if page == "explore":
+        state.explore_all_heads, state.probe_specific = view.all_heads, not view.probe_cosine
+        state.cms_view = CMS_VIEWS[view.cms_change]
         if arrives:
             state.explore_source = "Type" if view.text is not None else "Preset"
             state.autorun = True  # runs once, from a fresh memory
@@ -293,12 +295,19 @@ def _fit_widgets(config, keys: dict):
         state[keys["off"]] = [n for n in state[keys["off"]] if n in valid]
 
 
+CMS_VIEWS = ("weights", "change in this run")  # Explore's CMS panels: View.cms_change picks the second
+
+
 def current_view(token: int | None = None, text: str | None = None, page: str = "explore", b: str | None = None) -> View:
     """The page's view in its widgets; ``text``: the page's typed input, which the link then holds
-    instead of a preset; ``b``: Compare's choice for B."""
+    instead of a preset; ``b``: Compare's choice for B; Explore's figure settings from their widgets."""
     keys, state = PAGE_KEYS[page], st.session_state
+    explore = page == "explore"
     return View(None if text is not None else state.get(keys["preset"]), int(state.get(keys["layer"], 0)),
-                int(state.get(keys["head"], 0)), token, tuple(state.get(keys["off"], ())), text, b)
+                int(state.get(keys["head"], 0)), token, tuple(state.get(keys["off"], ())), text, b,
+                explore and bool(state.get("explore_all_heads", False)),
+                explore and state.get("cms_view") == CMS_VIEWS[1],
+                explore and not state.get("probe_specific", True))
 
 
 def write_view(view: View):

@@ -263,8 +263,8 @@ def scrubber(recording):
     c1, c2, c3 = st.columns([1, 1, 2])
     layer = c1.selectbox("Layer", range(config.n_layers), key=common.WIDGET_KEYS["layer"], persist_state="session")
     head = c2.selectbox("Head", range(config.n_memory_heads), key=common.WIDGET_KEYS["head"], persist_state="session")
-    cms_view = c3.segmented_control("CMS panels", ["weights", "change in this run"], default="weights",
-                                    key="cms_view", persist_state="session")
+    st.session_state.setdefault("cms_view", common.CMS_VIEWS[0])  # not default=: a link may have set it
+    cms_view = c3.segmented_control("CMS panels", common.CMS_VIEWS, key="cms_view", persist_state="session")
     scrub_to_clicked_character(recording, layer)
     view, notice = clamp_token(common.current_view(st.session_state.get("explore_token"), linked_text()), recording.n_tokens)
     if notice:
@@ -294,7 +294,9 @@ def scrubber(recording):
             st.caption(anatomy.explain(parts))
     if layer in recording.memory_layers and common.figure_shown("Probe"):
         with section(f"What the memory still holds after token {t}: a probe of layer {layer}"):
-            specific = st.toggle("Specificity (minus the match with any other value)", value=True, key="probe_specific")
+            st.session_state.setdefault("probe_specific", True)  # not value=: a link may have set it
+            specific = st.toggle("Specificity (minus the match with any other value)", key="probe_specific",
+                                 persist_state="session")
             try:
                 curve = probe.recall_curve(recording, layer, t, specific)
             except KeyError as e:
@@ -309,9 +311,9 @@ def scrubber(recording):
     if layer in recording.cms_layers and common.figure_shown("CMS"):
         replay = recording.cms_replay(layer)
         weights = replay.weights(t)
-        if cms_view == "change in this run":
+        if cms_view == common.CMS_VIEWS[1]:
             weights = [w - w0 for w, w0 in zip(weights, replay.weights(-1))]
-        st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, "W" if cms_view == "weights" else "W_t - W_start"),
+        st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, "W_t - W_start" if cms_view == common.CMS_VIEWS[1] else "W"),
                         config=common.PLOT_CONFIG, key="cms_heatmaps")
     if not common.in_classroom():
         with st.expander("Reproduce this view in Python"):

@@ -33,6 +33,11 @@ class View:
     off: tuple[str, ...] = field(default_factory=tuple)  # ablation names, Ablation.from_names order
     text: str | None = None  # typed text (instead of a preset)
     b: str | None = None  # Compare: what B runs (None: the page's default)
+    # Explore's figure settings: every head on the timelines; the CMS panels as the change during the run;
+    # the probe as plain cosine (not specificity)
+    all_heads: bool = False
+    cms_change: bool = False
+    probe_cosine: bool = False
 
 
 def encode_text(text: str) -> str | None:
@@ -118,7 +123,9 @@ def _int(params, key: str, default, low: int, high: int | None, notices: list[st
     return clamped
 
 
-VIEW_PARAMS = ("preset", "text", "b", "layer", "head", "token", "off")
+VIEW_PARAMS = ("preset", "text", "b", "layer", "head", "token", "off", "heads", "cms", "probe")
+# The figure settings' link values: (default, other); only the other is written.
+SETTINGS = {"heads": ("mean", "all"), "cms": ("weights", "change"), "probe": ("specific", "cosine")}
 STREAMLIT_PARAMS = ("embed", "embed_options")  # Streamlit's own
 MAX_NAMED = 5  # unknown keys named in the notice; the rest are counted
 
@@ -157,7 +164,10 @@ def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...],
                 off.append(name)
             else:
                 notices.append(f"off={escape_markdown(name)} is not a component of this model: ignored.")
-    return View(preset, layer, head, token, tuple(Ablation.from_names(off).names_off()), text, b), notices
+    settings = {key: _choice(params, key, options, "a setting", " or ".join(options), notices) == options[1]
+                for key, options in SETTINGS.items()}
+    return View(preset, layer, head, token, tuple(Ablation.from_names(off).names_off()), text, b,
+                settings["heads"], settings["cms"], settings["probe"]), notices
 
 
 def clamp_token(view: View, n_tokens: int) -> tuple[View, str | None]:
@@ -188,4 +198,7 @@ def view_to_params(view: View) -> dict[str, str]:
         params["token"] = str(view.token)
     if view.off:
         params["off"] = ",".join(view.off)
+    for key, on in (("heads", view.all_heads), ("cms", view.cms_change), ("probe", view.probe_cosine)):
+        if on:
+            params[key] = SETTINGS[key][1]
     return params

@@ -2,6 +2,8 @@
 
 The app runs a tiny checkpoint: ``models.DEFAULT_CHECKPOINT`` is patched (the module reads it once from
 the environment at import; nothing in a request can change it)."""
+import json
+
 import numpy as np
 import torch
 from streamlit.testing.v1 import AppTest
@@ -116,6 +118,23 @@ def test_query_parameters_round_trip(app):
     assert dict(at.query_params) == params
     ok(at.slider(key="explore_token").set_value(7).run())
     assert at.query_params["token"] == "7"
+
+
+def test_a_link_carries_the_figure_settings(app):
+    """All heads on the timelines, the CMS panels as their change, the probe as plain cosine: a link sets
+    them, the figures follow, and switching one back takes it out of the URL."""
+    at = app()
+    params = {"preset": "phrase", "heads": "all", "cms": "change", "probe": "cosine"}
+    at.query_params.update(params)
+    ok(at.run())
+    assert not at.warning  # no "default value also set via Session State" warning either
+    assert at.toggle(key="explore_all_heads").value and at.toggle(key="probe_specific").value is False
+    assert list(figure(at, "timeline")["data"][1]["y"]) == ["L0 H0", "L0 H1", "L1 H0", "L1 H1"]
+    assert "W_t - W_start" in json.dumps(figure(at, "cms_heatmaps")["layout"])
+    assert figure(at, "probe")["layout"]["yaxis"]["title"]["text"].startswith("cos(")  # not "specificity"
+    assert dict(at.query_params) == {**params, "token": str(len(TEXT_PRESETS["phrase"].text) - 1)}
+    ok(at.toggle(key="explore_all_heads").set_value(False).run())
+    assert "heads" not in at.query_params and at.query_params["cms"] == "change"
 
 
 def test_a_link_carries_typed_text_and_runs_it_on_arrival(app):

@@ -20,6 +20,18 @@ def test_defaults_and_round_trip():
     assert ablation.memory is False and ablation.cms_levels_off == {1}
 
 
+
+def test_figure_settings_travel_in_the_link_and_defaults_stay_out():
+    params = {"preset": "phrase", "heads": "all", "cms": "change", "probe": "cosine"}
+    view, notices = parse_view(params, CONFIG, PRESETS)
+    assert notices == [] and (view.all_heads, view.cms_change, view.probe_cosine) == (True, True, True)
+    assert view_to_params(view) == params
+    defaults, _ = parse_view({"preset": "phrase", "heads": "mean", "cms": "weights", "probe": "specific"}, CONFIG, PRESETS)
+    assert defaults == View("phrase") and view_to_params(defaults) == {"preset": "phrase"}
+    bad, notices = parse_view({"heads": "some<b>"}, CONFIG, PRESETS)
+    assert bad == View() and notices == ["heads=some\\<b\\> is not a setting (mean or all): ignored."]
+
+
 @pytest.mark.parametrize("params, expected, fragment", [
     ({"layer": "abc"}, View(layer=0), "layer=abc is not a whole number"),
     ({"layer": "99"}, View(layer=3), "out of range (0..3): using 3"),
