@@ -199,6 +199,52 @@ def test_a_link_to_typed_text_reproduces_the_run_in_a_fresh_browser(browser, ser
         assert second.get_by_text("Key-value facts").count() == 0  # not the facts preset
 
 
+def test_a_compare_link_reproduces_the_comparison_in_a_fresh_browser(browser, server):
+    """Typed text, B's switches and the token travel in the link; the comparison runs on arrival."""
+    text = "Alice met Bob at noon. Alice met Bob at noon."
+    with session_page(browser) as first, session_page(browser) as second:
+        first.goto(server)
+        wait_idle(first)
+        go(first, "Compare")
+        first.get_by_label("or type your own (leave empty to use the preset)").fill(text)
+        first.get_by_label("or type your own (leave empty to use the preset)").press("Control+Enter")
+        wait_idle(first)
+        click(first, "test_time_updates")
+        first.wait_for_url("**off=test_time_updates**")
+        wait_idle(first)
+        click(first, "Compare")
+        first.get_by_text("Memory of one head, A vs B").wait_for()
+        wait_idle(first)
+        slider = first.locator('input[type="range"][aria-label="Token"]')
+        slider.focus()
+        slider.press("ArrowLeft")
+        first.wait_for_url(f"**token={len(text) - 2}**")
+        wait_idle(first)
+        link = first.url
+        assert "text=" in link and "off=test_time_updates" in link
+        second.goto(link)  # no session there: only the link
+        second.get_by_text("vs B (test_time_updates off)").wait_for()
+        second.get_by_text("Memory of one head, A vs B").wait_for()
+        wait_idle(second)
+        box = second.get_by_label("or type your own (leave empty to use the preset)")
+        for _ in range(50):  # the box is filled by the run that read the link; poll rather than race it
+            if box.input_value() == text:
+                break
+            second.wait_for_timeout(200)
+        assert box.input_value() == text, link
+        assert second.locator('input[type="range"][aria-label="Token"]').input_value() == str(len(text) - 2)
+
+
+def test_a_first_visit_offers_one_click_demos(page):
+    """The start view explains test-time learning in a few sentences; a demo runs in one click."""
+    page.get_by_text("Test-time learning").first.wait_for()
+    click(page, "A phrase read 8 times")
+    page.get_by_text("Tokens in this run").wait_for()
+    wait_idle(page)
+    assert page.get_by_role("button", name="Key-value facts", exact=True).count() == 0  # the start view is gone
+    assert page.get_by_text(f"Token {len(TEXT_PRESETS['phrase'].text) - 1} (stream position").count() == 1
+
+
 def test_clicking_a_timeline_scrubs_to_that_token(page):
     """A click on the loss panel or on a heatmap column (not only a drag) moves the scrubber and the cursor."""
     click(page, "Run")
