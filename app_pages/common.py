@@ -181,10 +181,12 @@ def model_notice():
         st.info(st.session_state.model_notice, icon=":material/info:")
 
 
+# The metric rule comes after the paragraph rule it overrides: metric values are markdown paragraphs too.
 CLASSROOM_CSS = """<style>
 [data-testid="stMain"] { font-size: 1.25rem; }
 [data-testid="stMain"] h1 { font-size: 2.6rem; }
 [data-testid="stMain"] [data-testid="stMarkdownContainer"] p { font-size: 1.25rem; line-height: 1.5; }
+[data-testid="stMain"] [data-testid="stMetricValue"] [data-testid="stMarkdownContainer"] p { font-size: 2.8rem; line-height: 1.2; }
 </style>"""
 
 

@@ -340,6 +340,9 @@ def test_classroom_mode_shows_one_figure_and_each_tool_works(page):
     wait_idle(page)
     charts = page.locator('[data-testid="stPlotlyChart"]')
     assert charts.count() == 1  # the timelines alone
+    value_px = page.locator('[data-testid="stMain"] [data-testid="stMetricValue"]').first.evaluate(
+        "e => parseFloat(getComputedStyle(e.querySelector('p') || e).fontSize)")
+    assert value_px > 40  # larger than a normal metric (36 px), not shrunk to paragraph size
     figure_button = lambda name: page.locator('[data-testid="stButtonGroup"] button', has_text=re.compile(f"^{name}$"))
     figure_button("Delta rule").click()
     page.get_by_text(re.compile(r"How token \d+ was written")).wait_for()  # open, not in an expander
