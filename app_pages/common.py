@@ -187,6 +187,7 @@ CLASSROOM_CSS = """<style>
 [data-testid="stMain"] h1 { font-size: 2.6rem; }
 [data-testid="stMain"] [data-testid="stMarkdownContainer"] p { font-size: 1.25rem; line-height: 1.5; }
 [data-testid="stMain"] [data-testid="stMetricValue"] [data-testid="stMarkdownContainer"] p { font-size: 2.8rem; line-height: 1.2; }
+[data-testid="stMain"] input, [data-testid="stMain"] textarea { font-size: 1.25rem; }
 </style>"""
 
 
