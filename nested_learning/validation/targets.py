@@ -131,6 +131,16 @@ def copy(model: HopeTransformer, n: int, gap: int, filler: tasks.Filler, length:
     return out
 
 
+def queries_start(samples: list[tasks.TaskSample]) -> int:
+    """Where the queries of aligned recall samples begin: the last ";" before the first answer (the
+    filler between pairs may hold ";" too). Rows are laid out alike (fixed-length keys, values and
+    filler), so one cut and one answer mask serve all; ValueError if they are not."""
+    cuts = {s.text.rindex(";", 0, s.answer_positions[0]) for s in samples}
+    if len(cuts) != 1:
+        raise ValueError(f"recall samples are not aligned: their queries start at {sorted(cuts)[:4]}")
+    return cuts.pop()
+
+
 def recall(model: HopeTransformer, n: int, n_pairs: int, spread: int, filler: tasks.Filler,
            ablation: Ablation = FULL, seed: int = 0, controls=CONTROLS) -> dict:
     """Associative recall with ``spread`` filler bytes after each pair; answer-byte accuracy (argmax) and
@@ -138,7 +148,7 @@ def recall(model: HopeTransformer, n: int, n_pairs: int, spread: int, filler: ta
     samples = [tasks.associative_recall(random.Random(f"targets/recall/{seed}/{spread}/{i}"), n_pairs=n_pairs,
                                         spread=spread, filler=filler) for i in range(n)]
     tokens = _tokens([s.text for s in samples])
-    cut = samples[0].text.index(";")
+    cut = queries_start(samples)
     mask = torch.zeros(tokens.shape[1] - cut, dtype=torch.bool)
     mask[[a - cut for a in samples[0].answer_positions]] = True
     prefix = read(model, tokens[:, :cut], ablation=ablation)

@@ -1,7 +1,10 @@
 """Each experiment on tiny models: it measures what it says, and its pass rule fails where it must."""
+import random
+
 import pytest
 import torch
 
+from nested_learning import tasks
 from nested_learning.validation import gating, memory_ablation, persistence, position, repetition, targets, updates
 from nested_learning.validation.association import run as run_association
 from nested_learning.validation.measure import local_reach, score
@@ -197,3 +200,19 @@ def test_loss_by_position_is_reported_not_judged(model, prose):
     assert not result.judged and result.verdict == "REPORTED"
     assert [r["positions"] for r in result.tables["loss_by_position"]] == ["1-16", "17-64", "65-99"]
     assert "model_minus_baseline" in result.tables["loss_by_position"][0]
+
+
+def test_recall_reads_every_pair_before_the_controls_even_when_the_filler_holds_a_semicolon(model):
+    """The state under each control is taken after the last pair: a ";" inside the filler once cut the
+    pairs short, so the controls read most pairs themselves and recalled them (measured: 65% "recall"
+    with another document's memory at 70 tokens apart)."""
+    filler = lambda rng, n: ("a; b " * n)[:n]  # every pair's filler holds semicolons
+    samples = [tasks.associative_recall(random.Random(i), n_pairs=4, spread=12, filler=filler) for i in range(3)]
+    cut = targets.queries_start(samples)
+    assert samples[0].text.index(";") < cut  # the trap is there
+    assert samples[0].text[cut:].startswith("; ") and samples[0].text[:cut].count("=") == 4  # every pair before it
+    assert all(s.text[cut + 1:].count(";") == 0 for s in samples)  # no pair after it
+    with pytest.raises(ValueError, match="not aligned"):
+        targets.queries_start([samples[0], tasks.associative_recall(random.Random(0), n_pairs=5, spread=12, filler=filler)])
+    out = targets.recall(model, 2, 4, 12, filler, controls=("own",))
+    assert out["pair_distance"] == len(" ab=12") + 12 and 0 <= out["own"].mean <= 1
