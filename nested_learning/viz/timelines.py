@@ -64,12 +64,16 @@ def _colorbar(fig: go.Figure, row: int) -> dict:
 
 
 def _click_target(positions: np.ndarray, y) -> go.Scatter:
-    """Invisible points, one per token, across a panel: heatmaps and line-only traces cannot be selected,
-    so without them a click would not scrub (with x-unified hover a click anywhere on the panel picks
-    the point at that token). No hover label of their own: the panel's trace says it all. ``y``: the
+    """Invisible points across a panel, one per token up to MAX_CLICK_TARGETS (else every k-th token, so a
+    click lands within k/2 tokens; the slider does the rest): heatmaps and line-only traces cannot be
+    selected, so without them a click would not scrub (with x-unified hover a click anywhere on the panel
+    picks the nearest point). No hover label of their own: the panel's trace says it all. ``y``: the
     points' heights, or one row name for a heatmap panel."""
+    step = -(-len(positions) // MAX_CLICK_TARGETS)
+    positions = positions[::step]
+    y = [y] * len(positions) if isinstance(y, str) else np.asarray(y)[::step]
     hidden = dict(marker=dict(opacity=0))
-    return go.Scatter(x=positions, y=[y] * len(positions) if isinstance(y, str) else y, mode="markers",
+    return go.Scatter(x=positions, y=y, mode="markers",
                       marker=dict(opacity=0, size=4), hoverinfo="none", showlegend=False, name="click target",
                       selected=hidden, unselected=hidden)
 
@@ -98,6 +102,9 @@ def raster_trace(events: pd.DataFrame, start_position: int, rows: list[tuple[int
 
 MAX_BANDS = 200  # repeat bands drawn; more would slow the figure and hide the data
 MAX_TEXT_TICKS = 160  # up to this many tokens the token axis shows the text itself, one character per token
+# Invisible click points per panel: every token while the text is on the axis; beyond, evenly spaced (each
+# SVG marker costs the browser, and a panel is about 800 px wide).
+MAX_CLICK_TARGETS = MAX_TEXT_TICKS
 
 
 def text_ticks(recording: Recording) -> dict:

@@ -37,7 +37,7 @@ def test_timeline_rows_hold_the_streams(runs):
     # a click anywhere on a panel scrubs: one invisible, selectable point per token on each panel
     assert [t.yaxis for t in targets] == [t.yaxis for t in (loss, surprise, lr, retention)]
     for target in targets:
-        np.testing.assert_array_equal(target.x, positions)
+        np.testing.assert_array_equal(target.x, positions)  # a short run: every token
         assert target.mode == "markers" and target.marker.opacity == 0 and target.hoverinfo == "none"
     assert fig.layout.clickmode == "event+select" and fig.layout.dragmode == "zoom"  # Streamlit: clicks select only outside select mode
 
@@ -147,6 +147,17 @@ def test_comparison_of_a_run_with_itself_is_zero(runs):
     np.testing.assert_allclose(panels.data[2].z, (b.memory_matrix(1, 0, 25) - a.memory_matrix(1, 0, 25)).numpy())
     off = compare.run_side(model, text, Ablation(memory=False))
     assert compare.compare_memory(a, off, 1, 0, 25) is None
+
+
+def test_a_long_run_gets_sparser_click_targets(runs):
+    """Past MAX_CLICK_TARGETS tokens the invisible click points thin out (SVG markers cost the browser),
+    evenly, from the first token, at most MAX_CLICK_TARGETS per panel."""
+    model, _ = runs
+    rec, _ = record(model, "abcdefgh" * 80)  # 640 tokens: every fourth one
+    targets = [t for t in timelines.timeline_figure(rec).data if t.name == "click target"]
+    assert len(targets) == 4 and all(len(t.x) == len(t.y) <= timelines.MAX_CLICK_TARGETS for t in targets)
+    np.testing.assert_array_equal(targets[0].x, np.arange(0, 640, 4))
+    np.testing.assert_allclose(targets[0].y, np.nan_to_num(rec.stream("loss").double().numpy())[::4])
 
 
 def test_timeline_scales_are_honest(model):
