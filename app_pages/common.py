@@ -161,6 +161,7 @@ def reset_button(key: str) -> None:
 def _reset_memory():
     memory_session().reset()
     st.session_state.pop("explore_text_spans", None)  # it holds the last run's recording
+    st.session_state.pop("explore_input_folded", None)  # a fresh start shows the input (and the demos) again
 
 
 @contextlib.contextmanager

@@ -54,6 +54,16 @@ def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):
     assert cursor == [3]  # AppTest reruns the whole page: the timelines' cursor is at the scrubbed token
 
 
+def test_run_folds_the_input_and_reset_unfolds_it(app):
+    at = ok(app().run())
+    assert at.expander[0].label == "Input and switches" and at.expander[0].proto.expanded
+    ok(at.button(key="run").click().run())
+    assert not at.expander[0].proto.expanded  # the run's figures come first
+    assert not any(b.key == "demo_phrase" for b in at.button)  # the start view is gone
+    ok(at.button(key="reset_memory_main").click().run())
+    assert at.expander[0].proto.expanded and any(b.key == "demo_phrase" for b in at.button)
+
+
 def test_switching_memory_off_changes_the_figures(app):
     at = ok(app().run())
     at.pills(key="view_off").set_value(["memory"])
