@@ -310,10 +310,10 @@ def scrubber(recording):
                            "point one way), however high the plain cosine.")
     if layer in recording.cms_layers and common.figure_shown("CMS"):
         replay = recording.cms_replay(layer)
-        weights = replay.weights(t)
-        if cms_view == common.CMS_VIEWS[1]:
+        weights, change = replay.weights(t), cms_view == common.CMS_VIEWS[1]
+        if change:
             weights = [w - w0 for w, w0 in zip(weights, replay.weights(-1))]
-        st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, "W_t - W_start" if cms_view == common.CMS_VIEWS[1] else "W"),
+        st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, "W_t - W_start" if change else "W"),
                         config=common.PLOT_CONFIG, key="cms_heatmaps")
     if not common.in_classroom():
         with st.expander("Reproduce this view in Python"):

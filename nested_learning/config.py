@@ -89,8 +89,8 @@ class HopeConfig:
     # to "what came next", and a later query of the same context reads its successor (induction).
     shifted_keys: bool = False
     # Key width of the memory, in multiples of its head width: 1 = keys as projected; an even n passes
-    # keys and queries through DPFP (ops.dpfp, nu = n / 2), so a head holds about n times more
-    # associations before new writes overwrite old ones (README "The model"; the memory is d x n d).
+    # keys and queries through DPFP (ops.dpfp, nu = n / 2) and the memory is d x n d: sparser, wider keys
+    # overlap less, so a head holds more before new writes overwrite old ones (README "Wider keys").
     key_expansion: int = 1
     # Continuum Memory System: one level per period (tokens between updates).
     cms_periods: tuple[int, ...] = (1, 2, 4, 8)

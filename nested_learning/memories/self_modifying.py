@@ -172,7 +172,7 @@ class SelfModifyingMemory(nn.Module):
         return inputs, conv_state, previous_query
 
     def _chunks(self, x: torch.Tensor, inputs: torch.Tensor, sizes: list[int]):
-        """Per chunk: unit queries [N, n, d], and the inputs of the keys, values and gate features."""
+        """Per chunk: unit queries [N, n, dk] (key features), and the inputs of the keys, values and gate features."""
         B, T, D = x.shape
         queries = self._fold(self._key_features(self._heads(inputs[..., :D]))).split(sizes, dim=1)
         if self.projections is not None:

@@ -152,7 +152,7 @@ def recall(model: HopeTransformer, n: int, n_pairs: int, spread: int, filler: ta
     mask = torch.zeros(tokens.shape[1] - cut, dtype=torch.bool)
     mask[[a - cut for a in samples[0].answer_positions]] = True
     prefix = read(model, tokens[:, :cut], ablation=ablation)
-    out = {"spread": spread, "pair_distance": len(" ab=12") + spread, "chance": 0.1}
+    out = {"spread": spread, "pair_distance": len(" ab=12") + spread, "chance": 0.1, "prefix_tokens": cut}
     for name, state in _controls(model, prefix.state, controls).items():
         scores = score(model, tokens[:, cut:], state=state, ablation=ablation)
         accuracy, loss = masked_mean(scores.correct, mask), masked_mean(scores.loss, mask)

@@ -63,6 +63,11 @@ def _colorbar(fig: go.Figure, row: int) -> dict:
     return dict(y=(domain[0] + domain[1]) / 2, len=(domain[1] - domain[0]) * 1.05, thickness=10)
 
 
+# Invisible click points per panel: every token while the text is on the axis (MAX_TEXT_TICKS); beyond,
+# evenly spaced (each SVG marker costs the browser, and a panel is about 800 px wide).
+MAX_CLICK_TARGETS = 160
+
+
 def _click_target(positions: np.ndarray, y) -> go.Scatter:
     """Invisible points across a panel, one per token up to MAX_CLICK_TARGETS (else every k-th token, so a
     click lands within k/2 tokens; the slider does the rest): heatmaps and line-only traces cannot be
@@ -101,10 +106,7 @@ def raster_trace(events: pd.DataFrame, start_position: int, rows: list[tuple[int
 
 
 MAX_BANDS = 200  # repeat bands drawn; more would slow the figure and hide the data
-MAX_TEXT_TICKS = 160  # up to this many tokens the token axis shows the text itself, one character per token
-# Invisible click points per panel: every token while the text is on the axis; beyond, evenly spaced (each
-# SVG marker costs the browser, and a panel is about 800 px wide).
-MAX_CLICK_TARGETS = MAX_TEXT_TICKS
+MAX_TEXT_TICKS = MAX_CLICK_TARGETS  # up to this many tokens the token axis shows the text, one character per token
 
 
 def text_ticks(recording: Recording) -> dict:
@@ -140,8 +142,9 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
     fig = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, subplot_titles=titles, row_heights=heights,
                         vertical_spacing=0.22 / len(titles))
     loss = recording.stream("loss").double().numpy()
+    characters = token_labels(recording)
     fig.add_trace(go.Scatter(x=positions, y=loss, mode="lines", name="loss", line=dict(width=1.2),
-                             customdata=token_labels(recording),
+                             customdata=characters,
                              hovertemplate="position %{x} '%{customdata}'<br>loss %{y:.3f}<extra></extra>"), row=1, col=1)
     targets = [(_click_target(positions, np.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)), 1)]
     row = 1
@@ -153,8 +156,8 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
             if clipped:  # say so in the panel's title
                 fig.layout.annotations[row - 1].text = f"{title} (colour scale capped at the 99th percentile, {high:.3g})"
             fig.add_trace(go.Heatmap(z=z, x=positions, y=names, colorscale=scale, name=title, zmin=low, zmax=high,
-                                     colorbar=_colorbar(fig, row),
-                                     hovertemplate=f"position %{{x}}, %{{y}}<br>{title} %{{z:.4g}}<extra></extra>"),
+                                     colorbar=_colorbar(fig, row), customdata=[characters] * len(names),
+                                     hovertemplate=f"position %{{x}} '%{{customdata}}', %{{y}}<br>{title} %{{z:.4g}}<extra></extra>"),
                           row=row, col=1)
             targets.append((_click_target(positions, names[len(names) // 2]), row))
             fig.update_yaxes(autorange="reversed", row=row, col=1)

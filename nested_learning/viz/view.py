@@ -124,8 +124,9 @@ def _int(params, key: str, default, low: int, high: int | None, notices: list[st
 
 
 VIEW_PARAMS = ("preset", "text", "b", "layer", "head", "token", "off", "heads", "cms", "probe")
-# The figure settings' link values: (default, other); only the other is written.
-SETTINGS = {"heads": ("mean", "all"), "cms": ("weights", "change"), "probe": ("specific", "cosine")}
+# Explore's figure settings: link key -> (View field, the default's value, the other's); only the other is written.
+SETTINGS = {"heads": ("all_heads", "mean", "all"), "cms": ("cms_change", "weights", "change"),
+            "probe": ("probe_cosine", "specific", "cosine")}
 STREAMLIT_PARAMS = ("embed", "embed_options")  # Streamlit's own
 MAX_NAMED = 5  # unknown keys named in the notice; the rest are counted
 
@@ -164,10 +165,9 @@ def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...],
                 off.append(name)
             else:
                 notices.append(f"off={escape_markdown(name)} is not a component of this model: ignored.")
-    settings = {key: _choice(params, key, options, "a setting", " or ".join(options), notices) == options[1]
-                for key, options in SETTINGS.items()}
-    return View(preset, layer, head, token, tuple(Ablation.from_names(off).names_off()), text, b,
-                settings["heads"], settings["cms"], settings["probe"]), notices
+    settings = {field: _choice(params, key, values, "a setting", " or ".join(values), notices) == values[1]
+                for key, (field, *values) in SETTINGS.items()}
+    return View(preset, layer, head, token, tuple(Ablation.from_names(off).names_off()), text, b, **settings), notices
 
 
 def clamp_token(view: View, n_tokens: int) -> tuple[View, str | None]:
@@ -198,7 +198,7 @@ def view_to_params(view: View) -> dict[str, str]:
         params["token"] = str(view.token)
     if view.off:
         params["off"] = ",".join(view.off)
-    for key, on in (("heads", view.all_heads), ("cms", view.cms_change), ("probe", view.probe_cosine)):
-        if on:
-            params[key] = SETTINGS[key][1]
+    for key, (field, _, other) in SETTINGS.items():
+        if getattr(view, field):
+            params[key] = other
     return params

@@ -215,4 +215,6 @@ def test_recall_reads_every_pair_before_the_controls_even_when_the_filler_holds_
     with pytest.raises(ValueError, match="not aligned"):
         targets.queries_start([samples[0], tasks.associative_recall(random.Random(0), n_pairs=5, spread=12, filler=filler)])
     out = targets.recall(model, 2, 4, 12, filler, controls=("own",))
-    assert out["pair_distance"] == len(" ab=12") + 12 and 0 <= out["own"].mean <= 1
+    drawn = [tasks.associative_recall(random.Random(f"targets/recall/0/12/{i}"), n_pairs=4, spread=12, filler=filler)
+             for i in range(2)]  # the rows recall() reads
+    assert out["prefix_tokens"] == targets.queries_start(drawn) > drawn[0].text.index(";")

@@ -34,6 +34,10 @@ def test_timeline_rows_hold_the_streams(runs):
     axes = sorted({trace.xaxis for trace in fig.data})
     bottom = axes[-1]
     assert all(fig.layout[a.replace("x", "xaxis")].matches == bottom for a in axes[:-1])  # one shared token axis
+    # every panel's hover names the token's character, the heatmaps' too (x-unified hover stays in a panel)
+    characters = timelines.token_labels(rec)
+    assert list(loss.customdata) == characters and "%{customdata}" in surprise.hovertemplate
+    assert all(list(row) == characters for row in surprise.customdata) and len(surprise.customdata) == 4
     # a click anywhere on a panel scrubs: one invisible, selectable point per token on each panel
     assert [t.yaxis for t in targets] == [t.yaxis for t in (loss, surprise, lr, retention)]
     for target in targets:
