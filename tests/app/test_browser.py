@@ -337,13 +337,14 @@ def test_classroom_mode_shows_one_figure_and_each_tool_works(page):
     page.get_by_text("Tokens in this run").wait_for()
     wait_idle(page)
     page.locator('[data-testid="stSidebar"]').get_by_text("Classroom mode").click()
+    figure_button = lambda name: page.locator('[data-testid="stButtonGroup"] button', has_text=re.compile(f"^{name}$"))
+    figure_button("Delta rule").wait_for()  # the rerun in classroom mode has drawn its figure picker
     wait_idle(page)
     charts = page.locator('[data-testid="stPlotlyChart"]')
     assert charts.count() == 1  # the timelines alone
     value_px = page.locator('[data-testid="stMain"] [data-testid="stMetricValue"]').first.evaluate(
         "e => parseFloat(getComputedStyle(e.querySelector('p') || e).fontSize)")
     assert value_px > 40  # larger than a normal metric (36 px), not shrunk to paragraph size
-    figure_button = lambda name: page.locator('[data-testid="stButtonGroup"] button', has_text=re.compile(f"^{name}$"))
     figure_button("Delta rule").click()
     page.get_by_text(re.compile(r"How token \d+ was written")).wait_for()  # open, not in an expander
     wait_idle(page)
@@ -355,9 +356,16 @@ def test_classroom_mode_shows_one_figure_and_each_tool_works(page):
     wait_idle(page)
     page.mouse.move(0, 0)  # the verdict button's tooltip would cover the picker
     figure_button("Continue a prompt").click()
+    page.get_by_text("Continue a prompt from this memory").wait_for()
     wait_idle(page)
-    page.get_by_text("Continue a prompt from this memory").click()
-    click(page, "Continue")
-    page.get_by_text("this model, your memory").wait_for()
+    for attempt in range(3):  # a click landing while the page redraws is lost: open and click again
+        if not page.get_by_role("button", name="Continue", exact=True).is_visible():
+            page.get_by_text("Continue a prompt from this memory").click()
+        click(page, "Continue")
+        try:
+            page.get_by_text("this model, your memory").wait_for(timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            assert attempt < 2, "Continue never showed the continuations"
     page.get_by_text("this model, a reset memory").wait_for()
     wait_idle(page)
