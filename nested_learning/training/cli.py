@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     data.add_argument("--reread-fraction", type=float, default=d.reread_fraction,
                       help="share of text windows that are one span of training text read repeatedly, every byte "
                            "scored: a dense in-context copying signal (default %(default)s)")
+    data.add_argument("--reread-gap", type=int, default=d.reread_gap,
+                      help="most bytes of other training text after each reading of a reread window, so the "
+                           "passage crosses other prose in memory before it returns (default %(default)s: back to back)")
     data.add_argument("--balance-windows", action="store_true",
                       help="every window weighs the same in the loss (a task window scoring 30 answers as much as "
                            "a prose window scoring every byte)")
@@ -90,7 +93,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         out=args.out, data=list(args.data), preset=args.preset or ("" if args.recipe else "hope"), model_overrides=dict(args.overrides),
         tasks=[t.strip() for t in args.tasks.split(",") if t.strip()], task_fraction=args.task_fraction,
-        reread_fraction=args.reread_fraction, balance_windows=args.balance_windows, heldout_fraction=args.heldout_fraction, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
+        reread_fraction=args.reread_fraction, reread_gap=args.reread_gap, balance_windows=args.balance_windows, heldout_fraction=args.heldout_fraction, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
         bptt=args.bptt, lr=args.lr, min_lr=args.min_lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
         grad_clip=args.grad_clip, precision=args.precision, seed=args.seed, device=args.device,
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_windows=args.eval_windows,

@@ -13,7 +13,10 @@
   is a span of training text read again and again until the window is full; the span length is
   drawn from [seq_len / 8, seq_len / 2]. Every byte is scored: after the first reading the next
   byte is in the context, so these windows give in-context copying a dense signal on real prose
-  (the skill the memory tasks and the validation's repetition test need).
+  (the skill the memory tasks and the validation's repetition test need). With ``reread_gap`` > 0
+  each reading is followed by fresh text of one length drawn from [0, reread_gap] (at most what lets
+  the second reading fit): the passage must then cross other prose in the memory, as in the
+  measured reread target, instead of following itself.
 * Balanced windows (``balance_windows``): each window's weights are scaled to sum to ``seq_len``, so
   the loss is the mean over windows of each window's mean loss. Without it a task window (a few
   dozen scored answers) weighs a tenth of a prose window (every byte scored), and skills learned on
@@ -115,9 +118,23 @@ def reread_span(index: int, seed: int, seq_len: int, reread_fraction: float) -> 
     return rng.randint(max(1, seq_len // 8), max(1, seq_len // 2))
 
 
-def reread_window(span: bytes, size: int) -> bytes:
-    """``span`` repeated until ``size`` bytes."""
-    return (span * (size // len(span) + 1))[:size]
+def reread_gap(index: int, seed: int, seq_len: int, span: int, max_gap: int) -> int:
+    """Bytes of other text after each reading in reread window ``index`` (0: readings back to back)."""
+    if max_gap <= 0:
+        return 0
+    room = max(0, seq_len + 1 - 2 * span)  # the second reading must fit whole
+    return min(random.Random(f"reread-gap:{seed}:{index}").randint(0, max_gap), room)
+
+
+def reread_window(span: bytes, size: int, gaps=None) -> bytes:
+    """``span`` repeated until ``size`` bytes, each reading followed by the next of ``gaps`` (a callable
+    giving the text between readings) when given."""
+    if gaps is None:
+        return (span * (size // len(span) + 1))[:size]
+    window = b""
+    while len(window) < size:
+        window += span + gaps()
+    return window[:size]
 
 
 FILLER_POOL_BYTES = 1 << 18  # prose the tasks cut their filler from: the first 256 KB of the split
@@ -141,8 +158,8 @@ class TrainBatches:
 
     def __init__(self, data: list[str], seq_len: int, heldout_fraction: float, tasks: list[str],
                  task_fraction: float, seed: int, reread_fraction: float = 0.0, task_options: dict | None = None,
-                 balance_windows: bool = False):
-        self.balance_windows = balance_windows
+                 balance_windows: bool = False, reread_gap: int = 0):
+        self.balance_windows, self.reread_gap = balance_windows, reread_gap
         self.sources = [open_source(spec) for spec in data]
         self.seq_len, self.tasks, self.task_fraction, self.seed = seq_len, tasks, task_fraction, seed
         self.reread_fraction = reread_fraction
@@ -157,7 +174,12 @@ class TrainBatches:
             return synthetic.pack_tasks(f"tasks:{self.seed}:{index}", self.seq_len + 1, self.tasks,
                                         self.task_options or None, self.filler)
         span = reread_span(index, self.seed, self.seq_len, self.reread_fraction)
-        window = reread_window(self.text.next_window(span - 1), self.seq_len + 1) if span else self.text.next_window(self.seq_len)
+        if not span:
+            window = self.text.next_window(self.seq_len)
+        else:
+            passage = self.text.next_window(span - 1)
+            gap = reread_gap(index, self.seed, self.seq_len, span, self.reread_gap)
+            window = reread_window(passage, self.seq_len + 1, (lambda: self.text.next_window(gap - 1)) if gap else None)
         return list(window), [1.0] * len(window)
 
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,6 +40,7 @@ class TrainConfig:
     tasks: list[str] = field(default_factory=lambda: list(synthetic.TASKS))
     task_fraction: float = 0.25  # share of training sequences that are synthetic memory tasks
     reread_fraction: float = 0.0  # share of text windows that are one span of text read repeatedly
+    reread_gap: int = 0  # most bytes of other text between a reread window's readings (0: back to back)
     balance_windows: bool = False  # every window weighs the same in the loss, however few bytes it scores
     task_options: dict = field(default_factory=dict)  # per task: mixture weight and parameter ranges (tasks.py)
     heldout_fraction: float = 0.02  # share of documents held out (by a hash of the document id)
@@ -72,7 +73,7 @@ class TrainConfig:
 
     # Settings that change what a run computes: a resumed run must have the same ones.
     RESUME_FIELDS = ("data", "init", "preset", "model_overrides", "tasks", "task_options", "task_fraction",
-                     "reread_fraction", "balance_windows",
+                     "reread_fraction", "reread_gap", "balance_windows",
                      "heldout_fraction", "steps",
                      "batch_size", "seq_len", "bptt", "lr", "min_lr", "warmup_steps", "weight_decay", "beta1",
                      "beta2", "grad_clip", "seed")
@@ -108,6 +109,8 @@ class TrainConfig:
         check(self.grad_clip >= 0.0, f"--grad-clip must be >= 0, got {self.grad_clip}")
         check(0.0 <= self.task_fraction <= 1.0, f"--task-fraction must be in [0, 1], got {self.task_fraction}")
         check(0.0 <= self.reread_fraction <= 1.0, f"--reread-fraction must be in [0, 1], got {self.reread_fraction}")
+        check(isinstance(self.reread_gap, int) and 0 <= self.reread_gap <= self.seq_len,
+              f"--reread-gap must be an integer in [0, --seq-len], got {self.reread_gap!r}")
         check(0.0 < self.heldout_fraction < 1.0, f"--heldout-fraction must be in (0, 1), got {self.heldout_fraction}")
         check(self.precision in ("auto", "fp32", "bf16"), f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         self.tasks = synthetic.parse_task_names(self.tasks)
@@ -202,7 +205,7 @@ class _Run:
                       else HopeTransformer(config.model_config()).to(world.device)).train()
         self.batches = TrainBatches(config.data, config.seq_len, config.heldout_fraction, config.tasks,
                                     config.task_fraction, config.seed, config.reread_fraction, config.task_options,
-                                    config.balance_windows)
+                                    config.balance_windows, config.reread_gap)
         self.heldout = (heldout_sequences(self.batches, config.eval_windows, config.heldout_fraction)
                         if self.batches.sources else None)
         self.optimizer = make_optimizer(self.model, config)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from nested_learning.training.data import (TextStream, TrainBatches, heldout_sequences, is_heldout, is_task_sequence,
-                                          reread_span)
+                                          reread_gap, reread_span)
 from nested_learning.training.sources import open_source
 
 
@@ -102,6 +102,29 @@ def test_reread_windows_repeat_one_span_of_the_training_text(tmp_path):
     again = TrainBatches([corpus], seq_len, 0.1, [], 0.0, seed=5, reread_fraction=1.0)
     firsts = [bytes(again.next_sequence()[0][:reread_span(i, 5, seq_len, 1.0)]) for i in range(3)]
     assert text.startswith(firsts[0] + firsts[1][1:] + firsts[2][1:])
+
+
+def test_gapped_reread_windows_put_fresh_training_text_between_the_readings(tmp_path):
+    corpus = str(write_corpus(tmp_path / "c"))
+    seq_len = 256
+    plain = TrainBatches([corpus], seq_len, 0.1, [], 0.0, seed=5)
+    text = b"".join(bytes(plain.next_sequence()[0])[1:] for _ in range(60))
+    gapped = TrainBatches([corpus], seq_len, 0.1, [], 0.0, seed=5, reread_fraction=1.0, reread_gap=100)
+    gaps = set()
+    for index in range(20):
+        window = bytes(gapped.next_sequence()[0])
+        span = reread_span(index, 5, seq_len, 1.0)
+        gap = reread_gap(index, 5, seq_len, span, 100)
+        assert 0 <= gap <= 100 and len(window) == seq_len + 1
+        assert 2 * span + gap <= seq_len + 1  # the second reading fits whole
+        passage, between = window[:span], window[span:span + gap]
+        assert window[span + gap:2 * span + gap] == passage  # read again after the gap
+        if gap > 1:
+            assert between != passage[:gap] and between[1:] in text  # other training text, not the passage
+        gaps.add(gap)
+    assert len(gaps) > 5
+    # No gap: the back-to-back windows of before, byte for byte.
+    assert all(reread_gap(i, 5, seq_len, 64, 0) == 0 for i in range(50))
 
 
 def test_reread_fraction_picks_that_share_of_text_windows_reproducibly():

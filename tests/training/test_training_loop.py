@@ -143,6 +143,7 @@ def test_bf16_autocast_runs_and_changes_the_numbers(tmp_path):
     (["--set", "d_model=-4"], "config.d_model must be a positive integer"),
     (["--set", "colour=3"], "unknown config field(s): colour"),
     (["--lr", "5"], "--lr must be in (0, 1]"),
+    (["--reread-gap", "-1"], "--reread-gap must be an integer in [0, --seq-len], got -1"),
     (["--tasks", "sing"], "unknown task 'sing'"),
     (["--resume"], "no training state to resume from"),
     (["--data", "/no/such/corpus"], "/no/such/corpus: no such file or folder"),
