@@ -5,6 +5,8 @@
 2. The chunk-wise gated delta rule vs its per-token oracle at head width 64, T = 2048 (the memory
    path computes outputs and the final memory; the per-token errors, asked for when recording,
    cost two more matmuls per chunk).
+3. ``--checkpoints A B ...``: the given checkpoints' own forwards at 512 and 2,048 tokens, interleaved,
+   against the first (the shipped models' cost at their own size).
 Timings on shared VMs swing 10-15%: only the ratios are meaningful.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from anywhere without installing
-from nested_learning import HopeTransformer
+from nested_learning import HopeTransformer, load_checkpoint
 from nested_learning.ops import gated_delta_rule, gated_delta_rule_reference, l2norm
 
 
@@ -51,6 +53,19 @@ def model_ratio(rounds: int, presets=("hope", "transformer"), T: int = 512) -> d
     return interleaved({p: run(m) for p, m in models.items()}, rounds)
 
 
+def checkpoint_times(paths: list[str], rounds: int, T: int) -> dict[str, float]:
+    """One T-token forward of each checkpoint (batch 1, no_grad), interleaved: the shipped models' own cost."""
+    tokens = torch.randint(0, 256, (1, T), generator=torch.Generator().manual_seed(0))
+    models = {path: load_checkpoint(path, device="cpu").eval() for path in paths}
+
+    def run(model):
+        def go():
+            with torch.no_grad():
+                model(tokens)
+        return go
+    return interleaved({path: run(m) for path, m in models.items()}, rounds)
+
+
 def kernel_ratio(rounds: int, T: int = 2048, d: int = 64, H: int = 4) -> dict[str, float]:
     g = torch.Generator().manual_seed(0)
     q, k = (l2norm(torch.randn(1, H, T, d, generator=g)) for _ in range(2))
@@ -74,10 +89,22 @@ def main():
     parser.add_argument("--repeats", type=int, default=1,
                         help="repeat each forward measurement (a whole interleaved median) this many times and "
                              "print every ratio: on a shared VM one run can land in a slow spell")
+    parser.add_argument("--checkpoints", nargs="+", default=[],
+                        help="time these checkpoints' forwards instead (512 and 2,048 tokens), against the first")
     args = parser.parse_args()
     if args.rounds < 1 or args.repeats < 1 or min(args.threads) < 1:
         parser.error("--rounds, --repeats and --threads must be positive")
     torch.manual_seed(0)
+    if args.checkpoints:
+        for threads in dict.fromkeys(args.threads):
+            torch.set_num_threads(threads)
+            for T in (512, 2048):
+                times = checkpoint_times(args.checkpoints, args.rounds, T)
+                base = times[args.checkpoints[0]]
+                print(f"forward of each checkpoint, T={T}, B=1, {threads} threads, median of {args.rounds}:")
+                for path, t in times.items():
+                    print(f"  {path:50s} {t * 1e3:8.1f} ms  {t / base:5.2f}x the first")
+        return
     presets = ("hope", "hope-paper", "hope-attention", "titans", "transformer") if args.all_presets else ("hope", "transformer")
     for threads in dict.fromkeys(args.threads):  # the small memory ops gain little from threads, big matmuls do
         torch.set_num_threads(threads)

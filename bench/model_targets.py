@@ -63,6 +63,11 @@ def main():
     gaps = [100, 1000] if args.quick else [100, 250, 500, 1000]
     for gap in gaps:
         show("reread", targets.reread(model, passages, fillers, gap))
+    # What wears a reread away: the same gaps filled with text that writes little new (decay alone) or much.
+    between = {"spaces": " " * 2048, "one_letter": "e" * 2048, "phrase": ("the cat sat on the mat. " * 90)[:2048]}
+    for name, text in ([] if args.quick else between.items()):
+        for gap in (100, 1000):
+            show("reread_between", {"filler": name, **targets.reread(model, passages, [text] * n, gap, controls=("own",))})
     for gap in gaps:
         show("copy", targets.copy(model, n, gap, filler))
     for spread in ([32] if args.quick else [0, 32, 64]):
