@@ -199,7 +199,7 @@ class HopeConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # The CMS chain adds four fast MLP levels per layer, so the FFN is half the transformer's width
     # (keeps Hope near the same-size transformer's parameter count; README "The model").
-    "hope": dict(ffn_mult=2, local_conv=4, shifted_keys=True, memory_heads=1, key_expansion=4),
+    "hope": dict(ffn_mult=2, local_conv=4, shifted_keys=True, memory_heads=1, key_expansion=8),
     "hope-paper": dict(attention=False, n_persistent_tokens=0, ffn=False, momentum=True, local_conv=4),
     "hope-attention": dict(memory=False, ffn=False, n_persistent_tokens=0),
     "titans": dict(self_modifying=False, momentum=True, cms_periods=()),

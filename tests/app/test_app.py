@@ -31,7 +31,8 @@ def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):
     before = arrays(figure(at, "memory_heatmaps")["data"][0]["z"])
     ok(at.slider(key="explore_token").set_value(3).run())
     after = arrays(figure(at, "memory_heatmaps")["data"][0]["z"])
-    assert before.shape == after.shape == (16, 64) and not np.allclose(before, after)  # value x key width (DPFP x 4)
+    key_width = load_checkpoint(tiny_checkpoint, device="cpu").config.memory_key_dim  # 16 x the preset's DPFP factor
+    assert before.shape == after.shape == (16, key_width) and not np.allclose(before, after)  # value x key width
     ok(at.selectbox(key="view_layer").set_value(1).run())
     assert not np.allclose(arrays(figure(at, "memory_heatmaps")["data"][0]["z"]), after)
     # The CMS panels are the weights after the chosen token (drawn [hidden, model dim]), from a fresh replay.

@@ -230,9 +230,11 @@ def test_tables_and_csv(tmp_path):
 
 
 def test_full_states_option_matches_rebuild():
-    recording, _ = record(tiny_model(), random_tokens(1, 12)[0], full_states=True)
+    model = tiny_model()
+    recording, _ = record(model, random_tokens(1, 12)[0], full_states=True)
     full = recording.stream("full.layers.0.memory.memory")
-    assert full.dtype == torch.float16 and full.shape == (12, 2, 16, 64)  # value x key width
+    assert full.dtype == torch.float16 and full.shape == (12, 2, 16, model.config.memory_key_dim)  # value x key width
+    assert model.config.memory_key_dim > 16  # the preset widens keys (DPFP)
     recording_without = Recording(recording.config, {k: v for k, v in recording.tensors.items() if not k.startswith("full.")})
     assert torch.allclose(full[7, 1].double(), recording_without.memory_matrix(0, 1, 7), atol=2e-3)
     assert torch.equal(recording.memory_matrix(0, 1, 7), full[7, 1].double())  # stored states are served as is
