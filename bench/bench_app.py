@@ -65,7 +65,8 @@ def server_side(model, text: str, rounds: int):
         for _ in range(10):
             t = rng.randrange(recording.n_tokens)
             started = time.perf_counter()
-            memory = heatmaps.memory_figures(recording.memory_matrix(0, 0, t), recording.memory_delta(0, 0, t))
+            matrix = recording.memory_matrix(0, 0, t)  # as the page does: M_t rebuilt once, the delta reuses it
+            memory = heatmaps.memory_figures(matrix, matrix - recording.memory_matrix(0, 0, t - 1))
             cms = heatmaps.cms_figure(replay.weights(t), model.config.cms_periods)
             coloured = text_figure(byte_spans(recording.tokens.tolist(), timelines.stream_row(recording, "surprise", 0)),
                                    "surprise", cursor=t)

@@ -36,17 +36,32 @@ def heatmap_trace(matrix, limit: float, name: str, colorbar_x: float | None = No
                       hovertemplate=f"{name}<br>{y_title} %{{y}}, {x_title} %{{x}}<br>%{{z:.4g}}<extra></extra>")
 
 
+def _squarish(matrix) -> bool:
+    """Square cells only for a matrix at most twice as wide as tall: a memory with DPFP keys (128 x 1,024)
+    drawn with square cells is a thin strip."""
+    rows, cols = np.shape(matrix)[:2]
+    return cols <= 2 * rows
+
+
 def _panels(panels: list[tuple[str, object, float]], height: int, x_title: str, y_title: str) -> go.Figure:
     """One row of heatmaps; each panel is (title, matrix, limit). Panels with the same limit share a scale."""
     n = len(panels)
+    if n == 1:  # one panel (every scrub draws two): make_subplots alone would be the slowest step of a scrub
+        title, matrix, limit = panels[0]
+        fig = go.Figure(heatmap_trace(matrix, limit, title, colorbar_x=1.01, x_title=x_title, y_title=y_title))
+        fig.update_yaxes(autorange="reversed", scaleanchor="x" if _squarish(matrix) else None, title_text=y_title)
+        fig.update_xaxes(title_text=x_title)
+        fig.update_layout(title=dict(text=title, x=0.5, xanchor="center", font=dict(size=16)), height=height,
+                          margin=dict(l=10, r=40, t=40, b=40))
+        return fig
     fig = make_subplots(rows=1, cols=n, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.16)
     for i, (title, matrix, limit) in enumerate(panels):
         domain_end = fig.layout[f"xaxis{i + 1 if i else ''}"].domain[1]
         fig.add_trace(heatmap_trace(matrix, limit, title, colorbar_x=domain_end + 0.01, x_title=x_title,
                                     y_title=y_title), row=1, col=i + 1)
-        # row 0 at the top, like a matrix; square cells; the axes say what the rows and columns are
-        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1,
-                         title_text=y_title if i == 0 else None)
+        # row 0 at the top, like a matrix; square cells unless too wide; the axes say what rows and columns are
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}" if _squarish(matrix) else None,
+                         title_text=y_title if i == 0 else None, row=1, col=i + 1)
         fig.update_xaxes(title_text=x_title, row=1, col=i + 1)
     fig.update_layout(height=height, margin=dict(l=10, r=40, t=40, b=40))
     return fig

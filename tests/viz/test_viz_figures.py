@@ -194,6 +194,11 @@ def test_heatmaps_name_their_axes_and_surprise_a_and_b_share_a_labelled_bar(mode
     from nested_learning.viz import compare, heatmaps
     for figure in heatmaps.memory_figures(torch.eye(4), torch.zeros(4, 4)):
         assert figure.layout.xaxis.title.text == "key dimension" and figure.layout.yaxis.title.text == "value dimension"
+        assert figure.layout.yaxis.scaleanchor == "x"  # square cells for a square memory
+    wide = heatmaps.memory_figures(torch.ones(16, 128), torch.zeros(16, 128), "token 3")  # DPFP keys: 8x wider
+    assert all(f.layout.yaxis.scaleanchor is None for f in wide)  # fills the panel instead of a thin strip
+    assert wide[0].layout.title.text == "M_t after token 3" and wide[1].layout.title.text == "M_t - M_(t-1)"
+    assert heatmaps.ab_figure(torch.ones(16, 128), torch.ones(16, 128)).layout.yaxis.scaleanchor is None
     a, _ = record(model, "abcabc")
     timeline = compare.compare_timeline(a, a)
     bars = [t.colorbar.title.text for t in timeline.data if t.type == "heatmap" and t.showscale is not False]
