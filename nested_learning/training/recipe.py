@@ -62,8 +62,9 @@ CPU = {
          "tasks": {"repeat": {"weight": 2, "length": [16, 48], "gap": [64, 1900]},
                    "recall": {"n_pairs": [4, 16], "spread": [16, 128]},
                    "passkey": {"filler_bytes": [256, 1950]}}},
-        # Rereads with other prose between the readings (back to back, a passage only ever follows itself),
-        # at a lower rate: pass keys at 1,000 bytes and held-out prose improved, rereads held (docs/training.md).
+        # Rereads with other prose between the readings, as the measured reread target reads them (in the
+        # stages before, a passage only ever follows itself), at a third of the mixed stage's rate
+        # (docs/training.md "Rereads across other prose").
         {"name": "reread", "steps": 150, "batch_size": 4, "seq_len": 2048, "bptt": 2048, "lr": 5e-4, "warmup_steps": 10,
          "task_fraction": 0.4, "reread_fraction": 0.5, "reread_gap": 1536,
          "tasks": {"repeat": {"weight": 2, "length": [16, 48], "gap": [64, 1900]},
