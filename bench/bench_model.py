@@ -41,29 +41,26 @@ def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def model_ratio(rounds: int, presets=("hope", "transformer"), T: int = 512) -> dict[str, float]:
+def forward_times(models: dict, rounds: int, T: int) -> dict[str, float]:
+    """One T-token forward of each model (batch 1, no_grad), interleaved; median seconds per name."""
     tokens = torch.randint(0, 256, (1, T), generator=torch.Generator().manual_seed(0))
-    models = {p: HopeTransformer.from_preset(p, device="cpu", n_layers=4, d_model=256, n_heads=4).eval() for p in presets}
 
     def run(model):
         def go():
             with torch.no_grad():
                 model(tokens)
         return go
-    return interleaved({p: run(m) for p, m in models.items()}, rounds)
+    return interleaved({name: run(m) for name, m in models.items()}, rounds)
+
+
+def model_ratio(rounds: int, presets=("hope", "transformer"), T: int = 512) -> dict[str, float]:
+    return forward_times({p: HopeTransformer.from_preset(p, device="cpu", n_layers=4, d_model=256, n_heads=4).eval()
+                          for p in presets}, rounds, T)
 
 
 def checkpoint_times(paths: list[str], rounds: int, T: int) -> dict[str, float]:
-    """One T-token forward of each checkpoint (batch 1, no_grad), interleaved: the shipped models' own cost."""
-    tokens = torch.randint(0, 256, (1, T), generator=torch.Generator().manual_seed(0))
-    models = {path: load_checkpoint(path, device="cpu").eval() for path in paths}
-
-    def run(model):
-        def go():
-            with torch.no_grad():
-                model(tokens)
-        return go
-    return interleaved({path: run(m) for path, m in models.items()}, rounds)
+    """The shipped models' own cost: each checkpoint's forward, interleaved."""
+    return forward_times({path: load_checkpoint(path, device="cpu").eval() for path in paths}, rounds, T)
 
 
 def kernel_ratio(rounds: int, T: int = 2048, d: int = 64, H: int = 4) -> dict[str, float]:

@@ -46,23 +46,20 @@ def _squarish(matrix) -> bool:
 def _panels(panels: list[tuple[str, object, float]], height: int, x_title: str, y_title: str) -> go.Figure:
     """One row of heatmaps; each panel is (title, matrix, limit). Panels with the same limit share a scale."""
     n = len(panels)
-    if n == 1:  # one panel (every scrub draws two): make_subplots alone would be the slowest step of a scrub
-        title, matrix, limit = panels[0]
-        fig = go.Figure(heatmap_trace(matrix, limit, title, colorbar_x=1.01, x_title=x_title, y_title=y_title))
-        fig.update_yaxes(autorange="reversed", scaleanchor="x" if _squarish(matrix) else None, title_text=y_title)
-        fig.update_xaxes(title_text=x_title)
-        fig.update_layout(title=dict(text=title, x=0.5, xanchor="center", font=dict(size=16)), height=height,
-                          margin=dict(l=10, r=40, t=40, b=40))
-        return fig
-    fig = make_subplots(rows=1, cols=n, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.16)
+    # A scrub draws two one-panel figures, and make_subplots would be its slowest step: a plain figure then.
+    fig = go.Figure() if n == 1 else make_subplots(rows=1, cols=n, subplot_titles=[p[0] for p in panels],
+                                                   horizontal_spacing=0.16)
     for i, (title, matrix, limit) in enumerate(panels):
-        domain_end = fig.layout[f"xaxis{i + 1 if i else ''}"].domain[1]
-        fig.add_trace(heatmap_trace(matrix, limit, title, colorbar_x=domain_end + 0.01, x_title=x_title,
-                                    y_title=y_title), row=1, col=i + 1)
+        axis = str(i + 1) if i else ""
+        domain_end = fig.layout[f"xaxis{axis}"].domain[1] if n > 1 else 1.0
+        trace = heatmap_trace(matrix, limit, title, colorbar_x=domain_end + 0.01, x_title=x_title, y_title=y_title)
+        fig.add_trace(trace.update(xaxis=f"x{axis}", yaxis=f"y{axis}"))
         # row 0 at the top, like a matrix; square cells unless too wide; the axes say what rows and columns are
-        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}" if _squarish(matrix) else None,
-                         title_text=y_title if i == 0 else None, row=1, col=i + 1)
-        fig.update_xaxes(title_text=x_title, row=1, col=i + 1)
+        fig.layout[f"yaxis{axis}"].update(autorange="reversed", scaleanchor=f"x{axis}" if _squarish(matrix) else None,
+                                          title_text=y_title if i == 0 else None)
+        fig.layout[f"xaxis{axis}"].update(title_text=x_title)
+    if n == 1:
+        fig.update_layout(title=dict(text=panels[0][0], x=0.5, xanchor="center", font=dict(size=16)))
     fig.update_layout(height=height, margin=dict(l=10, r=40, t=40, b=40))
     return fig
 

@@ -123,7 +123,7 @@ def test_gapped_reread_windows_put_fresh_training_text_between_the_readings(tmp_
             assert between != passage[:gap] and between[1:] in text  # other training text, not the passage
         gaps.add(gap)
     assert len(gaps) > 5
-    # No gap: the back-to-back windows of before, byte for byte.
+    # reread_gap 0 draws no gap, so windows stay back to back (the test above checks those byte for byte).
     assert all(reread_gap(i, 5, seq_len, 64, 0) == 0 for i in range(50))
 
 
