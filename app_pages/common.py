@@ -160,7 +160,8 @@ def reset_button(key: str) -> None:
 
 def _reset_memory():
     memory_session().reset()
-    st.session_state.pop("explore_text_spans", None)  # it holds the last run's recording
+    for cached in ("explore_text_spans", "explore_text_figure", "explore_timelines", "memory_player_payload"):
+        st.session_state.pop(cached, None)  # they hold the last run's recording and figures
     st.session_state.pop("explore_input_folded", None)  # a fresh start shows the input (and the demos) again
 
 

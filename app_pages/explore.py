@@ -1,19 +1,22 @@
 """Explore: feed text to the model, watch its memory learn token by token. The memory carries across
-runs until Reset; the token scrubber redraws the memory heatmaps without rerunning the page."""
+runs until Reset; the memory player redraws M_t in the browser at any token, and the server draws the rest
+when it settles."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import streamlit as st
 
 from nested_learning import Ablation
 from nested_learning.tokenizer import ByteTokenizer
-from nested_learning.viz import anatomy, heatmaps, models, probe, repeats, snippet, text_map, timelines
+from nested_learning.viz import anatomy, heatmaps, models, player, probe, repeats, snippet, text_map, timelines
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
 from nested_learning.viz.view import MAX_LINK_TEXT, clamp_token, encode_text
 from app_pages import common, explore_tools
+from app_pages.memory_player import memory_player
 
 model, choice = common.current_model()
 config = model.config
@@ -147,8 +150,16 @@ def show_run(result):
     if not common.in_classroom():
         explore_tools.overlay_panel(session)
         downloads(recording)
-    # Playing, the scrubber fragment reruns itself every PLAY_SECONDS and steps the token forward.
-    st.fragment(run_every=PLAY_SECONDS if st.session_state.get("explore_play") else None)(scrubber)(recording)
+    st.subheader("Inside the memory at one token")
+    c1, c2, _ = st.columns([1, 1, 2])
+    layer = c1.selectbox("Layer", range(config.n_layers), key=common.WIDGET_KEYS["layer"], persist_state="session")
+    head = c2.selectbox("Head", range(config.n_memory_heads), key=common.WIDGET_KEYS["head"], persist_state="session")
+    if common.figure_shown("Coloured text"):
+        scrub_to_clicked_character(recording, layer)  # before the scrubber, so it starts at the clicked token
+    # Scrubbing and Play run in the browser; a settled token reruns only this fragment.
+    st.fragment(scrubber)(recording, layer, head)
+    if common.figure_shown("Coloured text"):
+        coloured_text(recording, layer)
 
 
 def timelines_section(recording):
@@ -159,25 +170,38 @@ def timelines_section(recording):
     all_heads = toggle.toggle("All heads", key="explore_all_heads", persist_state="session",
                               help="One row per layer and head; off: one row per layer, the mean over its heads.")
     timeline = st.empty()
-    scrub_to_clicked_timeline(recording)  # before drawing, so the cursor follows a click
-    cursor = st.session_state.get("explore_token")
+    scrub_to_clicked_timeline(recording)
     if not recording.events_ready:
-        timeline.plotly_chart(timelines.timeline_figure(recording, all_heads=all_heads, cursor=cursor),
-                              config=common.PLOT_CONFIG, key="timeline_fast")
+        timeline.plotly_chart(timeline_figure(recording, all_heads, with_events=False), config=common.PLOT_CONFIG,
+                              key="timeline_fast")
         with st.spinner("Deriving CMS update events..."):
             recording.cms_events()
     found = repeats.find_repeats(recording.tokens.tolist())
-    timeline.plotly_chart(timelines.timeline_figure(recording, recording.cms_events(), found, all_heads, cursor),
-                          config=common.PLOT_CONFIG, key="timeline", on_select="rerun", selection_mode=("points", "box"))
+    timeline.plotly_chart(timeline_figure(recording, all_heads), config=common.PLOT_CONFIG, key="timeline",
+                          on_select="rerun", selection_mode=("points", "box"))
     st.caption("Click any panel (a heatmap column too) to scrub to that token; drag to zoom in, double-click to zoom "
-               "out (the toolbar's box tool selects a span: the scrubber goes to its start). The dotted line marks the "
-               "scrubbed token as of the last redraw; the slider below moves the panels under it.")
+               "out (the toolbar's box tool selects a span: the scrubber goes to its start). The player below marks "
+               "the scrubbed token on its loss strip.")
     if found:
         st.caption(f"Green bands: {len(found)} span{'s' if len(found) > 1 else ''} of {repeats.MIN_REPEAT}+ bytes this run "
                    "read before (grey: where it read them first). Is the repeat cheaper than the first reading?")
         st.dataframe(repeats.repeat_table(recording, found).style.format(
             {c: "{:.3f}" for c in ("loss first", "loss repeat", "surprise first", "surprise repeat")}, na_rep="n/a"),
             hide_index=True, key="repeat_table")
+
+
+def timeline_figure(recording, all_heads: bool, with_events: bool = True):
+    """The run's timelines, built once per run and setting (a rerun reuses them, and Streamlit then sends an
+    unchanged figure by reference only)."""
+    key = (all_heads, with_events)
+    cached = st.session_state.get("explore_timelines")
+    if cached is None or cached[0] is not recording:
+        cached = st.session_state.explore_timelines = (recording, {})
+    if key not in cached[1]:
+        events = recording.cms_events() if with_events else None
+        found = repeats.find_repeats(recording.tokens.tolist()) if with_events else None
+        cached[1][key] = timelines.timeline_figure(recording, events, found, all_heads)
+    return cached[1][key]
 
 
 def downloads(recording):
@@ -187,14 +211,6 @@ def downloads(recording):
                          on_click="ignore", width="stretch")
     right.download_button("Download per-token CSV", lambda: models.recording_csv(recording), file_name="recording.csv",
                           mime="text/csv", key="dl_csv", on_click="ignore", width="stretch")
-
-
-def section(title: str):
-    """A tool's panel: an expander normally; in classroom mode (where it is the one figure shown) open, titled."""
-    if common.in_classroom():
-        st.markdown(f"**{title}**")
-        return st.container()
-    return st.expander(title)
 
 
 def scrub_to(source: str, clicked, token: int | None) -> None:
@@ -230,103 +246,109 @@ def scrub_to_clicked_character(recording, layer: int) -> None:
     scrub_to("text", (recording.start_position, token), token)
 
 
-PLAY_SECONDS = 1.0  # one step of the play animation
+def settle_at(token: int) -> None:
+    """The browser's player settled on ``token``: the server-drawn panels follow."""
+    st.session_state.explore_token = token
 
 
-def play_controls(recording) -> None:
-    """Play / pause and step size; a playing scrubber advances before it draws, and stops at the end
-    (its timer too: a forgotten tab costs the server nothing)."""
-    if st.session_state.pop("explore_play_stop", False):
-        st.session_state.explore_play = False
-    left, right = st.columns([1, 3])
-    playing = left.toggle("Play", key="explore_play", help="Step through the tokens, one step a second.")
-    right.select_slider("Tokens per step", [1, 2, 4, 8, 16], value=1, key="explore_play_step")
-    if playing != st.session_state.get("explore_play_was", False):  # the fragment's timer is set by a full rerun
-        st.session_state.explore_play_was = playing
-        if playing and int(st.session_state.get("explore_token", 0)) >= recording.n_tokens - 1:
-            st.session_state.explore_token = 0  # Play at the end starts again from the beginning
-        st.rerun()
-    if playing:
-        token = int(st.session_state.get("explore_token", 0))
-        if token >= recording.n_tokens - 1:
-            st.session_state.explore_play_stop = True  # the next tick switches Play off
-        else:
-            st.session_state.explore_token = min(token + st.session_state.get("explore_play_step", 1),
-                                                 recording.n_tokens - 1)
-
-
-def scrubber(recording):
-    """Moving the slider (or layer / head) reruns only this function (a fragment; see show_run)."""
-    st.subheader("Inside the memory at one token")
-    if recording.n_tokens > 1:
-        play_controls(recording)
-    c1, c2, c3 = st.columns([1, 1, 2])
-    layer = c1.selectbox("Layer", range(config.n_layers), key=common.WIDGET_KEYS["layer"], persist_state="session")
-    head = c2.selectbox("Head", range(config.n_memory_heads), key=common.WIDGET_KEYS["head"], persist_state="session")
-    st.session_state.setdefault("cms_view", common.CMS_VIEWS[0])  # not default=: a link may have set it
-    cms_view = c3.segmented_control("CMS panels", common.CMS_VIEWS, key="cms_view", persist_state="session")
-    scrub_to_clicked_character(recording, layer)
+def scrubber(recording, layer: int, head: int):
+    """The player (in the browser) and the panels the server draws at its settled token; a settled token or a
+    setting here reruns only this function (a fragment; see show_run)."""
     view, notice = clamp_token(common.current_view(st.session_state.get("explore_token"), linked_text()), recording.n_tokens)
     if notice:
         st.warning(notice, icon=":material/link:")
-    st.session_state.explore_token = view.token if view.token is not None else recording.n_tokens - 1
-    t = common.token_slider(recording.n_tokens, "explore_token",
-                            help="Scrub through the run: the heatmaps show the state after this token.")
-    label = ByteTokenizer.token_label(int(recording.tokens[t]))
-    st.caption(f"Token {t} (stream position {recording.start_position + t}): byte '{escape_markdown(label)}'. "
-               + timelines.token_summary(recording, t))
-    if layer not in recording.memory_layers and any(map(common.figure_shown, ("Memory M_t", "Delta rule", "Probe"))):
+    t = st.session_state.explore_token = view.token if view.token is not None else recording.n_tokens - 1
+    has_memory = layer in recording.memory_layers
+    if has_memory and player.has_factors(recording, layer) and recording.n_tokens > 1:
+        st.caption("Drag the slider, press Play or click the loss strip: the heatmaps are redrawn in your browser "
+                   f"(key dimensions averaged in blocks of {player.key_block(config.memory_key_dim)} to fit the panel; "
+                   "full resolution below). The panels under the player follow when it stops.")
+        memory_player(recording, layer, head, t, settle_at, panels=common.figure_shown("Memory M_t"))
+    else:  # no memory to replay in the browser (or one token: nothing to scrub): the server's slider
+        t = common.token_slider(recording.n_tokens, "explore_token",
+                                help="Scrub through the run: the panels show the state after this token.")
+        label = ByteTokenizer.token_label(int(recording.tokens[t]))
+        st.caption(f"Token {t} (stream position {recording.start_position + t}): byte '{escape_markdown(label)}'. "
+                   + timelines.token_summary(recording, t))
+    if not has_memory and any(map(common.figure_shown, ("Memory M_t", "Delta rule", "Probe"))):
         st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
-    if layer in recording.memory_layers and common.figure_shown("Memory M_t"):
-        memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
-        now, write = heatmaps.memory_figures(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
-        left, right = st.columns(2)
-        left.plotly_chart(now, config=common.PLOT_CONFIG, key="memory_heatmaps")
-        right.plotly_chart(write, config=common.PLOT_CONFIG, key="memory_write")
-        st.caption("Red positive, blue negative, white zero. The right panel is this token's write: one outer product "
-                   "(a pattern along the value dimension times the key), so it shows as stripes.")
-    if layer in recording.memory_layers and common.figure_shown("Delta rule"):
-        with section(f"How token {t} was written: the delta rule, layer {layer}, head {head}"):
-            parts = anatomy.anatomy(recording, layer, head, t)
-            st.caption("M_t = a_t M_(t-1) + lr_t (v_t - M_(t-1) k_t) k_tᵀ: the memory is asked for the token's key, "
-                       "compares its answer with the value, and writes the error along the key.")
-            st.plotly_chart(anatomy.anatomy_figure(parts), config=common.PLOT_CONFIG, key="anatomy")
-            st.caption(anatomy.explain(parts))
-    if layer in recording.memory_layers and common.figure_shown("Probe"):
-        with section(f"What the memory still holds after token {t}: a probe of layer {layer}"):
-            st.session_state.setdefault("probe_specific", True)  # not value=: a link may have set it
-            specific = st.toggle("Specificity (minus the match with any other value)", key="probe_specific",
-                                 persist_state="session")
-            try:
-                curve = probe.recall_curve(recording, layer, t, specific)
-            except KeyError as e:
-                st.info(str(e).strip("'\""))
-            else:
-                st.plotly_chart(probe.recall_figure(curve, recording.start_position, specific),
-                                config=common.PLOT_CONFIG, key="probe")
-                st.caption("Each earlier token's key asks M_t for its value, one line per head. Plain cosine: 1 means the "
-                           "read points like the value written there. Specificity subtracts how well the read matches "
-                           "any other value: near 0, the head holds nothing particular to that token (its values all "
-                           "point one way), however high the plain cosine.")
+    if has_memory and common.figure_shown("Memory M_t"):
+        with lazy_section("Full-resolution M_t and its write at the settled token", "explore_full_memory") as open_:
+            if open_:
+                memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
+                now, write = heatmaps.memory_figures(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
+                left, right = st.columns(2)
+                left.plotly_chart(now, config=common.PLOT_CONFIG, key="memory_heatmaps")
+                right.plotly_chart(write, config=common.PLOT_CONFIG, key="memory_write")
+                st.caption("Every cell: red positive, blue negative, white zero. The write is one outer product "
+                           "(a pattern along the value dimension times the key), so it shows as stripes.")
+    if has_memory and common.figure_shown("Delta rule"):
+        with lazy_section("How the settled token was written: the delta rule", "explore_delta_rule") as open_:
+            if open_:
+                parts = anatomy.anatomy(recording, layer, head, t)
+                st.caption(f"Token {t}, layer {layer}, head {head}. M_t = a_t M_(t-1) + lr_t (v_t - M_(t-1) k_t) k_tᵀ: the memory is asked for the token's key, "
+                           "compares its answer with the value, and writes the error along the key.")
+                st.plotly_chart(anatomy.anatomy_figure(parts), config=common.PLOT_CONFIG, key="anatomy")
+                st.caption(anatomy.explain(parts))
+    if has_memory and common.figure_shown("Probe"):
+        with lazy_section("What the memory still holds at the settled token: a probe", "explore_probe") as open_:
+            if open_:
+                st.caption(f"After token {t}, layer {layer}.")
+                probe_panel(recording, layer, t)
     if layer in recording.cms_layers and common.figure_shown("CMS"):
+        st.session_state.setdefault("cms_view", common.CMS_VIEWS[0])  # not default=: a link may have set it
+        cms_view = st.segmented_control("CMS panels", common.CMS_VIEWS, key="cms_view", persist_state="session")
         replay = recording.cms_replay(layer)
         weights, change = replay.weights(t), cms_view == common.CMS_VIEWS[1]
         if change:
             weights = [w - w0 for w, w0 in zip(weights, replay.weights(-1))]
-        st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, "W_t - W_start" if change else "W"),
+        st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, f"{'W_t - W_start' if change else 'W'} at token {t}:"),
                         config=common.PLOT_CONFIG, key="cms_heatmaps")
     if not common.in_classroom():
-        with st.expander("Reproduce this view in Python"):
-            code = snippet.reproduce(choice, linked_text() or recording.text or "", list(recording.ablation.names_off()),
-                                     layer, head, t, recording.start_position)
-            st.code(code, language="python")
-    if common.figure_shown("Coloured text"):
-        spans, name = text_spans(recording, layer)
-        st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads): hover or tap a character for its "
-                    "value, click one to scrub to it; the outlined one is the scrubbed token.")
-        st.plotly_chart(text_map.text_figure(spans, name, recording.start_position, cursor=t), config=common.PLOT_CONFIG,
-                        key="text_map", on_select="rerun", selection_mode="points")
+        with lazy_section("Reproduce this view in Python", "explore_reproduce") as open_:
+            if open_:
+                code = snippet.reproduce(choice, linked_text() or recording.text or "", list(recording.ablation.names_off()),
+                                         layer, head, t, recording.start_position)
+                st.code(code, language="python")
     common.write_view(common.with_token(view, t))
+
+
+@contextlib.contextmanager
+def lazy_section(title: str, key: str):
+    """A tool's panel, built only while open (yields whether it is): a closed expander sends nothing. In
+    classroom mode, where it is the one figure shown, it is open and titled."""
+    if common.in_classroom():
+        st.markdown(f"**{title}**")
+        yield True
+        return
+    with st.expander(title, key=key, on_change="rerun") as panel:
+        yield bool(panel.open)
+
+
+def probe_panel(recording, layer: int, t: int):
+    st.session_state.setdefault("probe_specific", True)  # not value=: a link may have set it
+    specific = st.toggle("Specificity (minus the match with any other value)", key="probe_specific", persist_state="session")
+    try:
+        curve = probe.recall_curve(recording, layer, t, specific)
+    except KeyError as e:
+        st.info(str(e).strip("'\""))
+        return
+    st.plotly_chart(probe.recall_figure(curve, recording.start_position, specific), config=common.PLOT_CONFIG, key="probe")
+    st.caption("Each earlier token's key asks M_t for its value, one line per head. Plain cosine: 1 means the "
+               "read points like the value written there. Specificity subtracts how well the read matches "
+               "any other value: near 0, the head holds nothing particular to that token (its values all "
+               "point one way), however high the plain cosine.")
+
+
+def coloured_text(recording, layer: int):
+    """The run's text coloured by the layer's surprise; a click scrubs (drawn once per run and layer)."""
+    spans, name = text_spans(recording, layer)
+    st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads): hover or tap a character for its "
+                "value, click one to scrub to it.")
+    cached = st.session_state.get("explore_text_figure")
+    if cached is None or cached[0] is not spans:
+        cached = st.session_state.explore_text_figure = (spans, text_map.text_figure(spans, name, recording.start_position))
+    st.plotly_chart(cached[1], config=common.PLOT_CONFIG, key="text_map", on_select="rerun", selection_mode="points")
 
 
 if session.last is None:

@@ -15,6 +15,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..recording import Recording
+from .player import key_block, pooled
 
 
 @dataclass(frozen=True)
@@ -53,29 +54,41 @@ def anatomy(recording: Recording, layer: int, head: int, t: int) -> Anatomy:
                    previous.numpy(), torch.outer(write_vector, key).numpy(), memory.numpy())
 
 
+ANATOMY_COLUMNS = 64  # key columns per matrix panel: three panels share the page's width
+
+
 def anatomy_figure(a: Anatomy) -> go.Figure:
-    """Top: k_t (key width); middle: M_{t-1} k_t, v_t and the error as rows (value width); bottom: M_{t-1},
-    the write and M_t, on one scale (diverging, centred on zero)."""
-    fig = make_subplots(rows=3, cols=3, row_heights=[0.1, 0.24, 0.66], vertical_spacing=0.08, horizontal_spacing=0.06,
+    """Top: k_t (key width); middle: M_{t-1} k_t, v_t and the error as rows (value width); bottom: M_{t-1}
+    and M_t on one scale, the write on its own (it is far smaller), diverging and centred on zero. Wide
+    keys are averaged in blocks to ANATOMY_COLUMNS columns (a panel has no more pixels)."""
+    block = key_block(a.previous.shape[1], ANATOMY_COLUMNS)
+    shrink = lambda m: pooled(torch.from_numpy(m), block).numpy().astype(np.float32)
+    key_dims = np.arange(0, a.previous.shape[1], block)  # each column: the first key dimension of its block
+    fig = make_subplots(rows=3, cols=3, row_heights=[0.1, 0.24, 0.66], vertical_spacing=0.1, horizontal_spacing=0.09,
                         specs=[[{"colspan": 3}, None, None], [{"colspan": 3}, None, None], [{}, {}, {}]],
                         subplot_titles=("key k_t", "prediction, value, error (one row each)",
-                                        "M_{t-1}", f"write: lr {a.learning_rate:.3g} x error x key", f"M_t = {a.retention:.3g} M_(t-1) + write"))
+                                        "M_(t-1)", f"write: lr {a.learning_rate:.3g} x error x key", f"M_t = {a.retention:.3g} M_(t-1) + write"))
     rows = [("M_(t-1) k_t", a.prediction), ("v_t", a.value), ("error v - Mk", a.error)]
     rows = [(name, vector) for name, vector in rows if vector is not None]
-    for row, (vectors, colorbar) in enumerate((([("k_t", a.key)], dict(y=0.95, len=0.12)), (rows, dict(y=0.78, len=0.22))), 1):
-        z = np.stack([v for _, v in vectors])
+    for row, (vectors, colorbar) in enumerate((([("k_t", a.key)], dict(y=0.95, len=0.12)), (rows, dict(y=0.76, len=0.22))), 1):
+        z = np.stack([v for _, v in vectors]).astype(np.float32)
         limit = max(float(np.abs(z).max()), 1e-12)
         fig.add_trace(go.Heatmap(z=z, y=[n for n, _ in vectors], x=np.arange(z.shape[1]), colorscale="RdBu",
                                  reversescale=True, zmin=-limit, zmax=limit, colorbar=dict(**colorbar, thickness=10),
                                  hovertemplate="%{y}[%{x}] = %{z:.4g}<extra></extra>"), row=row, col=1)
-    matrix_limit = max(float(np.abs(np.stack([a.previous, a.memory])).max()), 1e-12)
-    for col, (name, matrix) in enumerate((("M_(t-1)", a.previous), ("write", a.write), ("M_t", a.memory)), start=1):
-        fig.add_trace(go.Heatmap(z=matrix, colorscale="RdBu", reversescale=True, zmin=-matrix_limit, zmax=matrix_limit,
-                                 showscale=col == 3, colorbar=dict(y=0.3, len=0.6, thickness=10),
-                                 hovertemplate=f"{name}[%{{y}}, %{{x}}] = %{{z:.4g}}<extra></extra>"), row=3, col=col)
+    matrices = {name: shrink(m) for name, m in (("M_(t-1)", a.previous), ("write", a.write), ("M_t", a.memory))}
+    shared = max(float(np.abs(np.stack([matrices["M_(t-1)"], matrices["M_t"]])).max()), 1e-12)
+    own = max(float(np.abs(matrices["write"]).max()), 1e-12)
+    suffix = f" (key dims {block} at a time, their mean)" if block > 1 else ""
+    for col, (name, matrix) in enumerate(matrices.items(), start=1):
+        limit = own if name == "write" else shared
+        fig.add_trace(go.Heatmap(z=matrix, x=key_dims, colorscale="RdBu", reversescale=True, zmin=-limit, zmax=limit,
+                                 showscale=col != 1, colorbar=dict(y=0.3, len=0.6, thickness=10, x=0.64 if col == 2 else 1.0),
+                                 hovertemplate=f"{name}[%{{y}}, %{{x}}{'..' if block > 1 else ''}] = %{{z:.4g}}<extra></extra>"),
+                      row=3, col=col)
         fig.update_yaxes(autorange="reversed", title_text="value dimension" if col == 1 else None, row=3, col=col)
-        fig.update_xaxes(title_text="key dimension", row=3, col=col)
-    fig.update_layout(height=600, margin=dict(l=10, r=10, t=50, b=40))
+        fig.update_xaxes(title_text="key dimension" + (suffix if col == 2 else ""), row=3, col=col)
+    fig.update_layout(height=640, margin=dict(l=10, r=10, t=50, b=50))
     return fig
 
 

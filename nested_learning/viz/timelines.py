@@ -39,6 +39,25 @@ def _head_matrix(recording: Recording, stream: str, all_heads: bool = True) -> t
     return np.array(rows), names
 
 
+# A timeline panel is about 1,200 px wide: a longer run is drawn in bins of consecutive tokens, each
+# reduced so that a one-token spike survives (surprise and learning rate: the bin's largest value;
+# retention: its smallest; loss: its range, drawn as a vertical stroke).
+MAX_TIMELINE_COLUMNS = 1200
+BIN_REDUCTIONS = {"surprise": np.fmax, "learning_rate": np.fmax, "retention": np.fmin}
+
+
+def token_bin(n_tokens: int) -> int:
+    """Tokens per drawn column (1 up to MAX_TIMELINE_COLUMNS tokens)."""
+    return max(1, -(-n_tokens // MAX_TIMELINE_COLUMNS))
+
+
+def binned(values: np.ndarray, size: int, reduce=np.fmax) -> np.ndarray:
+    """[..., T] -> [..., ceil(T / size)]: ``reduce`` over each bin of ``size`` tokens (NaN-ignoring)."""
+    if size == 1:
+        return values
+    return reduce.reduceat(values, np.arange(0, values.shape[-1], size), axis=-1)
+
+
 def stream_range(recording: Recording, stream: str, z: np.ndarray) -> tuple[float, float, bool]:
     """(zmin, zmax, clipped) for a memory stream's colour scale: bounded streams on their physical range
     (learning rate 0..max_learning_rate, retention min_retention..1), so an exact 0 or 1 looks like one;
@@ -73,10 +92,10 @@ def _click_target(positions: np.ndarray, y) -> go.Scatter:
     click lands within k/2 tokens; the slider does the rest): heatmaps and line-only traces cannot be
     selected, so without them a click would not scrub (with x-unified hover a click anywhere on the panel
     picks the nearest point). No hover label of their own: the panel's trace says it all. ``y``: the
-    points' heights, or one row name for a heatmap panel."""
+    points' heights, or one row (a name or a number) for a heatmap or raster panel."""
     step = -(-len(positions) // MAX_CLICK_TARGETS)
     positions = positions[::step]
-    y = [y] * len(positions) if isinstance(y, str) else np.asarray(y)[::step]
+    y = [y] * len(positions) if np.ndim(y) == 0 else np.asarray(y)[::step]
     hidden = dict(marker=dict(opacity=0))
     return go.Scatter(x=positions, y=y, mode="markers",
                       marker=dict(opacity=0, size=4), hoverinfo="none", showlegend=False, name="click target",
@@ -105,6 +124,22 @@ def raster_trace(events: pd.DataFrame, start_position: int, rows: list[tuple[int
                       "objective %{customdata[1]:.4g} -> %{customdata[2]:.4g}<extra></extra>")
 
 
+def raster_heatmap(events: pd.DataFrame, recording: Recording, rows: list[tuple[int, int]], size: int) -> go.Heatmap:
+    """CMS update events binned like the other panels: one row per (layer, level), each bin's largest
+    update norm (blank where the level did not update); for runs too long for a marker per event."""
+    columns = -(-recording.n_tokens // size)
+    z = np.full((len(rows), columns), np.nan)
+    index = {row: i for i, row in enumerate(rows)}
+    row = np.array([index[(l, v)] for l, v in zip(events["layer"].tolist(), events["level"].tolist())], dtype=int)
+    column = events["token_index"].to_numpy(dtype=int) // size
+    np.fmax.at(z, (row, column), events["update_norm"].to_numpy(dtype=float))
+    positions = recording.start_position + np.arange(columns) * size
+    return go.Heatmap(z=z.astype(np.float32), x=positions, y=np.arange(len(rows)), colorscale="Viridis", showscale=False,
+                      name="CMS updates", hovertemplate=f"positions %{{x}} (+{size - 1})<br>largest update norm %{{z:.4g}}<extra></extra>")
+
+
+# Past this many events the raster is a binned heatmap: each SVG marker costs the browser.
+MAX_RASTER_MARKERS = 2000
 MAX_BANDS = 200  # repeat bands drawn; more would slow the figure and hide the data
 MAX_TEXT_TICKS = MAX_CLICK_TARGETS  # up to this many tokens the token axis shows the text, one character per token
 
@@ -128,6 +163,8 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
     the memory panels show one row per layer, the mean over its heads (the readable first view).
     ``cursor`` (a token index of the run) draws one line through every panel at that token."""
     positions = np.arange(recording.n_tokens) + recording.start_position
+    size = token_bin(recording.n_tokens)
+    columns = positions[::size]  # each drawn column's first token
     has_memory = bool(recording.memory_layers)
     has_cms = events is not None and bool(recording.cms_layers)
     titles = ["next-token loss (nats)"]
@@ -143,9 +180,15 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
                         vertical_spacing=0.22 / len(titles))
     loss = recording.stream("loss").double().numpy()
     characters = token_labels(recording)
-    fig.add_trace(go.Scatter(x=positions, y=loss, mode="lines", name="loss", line=dict(width=1.2),
-                             customdata=characters,
-                             hovertemplate="position %{x} '%{customdata}'<br>loss %{y:.3f}<extra></extra>"), row=1, col=1)
+    if size == 1:
+        fig.add_trace(go.Scatter(x=positions, y=loss.astype(np.float32), mode="lines", name="loss", line=dict(width=1.2),
+                                 customdata=characters,
+                                 hovertemplate="position %{x} '%{customdata}'<br>loss %{y:.3f}<extra></extra>"), row=1, col=1)
+    else:  # each bin a vertical stroke from its lowest to its highest loss: spikes survive
+        low, high = binned(loss, size, np.fmin), binned(loss, size, np.fmax)
+        fig.add_trace(go.Scatter(x=np.repeat(columns, 2), y=np.stack([low, high], 1).ravel().astype(np.float32),
+                                 mode="lines", name="loss", line=dict(width=1),
+                                 hovertemplate=f"positions %{{x}} (+{size - 1})<br>loss %{{y:.3f}}<extra></extra>"), row=1, col=1)
     targets = [(_click_target(positions, np.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)), 1)]
     row = 1
     if has_memory:
@@ -155,16 +198,21 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
             low, high, clipped = stream_range(recording, stream, z)
             if clipped:  # say so in the panel's title
                 fig.layout.annotations[row - 1].text = f"{title} (colour scale capped at the 99th percentile, {high:.3g})"
-            fig.add_trace(go.Heatmap(z=z, x=positions, y=names, colorscale=scale, name=title, zmin=low, zmax=high,
-                                     colorbar=_colorbar(fig, row), customdata=[characters] * len(names),
-                                     hovertemplate=f"position %{{x}} '%{{customdata}}', %{{y}}<br>{title} %{{z:.4g}}<extra></extra>"),
-                          row=row, col=1)
+            hover = (f"position %{{x}} '%{{customdata}}', %{{y}}<br>{title} %{{z:.4g}}" if size == 1 else
+                     f"positions %{{x}} (+{size - 1}), %{{y}}<br>{title} %{{z:.4g}} ({'lowest' if stream == 'retention' else 'highest'})")
+            fig.add_trace(go.Heatmap(z=binned(z, size, BIN_REDUCTIONS[stream]).astype(np.float32), x=columns, y=names,
+                                     colorscale=scale, name=title, zmin=low, zmax=high, colorbar=_colorbar(fig, row),
+                                     customdata=[characters] * len(names) if size == 1 else None,
+                                     hovertemplate=hover + "<extra></extra>"), row=row, col=1)
             targets.append((_click_target(positions, names[len(names) // 2]), row))
             fig.update_yaxes(autorange="reversed", row=row, col=1)
     if has_cms:
         row += 1
         rows = raster_rows(recording)
-        fig.add_trace(raster_trace(events, recording.start_position, rows), row=row, col=1)
+        dense = len(events) > MAX_RASTER_MARKERS
+        fig.add_trace(raster_heatmap(events, recording, rows, size) if dense else
+                      raster_trace(events, recording.start_position, rows), row=row, col=1)
+        targets.append((_click_target(positions, float(len(rows) // 2)), row))  # the raster's gaps scrub too
         periods = recording.config.cms_periods
         fig.update_yaxes(tickvals=list(range(len(rows))), ticktext=[f"L{l} P{periods[v]}" for l, v in rows],
                          autorange="reversed", row=row, col=1)

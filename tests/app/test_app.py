@@ -14,7 +14,9 @@ from nested_learning.recording import record
 from nested_learning.viz import models
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.view import decode_text
-from tests.support.apptest import APP, arrays, figure, has_chart, metric, ok, table
+from nested_learning.viz.anatomy import ANATOMY_COLUMNS
+from nested_learning.viz.player import key_block, pooled, replay_pooled
+from tests.support.apptest import APP, arrays, figure, has_chart, memory_player, metric, ok, table
 
 
 def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):
@@ -24,17 +26,31 @@ def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):
     preset = TEXT_PRESETS["phrase"]
     assert metric(at, "Tokens in this run") == str(len(preset.text))
     timeline = figure(at, "timeline")
-    assert len(timeline["data"]) == 5 + 4  # loss, surprise, learning rate, retention, CMS raster; a click target per panel
+    assert len(timeline["data"]) == 5 + 5  # loss, surprise, learning rate, retention, CMS raster; a click target per panel
     assert list(timeline["data"][1]["y"]) == ["L0 mean", "L1 mean"]  # readable first: a row per layer
     ok(at.toggle(key="explore_all_heads").set_value(True).run())
     assert list(figure(at, "timeline")["data"][1]["y"]) == ["L0 H0", "L0 H1", "L1 H0", "L1 H1"]
-    before = arrays(figure(at, "memory_heatmaps")["data"][0]["z"])
-    ok(at.slider(key="explore_token").set_value(3).run())
-    after = arrays(figure(at, "memory_heatmaps")["data"][0]["z"])
-    key_width = load_checkpoint(tiny_checkpoint, device="cpu").config.memory_key_dim  # 16 x the preset's DPFP factor
-    assert before.shape == after.shape == (16, key_width) and not np.allclose(before, after)  # value x key width
+    # The player's payload replays the pooled memory at every token: checked at token 3 of each layer.
+    recording, _ = record(load_checkpoint(tiny_checkpoint, device="cpu"), preset.text)
+    data, header, parts = memory_player(at)
+    assert data["token"] == len(preset.text) - 1 and header["layer"] == 0 and header["n_tokens"] == len(preset.text)
+    exact = pooled(recording.memory_matrix(0, 0, 3), header["block"]).numpy()
+    np.testing.assert_allclose(replay_pooled(header, parts, 3), exact, rtol=1e-4, atol=1e-6)
+    at.session_state["explore_token"] = 3  # the browser's player reports a settled token so
+    timeline_before = figure(at, "timeline")
     ok(at.selectbox(key="view_layer").set_value(1).run())
-    assert not np.allclose(arrays(figure(at, "memory_heatmaps")["data"][0]["z"]), after)
+    data, header, parts = memory_player(at)
+    assert data["token"] == 3 and header["layer"] == 1
+    np.testing.assert_allclose(replay_pooled(header, parts, 3), pooled(recording.memory_matrix(1, 0, 3), header["block"]).numpy(),
+                               rtol=1e-4, atol=1e-6)
+    assert figure(at, "timeline") == timeline_before  # a scrub leaves the timelines as they were (sent by reference)
+    assert not has_chart(at, "memory_heatmaps")  # full resolution only on request
+    at.session_state["explore_full_memory"] = True
+    ok(at.run())
+    full = arrays(figure(at, "memory_heatmaps")["data"][0]["z"])
+    key_width = load_checkpoint(tiny_checkpoint, device="cpu").config.memory_key_dim  # 16 x the preset's DPFP factor
+    assert full.shape == (16, key_width)
+    np.testing.assert_allclose(full, recording.memory_matrix(1, 0, 3).numpy(), rtol=1e-5, atol=1e-7)
     # The CMS panels are the weights after the chosen token (drawn [hidden, model dim]), from a fresh replay.
     fresh, _ = record(load_checkpoint(tiny_checkpoint, device="cpu"), preset.text)
     levels = range(len(fresh.config.cms_periods))
@@ -46,13 +62,9 @@ def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):
         change = fresh.cms_weights(1, level, 3) - fresh.cms_weights(1, level, -1)
         np.testing.assert_allclose(arrays(trace["z"]), change.T.numpy(), rtol=1e-5, atol=1e-7)
     assert any("Text coloured by surprise" in m.value for m in at.markdown)
-    outlined = [s for s in figure(at, "text_map")["layout"]["shapes"] if s["type"] == "rect"]
-    assert len(outlined) == 1 and outlined[0]["x0"] == 2.5  # the scrubbed token's character (column 3)
     repeats = table(at, "loss repeat")  # the preset's 8 copies: 7 repeats, each of the copy before
     bands = [s for s in timeline["layout"]["shapes"] if s["type"] == "rect"]
     assert len(repeats) == 7 and len(bands) == 14
-    cursor = [s["x0"] for s in figure(at, "timeline")["layout"]["shapes"] if s["type"] == "line"]
-    assert cursor == [3]  # AppTest reruns the whole page: the timelines' cursor is at the scrubbed token
 
 
 def test_run_folds_the_input_and_reset_unfolds_it(app):
@@ -70,7 +82,7 @@ def test_switching_memory_off_changes_the_figures(app):
     at.pills(key="view_off").set_value(["memory"])
     ok(at.button(key="run").click().run())
     names = [t.get("name") for t in figure(at, "timeline")["data"]]
-    assert sorted(names) == ["CMS updates", "click target", "loss"]  # no memory rows
+    assert sorted(names) == ["CMS updates", "click target", "click target", "loss"]  # no memory rows
     assert not has_chart(at, "memory_heatmaps")
     assert any("no test-time memory" in i.value for i in at.info)
     assert at.query_params["off"] == "memory"
@@ -124,10 +136,11 @@ def test_query_parameters_round_trip(app):
     ok(at.run())  # a shared link runs its preset once
     assert not at.warning
     assert metric(at, "Tokens in this run") == str(len(TEXT_PRESETS["facts"].text))
-    assert at.slider(key="explore_token").value == 20 and at.selectbox(key="view_layer").value == 1
+    assert memory_player(at)[0]["token"] == 20 and at.selectbox(key="view_layer").value == 1
     assert at.selectbox(key="view_head").value == 1 and at.pills(key="view_off").value == ["cms.1"]
     assert dict(at.query_params) == params
-    ok(at.slider(key="explore_token").set_value(7).run())
+    at.session_state["explore_token"] = 7  # as the player's settled token sets it
+    ok(at.run())
     assert at.query_params["token"] == "7"
 
 
@@ -137,6 +150,7 @@ def test_a_link_carries_the_figure_settings(app):
     at = app()
     params = {"preset": "phrase", "heads": "all", "cms": "change", "probe": "cosine"}
     at.query_params.update(params)
+    at.session_state["explore_probe"] = True  # the probe's panel opened (a closed one draws nothing)
     ok(at.run())
     assert not at.warning  # no "default value also set via Session State" warning either
     assert at.toggle(key="explore_all_heads").value and at.toggle(key="probe_specific").value is False
@@ -173,6 +187,7 @@ def test_garbage_query_parameters_are_clamped_with_notices(app):
     assert "head=two is not a whole number" in warnings and "off=bogus" in warnings and "preset=" in warnings
     assert "<script>" not in warnings
     ok(at.button(key="run").click().run())
+    # memory off: no player, the server's slider scrubs
     assert at.slider(key="explore_token").value == len(TEXT_PRESETS["phrase"].text) - 1  # clamped to the run
     assert any("past the end" in w.value for w in at.warning)
     assert at.query_params["layer"] == "1" and at.query_params["off"] == "memory"
@@ -227,18 +242,24 @@ def test_explore_continues_a_prompt_three_ways_and_leaves_the_memory(app):
 def test_explore_gives_a_python_snippet_of_the_view(app):
     at = ok(app().run())
     ok(at.button(key="run").click().run())
-    ok(at.slider(key="explore_token").set_value(4).run())
+    at.session_state["explore_token"], at.session_state["explore_reproduce"] = 4, True  # settled; the panel opened
+    ok(at.run())
     code = next(c.value for c in at.code if "from nested_learning" in c.value)
     assert "t, layer, head = 4, 0, 0" in code and repr(TEXT_PRESETS["phrase"].text) in code
 
 
-def test_explore_shows_the_delta_rule_at_the_scrubbed_token(app):
+def test_explore_shows_the_delta_rule_at_the_scrubbed_token(app, tiny_checkpoint):
     at = ok(app().run())
     ok(at.button(key="run").click().run())
-    ok(at.slider(key="explore_token").set_value(4).run())
+    assert not has_chart(at, "anatomy") and not has_chart(at, "probe")  # closed panels send nothing
+    at.session_state["explore_token"] = 4
+    at.session_state["explore_delta_rule"] = at.session_state["explore_probe"] = True
+    ok(at.run())
     parts = figure(at, "anatomy")["data"]
     assert list(parts[0]["y"]) == ["k_t"] and list(parts[1]["y"]) == ["M_(t-1) k_t", "v_t", "error v - Mk"]
-    np.testing.assert_allclose(arrays(parts[4]["z"]), arrays(figure(at, "memory_heatmaps")["data"][0]["z"]), rtol=1e-5, atol=1e-7)
+    recording, _ = record(load_checkpoint(tiny_checkpoint, device="cpu"), TEXT_PRESETS["phrase"].text)
+    block = key_block(recording.config.memory_key_dim, ANATOMY_COLUMNS)
+    np.testing.assert_allclose(arrays(parts[4]["z"]), pooled(recording.memory_matrix(0, 0, 4), block).numpy(), rtol=1e-5, atol=1e-7)
     probe = figure(at, "probe")["data"]  # the memory probe: one curve per head over tokens 0..4
     assert len(probe) == 2 and list(arrays(probe[0]["x"])) == [0, 1, 2, 3, 4]
 
@@ -275,25 +296,13 @@ def test_the_sidebar_lists_the_runs_and_earlier_runs_overlay(app):
     assert "Run 1" in names and "Run 2 (this run)" in names
 
 
-def test_play_steps_the_scrubber_and_stops_at_the_end(app):
-    at = ok(app().run())
-    ok(at.button(key="run").click().run())
-    n = len(TEXT_PRESETS["phrase"].text)
-    ok(at.slider(key="explore_token").set_value(n - 20).run())
-    at.select_slider(key="explore_play_step").set_value(8).run()
-    ok(at.toggle(key="explore_play").set_value(True).run())  # each rerun stands for one tick of the timer
-    first = at.slider(key="explore_token").value
-    ok(at.run())
-    assert at.slider(key="explore_token").value == min(first + 8, n - 1)
-    for _ in range(4):
-        ok(at.run())
-    assert at.slider(key="explore_token").value == n - 1 and at.toggle(key="explore_play").value is False
-
-
 def test_classroom_mode_shows_one_figure_at_a_time(app):
     at = ok(app().run())
     ok(at.button(key="run").click().run())
     every = {"timeline", "memory_heatmaps", "anatomy", "probe", "cms_heatmaps"}
+    for panel in ("explore_full_memory", "explore_delta_rule", "explore_probe"):
+        at.session_state[panel] = True  # opened
+    ok(at.run())
     assert every <= {e.key for e in at.get("plotly_chart")}  # normally all at once
     ok(at.sidebar.toggle(key="classroom").set_value(True).run())
     assert {e.key for e in at.get("plotly_chart")} & every == {"timeline"}  # the first figure alone
@@ -304,4 +313,4 @@ def test_classroom_mode_shows_one_figure_at_a_time(app):
     ok(at.segmented_control(key="classroom_figure").set_value("Coloured text").run())
     assert any("Text coloured by surprise" in m.value for m in at.markdown)
     assert {e.key for e in at.get("plotly_chart")} & (every | {"text_map"}) == {"text_map"}
-    ok(at.slider(key="explore_token").set_value(3).run())  # the scrubber stays, for every figure
+    assert memory_player(at)[0]["token"] == len(TEXT_PRESETS["phrase"].text) - 1  # the player stays, for every figure

@@ -51,17 +51,17 @@ def page(browser, server):
 def test_explore_run_scrub_ablate_download(page, tmp_path):
     click(page, "Run")
     page.get_by_text("Tokens in this run").wait_for()
-    page.locator('[data-testid="stPlotlyChart"] >> visible=true').nth(2).wait_for()  # timelines, memory, CMS
+    page.locator('[data-testid="stPlotlyChart"] >> visible=true').nth(2).wait_for()  # timelines, CMS, text
     wait_idle(page)
     n = len(TEXT_PRESETS["phrase"].text)
     page.get_by_text(f"Token {n - 1} (stream position {n - 1})").wait_for()
-    slider = page.locator('input[type="range"][aria-label="Token"]')  # not the play step slider
-    for step in (2, 3):  # one key at a time: each move reruns the scrubber fragment
+    slider = page.locator('input[type="range"][aria-label="Token"]')  # the player's
+    for step in (2, 3):  # each key redraws in the browser at once
         slider.focus()
         slider.press("ArrowLeft")
         page.get_by_text(f"Token {n - step} (stream position {n - step})").wait_for()
-        wait_idle(page)
-    assert f"token={n - 3}" in page.url
+    page.wait_for_url(f"**token={n - 3}**")  # the settled token reached the server (the link holds it)
+    wait_idle(page)
     with page.expect_download() as download:
         click(page, "Download recording (.safetensors)")
     path = tmp_path / "recording.safetensors"
@@ -253,7 +253,7 @@ def test_a_first_visit_offers_one_click_demos(page):
     page.get_by_text("Tokens in this run").wait_for()
     wait_idle(page)
     assert page.get_by_role("button", name="Key-value facts", exact=True).count() == 0  # the start view is gone
-    assert page.get_by_text(f"Token {len(TEXT_PRESETS['phrase'].text) - 1} (stream position").count() == 1
+    page.get_by_text(f"Token {len(TEXT_PRESETS['phrase'].text) - 1} (stream position").wait_for()  # the player drew the last token
 
 
 def test_clicking_a_timeline_scrubs_to_that_token(page):
@@ -285,24 +285,31 @@ def test_clicking_a_timeline_scrubs_to_that_token(page):
         token = int(re.search(r"Token (\d+)", caption).group(1))
         assert abs(token - (n - 1) * fraction) <= 12, caption  # where the click was along the run
         assert "loss" in caption and "surprise" in caption
-        cursors = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.shapes"
-                                ".filter(s => s.type === 'line').map(s => s.x0)")
-        assert cursors == [token]  # the timelines' cursor is at the clicked token (the run starts at position 0)
+        assert page.locator(".player").get_attribute("data-token") == str(token)  # the heatmaps drawn there
 
 
-def test_play_animates_the_scrubber(page):
+def test_play_animates_the_scrubber_in_the_browser(page):
+    """Play steps the player at its chosen rate without the server; a click during Play is answered at
+    once; Pause reports the token, and the server's panels (and the link) follow."""
     click(page, "Run")
     page.get_by_text("Tokens in this run").wait_for()
     wait_idle(page)
-    page.get_by_text("Play", exact=True).click()  # at the last token: starts from the beginning
-    page.get_by_text("Token 1 (stream position 1)").wait_for()  # one step a second, by the timer alone
-    page.get_by_text("Token 2 (stream position 2)").wait_for()
-    page.get_by_text("Play", exact=True).click()  # pause
-    wait_idle(page)  # a tick already in flight lands first
-    page.wait_for_timeout(2500)
-    paused = page.get_by_text(re.compile(r"Token \d+ \(stream position")).first.inner_text()
-    page.wait_for_timeout(2500)
-    assert page.get_by_text(re.compile(r"Token \d+ \(stream position")).first.inner_text() == paused
+    n = len(TEXT_PRESETS["phrase"].text)
+    page.get_by_label("Steps per second").select_option("8")
+    click(page, "Play")  # at the last token: starts from the beginning
+    page.get_by_text("Token 1 (stream position 1)").wait_for()
+    page.get_by_text("Token 3 (stream position 3)").wait_for()
+    strip = page.locator("canvas.loss")
+    box = strip.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)  # during Play
+    page.get_by_text(re.compile(rf"Token ({int(n * 0.75)}|{int(n * 0.75) + 1}|{int(n * 0.75) + 2}) \(stream")).wait_for()
+    click(page, "Pause")
+    paused = page.locator(".player").get_attribute("data-token")
+    page.wait_for_url(f"**token={paused}**")  # reported once, on Pause
+    wait_idle(page)
+    page.wait_for_timeout(1000)
+    assert page.locator(".player").get_attribute("data-token") == paused  # stopped
+    assert int(paused) >= int(n * 0.75)
 
 
 def test_on_a_laptop_screen_the_run_shows_its_timelines_without_scrolling(browser, server):
@@ -329,8 +336,7 @@ def test_on_a_phone_the_panels_stack_and_reset_is_in_reach(browser, server):
         click(phone, "Run")
         phone.get_by_text("Tokens in this run").wait_for()
         wait_idle(phone)
-        charts = phone.locator('[data-testid="stPlotlyChart"]')
-        memory, write = (charts.filter(has=phone.locator(f"text={title}")).first for title in ("M_t after", "M_t - M_(t-1)"))
+        memory, write = phone.locator(".player figure").nth(0), phone.locator(".player figure").nth(1)
         memory.scroll_into_view_if_needed()
         a, b = memory.bounding_box(), write.bounding_box()
         assert b["y"] >= a["y"] + a["height"] - 1  # stacked: the write's panel below M_t, not over it
@@ -357,9 +363,9 @@ def test_classroom_mode_shows_one_figure_and_each_tool_works(page):
         "e => parseFloat(getComputedStyle(e.querySelector('p') || e).fontSize)")
     assert value_px > 40  # larger than a normal metric (36 px), not shrunk to paragraph size
     figure_button("Delta rule").click()
-    page.get_by_text(re.compile(r"How token \d+ was written")).wait_for()  # open, not in an expander
+    page.get_by_text("How the settled token was written").wait_for()  # open, not in an expander
     wait_idle(page)
-    assert charts.count() == 1 and page.get_by_text("M_t - M_(t-1)").count() == 0  # the anatomy alone
+    assert charts.count() == 1 and not page.locator(".player .panels").is_visible()  # the anatomy alone
     figure_button("Verdict").click()
     wait_idle(page)
     click(page, "What did test-time learning do here?")

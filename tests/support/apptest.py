@@ -25,6 +25,15 @@ def figure(at, key: str) -> dict:
     raise AssertionError(f"no chart {key!r}; charts: {[e.key for e in at.get('plotly_chart')]}")
 
 
+def memory_player(at) -> tuple[dict, dict, dict]:
+    """Explore's memory player: (its small JSON data: run id and token; the payload's header; its arrays)."""
+    from nested_learning.viz.player import read_payload
+    instances = [e.proto for e in at.get("bidi_component") if e.proto.component_name == "nle_memory_player"]
+    payload = next(p.bytes for p in instances if p.WhichOneof("data") == "bytes")
+    data = next(json.loads(p.json) for p in instances if p.WhichOneof("data") == "json")
+    return (data, *read_payload(payload))
+
+
 def table(at, column: str) -> pd.DataFrame:
     """The table that has ``column`` (st.dataframe keys are not visible to streamlit.testing)."""
     for element in at.dataframe:

@@ -236,3 +236,29 @@ def test_b_options_name_and_resolve_what_b_can_run():
     assert compare.side_label(Ablation.from_names(["memory"]), "preset:transformer") == \
         "B (memory off, random-init 'transformer' preset)"
     assert compare.side_label(Ablation(), "same") == "B (all on)"
+
+
+def test_a_long_run_is_drawn_in_bins_that_keep_its_spikes(monkeypatch, runs):
+    """Past MAX_TIMELINE_COLUMNS tokens each drawn column is a bin of tokens: surprise and learning rate
+    keep the bin's largest value, retention its smallest, the loss its range; the CMS raster becomes a
+    binned heatmap of the largest update norm; clicks still scrub on every panel."""
+    model, _ = runs
+    rec, _ = record(model, "abcdefgh" * 40)  # 320 tokens
+    monkeypatch.setattr(timelines, "MAX_TIMELINE_COLUMNS", 100)  # bins of 4 tokens
+    monkeypatch.setattr(timelines, "MAX_RASTER_MARKERS", 10)
+    fig = timelines.timeline_figure(rec, rec.cms_events())
+    loss, surprise, lr, retention, raster, *targets = fig.data
+    stream = lambda name: rec.stream(f"layers.0.memory.{name}")[:, 0].double().numpy().reshape(80, 4)
+    np.testing.assert_allclose(surprise.z[0], stream("surprise").max(1), rtol=1e-6)
+    np.testing.assert_allclose(lr.z[0], stream("learning_rate").max(1), rtol=1e-6)
+    np.testing.assert_allclose(retention.z[0], stream("retention").min(1), rtol=1e-6)
+    np.testing.assert_array_equal(surprise.x, np.arange(0, 320, 4))
+    values = np.nan_to_num(rec.stream("loss").double().numpy(), nan=-1.0).reshape(80, 4)
+    strokes = np.asarray(loss.y, dtype=float).reshape(80, 2)
+    finite = values.min(1) >= 0  # the last bin holds the token without a next one
+    np.testing.assert_allclose(strokes[finite], np.stack([values.min(1), values.max(1)], 1)[finite], rtol=1e-6)
+    events = rec.cms_events()
+    assert raster.type == "heatmap" and raster.name == "CMS updates" and np.asarray(raster.z).shape == (8, 80)
+    first = events[(events.layer == 0) & (events.level == 0)]["update_norm"].to_numpy().reshape(80, 4).max(1)
+    np.testing.assert_allclose(np.asarray(raster.z)[0], first, rtol=1e-6)
+    assert len(targets) == 5 and {t.yaxis for t in targets} == {t.yaxis for t in (loss, surprise, lr, retention, raster)}

@@ -1,0 +1,112 @@
+"""The memory player's payload: what a browser needs to redraw M_t and its write at any token of a run,
+sent once per run, layer and head, so that scrubbing and Play never wait for the server.
+
+M_t = a_t M_{t-1} + u_t k_t^T is linear in M, so the key dimensions can be pooled before the scan:
+with P the [dk, c] block-mean matrix, M_t P = a_t (M_{t-1} P) + u_t (P^T k_t)^T. The browser starts from
+the pooled initial memory and applies the pooled rank-one writes: every pooled M_t exactly, at display
+resolution (c columns, at most POOLED_COLUMNS), from [T, d + c] numbers instead of [T, d, dk].
+
+Format (little-endian): b"NLEP", uint32 header length, the header as UTF-8 JSON, zero padding to a
+multiple of 4, then the float32 arrays the header lists in ``arrays`` ([name, shape]), in that order.
+No Streamlit here: app_pages/memory_player.py mounts it.
+"""
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import plotly.colors
+import torch
+
+from ..recording import Recording
+from ..tokenizer import ByteTokenizer
+
+MAGIC = b"NLEP"
+POOLED_COLUMNS = 128  # a half-width panel is about 600 px wide: more columns than that are not seen
+COLORSCALE = "RdBu_r"  # the Plotly heatmaps' diverging scale (heatmaps.DIVERGING): red positive, blue negative
+
+
+def key_block(key_width: int, columns: int = POOLED_COLUMNS) -> int:
+    """Key dimensions averaged into one displayed column (1 when the key fits)."""
+    return max(1, -(-key_width // columns))
+
+
+def pooling_matrix(key_width: int, block: int) -> torch.Tensor:
+    """[dk, c] float64: column j averages key dimensions j*block .. (j+1)*block - 1 (a short last block
+    averages what it has), so a block of equal values keeps its value."""
+    columns = -(-key_width // block)
+    owner = torch.arange(key_width) // block
+    pool = torch.zeros(key_width, columns, dtype=torch.float64)
+    pool[torch.arange(key_width), owner] = 1.0
+    return pool / pool.sum(0, keepdim=True)
+
+
+def pooled(matrix: torch.Tensor, block: int) -> torch.Tensor:
+    """A memory matrix [d, dk] (or a batch [..., dk]) at display resolution: block means along the keys."""
+    return matrix.double() @ pooling_matrix(matrix.shape[-1], block)
+
+
+def has_factors(recording: Recording, layer: int) -> bool:
+    """Whether the layer's memory can be replayed from its recorded write factors."""
+    return all(recording.has_memory_stream(layer, name) for name in ("keys", "writes", "retention", "initial.memory"))
+
+
+def payload(recording: Recording, layer: int, head: int, run_id: str, columns: int = POOLED_COLUMNS) -> bytes:
+    """The player's bytes for one head of one memory layer (see the module docstring)."""
+    if layer not in recording.memory_layers or not has_factors(recording, layer):
+        raise KeyError(f"layer {layer} has no recorded memory factors")
+    pick = lambda name: recording.memory_stream(layer, name)[:, head]
+    keys = pick("keys")  # [T, dk]
+    block = key_block(keys.shape[-1], columns)
+    pool = pooling_matrix(keys.shape[-1], block)
+    arrays = {"initial": recording.memory_stream(layer, "initial.memory")[head].double() @ pool,
+              "writes": pick("writes"), "keys": keys.double() @ pool, "retention": pick("retention"),
+              "loss": recording.stream("loss")}
+    momentum = recording.has_memory_stream(layer, "momentum_gate")
+    if momentum:
+        arrays["initial_momentum"] = recording.memory_stream(layer, "initial.momentum")[head].double() @ pool
+        arrays["momentum_gate"] = pick("momentum_gate")
+    # Per memory layer, the mean over its heads of surprise, learning rate and retention: the caption's numbers.
+    arrays["summary"] = torch.stack([torch.stack([recording.memory_stream(i, name).double().mean(1)
+                                                  for name in ("surprise", "learning_rate", "retention")])
+                                     for i in recording.memory_layers])
+    header = {"version": 1, "run": run_id, "layer": layer, "head": head, "n_tokens": recording.n_tokens,
+              "start_position": recording.start_position, "rows": int(arrays["initial"].shape[0]),
+              "columns": int(arrays["initial"].shape[1]), "key_width": int(keys.shape[-1]), "block": block,
+              "momentum": momentum, "memory_layers": recording.memory_layers,
+              "tokens": recording.tokens.tolist(), "labels": [ByteTokenizer.token_label(i) for i in range(256)],
+              "colorscale": plotly.colors.get_colorscale(COLORSCALE),
+              "arrays": [[name, list(a.shape)] for name, a in arrays.items()]}
+    head_bytes = json.dumps(header, separators=(",", ":")).encode()
+    head_bytes += b" " * (-(len(head_bytes) + 8) % 4)  # JSON ignores trailing spaces; float32s start aligned
+    body = b"".join(a.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes() for a in arrays.values())
+    return MAGIC + struct.pack("<I", len(head_bytes)) + head_bytes + body
+
+
+def read_payload(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, arrays) of a payload: what the browser reads, for tests and tools."""
+    if data[:4] != MAGIC:
+        raise ValueError("not a memory player payload")
+    (length,) = struct.unpack("<I", data[4:8])
+    header = json.loads(data[8:8 + length])
+    arrays, offset = {}, 8 + length
+    for name, shape in header["arrays"]:
+        count = int(np.prod(shape)) if shape else 1
+        arrays[name] = np.frombuffer(data, "<f4", count, offset).reshape(shape)
+        offset += 4 * count
+    return header, arrays
+
+
+def replay_pooled(header: dict, arrays: dict[str, np.ndarray], t: int) -> np.ndarray:
+    """Pooled M_t (t = -1: before the first token) by the browser's recurrence, in float64: the reference
+    the player's drawing is tested against."""
+    memory = arrays["initial"].astype(np.float64)
+    momentum = arrays["initial_momentum"].astype(np.float64) if header["momentum"] else None
+    for s in range(t + 1):
+        write = np.outer(arrays["writes"][s], arrays["keys"][s])
+        if momentum is not None:
+            momentum = arrays["momentum_gate"][s] * momentum + write
+            write = momentum
+        memory = arrays["retention"][s] * memory + write
+    return memory
