@@ -4,7 +4,8 @@ guarded run in pieces (``--piece-tokens``, what Explore does so a deadline or Re
 against one guarded call.
 
 Default: a random-init hope preset (the shipped model's size), T = 512, CPU, one PyTorch thread.
-``--checkpoint assets/hope-default.safetensors --tokens 2048`` measures the shipped model at the run limit.
+``--checkpoint assets/hope-default.safetensors --tokens 2048`` measures the shipped model at the run limit;
+``--bench-size`` the preset at bench_model's size (4 layers, d_model 256, 4 heads).
 """
 from __future__ import annotations
 
@@ -31,9 +32,11 @@ def main():
     parser.add_argument("--preset", default="hope")
     parser.add_argument("--checkpoint", default="", help="measure this checkpoint instead of a preset")
     parser.add_argument("--piece-tokens", type=int, default=512)
+    parser.add_argument("--bench-size", action="store_true", help="4 layers, d_model 256, 4 heads (bench_model's size)")
     args = parser.parse_args()
+    size = dict(n_layers=4, d_model=256, n_heads=4) if args.bench_size else {}
     model = (load_checkpoint(args.checkpoint, device="cpu") if args.checkpoint
-             else HopeTransformer.from_preset(args.preset, device="cpu")).eval()
+             else HopeTransformer.from_preset(args.preset, device="cpu", **size)).eval()
     torch.set_num_threads(1)  # as the dashboard runs
     text = ("the quiet river bends past the old mill, and the miller counts the sacks. " * 64)[:args.tokens]
     tokens = torch.tensor(list(text.encode()), dtype=torch.long)
@@ -67,7 +70,7 @@ def main():
             record(model, tokens[:T])[0].save(path)
             sizes[T] = os.path.getsize(path)
     per_token = (sizes[args.tokens] - sizes[args.tokens // 2]) / (args.tokens - args.tokens // 2)
-    label = args.checkpoint or args.preset
+    label = args.checkpoint or args.preset + (" (bench size)" if args.bench_size else "")
     print(f"{label}, T={args.tokens}: forward {forward_s * 1e3:.1f} ms, record {record_s * 1e3:.1f} ms, "
           f"overhead {100 * (record_s / forward_s - 1):.1f}%")
     once_s, pieces_s = (statistics.median(times[n]) for n in ("guarded", "pieces"))

@@ -134,7 +134,7 @@ class HopeTransformer(nn.Module):
         """tokens [B, T] of byte ids -> logits [B, T, vocab] and the state after the last token.
 
         ``trace``: an optional dict the layers fill with per-token internals (used by the recorder):
-        ``trace["layers"][i]`` holds "memory" (surprise, rates, keys, values, errors [B, H, T(, d)]),
+        ``trace["layers"][i]`` holds "memory" (surprise, rates, unit keys, keys, values, errors [B, H, T(, d)]),
         "cms" (the chain input, which replays every level exactly) and, with ``trace_attention``,
         "attention.weights" [B, H, T, keys].
         """

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..ablation import Ablation
 from ..config import HopeConfig
 from ..layers import CausalConv, RMSNorm
-from ..ops import dpfp, gated_delta_chunk, l2norm, momentum_rule_chunk
+from ..ops import gated_delta_chunk, key_feature_map, l2norm, momentum_rule_chunk
 from ..ops.common import cat_tokens, float32_kernel, last_axis_norm
 from ..state import MemoryState
 from .projection_memory import ProjectionMemories
@@ -62,7 +62,7 @@ class SelfModifyingMemory(nn.Module):
         self.config = config
         D, H, d = config.d_model, config.n_memory_heads, config.memory_head_dim
         self.n_heads, self.head_dim = H, d
-        self.dpfp_nu = config.key_expansion // 2  # 0: keys and queries as projected
+        self.key_expansion = config.key_expansion  # 1: keys and queries as projected
         # Mini-batch momentum gets no error feedback inside a chunk: bounding each token's rate by
         # 1/chunk keeps a chunk's summed step <= max_learning_rate, which heavy-ball momentum tolerates.
         self.max_learning_rate = config.max_learning_rate / (config.memory_chunk_size if config.momentum else 1)
@@ -125,7 +125,9 @@ class SelfModifyingMemory(nn.Module):
         for (a, b, on_boundary), qc, chunk_input in zip(runs, queries, chunk_inputs):
             projected = ProjectionMemories.apply(projections, *chunk_input) if projections is not None else None
             keys_full, values_full, gate_features = projected.unbind(1) if projected is not None else chunk_input
-            k, v = self._fold(self._key_features(self._heads(keys_full))), self._fold(self._heads(values_full))  # [N, n, dk], [N, n, d]
+            unit_keys = l2norm(self._heads(keys_full))  # [B, H, n, d]: phi's input, what a recording keeps
+            k = self._fold(key_feature_map(unit_keys, self.key_expansion))  # [N, n, dk]
+            v = self._fold(self._heads(values_full))  # [N, n, d]
             gate = self._gate(k, v, reference, gate_features, ablation)
             write = self._write(qc, k, v, gate, memory, reference, momentum, ablation, trace is not None)
             out, memory, momentum = write["output"], write["memory"], write["momentum"]
@@ -135,7 +137,7 @@ class SelfModifyingMemory(nn.Module):
                 reference = memory
             outputs.append(out)
             if trace is not None:
-                traces.append(self._trace_item(k, v, gate, write, updates))
+                traces.append(self._trace_item(unit_keys, k, v, gate, write, updates))
         y = self.out_norm(cat_tokens(outputs, dim=1)).view(B, H, T, d).transpose(1, 2).reshape(B, T, D)
         if trace is not None:  # [B, H, T(, d)] each
             trace.update({name: cat_tokens([t[name] for t in traces]) for name in traces[0]})
@@ -146,9 +148,8 @@ class SelfModifyingMemory(nn.Module):
         return self.out_proj(y), new_state
 
     def _key_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Unit keys (or queries) per head [..., d] -> [..., key width]."""
-        x = l2norm(x)
-        return l2norm(dpfp(x, self.dpfp_nu)) if self.dpfp_nu else x
+        """Keys (or queries) per head [..., d] -> [..., key width]."""
+        return key_feature_map(l2norm(x), self.key_expansion)
 
     def _fold(self, t: torch.Tensor) -> torch.Tensor:  # [B, H, ...] -> [N, ...]
         return t.reshape(t.shape[0] * t.shape[1], *t.shape[2:])
@@ -235,14 +236,14 @@ class SelfModifyingMemory(nn.Module):
         projections = ProjectionMemories.accumulate(projections, pairs, rate, log_retention)
         return ProjectionMemories.apply_update(projections, chunk, limits) if on_boundary else projections
 
-    def _trace_item(self, k, v, gate: dict, write: dict, updates: bool) -> dict:
+    def _trace_item(self, unit_keys, k, v, gate: dict, write: dict, updates: bool) -> dict:
         """Everything the recorder needs to rebuild M_t exactly, [B, H, n(, d)]: the rates actually
         applied (with updates off nothing is written and nothing decays)."""
         learning_rate = gate["learning_rate"]
         item = dict(surprise=self._unfold(write["surprise"]), gate_surprise=self._unfold(gate["surprise"]),
                     learning_rate=learning_rate if updates else torch.zeros_like(learning_rate),
                     retention=gate["log_retention"].exp() if updates else torch.ones_like(learning_rate),
-                    keys=self._unfold(k), values=self._unfold(v),
+                    unit_keys=unit_keys, keys=self._unfold(k), values=self._unfold(v),
                     errors=self._unfold(write["error"]) if updates else torch.zeros_like(self._unfold(v)))
         if updates and self.config.momentum:
             log_gate = write["log_momentum_gate"]

@@ -1,11 +1,12 @@
 """Memory kernels: chunk-wise exact forms and the per-token oracles they are tested against."""
 from .block_delta import BlockDeltaResult, block_delta_rule, block_delta_rule_reference
-from .common import dpfp, l2norm, segment_sum
+from .common import dpfp, key_feature_map, l2norm, segment_sum
 from .gated_delta import DeltaRuleResult, gated_delta_chunk, gated_delta_rule, gated_delta_rule_reference
 from .momentum import MomentumResult, momentum_rule_chunk, momentum_rule_reference
 
 __all__ = [
-    "BlockDeltaResult", "block_delta_rule", "block_delta_rule_reference", "dpfp", "l2norm", "segment_sum",
+    "BlockDeltaResult", "block_delta_rule", "block_delta_rule_reference",
+    "dpfp", "key_feature_map", "l2norm", "segment_sum",
     "DeltaRuleResult", "gated_delta_chunk", "gated_delta_rule", "gated_delta_rule_reference",
     "MomentumResult", "momentum_rule_chunk", "momentum_rule_reference",
 ]

@@ -55,6 +55,12 @@ def dpfp(x: torch.Tensor, nu: int) -> torch.Tensor:
     return torch.cat([r * r.roll(j, dims=-1) for j in range(1, nu + 1)], dim=-1)
 
 
+def key_feature_map(unit: torch.Tensor, key_expansion: int) -> torch.Tensor:
+    """phi of the memory's unit keys and queries [..., d] -> [..., key_expansion d]: l2norm . DPFP (nu =
+    key_expansion / 2), the identity for 1. Parameter-free: a recording keeps unit keys, rebuilds phi(k) here."""
+    return l2norm(dpfp(unit, key_expansion // 2)) if key_expansion > 1 else unit
+
+
 def segment_sum(log_gate: torch.Tensor) -> torch.Tensor:
     """``out[..., t, s] = sum_{i=s+1..t} log_gate[..., i]`` for s <= t, ``-inf`` above the diagonal.
 

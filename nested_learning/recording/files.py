@@ -28,8 +28,8 @@ _PATTERNS = [
     (r"topk\.(ids|probs)", lambda c, T: (T, None)),
     (_LAYER + r"memory\.(surprise|gate_surprise|learning_rate|retention|write_norm|memory_norm|momentum_gate)",
      lambda c, T: (T, c.n_memory_heads)),
-    (_LAYER + r"memory\.keys", lambda c, T: (T, c.n_memory_heads, c.memory_key_dim)),
-    (_LAYER + r"memory\.(writes|values)", lambda c, T: (T, c.n_memory_heads, c.memory_head_dim)),  # values: optional
+    (_LAYER + r"memory\.keys", lambda c, T: (T, c.n_memory_heads, c.memory_key_dim)),  # unit keys' alternative
+    (_LAYER + r"memory\.(unit_keys|writes|values)", lambda c, T: (T, c.n_memory_heads, c.memory_head_dim)),  # values: optional
     (_LAYER + r"memory\.initial\.(memory|momentum)", lambda c, T: (c.n_memory_heads, c.memory_head_dim, c.memory_key_dim)),
     (r"full\." + _LAYER + r"memory\.memory", lambda c, T: (T, c.n_memory_heads, c.memory_head_dim, c.memory_key_dim)),
     (_LAYER + r"cms\.input", lambda c, T: (T, c.d_model)),
@@ -39,7 +39,7 @@ _PATTERNS = [
     (_LAYER + r"attention\.weights", lambda c, T: (c.n_heads, T, None)),
 ]
 # What one layer's memory (or CMS) must hold once any of it is there: what the readers rebuild from.
-_MEMORY_GROUP = {f"memory.{n}" for n in (*MEMORY_STREAMS, "keys", "writes", "initial.memory")}
+_MEMORY_GROUP = {f"memory.{n}" for n in (*MEMORY_STREAMS, "writes", "initial.memory")}
 _MOMENTUM_PAIR = {"memory.momentum_gate", "memory.initial.momentum"}
 
 
@@ -165,7 +165,8 @@ def _check_groups(header: dict, config: HopeConfig, name: str) -> None:
     cms_group = _cms_group(config)
     for layer, present in layers.items():
         memory = {n for n in present if n.startswith("memory.")}
-        required = _MEMORY_GROUP | (_MOMENTUM_PAIR if memory & _MOMENTUM_PAIR else set())
+        keys = "memory.keys" if "memory.keys" in memory else "memory.unit_keys"  # older files hold the keys
+        required = _MEMORY_GROUP | {keys} | (_MOMENTUM_PAIR if memory & _MOMENTUM_PAIR else set())
         if memory and required - memory:
             raise RecordingError(f"{name}: layer {layer}'s memory lacks tensor 'layers.{layer}.{sorted(required - memory)[0]}'")
         if "full.memory.memory" in present and not memory:

@@ -81,15 +81,16 @@ def replay(initial, keys, writes, retention, momentum_gate=None, initial_momentu
         yield memory
 
 
-def rebuild_memory(tensors: dict, prefix: str, head: int, t: int) -> torch.Tensor:
-    """M_t of one head from a recording's factors (``prefix`` = "layers.{i}.memory."). [d, dk] float64."""
-    pick = lambda name: tensors[prefix + name][:, head:head + 1]
-    initial = tensors[prefix + "initial.memory"][head:head + 1]
+def rebuild_memory(factors: dict, head: int, t: int) -> torch.Tensor:
+    """M_t of one head from a layer's factors by name ("keys", "writes", "retention", "initial.memory", and
+    "momentum_gate", "initial.momentum" with momentum). [d, dk] float64."""
+    pick = lambda name: factors[name][:, head:head + 1]
+    initial = factors["initial.memory"][head:head + 1]
     if t < 0:
         return initial[0].double()
-    if prefix + "momentum_gate" in tensors:
+    if "momentum_gate" in factors:
         *_, memory = replay(initial, pick("keys"), pick("writes"), pick("retention"), pick("momentum_gate"),
-                            tensors[prefix + "initial.momentum"][head:head + 1], steps=t + 1)
+                            factors["initial.momentum"][head:head + 1], steps=t + 1)
         return memory[0]
     return rebuild_gated_delta(initial, pick("keys"), pick("writes"), pick("retention"), t)[0]
 

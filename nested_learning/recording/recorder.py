@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..ablation import Ablation
 from ..model import HopeTransformer
+from ..ops import key_feature_map
 from ..state import HopeState
 from ..tokenizer import ByteTokenizer
 from . import streams
@@ -82,7 +83,7 @@ def _record(model, tokens, text, state, ablation, top_k, attention, full_states,
     for i, layer_trace in trace.get("layers", {}).items():
         layer_state = state.layers[i]
         if "memory" in layer_trace:
-            tensors.update(_memory_streams(i, layer_trace["memory"], layer_state.memory, full_states))
+            tensors.update(_memory_streams(i, layer_trace["memory"], layer_state.memory, full_states, model.config.key_expansion))
         if "cms" in layer_trace:
             tensors.update(_cms_streams(i, layer_trace["cms"], layer_state.cms, model.blocks[i].cms))
         if "attention.weights" in layer_trace:
@@ -105,10 +106,12 @@ def _token_streams(logits: torch.Tensor, tokens: torch.Tensor, top_k: int, next_
     return {"tokens": tokens, "loss": loss, "topk.ids": ids, "topk.probs": probs}
 
 
-def _memory_streams(layer: int, trace: dict, initial_state, full_states: bool) -> dict[str, torch.Tensor]:
+def _memory_streams(layer: int, trace: dict, initial_state, full_states: bool, key_expansion: int) -> dict[str, torch.Tensor]:
     take = lambda name: trace[name][0].transpose(0, 1).float().cpu()  # [H, T, ...] -> [T, H, ...]
     prefix = streams.memory(layer, "")
-    out = {prefix + n: take(n) for n in ("surprise", "gate_surprise", "learning_rate", "retention", "keys")}
+    out = {prefix + n: take(n) for n in ("surprise", "gate_surprise", "learning_rate", "retention")}
+    keys = take("keys")
+    out.update(_key_factor(prefix, keys, take("unit_keys"), key_expansion))
     errors, values = take("errors"), take("values")
     writes = errors * out[prefix + "learning_rate"][..., None]  # u_t = lr_t * error_t
     out[prefix + "writes"] = writes
@@ -119,16 +122,25 @@ def _memory_streams(layer: int, trace: dict, initial_state, full_states: bool) -
         out[prefix + "momentum_gate"] = take("momentum_gate")
         momentum = initial_state.momentum[0].float().cpu()
         out[prefix + "initial.momentum"] = momentum
-        norms, deltas = momentum_norms(initial, momentum, out[prefix + "keys"], writes, out[prefix + "retention"],
+        norms, deltas = momentum_norms(initial, momentum, keys, writes, out[prefix + "retention"],
                                        out[prefix + "momentum_gate"])
     else:  # M_{t-1} k_t = v_t - error_t
-        norms, deltas = memory_norms(initial, out[prefix + "keys"], writes, values - errors, out[prefix + "retention"])
+        norms, deltas = memory_norms(initial, keys, writes, values - errors, out[prefix + "retention"])
     out[prefix + "memory_norm"], out[prefix + "write_norm"] = norms.float(), deltas.float()
     if full_states:  # every M_t, float16: 2 d^2 bytes per head per token
-        full = replay(initial, out[prefix + "keys"], writes, out[prefix + "retention"], out.get(prefix + "momentum_gate"),
+        full = replay(initial, keys, writes, out[prefix + "retention"], out.get(prefix + "momentum_gate"),
                       out.get(prefix + "initial.momentum"))
         out[streams.full_memory(layer)] = torch.stack(list(full)).half()
     return out
+
+
+def _key_factor(prefix: str, keys: torch.Tensor, unit_keys: torch.Tensor, key_expansion: int) -> dict[str, torch.Tensor]:
+    """The unit keys [T, H, d] when phi (parameter-free) rebuilds from them the very keys [T, H, dk] the memory
+    used (key_expansion x fewer bytes; so on CPU in float32), else the keys (a GPU's or bf16's rounding)."""
+    unit_keys = unit_keys.contiguous()  # laid out as a loaded file holds them: checked on what readers rebuild from
+    if torch.equal(key_feature_map(unit_keys, key_expansion), keys):
+        return {prefix + "unit_keys": unit_keys}
+    return {prefix + "keys": keys}
 
 
 def _cms_streams(layer: int, trace: dict, initial_levels, cms_module) -> dict[str, torch.Tensor]:

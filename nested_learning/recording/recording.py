@@ -17,6 +17,7 @@ import torch
 from ..ablation import Ablation
 from ..memories.cms import ContinuumMemorySystem
 from ..config import HopeConfig
+from ..ops import key_feature_map
 from ..state import CMSLevelState
 from ..tokenizer import ByteTokenizer
 from . import streams
@@ -27,6 +28,7 @@ from .reconstruction import rebuild_memory
 FORMAT = "nested_learning.recording"
 FORMAT_VERSION = "1"
 EVENT_FIELDS = ("token_index", "update_norm", "objective_before", "objective_after")
+MEMORY_FACTORS = ("keys", "writes", "retention", "initial.memory", "momentum_gate", "initial.momentum")
 
 
 class RecordingError(ValueError):
@@ -43,6 +45,7 @@ class Recording:
     meta: dict = field(default_factory=dict)
     _events: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
     _replays: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # {layer: CMSReplay}, at most one
+    _keys: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # {name: keys rebuilt from unit keys}
 
     # ---- shape of the run -------------------------------------------------------------------
     @property
@@ -62,16 +65,25 @@ class Recording:
         return sorted(int(m.group(1)) for k in self.tensors if (m := re.fullmatch(r"layers\.(\d+)\.cms\.input", k)))
 
     def stream(self, name: str) -> torch.Tensor:
-        if name not in self.tensors:
+        """A tensor by name; a memory's keys [T, H, dk] are rebuilt from its unit keys when only those are stored."""
+        if name in self.tensors:
+            return self.tensors[name]
+        if not self.has_stream(name):
             raise KeyError(f"no stream {name!r} in this recording")
-        return self.tensors[name]
+        if name not in self._keys:  # the model's own feature map, bit for bit (the recorder checked)
+            self._keys[name] = key_feature_map(self.tensors[streams.unit_keys_of(name)], self.config.key_expansion)
+        return self._keys[name]
+
+    def has_stream(self, name: str) -> bool:
+        return name in self.tensors or streams.unit_keys_of(name) in self.tensors
 
     def memory_stream(self, layer: int, name: str) -> torch.Tensor:
-        """A layer's memory stream (``streams.MEMORY_STREAMS``, [T, H]) or factor (keys, writes, values [T, H, d])."""
+        """A layer's memory stream (``streams.MEMORY_STREAMS``, [T, H]) or factor (keys [T, H, dk], writes and
+        values [T, H, d])."""
         return self.stream(streams.memory(layer, name))
 
     def has_memory_stream(self, layer: int, name: str) -> bool:
-        return streams.memory(layer, name) in self.tensors
+        return self.has_stream(streams.memory(layer, name))
 
     def summary(self) -> dict[str, float]:
         """Headline numbers: tokens, mean next-token loss (nats; over the tokens that have a next token
@@ -160,14 +172,14 @@ class Recording:
     def memory_matrix(self, layer: int, head: int, t: int) -> torch.Tensor:
         """M_t of one head (after token t; t = -1 gives the memory before the first token). [d, dk] float64."""
         t = self._check_token(t)
-        prefix = streams.memory(layer, "")
-        if prefix + "initial.memory" not in self.tensors:
+        if not self.has_memory_stream(layer, "initial.memory"):
             raise KeyError(f"layer {layer} has no recorded memory")
         if not 0 <= head < self.config.n_memory_heads:
             raise IndexError(f"head {head} is outside this model (0..{self.config.n_memory_heads - 1})")
         if streams.full_memory(layer) in self.tensors and t >= 0:
             return self.tensors[streams.full_memory(layer)][t, head].double()
-        return rebuild_memory(self.tensors, prefix, head, t)
+        factors = {name: self.memory_stream(layer, name) for name in MEMORY_FACTORS if self.has_memory_stream(layer, name)}
+        return rebuild_memory(factors, head, t)
 
     def memory_delta(self, layer: int, head: int, t: int) -> torch.Tensor:
         """M_t - M_{t-1}: what token t wrote (including what retention removed)."""

@@ -6,11 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nested_learning import Ablation
-from nested_learning.recording import Recording, RecordingError, record
+from nested_learning import Ablation, HopeTransformer
+from nested_learning.recording import Recording, RecordingError, record, streams
 from nested_learning.recording.reconstruction import linear_scan
 from tests.conftest import random_tokens, tiny_model
 from tests.support.headers import rewrite_header
+from tests.support.keys import traced_keys, with_stored_keys
 
 
 def reference_features(x, expansion):
@@ -286,7 +287,8 @@ def edit_meta(**changes):
     (rename("layers.0.memory.surprise", "layers.00.memory.surprise"), "unexpected tensor 'layers.00.memory.surprise'"),
     (rename("layers.0.cms.initial.3.memory", "layers.0.cms.initial.9.memory"), "unexpected tensor"),
     (rename("layers.0.cms.params.levels.0.lr_logit", "layers.0.cms.params.levels.0.warp"), "unexpected tensor"),
-    (lambda h: h.pop("layers.1.memory.keys"), "layer 1's memory lacks tensor 'layers.1.memory.keys'"),
+    (lambda h: h.pop("layers.1.memory.unit_keys"), "layer 1's memory lacks tensor 'layers.1.memory.unit_keys'"),
+    (rename("layers.1.memory.unit_keys", "layers.1.memory.keys"), r"'layers.1.memory.keys' has shape \[12, 2, 16\], expected \[12, 2, 128\]"),
     (lambda h: h.pop("layers.0.cms.params.levels.2.key_proj.weight"), "layer 0's CMS lacks tensor"),
     (lambda h: h["topk.ids"].update(dtype="F64"), "tensor 'topk.ids' has dtype F64, expected I64"),
     (lambda h: h["loss"].update(dtype="I32"), "tensor 'loss' has dtype I32, expected a float type"),
@@ -340,3 +342,61 @@ def test_a_non_finite_recording_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(RecordingError, match=r"not saved: tensor 'layers.0.memory.surprise' has non-finite"):
         rec.save(path)
     assert not path.exists()
+
+
+@pytest.mark.parametrize("preset, key_expansion", [("hope", 8), ("hope", 1), ("titans", 4)])
+def test_keys_rebuilt_from_unit_keys_are_the_models_own(tmp_path, preset, key_expansion):
+    """A recording stores the unit keys (1 / key_expansion of the keys' bytes) and rebuilds phi(k) on read
+    with the model's own feature map: bit for bit the keys the memory wrote with, before and after a file."""
+    model = tiny_model(preset, key_expansion=key_expansion)
+    tokens = random_tokens(1, 37)[0]  # several chunks of 8 and a partial one
+    recording, _ = record(model, tokens)
+    loaded = Recording.load(recording.save(tmp_path / "run.safetensors"))
+    for layer, keys in traced_keys(model, tokens).items():
+        assert streams.memory(layer, "keys") not in loaded.tensors
+        assert loaded.memory_stream(layer, "unit_keys").shape[-1] * key_expansion == keys.shape[-1]
+        assert torch.equal(recording.memory_stream(layer, "keys"), keys)
+        assert torch.equal(loaded.memory_stream(layer, "keys"), keys)
+
+
+def test_a_recording_with_the_keys_stored_reads_the_same(tmp_path):
+    """Older files hold the keys phi(k) themselves: they still load, and the unit keys' recording reads
+    identically (keys, memory matrices, anatomy, probe), in memory and after a save/load round trip."""
+    from nested_learning.viz.anatomy import anatomy
+    from nested_learning.viz.probe import recall_curve
+    model = tiny_model()  # keys x 8
+    tokens = random_tokens(1, 37)[0]
+    recording, _ = record(model, tokens)
+    older = Recording.load(with_stored_keys(recording, traced_keys(model, tokens)).save(tmp_path / "older.safetensors"))
+    loaded = Recording.load(recording.save(tmp_path / "run.safetensors"))
+    assert streams.memory(0, "keys") in older.tensors and streams.memory(0, "unit_keys") not in older.tensors
+    for run in (recording, loaded):
+        for layer, head, t in itertools.product((0, 1), (0, 1), (-1, 0, 8, 36)):
+            assert torch.equal(run.memory_matrix(layer, head, t), older.memory_matrix(layer, head, t))
+        assert all(torch.equal(run.memory_stream(i, "keys"), older.memory_stream(i, "keys")) for i in (0, 1))
+        assert torch.equal(torch.as_tensor(anatomy(run, 1, 1, 20).key), torch.as_tensor(anatomy(older, 1, 1, 20).key))
+        assert (recall_curve(run, 0, 30) == recall_curve(older, 0, 30)).all()
+        assert run.per_token().equals(older.per_token())
+
+
+def test_keys_phi_cannot_rebuild_are_stored_as_they_were():
+    """Under bf16 autocast phi ran in bf16, so phi in float32 on the unit keys would round differently:
+    the recorder keeps the keys themselves, and readers still see the model's keys."""
+    model = tiny_model()
+    tokens = random_tokens(1, 20)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        recording, _ = record(model, tokens)
+        expected = traced_keys(model, tokens)
+    for layer, keys in expected.items():
+        assert streams.memory(layer, "unit_keys") not in recording.tensors
+        assert torch.equal(recording.memory_stream(layer, "keys"), keys.float())
+
+
+def test_a_recording_at_the_bench_size_costs_its_four_factors_per_token(tmp_path):
+    """Issue 26: keys x 8 made a recording 44 KiB per token at the bench size (4 layers, d_model 256, one
+    memory head). With unit keys a token costs per layer four float32 vectors of 256 (unit keys, writes,
+    values, CMS input) and six per-token numbers, plus 72 bytes of tokens and predictions: 16,552 bytes."""
+    model = HopeTransformer.from_preset("hope", n_layers=4, d_model=256, n_heads=4).eval()
+    size = lambda T: record(model, random_tokens(1, T)[0])[0].save(tmp_path / f"{T}.safetensors").stat().st_size
+    per_token = (size(64) - size(32)) / 32
+    assert per_token <= 16_552 + 64  # + the header's longer offsets

@@ -1,0 +1,22 @@
+"""The memory's keys as the model used them, and a recording as files before unit keys held it."""
+import torch
+
+from nested_learning.recording import Recording, streams
+
+
+def traced_keys(model, tokens: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Per memory layer, the keys phi(k) [T, H, dk] the memory wrote with, straight from the model's trace
+    (under inference_mode, as ``record`` runs it)."""
+    trace: dict = {}
+    with torch.inference_mode():
+        model(tokens[None], trace=trace)
+    return {i: layer["memory"]["keys"][0].transpose(0, 1).clone() for i, layer in trace["layers"].items()
+            if "memory" in layer}
+
+
+def with_stored_keys(recording: Recording, keys: dict[int, torch.Tensor]) -> Recording:
+    """``recording`` with the keys themselves stored in place of the unit keys (how older files hold them)."""
+    tensors = {name: t for name, t in recording.tensors.items() if not name.endswith(".memory.unit_keys")}
+    tensors.update({streams.memory(layer, "keys"): k for layer, k in keys.items()})
+    return Recording(recording.config, tensors, recording.text, recording.ablation, recording.start_position,
+                     recording.meta)
