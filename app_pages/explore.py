@@ -16,7 +16,7 @@ from nested_learning.viz.safe_text import byte_spans, decode_upload, escape_mark
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
 from nested_learning.viz.view import MAX_LINK_TEXT, clamp_token, encode_text
 from app_pages import common, explore_tools
-from app_pages.memory_player import memory_player
+from app_pages.memory_player import memory_player, prepare_payload
 
 model, choice = common.current_model()
 config = model.config
@@ -105,12 +105,36 @@ right.caption("Nothing to read yet: type or choose some text." if blank else
               f"A run continues from the memory of the runs before it, until Reset.{switched}")
 
 
+def timeline_figure(recording, all_heads: bool):
+    """The run's timelines, built once per run and setting (a rerun reuses them, and Streamlit then sends an
+    unchanged figure by reference only)."""
+    cached = st.session_state.get("explore_timelines")
+    if cached is None or cached[0] is not recording:
+        cached = st.session_state.explore_timelines = (recording, {})
+    if all_heads not in cached[1]:
+        found = repeats.find_repeats(recording.tokens.tolist())
+        cached[1][all_heads] = timelines.timeline_figure(recording, recording.cms_events(), found, all_heads)
+    return cached[1][all_heads]
+
+
+def prepare_figures(recording) -> None:
+    """What the run's figures need, derived once: the CMS events, the timelines, the player's payload and the
+    CMS replay of the shown layer (later reruns reuse them)."""
+    layer = int(st.session_state.get(common.WIDGET_KEYS["layer"], 0))
+    timeline_figure(recording, bool(st.session_state.get("explore_all_heads", False)))
+    if layer in recording.memory_layers and player.has_factors(recording, layer):
+        prepare_payload(recording, layer, int(st.session_state.get(common.WIDGET_KEYS["head"], 0)))
+    if layer in recording.cms_layers:
+        recording.cms_replay(layer)
+
+
 def do_run():
     progress = st.empty()  # the progress line goes once the run is read: the run time is in the metrics
     status = progress.status(f"Reading {n_tokens} tokens...", expanded=False)
     try:
-        with common.admitted():
+        with common.admitted():  # the figures' data too: a class's drawing queues with its runs
             result = session.run(model, text, Ablation.from_names(off), deadline_s=common.run_deadline())
+            prepare_figures(result.recording)
     except RunRefused as e:
         status.update(label="Run refused", state="error")
         st.error(str(e), icon=":material/block:")
@@ -163,22 +187,15 @@ def show_run(result):
 
 
 def timelines_section(recording):
-    # Timelines are drawn at once, then again with the CMS raster once its events are derived (the
-    # recording caches them, so later reruns draw the raster straight away).
+    # The figure was built with the run (prepare_figures): a rerun sends it again by reference only.
     title, toggle = st.columns([3, 1], vertical_alignment="bottom")
     title.subheader("Timelines")
     all_heads = toggle.toggle("All heads", key="explore_all_heads", persist_state="session",
                               help="One row per layer and head; off: one row per layer, the mean over its heads.")
-    timeline = st.empty()
     scrub_to_clicked_timeline(recording)
-    if not recording.events_ready:
-        timeline.plotly_chart(timeline_figure(recording, all_heads, with_events=False), config=common.PLOT_CONFIG,
-                              key="timeline_fast")
-        with st.spinner("Deriving CMS update events..."):
-            recording.cms_events()
     found = repeats.find_repeats(recording.tokens.tolist())
-    timeline.plotly_chart(timeline_figure(recording, all_heads), config=common.PLOT_CONFIG, key="timeline",
-                          on_select="rerun", selection_mode=("points", "box"))
+    st.plotly_chart(timeline_figure(recording, all_heads), config=common.PLOT_CONFIG, key="timeline",
+                    on_select="rerun", selection_mode=("points", "box"))
     st.caption("Click any panel (a heatmap column too) to scrub to that token; drag to zoom in, double-click to zoom "
                "out (the toolbar's box tool selects a span: the scrubber goes to its start). The player below marks "
                "the scrubbed token on its loss strip.")
@@ -188,20 +205,6 @@ def timelines_section(recording):
         st.dataframe(repeats.repeat_table(recording, found).style.format(
             {c: "{:.3f}" for c in ("loss first", "loss repeat", "surprise first", "surprise repeat")}, na_rep="n/a"),
             hide_index=True, key="repeat_table")
-
-
-def timeline_figure(recording, all_heads: bool, with_events: bool = True):
-    """The run's timelines, built once per run and setting (a rerun reuses them, and Streamlit then sends an
-    unchanged figure by reference only)."""
-    key = (all_heads, with_events)
-    cached = st.session_state.get("explore_timelines")
-    if cached is None or cached[0] is not recording:
-        cached = st.session_state.explore_timelines = (recording, {})
-    if key not in cached[1]:
-        events = recording.cms_events() if with_events else None
-        found = repeats.find_repeats(recording.tokens.tolist()) if with_events else None
-        cached[1][key] = timelines.timeline_figure(recording, events, found, all_heads)
-    return cached[1][key]
 
 
 def downloads(recording):

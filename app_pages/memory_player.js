@@ -1,7 +1,7 @@
 // The memory player: M_t and its write at any token of a run, redrawn in the browser.
 // Two instances share one store on window: one receives a run's payload once (bytes,
 // nested_learning/viz/player.py), the other (small JSON: run id and token) draws it. A scrub
-// or a Play step never goes to the server; a settled token is reported (state "token") 300 ms later.
+// or a Play step never goes to the server; a settled token is reported (trigger "settled") 300 ms later.
 
 const STORE = (window.__nleMemoryPlayer = window.__nleMemoryPlayer || { runs: new Map(), waiting: new Set() });
 const KEPT_RUNS = 4;
@@ -178,7 +178,7 @@ function build(root) {
 }
 
 export default function (component) {
-  const { data, parentElement, setStateValue } = component;
+  const { data, parentElement, setTriggerValue } = component;
   if (!data) return;
   if (data instanceof Uint8Array) return receiveRun(data); // the data instance: nothing to draw
   const root = parentElement;
@@ -205,7 +205,8 @@ export default function (component) {
       q(`canvas.${cls}`).addEventListener("mousemove", (e) => hover(player, e, cls, name));
     }
   }
-  player.report = (t) => { player.lastReported = t; setStateValue("token", t); };
+  // A trigger, not a state: returning to a token reported before must reach the server again.
+  player.report = (t) => { player.lastReported = t; setTriggerValue("settled", t); };
   player.element.classList.toggle("slider-only", data.panels === false); // classroom mode: another figure is shown
   const arrive = () => {
     const run = STORE.runs.get(data.run);
@@ -215,7 +216,7 @@ export default function (component) {
     const serverMoved = data.token !== player.lastServer && data.token !== player.lastReported;
     player.lastServer = data.token;
     if (fresh || serverMoved) {
-      if (fresh) pause(player, false);
+      if (fresh) { pause(player, false); player.lastReported = null; }
       player.slider.max = String(run.header.n_tokens - 1);
       player.table = player.table || colorTable(run.header.colorscale);
       show(player, Math.max(0, Math.min(data.token, run.header.n_tokens - 1)), false);

@@ -17,7 +17,7 @@ COMPONENT = st.components.v2.component("nle_memory_player", js=(HERE / "memory_p
                                        css=(HERE / "memory_player.css").read_text())
 
 
-def _payload(recording, layer: int, head: int) -> tuple[str, bytes]:
+def prepare_payload(recording, layer: int, head: int) -> tuple[str, bytes]:
     """(run id, bytes) for the last (recording, layer, head) of this session: a rerun sends the same bytes,
     which Streamlit then sends by reference only."""
     cached = st.session_state.get("memory_player_payload")
@@ -31,15 +31,15 @@ def _payload(recording, layer: int, head: int) -> tuple[str, bytes]:
 def memory_player(recording, layer: int, head: int, token: int, on_settle, panels: bool = True) -> None:
     """Mount the player at ``token``; ``on_settle(token)`` runs when the browser reports a settled token.
     Without ``panels`` only its slider, Play and text line show (classroom mode shows another figure)."""
-    run_id, data = _payload(recording, layer, head)
+    run_id, data = prepare_payload(recording, layer, head)
     COMPONENT(key="memory_player_data", data=data)
 
     def settled():
-        value = st.session_state.memory_player.get("token")
-        if value is not None:
-            on_settle(int(value))
+        value = st.session_state.memory_player.get("settled")
+        if isinstance(value, int) and 0 <= value < recording.n_tokens:  # browser input: checked
+            on_settle(value)
 
-    COMPONENT(key="memory_player", data={"run": run_id, "token": int(token), "panels": panels}, on_token_change=settled)
+    COMPONENT(key="memory_player", data={"run": run_id, "token": int(token), "panels": panels}, on_settled_change=settled)
 
 
 def forget() -> None:

@@ -39,19 +39,24 @@ with st.container(border=True):
         target = None
         upload = st.file_uploader("Checkpoint (.safetensors)", type=["safetensors"], key="model_upload")
         if upload is not None and st.button("Load this checkpoint", key="model_load_upload", type="primary"):
-            with st.spinner("Checking and loading the checkpoint..."):
-                problem = common.load_upload(upload.name, upload.getvalue(), device)
+            problem = None
+            with common.refusals_shown(), common.admitted():  # a load is CPU and memory: it queues like a run
+                with st.spinner("Checking and loading the checkpoint..."):
+                    problem = common.load_upload(upload.name, upload.getvalue(), device) or False
             if problem:
                 st.error(f"Not loaded, the current model stays: {problem}", icon=":material/error:")
-            else:
+            elif problem is False:
                 st.rerun()
     if target is not None and target != choice:
         if st.button(f"Use {common.shown_label(target)}", key="model_apply", type="primary"):
-            try:
-                common.shared_model(target.kind, target.name, target.device)
-            except Exception as e:  # noqa: BLE001 - any load failure keeps the current model
-                st.error(f"Not loaded, the current model stays: {escape_markdown(e, limit=300)}")
-            else:
+            loaded = False
+            with common.refusals_shown(), common.admitted():  # a load queues like a run
+                try:
+                    common.shared_model(target.kind, target.name, target.device)
+                    loaded = True
+                except Exception as e:  # noqa: BLE001 - any load failure keeps the current model
+                    st.error(f"Not loaded, the current model stays: {escape_markdown(e, limit=300)}")
+            if loaded:
                 common.set_model(target)
                 st.rerun()
 

@@ -4,13 +4,15 @@ Server side (always): median of N rounds of
   run        session.run (the recording) + the timelines without the CMS raster, serialised: what the
              page shows first after Run
   events     CMS update events + the full timelines, serialised (the raster drawn a moment later)
-  scrub      what one scrubber move does on the server: M_t and M_t - M_(t-1), the CMS level weights
-             (checkpointed replay), the coloured text, both figures serialised
-  replay     building the CMS replay checkpoints (the first scrub on a layer)
+  payload    the memory player's bytes (once per run, layer and head)
+  settled    what the server draws when the player settles on a token: the CMS panels
+  replay     building the CMS replay checkpoints (the first settle on a layer)
 Browser (--browser): `streamlit run app.py` headless, Chromium via Playwright: Run click -> metrics
-visible, -> timelines drawn, -> page idle (raster, heatmaps, text done); one slider key press -> caption
-updated. The browser renders in software on the same cores as the server, so these are pessimistic. --screenshots saves
-one PNG per page to assets/screenshots/.
+visible, -> first chart drawn, -> page settled (player, CMS and coloured text drawn, script idle); bytes
+the server sent (websocket frames) for the run, for a rerun that changes nothing, and per scrub step; one
+slider key -> the player redrawn, -> the server's panels updated; Play's steps per second at 30 asked.
+The browser renders in software on the same cores as the server, so these are pessimistic. --screenshots
+saves one PNG per page to assets/screenshots/.
 """
 from __future__ import annotations
 
@@ -29,11 +31,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nested_learning.viz import heatmaps, models, timelines  # noqa: E402
+from nested_learning.viz import heatmaps, models, player, timelines  # noqa: E402
 from nested_learning.recording.replay import CMSReplay  # noqa: E402
 from nested_learning.viz.presets import TEXT_PRESETS  # noqa: E402
-from nested_learning.viz.safe_text import byte_spans  # noqa: E402
-from nested_learning.viz.text_map import text_figure  # noqa: E402
 from nested_learning.viz.session import MemorySession  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def median_ms(times: list[float]) -> str:
 
 
 def server_side(model, text: str, rounds: int):
-    run, events, scrub, replay_build = [], [], [], []
+    run, events, payload_build, settle, replay_build = [], [], [], [], []
     rng = random.Random(0)
     for r in range(rounds + 1):
         started = time.perf_counter()
@@ -58,38 +58,54 @@ def server_side(model, text: str, rounds: int):
         pio.to_json(timelines.timeline_figure(recording, recording.cms_events()), validate=False)
         second = time.perf_counter() - started
         started = time.perf_counter()
+        data = player.payload(recording, 0, 0, "bench")
+        build_payload = time.perf_counter() - started
+        started = time.perf_counter()
         replay = CMSReplay(recording, 0)
         replay.states(0)
         build = time.perf_counter() - started
         moves = []
-        for _ in range(10):
+        for _ in range(10):  # what the server draws when the player settles: the CMS panels (lazy panels closed)
             t = rng.randrange(recording.n_tokens)
             started = time.perf_counter()
-            matrix = recording.memory_matrix(0, 0, t)  # as the page does: M_t rebuilt once, the delta reuses it
-            memory = heatmaps.memory_figures(matrix, matrix - recording.memory_matrix(0, 0, t - 1))
-            cms = heatmaps.cms_figure(replay.weights(t), model.config.cms_periods)
-            coloured = text_figure(byte_spans(recording.tokens.tolist(), timelines.stream_row(recording, "surprise", 0)),
-                                   "surprise", cursor=t)
-            [pio.to_json(f, validate=False) for f in (*memory, cms, coloured)]
+            pio.to_json(heatmaps.cms_figure(replay.weights(t), model.config.cms_periods), validate=False)
             moves.append(time.perf_counter() - started)
         if r:  # the first round warms up
-            run.append(first), events.append(second), replay_build.append(build), scrub.extend(moves)
+            run.append(first), events.append(second), replay_build.append(build), settle.extend(moves)
+            payload_build.append(build_payload)
     print(f"server, {len(text)} tokens, {model.config.n_layers} layers x {model.config.n_heads} heads, "
           f"torch threads {torch.get_num_threads()}:")
     print(f"  run -> first results   {median_ms(run)}")
     print(f"  + CMS raster           {median_ms(events)}")
-    print(f"  scrub (one move)       {median_ms(scrub)}")
-    print(f"  CMS replay build       {median_ms(replay_build)}  (first scrub on a layer)")
+    print(f"  player payload         {median_ms(payload_build)}  ({len(data) / 1e6:.2f} MB, once per run, layer and head)")
+    print(f"  settled token          {median_ms(settle)}  (the CMS panels)")
+    print(f"  CMS replay build       {median_ms(replay_build)}  (first settle on a layer)")
+
+
+class Traffic:
+    """Bytes the server sends the page (websocket frames), counted from a mark."""
+
+    def __init__(self, page):
+        self.total = 0
+        page.on("websocket", lambda ws: ws.on("framereceived", self._add))
+
+    def _add(self, frame):
+        self.total += len(frame)
+
+    def since(self, mark: int) -> str:
+        return f"{(self.total - mark) / 1e3:.0f} KB"
 
 
 def browser_side(text: str, rounds: int, screenshots: bool):
     from playwright.sync_api import sync_playwright
 
     from tests.support.browser import launch_chromium, running_app
+    n = len(text.encode())
     with running_app() as url, sync_playwright() as p:
         browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
+        traffic = Traffic(page)
         idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
         started = time.perf_counter()  # a fresh server: its first script run imports PyTorch and loads the model
         page.goto(url, wait_until="domcontentloaded")
@@ -103,40 +119,70 @@ def browser_side(text: str, rounds: int, screenshots: bool):
         page.locator(idle).wait_for()
         page.get_by_label("Text").fill(text)
         page.keyboard.press("Control+Enter")  # commit the text area
-        page.get_by_text(f"{len(text.encode())} tokens (UTF-8 bytes)").wait_for()
+        page.get_by_text(f"{n} tokens (UTF-8 bytes)").wait_for()
         page.locator(idle).wait_for()
-        shown, visible, done, scrub = [], [], [], []
+        rows = {k: [] for k in ("metrics", "chart", "settled", "run_bytes", "rerun_bytes", "key", "panels",
+                                "step_bytes", "play")}
+        slider = page.locator('input[type="range"][aria-label="Token"]')
         for r in range(rounds + 1):
             page.locator('[data-testid="stMain"]').get_by_role("button", name="Reset memory").click()
             page.get_by_text("Tokens in this run").wait_for(state="detached")
             page.locator(idle).wait_for()
-            started = time.perf_counter()
+            mark, started = traffic.total, time.perf_counter()
             page.get_by_role("button", name="Run", exact=True).click()
             page.get_by_text("Tokens in this run").wait_for()
             metrics = time.perf_counter() - started
             page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()  # drawn, not just attached
-            first = time.perf_counter() - started
-            page.get_by_text(f"Token {len(text) - 1} (stream position").wait_for()
-            page.wait_for_timeout(50)
+            chart = time.perf_counter() - started
+            page.get_by_text(f"Token {n - 1} (stream position").wait_for()  # the player has drawn the run
             page.locator(idle).wait_for()
-            whole = time.perf_counter() - started
-            slider = page.locator('input[type="range"][aria-label="Token"]')  # not the play step slider
+            page.locator('[data-testid="stPlotlyChart"] .main-svg').nth(2).wait_for()  # CMS and coloured text too
+            settled = time.perf_counter() - started
+            run_bytes = traffic.since(mark)
+            mark = traffic.total  # a rerun that changes nothing visible: Streamlit's rerun key
+            page.locator("h1").first.click()
+            page.keyboard.press("r")
+            page.wait_for_timeout(300)
+            page.locator(idle).wait_for()
+            rerun_bytes = traffic.since(mark)
             slider.focus()
+            mark, started = traffic.total, time.perf_counter()
+            slider.press("ArrowLeft")  # one scrub step: the player redraws, then the server's panels follow
+            page.get_by_text(f"Token {n - 2} (stream position").wait_for()
+            key = time.perf_counter() - started
+            page.wait_for_url(f"**token={n - 2}**")
+            page.locator(idle).wait_for()
+            panels = time.perf_counter() - started
+            step_bytes = traffic.since(mark)
+            slider.press("Home")  # Play from the first token
+            page.get_by_label("Steps per second").select_option("30")
+            page.get_by_role("button", name="Play", exact=True).click()
+            first_token = int(page.locator(".player").get_attribute("data-token"))
             started = time.perf_counter()
-            slider.press("ArrowLeft")
-            page.get_by_text(f"Token {len(text) - 2} (stream position").wait_for()
-            moved = time.perf_counter() - started
+            page.wait_for_timeout(2000)
+            steps = int(page.locator(".player").get_attribute("data-token")) - first_token
+            played = steps / (time.perf_counter() - started)
+            page.get_by_role("button", name="Pause", exact=True).click()
+            page.get_by_label("Steps per second").select_option("4")
             page.locator(idle).wait_for()
             if r:
-                shown.append(metrics), visible.append(first), done.append(whole), scrub.append(moved)
+                for name, value in (("metrics", metrics), ("chart", chart), ("settled", settled), ("run_bytes", run_bytes),
+                                    ("rerun_bytes", rerun_bytes), ("key", key), ("panels", panels),
+                                    ("step_bytes", step_bytes), ("play", played)):
+                    rows[name].append(value)
         print("browser (Chromium headless, same machine):")
         print(f"  fresh server: Streamlit's page loaded         {frontend * 1000:.0f} ms")
         print(f"  fresh server: first paint                    {first_paint * 1000:.0f} ms")
         print(f"  fresh server: Run button ready               {page_ready * 1000:.0f} ms")
-        print(f"  Run click -> metrics visible                {median_ms(shown)}")
-        print(f"  Run click -> timelines drawn                {median_ms(visible)}")
-        print(f"  Run click -> page idle (raster, scrubber)    {median_ms(done)}")
-        print(f"  slider key -> caption updated                {median_ms(scrub)}")
+        print(f"  Run click -> metrics visible                {median_ms(rows['metrics'])}")
+        print(f"  Run click -> first chart drawn              {median_ms(rows['chart'])}")
+        print(f"  Run click -> page settled                   {median_ms(rows['settled'])}")
+        print(f"  bytes sent for a run                        {', '.join(rows['run_bytes'])}")
+        print(f"  bytes sent for a rerun that changes nothing {', '.join(rows['rerun_bytes'])}")
+        print(f"  slider key -> player redrawn                {median_ms(rows['key'])}")
+        print(f"  slider key -> server's panels updated       {median_ms(rows['panels'])}")
+        print(f"  bytes sent per scrub step                   {', '.join(rows['step_bytes'])}")
+        print(f"  Play at 30 steps/s: steps per second        {', '.join(f'{v:.1f}' for v in rows['play'])}")
         if screenshots:
             take_screenshots(page, idle)
         browser.close()
@@ -162,7 +208,7 @@ def take_screenshots(page, idle: str):
     out.mkdir(parents=True, exist_ok=True)
     page.get_by_role("button", name="What did test-time learning do here?").click()  # the run's verdict
     settle(page, idle)
-    page.get_by_text("How token", exact=False).first.click()  # open the delta rule at the scrubbed token
+    page.get_by_text("How the settled token was written", exact=False).first.click()  # open the delta rule
     settle(page, idle)
     whole_page(page, out / "explore.png")
     steps = {"compare": ("Compare", "Compare"), "learn": ("Learn", "Write and recall"),

@@ -87,19 +87,24 @@ def _colorbar(fig: go.Figure, row: int) -> dict:
 MAX_CLICK_TARGETS = 160
 
 
-def _click_target(positions: np.ndarray, y) -> go.Scatter:
+def _click_target(positions: np.ndarray, y, loss_hover: tuple | None = None) -> go.Scatter:
     """Invisible points across a panel, one per token up to MAX_CLICK_TARGETS (else every k-th token, so a
     click lands within k/2 tokens; the slider does the rest): heatmaps and line-only traces cannot be
     selected, so without them a click would not scrub (with x-unified hover a click anywhere on the panel
     picks the nearest point). No hover label of their own: the panel's trace says it all. ``y``: the
-    points' heights, or one row (a name or a number) for a heatmap or raster panel."""
+    points' heights, or one row (a name or a number) for a heatmap or raster panel. ``loss_hover``
+    (characters, loss) gives the points the loss panel's hover when its line is binned and has none."""
     step = -(-len(positions) // MAX_CLICK_TARGETS)
     positions = positions[::step]
     y = [y] * len(positions) if np.ndim(y) == 0 else np.asarray(y)[::step]
     hidden = dict(marker=dict(opacity=0))
-    return go.Scatter(x=positions, y=y, mode="markers",
-                      marker=dict(opacity=0, size=4), hoverinfo="none", showlegend=False, name="click target",
-                      selected=hidden, unselected=hidden)
+    hover = dict(hoverinfo="none")
+    if loss_hover is not None:  # a binned loss panel: its points name their token and its loss
+        characters, loss = loss_hover
+        hover = dict(customdata=np.stack([np.asarray(characters, dtype=object)[::step], loss[::step]], -1),
+                     hovertemplate="position %{x} '%{customdata[0]}'<br>loss %{customdata[1]:.3f}<extra></extra>")
+    return go.Scatter(x=positions, y=y, mode="markers", marker=dict(opacity=0, size=4), showlegend=False,
+                      name="click target", selected=hidden, unselected=hidden, **hover)
 
 
 def raster_rows(recording: Recording) -> list[tuple[int, int]]:
@@ -186,10 +191,11 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
                                  hovertemplate="position %{x} '%{customdata}'<br>loss %{y:.3f}<extra></extra>"), row=1, col=1)
     else:  # each bin a vertical stroke from its lowest to its highest loss: spikes survive
         low, high = binned(loss, size, np.fmin), binned(loss, size, np.fmax)
+        # No hover of its own: a click selects the first hovered point, which must be a click target.
         fig.add_trace(go.Scatter(x=np.repeat(columns, 2), y=np.stack([low, high], 1).ravel().astype(np.float32),
-                                 mode="lines", name="loss", line=dict(width=1),
-                                 hovertemplate=f"positions %{{x}} (+{size - 1})<br>loss %{{y:.3f}}<extra></extra>"), row=1, col=1)
-    targets = [(_click_target(positions, np.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)), 1)]
+                                 mode="lines", name="loss", line=dict(width=1), hoverinfo="skip"), row=1, col=1)
+    targets = [(_click_target(positions, np.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0),
+                              None if size == 1 else (characters, loss)), 1)]
     row = 1
     if has_memory:
         for stream, title, scale in MEMORY_ROWS:

@@ -288,6 +288,63 @@ def test_clicking_a_timeline_scrubs_to_that_token(page):
         assert page.locator(".player").get_attribute("data-token") == str(token)  # the heatmaps drawn there
 
 
+def click_scrubs(page, area, x_fraction: float, y_fraction: float = 0.5) -> int:
+    """Click a chart area at the given fractions of its box and return the token the player moved to (a
+    click landing while the page redraws is lost: tried up to three times)."""
+    before = page.locator(".player").get_attribute("data-token")
+    for attempt in range(3):
+        area.scroll_into_view_if_needed()
+        box = area.bounding_box()
+        x, y = box["x"] + box["width"] * x_fraction, box["y"] + box["height"] * y_fraction
+        if area.get_attribute("class") == "js-plotly-plot":  # fractions are data coordinates of a chart
+            x, y = page.evaluate("""([gd, x, y]) => { const layout = gd._fullLayout, box = gd.getBoundingClientRect();
+                return [box.x + layout._size.l + layout.xaxis.l2p(x), box.y + layout._size.t + layout.yaxis.l2p(y)]; }""",
+                                 [area.element_handle(), x_fraction, y_fraction])
+        page.mouse.move(x, y)  # hover first: the click selects the hovered token
+        page.wait_for_timeout(200)
+        page.mouse.click(x, y)
+        player = page.locator(f'.player:not([data-token="{before}"])')  # in the component's shadow root
+        try:
+            player.wait_for(timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            assert attempt < 2, "three clicks never moved the player"
+    wait_idle(page)
+    return int(page.locator(".player").get_attribute("data-token"))
+
+
+def test_every_panel_scrubs_at_2048_and_at_16384_tokens(page):
+    """Loss, surprise, learning rate, retention, the CMS raster (binned past its marker budget), the coloured
+    text and the player's loss strip each move the player to the clicked token: in a 2,048-token run, and
+    in the eighth such run of a session (stream positions 14,336-16,383)."""
+    text = "abcdefgh" * 256  # no spaces: the coloured text wraps every 40 characters exactly
+    n = len(text)
+    page.get_by_text("Type", exact=True).click()
+    wait_idle(page)
+    page.get_by_label("Text").fill(text)
+    page.get_by_label("Text").press("Control+Enter")
+    page.get_by_text(f"{n} tokens (UTF-8 bytes)").wait_for()
+    wait_idle(page)
+    for run in range(8):
+        click(page, "Run")
+        page.get_by_text(f"Run {run + 1} ({n} tokens at {run * n})").wait_for()  # the sidebar lists it
+        wait_idle(page)
+        if run not in (0, 7):
+            continue
+        page.get_by_text(f"Token {n - 1} (stream position {run * n + n - 1})").wait_for()
+        timeline = page.locator('[data-testid="stPlotlyChart"]').first.locator("g.draglayer rect.nsewdrag")
+        low, high = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.xaxis.range")
+        for panel, fraction in ((0, 0.2), (1, 0.4), (2, 0.6), (3, 0.8), (4, 0.3)):
+            token = click_scrubs(page, timeline.nth(panel), fraction)
+            clicked = low + fraction * (high - low) - run * n  # the stream position under the click, in the run
+            assert abs(token - clicked) <= 16, (run, panel, token, clicked)  # targets every 13 tokens
+        coloured = page.locator('[data-testid="stPlotlyChart"]').last.locator(".js-plotly-plot")
+        token = click_scrubs(page, coloured, 5, 10)  # the character at column 5 of line 10
+        assert token == 10 * 40 + 5, (run, token)
+        assert click_scrubs(page, page.locator("canvas.loss"), 0.5) in range(n // 2 - 2, n // 2 + 2)
+        page.wait_for_url(f"**token={page.locator('.player').get_attribute('data-token')}**")  # settled, reported
+
+
 def test_play_animates_the_scrubber_in_the_browser(page):
     """Play steps the player at its chosen rate without the server; a click during Play is answered at
     once; Pause reports the token, and the server's panels (and the link) follow."""
