@@ -178,12 +178,19 @@ def show_run(result):
     c1, c2, _ = st.columns([1, 1, 2])
     layer = c1.selectbox("Layer", range(config.n_layers), key=common.WIDGET_KEYS["layer"], persist_state="session")
     head = c2.selectbox("Head", range(config.n_memory_heads), key=common.WIDGET_KEYS["head"], persist_state="session")
-    if common.figure_shown("Coloured text"):
+    # The player draws the coloured text; without a player (no memory in this layer) the server does.
+    server_text = common.figure_shown("Coloured text") and not has_player(recording, layer)
+    if server_text:
         scrub_to_clicked_character(recording, layer)  # before the scrubber, so it starts at the clicked token
     # Scrubbing and Play run in the browser; a settled token reruns only this fragment.
     st.fragment(scrubber)(recording, layer, head)
-    if common.figure_shown("Coloured text"):
+    if server_text:
         coloured_text(recording, layer)
+
+
+def has_player(recording, layer: int) -> bool:
+    """Whether the browser's player can replay this layer's memory (a one-token run has nothing to scrub)."""
+    return layer in recording.memory_layers and player.has_factors(recording, layer) and recording.n_tokens > 1
 
 
 def timelines_section(recording):
@@ -262,11 +269,12 @@ def scrubber(recording, layer: int, head: int):
         st.warning(notice, icon=":material/link:")
     t = st.session_state.explore_token = view.token if view.token is not None else recording.n_tokens - 1
     has_memory = layer in recording.memory_layers
-    if has_memory and player.has_factors(recording, layer) and recording.n_tokens > 1:
+    if has_player(recording, layer):
         st.caption("Drag the slider, press Play or click the loss strip: the heatmaps are redrawn in your browser "
                    f"(key dimensions averaged in blocks of {player.key_block(config.memory_key_dim)} to fit the panel; "
                    "full resolution below). The panels under the player follow when it stops.")
-        memory_player(recording, layer, head, t, settle_at, panels=common.figure_shown("Memory M_t"))
+        memory_player(recording, layer, head, t, settle_at, panels=common.figure_shown("Memory M_t"),
+                      text=common.figure_shown("Coloured text"))
     else:  # no memory to replay in the browser (or one token: nothing to scrub): the server's slider
         t = common.token_slider(recording.n_tokens, "explore_token",
                                 help="Scrub through the run: the panels show the state after this token.")
@@ -344,7 +352,8 @@ def probe_panel(recording, layer: int, t: int):
 
 
 def coloured_text(recording, layer: int):
-    """The run's text coloured by the layer's surprise; a click scrubs (drawn once per run and layer)."""
+    """The run's text coloured by the layer's surprise, or its loss without a memory; a click scrubs (drawn
+    once per run and layer). Where the player is shown, it draws the text itself."""
     spans, name = text_spans(recording, layer)
     st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads): hover or tap a character for its "
                 "value, click one to scrub to it.")

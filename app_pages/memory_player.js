@@ -169,7 +169,8 @@ function build(root) {
       <figure><figcaption class="title-write"></figcaption><canvas class="write" aria-label="M_t - M_(t-1)"></canvas>
         <div class="scale"><span class="low"></span><span class="bar"></span><span class="high"></span></div></figure>
     </div>
-    <p class="readout">Hover a heatmap for a cell's value.</p>`;
+    <p class="readout">Hover a heatmap for a cell's value.</p>
+    <div class="coloured"><p class="text-title"></p><div class="text" role="list"></div></div>`;
   const container = document.createElement("div");
   container.className = "player";
   container.innerHTML = html; // our own markup only: every text from the run is set as textContent
@@ -208,6 +209,7 @@ export default function (component) {
   // A trigger, not a state: returning to a token reported before must reach the server again.
   player.report = (t) => { player.lastReported = t; setTriggerValue("settled", t); };
   player.element.classList.toggle("slider-only", data.panels === false); // classroom mode: another figure is shown
+  player.element.classList.toggle("no-text", data.text === false);
   const arrive = () => {
     const run = STORE.runs.get(data.run);
     if (!run) return false;
@@ -219,6 +221,7 @@ export default function (component) {
       if (fresh) { pause(player, false); player.lastReported = null; }
       player.slider.max = String(run.header.n_tokens - 1);
       player.table = player.table || colorTable(run.header.colorscale);
+      if (fresh) buildText(player);
       show(player, Math.max(0, Math.min(data.token, run.header.n_tokens - 1)), false);
     }
     return true;
@@ -287,10 +290,61 @@ function show(player, t, report = true) {
     scale.querySelector(".high").textContent = `+${g3(limit)}`;
     player.values[cls] = values;
   }
+  markText(player, t);
   q(".play").dataset.token = String(t);
   player.element.dataset.token = String(t); // tests and tools read the drawn token here
   player.element.dataset.limit = q("canvas.now").parentElement.querySelector(".high").textContent;
   if (report) settle(player);
+}
+
+// ---- the coloured text: one element per character, its background the layer's surprise (0 to the 98th
+// percentile, the top 2% saturate); a click goes to its first byte. Labels are set as text, never HTML.
+const ORANGES = [[255, 245, 235], [253, 141, 60], [127, 39, 4]];
+
+function orange(f) {
+  const [a, b] = f < 0.5 ? [ORANGES[0], ORANGES[1]] : [ORANGES[1], ORANGES[2]];
+  const g = f < 0.5 ? f * 2 : f * 2 - 1;
+  return `rgb(${a.map((c, i) => Math.round(c + g * (b[i] - c))).join(",")})`;
+}
+
+function buildText(player) {
+  const { header, arrays } = player.run;
+  const box = player.q(".coloured .text");
+  box.replaceChildren();
+  const values = arrays.span_values;
+  const finite = Array.from(values).filter(Number.isFinite).sort((a, b) => a - b);
+  const top = finite.length ? finite[Math.min(finite.length - 1, Math.floor(0.98 * finite.length))] || 1 : 1;
+  player.q(".text-title").textContent = `Text coloured by surprise (layer ${header.layer}, mean over heads; ` +
+    `darker = more surprising, scale 0 to ${g3(top)}): hover a character for its value, click it to go there.`;
+  const fragment = document.createDocumentFragment();
+  player.spanStarts = header.spans.map((span) => span[1]);
+  header.spans.forEach(([label, first, last, kind], i) => {
+    const cell = document.createElement("span");
+    const f = Number.isFinite(values[i]) ? Math.min(1, Math.max(0, values[i] / top)) : 0;
+    cell.textContent = kind === 2 ? "\u23ce" : label;
+    cell.style.background = orange(f);
+    cell.style.color = f > 0.6 ? "#fff" : "#000";
+    if (kind === 1) cell.className = "control";
+    const where = first === last ? `token ${header.start_position + first}` : `tokens ${header.start_position + first}-${header.start_position + last}`;
+    cell.title = `${where} '${label}': surprise ${g3(values[i])}`;
+    cell.dataset.first = String(first);
+    fragment.appendChild(cell);
+    if (kind === 2) fragment.appendChild(document.createElement("br"));
+  });
+  box.appendChild(fragment);
+  box.onclick = (e) => { const first = e.target?.dataset?.first; if (first !== undefined) player.seek(Number(first)); };
+  player.marked = null;
+}
+
+function markText(player, t) {
+  const starts = player.spanStarts;
+  if (!starts) return;
+  let lo = 0, hi = starts.length - 1; // the last span starting at or before t
+  while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (starts[mid] <= t) lo = mid; else hi = mid - 1; }
+  const cells = player.q(".coloured .text").querySelectorAll(":scope > span");
+  if (player.marked) player.marked.classList.remove("now");
+  player.marked = cells[lo];
+  if (player.marked) player.marked.classList.add("now");
 }
 
 function hover(player, event, cls, name) {

@@ -28,9 +28,11 @@ def prepare_payload(recording, layer: int, head: int) -> tuple[str, bytes]:
     return cached[3], cached[4]
 
 
-def memory_player(recording, layer: int, head: int, token: int, on_settle, panels: bool = True) -> None:
+def memory_player(recording, layer: int, head: int, token: int, on_settle, panels: bool = True,
+                  text: bool = True) -> None:
     """Mount the player at ``token``; ``on_settle(token)`` runs when the browser reports a settled token.
-    Without ``panels`` only its slider, Play and text line show (classroom mode shows another figure)."""
+    Without ``panels`` (its heatmaps) or ``text`` (the coloured text) only the rest shows: classroom mode
+    shows one figure at a time."""
     run_id, data = prepare_payload(recording, layer, head)
     COMPONENT(key="memory_player_data", data=data)
 
@@ -39,7 +41,7 @@ def memory_player(recording, layer: int, head: int, token: int, on_settle, panel
         if isinstance(value, int) and 0 <= value < recording.n_tokens:  # browser input: checked
             on_settle(value)
 
-    COMPONENT(key="memory_player", data={"run": run_id, "token": int(token), "panels": panels}, on_settled_change=settled)
+    COMPONENT(key="memory_player", data={"run": run_id, "token": int(token), "panels": panels, "text": text}, on_settled_change=settled)
 
 
 def forget() -> None:

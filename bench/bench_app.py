@@ -8,8 +8,9 @@ Server side (always): median of N rounds of
   settled    what the server draws when the player settles on a token: the CMS panels
   replay     building the CMS replay checkpoints (the first settle on a layer)
 Browser (--browser): `streamlit run app.py` headless, Chromium via Playwright: Run click -> metrics
-visible, -> first chart drawn, -> page settled (player, CMS and coloured text drawn, script idle); bytes
-the server sent (websocket frames) for the run, for a rerun that changes nothing, and per scrub step; one
+visible, -> first chart drawn, -> page settled (the player with its coloured text, CMS drawn, script idle); bytes
+the server sent (websocket frames) for the run, for a whole-page rerun whose figures were all sent before
+(All heads switched on, then off: the second), and per scrub step; one
 slider key -> the player redrawn, -> the server's panels updated; Play's steps per second at 30 asked.
 The browser renders in software on the same cores as the server, so these are pessimistic. --screenshots
 saves one PNG per page to assets/screenshots/.
@@ -136,13 +137,15 @@ def browser_side(text: str, rounds: int, screenshots: bool):
             chart = time.perf_counter() - started
             page.get_by_text(f"Token {n - 1} (stream position").wait_for()  # the player has drawn the run
             page.locator(idle).wait_for()
-            page.locator('[data-testid="stPlotlyChart"] .main-svg').nth(2).wait_for()  # CMS and coloured text too
+            page.locator('[data-testid="stPlotlyChart"] .main-svg').nth(1).wait_for()  # the CMS panels too
             settled = time.perf_counter() - started
             run_bytes = traffic.since(mark)
-            mark = traffic.total  # a rerun that changes nothing visible: Streamlit's rerun key
-            page.locator("h1").first.click()
-            page.keyboard.press("r")
-            page.wait_for_timeout(300)
+            page.get_by_text("All heads").click()  # a whole-page rerun, then one that shows nothing new:
+            page.get_by_text("L0 H1").first.wait_for()
+            page.locator(idle).wait_for()
+            mark = traffic.total  # every figure of the second has been sent before
+            page.get_by_text("All heads").click()
+            page.get_by_text("L0 H1").first.wait_for(state="detached")
             page.locator(idle).wait_for()
             rerun_bytes = traffic.since(mark)
             slider.focus()
@@ -178,7 +181,7 @@ def browser_side(text: str, rounds: int, screenshots: bool):
         print(f"  Run click -> first chart drawn              {median_ms(rows['chart'])}")
         print(f"  Run click -> page settled                   {median_ms(rows['settled'])}")
         print(f"  bytes sent for a run                        {', '.join(rows['run_bytes'])}")
-        print(f"  bytes sent for a rerun that changes nothing {', '.join(rows['rerun_bytes'])}")
+        print(f"  bytes sent for a rerun with nothing new     {', '.join(rows['rerun_bytes'])}  (All heads off again)")
         print(f"  slider key -> player redrawn                {median_ms(rows['key'])}")
         print(f"  slider key -> server's panels updated       {median_ms(rows['panels'])}")
         print(f"  bytes sent per scrub step                   {', '.join(rows['step_bytes'])}")

@@ -4,7 +4,8 @@ sent once per run, layer and head, so that scrubbing and Play never wait for the
 M_t = a_t M_{t-1} + u_t k_t^T is linear in M, so the key dimensions can be pooled before the scan:
 with P the [dk, c] block-mean matrix, M_t P = a_t (M_{t-1} P) + u_t (P^T k_t)^T. The browser starts from
 the pooled initial memory and applies the pooled rank-one writes: every pooled M_t exactly, at display
-resolution (c columns, at most POOLED_COLUMNS), from [T, d + c] numbers instead of [T, d, dk].
+resolution (c columns, at most POOLED_COLUMNS), from [T, d + c] numbers instead of [T, d, dk]. The run's
+text comes along as characters with the layer's surprise, for the coloured text the player draws.
 
 Format (little-endian): b"NLEP", uint32 header length, the header as UTF-8 JSON, zero padding to a
 multiple of 4, then the float32 arrays the header lists in ``arrays`` ([name, shape]), in that order.
@@ -21,6 +22,7 @@ import torch
 
 from ..recording import Recording
 from ..tokenizer import ByteTokenizer
+from .safe_text import byte_spans
 
 MAGIC = b"NLEP"
 POOLED_COLUMNS = 128  # a half-width panel is about 600 px wide: more columns than that are not seen
@@ -71,11 +73,15 @@ def payload(recording: Recording, layer: int, head: int, run_id: str, columns: i
     arrays["summary"] = torch.stack([torch.stack([recording.memory_stream(i, name).double().mean(1)
                                                   for name in ("surprise", "learning_rate", "retention")])
                                      for i in recording.memory_layers])
+    # The text as characters (UTF-8 grouped, escapes for control bytes), coloured by this layer's surprise.
+    spans = byte_spans(recording.tokens.tolist(), arrays["summary"][recording.memory_layers.index(layer), 0].numpy())
+    arrays["span_values"] = torch.tensor([span.value for span in spans], dtype=torch.float64)
     header = {"version": 1, "run": run_id, "layer": layer, "head": head, "n_tokens": recording.n_tokens,
               "start_position": recording.start_position, "rows": int(arrays["initial"].shape[0]),
               "columns": int(arrays["initial"].shape[1]), "key_width": int(keys.shape[-1]), "block": block,
               "momentum": momentum, "memory_layers": recording.memory_layers,
               "tokens": recording.tokens.tolist(), "labels": [ByteTokenizer.token_label(i) for i in range(256)],
+              "spans": [[span.label, span.first, span.last, 2 if span.newline else int(span.control)] for span in spans],
               "colorscale": plotly.colors.get_colorscale(COLORSCALE),
               "arrays": [[name, list(a.shape)] for name, a in arrays.items()]}
     head_bytes = json.dumps(header, separators=(",", ":")).encode()

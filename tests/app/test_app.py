@@ -61,7 +61,10 @@ def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):
         assert trace["name"].startswith("W_t - W_start")
         change = fresh.cms_weights(1, level, 3) - fresh.cms_weights(1, level, -1)
         np.testing.assert_allclose(arrays(trace["z"]), change.T.numpy(), rtol=1e-5, atol=1e-7)
-    assert any("Text coloured by surprise" in m.value for m in at.markdown)
+    data, header, parts = memory_player(at)  # the player draws the coloured text: characters, surprise each
+    assert "".join(span[0] for span in header["spans"]) == preset.text and not has_chart(at, "text_map")
+    surprise = recording.memory_stream(1, "surprise").double().mean(1).numpy()
+    np.testing.assert_allclose(parts["span_values"], surprise, rtol=1e-6)  # one byte per character here
     repeats = table(at, "loss repeat")  # the preset's 8 copies: 7 repeats, each of the copy before
     bands = [s for s in timeline["layout"]["shapes"] if s["type"] == "rect"]
     assert len(repeats) == 7 and len(bands) == 14
@@ -203,8 +206,8 @@ def test_input_limits_and_odd_text(app):
     assert metric(at, "Memory holds") == "0 tokens"
     at.text_area(key="explore_text").set_value("<script>alert(1)</script> **x** \U0001F600\x07").run()
     ok(at.button(key="run").click().run())
-    labels = "".join(figure(at, "text_map")["data"][1]["text"])  # the coloured text: Plotly labels, escaped
-    assert "<script" not in labels and "&lt;script&gt;" in labels and "\U0001F600" in labels and "\\x07" in labels
+    labels = [span[0] for span in memory_player(at)[1]["spans"]]  # the coloured text's characters (set as text)
+    assert "<" in labels and "\U0001F600" in labels and "\\x07" in labels  # an emoji is one character, a bell an escape
     at.segmented_control(key="explore_source").set_value("Upload").run()
     at.file_uploader(key="explore_upload").set_value(("odd.txt", b"caf\xe9 \xff ok", "text/plain")).run()
     assert "not valid UTF-8" in at.warning[0].value
@@ -311,6 +314,6 @@ def test_classroom_mode_shows_one_figure_at_a_time(app):
         ok(at.segmented_control(key="classroom_figure").set_value(name).run())
         assert {e.key for e in at.get("plotly_chart")} & every == {key}, name
     ok(at.segmented_control(key="classroom_figure").set_value("Coloured text").run())
-    assert any("Text coloured by surprise" in m.value for m in at.markdown)
-    assert {e.key for e in at.get("plotly_chart")} & (every | {"text_map"}) == {"text_map"}
+    assert memory_player(at)[0]["text"] and not memory_player(at)[0]["panels"]  # the player's text alone
+    assert {e.key for e in at.get("plotly_chart")} & every == set()
     assert memory_player(at)[0]["token"] == len(TEXT_PRESETS["phrase"].text) - 1  # the player stays, for every figure

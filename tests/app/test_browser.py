@@ -317,7 +317,7 @@ def test_every_panel_scrubs_at_2048_and_at_16384_tokens(page):
     """Loss, surprise, learning rate, retention, the CMS raster (binned past its marker budget), the coloured
     text and the player's loss strip each move the player to the clicked token: in a 2,048-token run, and
     in the eighth such run of a session (stream positions 14,336-16,383)."""
-    text = "abcdefgh" * 256  # no spaces: the coloured text wraps every 40 characters exactly
+    text = "abcdefgh" * 256
     n = len(text)
     page.get_by_text("Type", exact=True).click()
     wait_idle(page)
@@ -338,11 +338,26 @@ def test_every_panel_scrubs_at_2048_and_at_16384_tokens(page):
             token = click_scrubs(page, timeline.nth(panel), fraction)
             clicked = low + fraction * (high - low) - run * n  # the stream position under the click, in the run
             assert abs(token - clicked) <= 16, (run, panel, token, clicked)  # targets every 13 tokens
-        coloured = page.locator('[data-testid="stPlotlyChart"]').last.locator(".js-plotly-plot")
-        token = click_scrubs(page, coloured, 5, 10)  # the character at column 5 of line 10
-        assert token == 10 * 40 + 5, (run, token)
+        character = page.locator('.player .text span[data-first="405"]')  # the coloured text's 406th character
+        assert click_scrubs(page, character, 0.5) == 405, run
         assert click_scrubs(page, page.locator("canvas.loss"), 0.5) in range(n // 2 - 2, n // 2 + 2)
         page.wait_for_url(f"**token={page.locator('.player').get_attribute('data-token')}**")  # settled, reported
+
+
+def test_typed_markup_is_shown_as_text(page):
+    """Typed markup reaches the player's coloured text as characters: no element, no script runs."""
+    text = "<img src=x onerror=window.__xss=1> <b>bold</b>"
+    page.get_by_text("Type", exact=True).click()
+    wait_idle(page)
+    page.get_by_label("Text").fill(text)
+    page.get_by_label("Text").press("Control+Enter")
+    page.get_by_text(f"{len(text)} tokens (UTF-8 bytes)").wait_for()
+    wait_idle(page)
+    click(page, "Run")
+    page.get_by_text(f"Token {len(text) - 1} (stream position").wait_for()
+    wait_idle(page)
+    assert page.locator(".player .text").inner_text() == text
+    assert page.locator(".player img, .player b").count() == 0 and page.evaluate("window.__xss") is None
 
 
 def test_play_animates_the_scrubber_in_the_browser(page):
