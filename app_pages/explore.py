@@ -118,13 +118,13 @@ def timeline_figure(recording, all_heads: bool):
 
 
 def prepare_figures(recording) -> None:
-    """What the run's figures need, derived once: the CMS events, the timelines, the player's payload and the
-    CMS replay of the shown layer (later reruns reuse them)."""
+    """What the run's figures need, derived once: the CMS events, the timelines, the player's payload and, when
+    its panel is open, the CMS replay of the shown layer (later reruns reuse them)."""
     layer = int(st.session_state.get(common.WIDGET_KEYS["layer"], 0))
     timeline_figure(recording, bool(st.session_state.get("explore_all_heads", False)))
     if layer in recording.memory_layers and player.has_factors(recording, layer):
         prepare_payload(recording, layer, int(st.session_state.get(common.WIDGET_KEYS["head"], 0)))
-    if layer in recording.cms_layers:
+    if layer in recording.cms_layers and st.session_state.get("explore_cms"):
         recording.cms_replay(layer)
 
 
@@ -307,14 +307,9 @@ def scrubber(recording, layer: int, head: int):
                 st.caption(f"After token {t}, layer {layer}.")
                 probe_panel(recording, layer, t)
     if layer in recording.cms_layers and common.figure_shown("CMS"):
-        st.session_state.setdefault("cms_view", common.CMS_VIEWS[0])  # not default=: a link may have set it
-        cms_view = st.segmented_control("CMS panels", common.CMS_VIEWS, key="cms_view", persist_state="session")
-        replay = recording.cms_replay(layer)
-        weights, change = replay.weights(t), cms_view == common.CMS_VIEWS[1]
-        if change:
-            weights = [w - w0 for w, w0 in zip(weights, replay.weights(-1))]
-        st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, f"{'W_t - W_start' if change else 'W'} at token {t}:"),
-                        config=common.PLOT_CONFIG, key="cms_heatmaps")
+        with lazy_section("The CMS levels' weights at the settled token", "explore_cms") as open_:
+            if open_:
+                cms_panel(recording, layer, t)
     if not common.in_classroom():
         with lazy_section("Reproduce this view in Python", "explore_reproduce") as open_:
             if open_:
@@ -334,6 +329,17 @@ def lazy_section(title: str, key: str):
         return
     with st.expander(title, key=key, on_change="rerun") as panel:
         yield bool(panel.open)
+
+
+def cms_panel(recording, layer: int, t: int):
+    st.session_state.setdefault("cms_view", common.CMS_VIEWS[0])  # not default=: a link may have set it
+    cms_view = st.segmented_control("CMS panels", common.CMS_VIEWS, key="cms_view", persist_state="session")
+    replay = recording.cms_replay(layer)
+    weights, change = replay.weights(t), cms_view == common.CMS_VIEWS[1]
+    if change:
+        weights = [w - w0 for w, w0 in zip(weights, replay.weights(-1))]
+    st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, f"{'W_t - W_start' if change else 'W'} at token {t}:"),
+                    config=common.PLOT_CONFIG, key="cms_heatmaps")
 
 
 def probe_panel(recording, layer: int, t: int):

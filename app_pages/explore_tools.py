@@ -14,7 +14,9 @@ def overlay_panel(session):
     earlier = [name for name in session.recordings if session.recordings[name] is not session.last.recording]
     if not earlier:
         return
-    with st.expander("Overlay earlier runs of this session"):
+    with st.expander("Overlay earlier runs of this session", key="explore_overlay", on_change="rerun") as panel:
+        if not panel.open:  # a closed panel builds and sends nothing
+            return
         chosen = st.multiselect("Runs", earlier, default=earlier[-1:], key="overlay_runs")
         shown = {name: session.recordings[name] for name in chosen if name in session.recordings}
         shown[f"{session.history[-1].name} (this run)"] = session.last.recording

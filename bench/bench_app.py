@@ -5,10 +5,10 @@ Server side (always): median of N rounds of
              page shows first after Run
   events     CMS update events + the full timelines, serialised (the raster drawn a moment later)
   payload    the memory player's bytes (once per run, layer and head)
-  settled    what the server draws when the player settles on a token: the CMS panels
+  settled    what the server draws when the player settles on a token with the CMS panel open
   replay     building the CMS replay checkpoints (the first settle on a layer)
 Browser (--browser): `streamlit run app.py` headless, Chromium via Playwright: Run click -> metrics
-visible, -> first chart drawn, -> page settled (the player with its coloured text, CMS drawn, script idle); bytes
+visible, -> first chart drawn, -> page settled (the player with its coloured text drawn, script idle); bytes
 the server sent (websocket frames) for the run, for a whole-page rerun whose figures were all sent before
 (All heads switched on, then off: the second), and per scrub step; one
 slider key -> the player redrawn, -> the server's panels updated; Play's steps per second at 30 asked.
@@ -66,7 +66,7 @@ def server_side(model, text: str, rounds: int):
         replay.states(0)
         build = time.perf_counter() - started
         moves = []
-        for _ in range(10):  # what the server draws when the player settles: the CMS panels (lazy panels closed)
+        for _ in range(10):  # what the server draws when the player settles with the CMS panel open
             t = rng.randrange(recording.n_tokens)
             started = time.perf_counter()
             pio.to_json(heatmaps.cms_figure(replay.weights(t), model.config.cms_periods), validate=False)
@@ -137,7 +137,6 @@ def browser_side(text: str, rounds: int, screenshots: bool):
             chart = time.perf_counter() - started
             page.get_by_text(f"Token {n - 1} (stream position").wait_for()  # the player has drawn the run
             page.locator(idle).wait_for()
-            page.locator('[data-testid="stPlotlyChart"] .main-svg').nth(1).wait_for()  # the CMS panels too
             settled = time.perf_counter() - started
             run_bytes = traffic.since(mark)
             page.get_by_text("All heads").click()  # a whole-page rerun, then one that shows nothing new:

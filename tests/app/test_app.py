@@ -52,6 +52,9 @@ def test_explore_runs_and_the_scrubber_redraws(app, tiny_checkpoint):
     assert full.shape == (16, key_width)
     np.testing.assert_allclose(full, recording.memory_matrix(1, 0, 3).numpy(), rtol=1e-5, atol=1e-7)
     # The CMS panels are the weights after the chosen token (drawn [hidden, model dim]), from a fresh replay.
+    assert not has_chart(at, "cms_heatmaps")  # closed, it builds and sends nothing
+    at.session_state["explore_cms"] = True
+    ok(at.run())
     fresh, _ = record(load_checkpoint(tiny_checkpoint, device="cpu"), preset.text)
     levels = range(len(fresh.config.cms_periods))
     for level, trace in zip(levels, figure(at, "cms_heatmaps")["data"], strict=True):
@@ -153,7 +156,7 @@ def test_a_link_carries_the_figure_settings(app):
     at = app()
     params = {"preset": "phrase", "heads": "all", "cms": "change", "probe": "cosine"}
     at.query_params.update(params)
-    at.session_state["explore_probe"] = True  # the probe's panel opened (a closed one draws nothing)
+    at.session_state["explore_probe"] = at.session_state["explore_cms"] = True  # opened (a closed one draws nothing)
     ok(at.run())
     assert not at.warning  # no "default value also set via Session State" warning either
     assert at.toggle(key="explore_all_heads").value and at.toggle(key="probe_specific").value is False
@@ -295,6 +298,9 @@ def test_the_sidebar_lists_the_runs_and_earlier_runs_overlay(app):
     captions = [c.value for c in at.sidebar.caption]
     assert any(c.startswith("**Run 1** (192 tokens at 0)") for c in captions)
     assert any(c.startswith("**Run 2** (192 tokens at 192)") and "off: cms.1" in c for c in captions)
+    assert not has_chart(at, "overlay")  # closed, it builds nothing
+    at.session_state["explore_overlay"] = True
+    ok(at.run())
     names = [t["name"] for t in figure(at, "overlay")["data"]]
     assert "Run 1" in names and "Run 2 (this run)" in names
 
@@ -303,7 +309,7 @@ def test_classroom_mode_shows_one_figure_at_a_time(app):
     at = ok(app().run())
     ok(at.button(key="run").click().run())
     every = {"timeline", "memory_heatmaps", "anatomy", "probe", "cms_heatmaps"}
-    for panel in ("explore_full_memory", "explore_delta_rule", "explore_probe"):
+    for panel in ("explore_full_memory", "explore_delta_rule", "explore_probe", "explore_cms"):
         at.session_state[panel] = True  # opened
     ok(at.run())
     assert every <= {e.key for e in at.get("plotly_chart")}  # normally all at once

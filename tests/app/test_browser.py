@@ -51,9 +51,12 @@ def page(browser, server):
 def test_explore_run_scrub_ablate_download(page, tmp_path):
     click(page, "Run")
     page.get_by_text("Tokens in this run").wait_for()
-    page.locator('[data-testid="stPlotlyChart"] >> visible=true').nth(2).wait_for()  # timelines, CMS, text
+    page.locator('[data-testid="stPlotlyChart"] >> visible=true').first.wait_for()  # the timelines
     wait_idle(page)
     n = len(TEXT_PRESETS["phrase"].text)
+    page.get_by_text("The CMS levels' weights at the settled token").click()  # a closed panel draws on opening
+    page.locator('[data-testid="stPlotlyChart"] >> visible=true').nth(1).wait_for()
+    wait_idle(page)
     page.get_by_text(f"Token {n - 1} (stream position {n - 1})").wait_for()
     slider = page.locator('input[type="range"][aria-label="Token"]')  # the player's
     for step in (2, 3):  # each key redraws in the browser at once
