@@ -207,7 +207,8 @@ export default function (component) {
     }
   }
   // A trigger, not a state: returning to a token reported before must reach the server again.
-  player.report = (t) => { player.lastReported = t; setTriggerValue("settled", t); };
+  // The run goes with the token: a report still in flight when another run arrives is ignored there.
+  player.report = (t) => { player.lastReported = t; setTriggerValue("settled", { run: player.run.header.run, token: t }); };
   player.element.classList.toggle("slider-only", data.panels === false); // classroom mode: another figure is shown
   player.element.classList.toggle("no-text", data.text === false);
   const arrive = () => {

@@ -37,9 +37,10 @@ def memory_player(recording, layer: int, head: int, token: int, on_settle, panel
     COMPONENT(key="memory_player_data", data=data)
 
     def settled():
-        value = st.session_state.memory_player.get("settled")
-        if isinstance(value, int) and 0 <= value < recording.n_tokens:  # browser input: checked
-            on_settle(value)
+        value = st.session_state.memory_player.get("settled") or {}
+        token = value.get("token") if isinstance(value, dict) and value.get("run") == run_id else None
+        if isinstance(token, int) and 0 <= token < recording.n_tokens:  # browser input: checked
+            on_settle(token)
 
     COMPONENT(key="memory_player", data={"run": run_id, "token": int(token), "panels": panels, "text": text}, on_settled_change=settled)
 

@@ -140,11 +140,11 @@ def browser_side(text: str, rounds: int, screenshots: bool):
             settled = time.perf_counter() - started
             run_bytes = traffic.since(mark)
             page.get_by_text("All heads").click()  # a whole-page rerun, then one that shows nothing new:
-            page.get_by_text("L0 H1").first.wait_for()
+            page.get_by_text("L0 H0").first.wait_for()
             page.locator(idle).wait_for()
             mark = traffic.total  # every figure of the second has been sent before
             page.get_by_text("All heads").click()
-            page.get_by_text("L0 H1").first.wait_for(state="detached")
+            page.get_by_text("L0 H0").first.wait_for(state="detached")
             page.locator(idle).wait_for()
             rerun_bytes = traffic.since(mark)
             slider.focus()
