@@ -165,6 +165,7 @@ def browser_side(text: str, rounds: int, screenshots: bool):
             steps = int(page.locator(".player").get_attribute("data-token")) - first_token
             played = steps / (time.perf_counter() - started)
             page.get_by_role("button", name="Pause", exact=True).click()
+            page.wait_for_url(f"**token={page.locator('.player').get_attribute('data-token')}**")  # Pause reported
             page.get_by_label("Steps per second").select_option("4")
             page.locator(idle).wait_for()
             if r:
@@ -210,8 +211,9 @@ def take_screenshots(page, idle: str):
     out.mkdir(parents=True, exist_ok=True)
     page.get_by_role("button", name="What did test-time learning do here?").click()  # the run's verdict
     settle(page, idle)
-    page.get_by_text("How the settled token was written", exact=False).first.click()  # open the delta rule
-    settle(page, idle)
+    for panel in ("How the settled token was written", "The CMS levels' weights at the settled token"):
+        page.get_by_text(panel, exact=False).first.click()  # open the delta rule and the CMS panels
+        settle(page, idle)
     whole_page(page, out / "explore.png")
     steps = {"compare": ("Compare", "Compare"), "learn": ("Learn", "Write and recall"),
              "validate": ("Validate", None), "model": ("Model", None)}  # Validate: the saved report
