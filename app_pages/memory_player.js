@@ -61,16 +61,14 @@ function checkpoints(run) {
 }
 
 function memoryAt(run, t) {
-  // Pooled M_t (t = -1: before the first token) and M_{t-1}.
-  const k = Math.floor((t + 1) / CHECKPOINT);
+  // Pooled M_t and M_{t-1} (t >= 0), from the last checkpoint before token t.
+  const k = Math.floor(t / CHECKPOINT);
   const [m0, s0] = checkpoints(run)[k];
   const memory = m0.slice();
   const momentum = s0 && s0.slice();
-  let previous = memory.slice();
-  for (let s = k * CHECKPOINT; s <= t; s++) {
-    if (s === t) previous = memory.slice();
-    step(run, s, memory, momentum);
-  }
+  for (let s = k * CHECKPOINT; s < t; s++) step(run, s, memory, momentum);
+  const previous = memory.slice();
+  step(run, t, memory, momentum);
   return [memory, previous];
 }
 
@@ -131,6 +129,7 @@ function drawLoss(canvas, loss, cursor) {
   context.fillRect(Math.round(x) - 1, 0, 2, height);
 }
 
+const maxAbs = (values) => values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 const g3 = (x) => (Number.isFinite(x) ? String(Number(x.toPrecision(3))) : "n/a");
 
 function caption(run, t) {
@@ -294,7 +293,7 @@ function show(player, t, report = true) {
   markText(player, t);
   q(".play").dataset.token = String(t);
   player.element.dataset.token = String(t); // tests and tools read the drawn token here
-  player.element.dataset.limit = q("canvas.now").parentElement.querySelector(".high").textContent;
+  player.element.dataset.limits = JSON.stringify([maxAbs(memory), maxAbs(write)]); // tests compare these
   if (report) settle(player);
 }
 

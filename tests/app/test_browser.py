@@ -5,6 +5,7 @@ Needs the `playwright` package and /usr/bin/chromium (CI installs both; see .ci/
 is a failure, not a skip."""
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -345,6 +346,28 @@ def test_every_panel_scrubs_at_2048_and_at_16384_tokens(page):
         assert click_scrubs(page, character, 0.5) == 405, run
         assert click_scrubs(page, page.locator("canvas.loss"), 0.5) in range(n // 2 - 2, n // 2 + 2)
         page.wait_for_url(f"**token={page.locator('.player').get_attribute('data-token')}**")  # settled, reported
+
+
+def test_the_player_draws_the_recorded_memory_at_every_token(page):
+    """The browser's replay gives the pooled M_t and its write of a fresh recording, at checkpoint boundaries
+    (tokens 63, 64) and between them; compared through the largest |value| the player drew."""
+    from nested_learning.recording import record
+    from nested_learning.viz.player import key_block, pooled
+    text = TEXT_PRESETS["phrase"].text
+    recording, _ = record(tiny_model(), text)  # the server's checkpoint is this model
+    block = key_block(recording.config.memory_key_dim)
+    click(page, "Run")
+    page.get_by_text(f"Token {len(text) - 1} (stream position").wait_for()
+    wait_idle(page)
+    slider = page.locator('input[type="range"][aria-label="Token"]')
+    for t in (0, 63, 64, 100):
+        slider.fill(str(t))
+        page.get_by_text(f"Token {t} (stream position {t})").wait_for()
+        drawn = json.loads(page.locator(".player").get_attribute("data-limits"))
+        memory = pooled(recording.memory_matrix(0, 0, t), block)
+        write = memory - pooled(recording.memory_matrix(0, 0, t - 1), block)
+        expected = [float(memory.abs().max()), float(write.abs().max())]
+        assert drawn == pytest.approx(expected, rel=1e-3), t
 
 
 def test_typed_markup_is_shown_as_text(page):
