@@ -14,6 +14,10 @@ Each can spread its parts apart with filler text (``gap``, ``spread``, ``filler_
 comes from a :class:`Filler` (random distractor sentences, or slices of a text pool such as training
 prose), so the model must carry what it read beyond its attention window.
 
+Each takes a ``wording`` (phrasings.py): the prefixes, separators and question forms around the
+task's content; the default is the original wording. :func:`pack_tasks` draws one per sample from a
+set of wordings when given (training with many wordings; the held-out ones are never drawn there).
+
 Everything is seeded (an int, a str or a ``random.Random``), so a sample is reproducible anywhere.
 :func:`pack_tasks` fills an exact number of bytes with whole samples (training sequences);
 ``weights`` mark the answer bytes; ``options`` set each task's size ranges and mixture weight.
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+
+from .phrasings import ORIGINAL, TRAINING_CHOICES as TRAINING_PHRASINGS, CopyWording, PasskeyWording, RecallWording, wordings
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 DIGITS = "0123456789"
@@ -98,7 +104,8 @@ SENTENCES = Filler()
 
 
 def associative_recall(seed=0, n_pairs: int = 8, key_length: int = 2, value_length: int = 2,
-                       n_queries: int | None = None, spread: int = 0, filler: Filler = SENTENCES) -> TaskSample:
+                       n_queries: int | None = None, spread: int = 0, filler: Filler = SENTENCES,
+                       wording: RecallWording = ORIGINAL["recall"]) -> TaskSample:
     """Key-value pairs (distinct letter keys, digit values), then queries of those keys in random order.
 
     ``spread``: bytes of filler after each pair, so the pairs lie that far apart."""
@@ -119,17 +126,18 @@ def associative_recall(seed=0, n_pairs: int = 8, key_length: int = 2, value_leng
     values = ["".join(rng.choice(DIGITS) for _ in range(value_length)) for _ in keys]
     queries = [rng.randrange(n_pairs) for _ in range(n_queries)] if n_queries > n_pairs else rng.sample(range(n_pairs), n_queries)
     spacers = [" " + filler(rng, spread - 1) if spread else "" for _ in keys]
-    text, answers = "recall:" + "".join(f" {k}={v}{f}" for k, v, f in zip(keys, values, spacers)) + " ;", []
-    for i in queries:
-        text += f" {keys[i]}="
+    pairs = [wording.pair.replace("{k}", k).replace("{v}", v) + f for k, v, f in zip(keys, values, spacers)]
+    text, answers = wording.head + wording.separator.join(pairs) + wording.ask, []
+    for j, i in enumerate(queries):
+        text += (wording.separator if j else "") + wording.query.replace("{k}", keys[i])
         answers.extend(range(len(text), len(text) + value_length))
         text += values[i]
     return TaskSample("recall", text + "\n", tuple(answers))
 
 
 def repeated_string(seed=0, length: int = 32, alphabet: str = LETTERS, repeats: int = 2, gap: int = 0,
-                    filler: Filler = SENTENCES) -> TaskSample:
-    """A random string, then ``repeats - 1`` copies of it, separated by `` | ``.
+                    filler: Filler = SENTENCES, wording: CopyWording = ORIGINAL["repeat"]) -> TaskSample:
+    """A random string, then ``repeats - 1`` copies of it, each after the wording's separator (`` | ``).
 
     ``gap``: bytes of filler before each separator, so each copy starts that far after the string ends."""
     _check("length", length, 1)
@@ -139,21 +147,21 @@ def repeated_string(seed=0, length: int = 32, alphabet: str = LETTERS, repeats: 
         raise ValueError("alphabet must be non-empty ASCII without '|' or newline")
     rng = _rng(seed)
     s = "".join(rng.choice(alphabet) for _ in range(length))
-    text, answers = f"repeat: {s}", []
+    text, answers = wording.head + s, []
     for _ in range(repeats - 1):
-        text += (" " + filler(rng, gap - 1) if gap else "") + " | "
+        text += (" " + filler(rng, gap - 1) if gap else "") + wording.separator
         answers.extend(range(len(text), len(text) + length))
         text += s
     return TaskSample("repeat", text + "\n", tuple(answers))
 
 
-# The passkey sentences (the validation suite builds its persistence test from the same ones).
-PASSKEY_FACT_HEAD, PASSKEY_FACT_TAIL = "The pass key is ", ". Remember it. "
-PASSKEY_QUESTION = "What is the pass key? The pass key is "
+# The original passkey sentences (the validation suite builds its call-splitting test from them).
+PASSKEY_FACT_HEAD, PASSKEY_FACT_TAIL = ORIGINAL["passkey"].fact.split("{key}")
+PASSKEY_QUESTION = ORIGINAL["passkey"].question
 
 
 def passkey(seed=0, n_distractors: int = 12, digits: int = 5, filler_bytes: int = 0,
-            filler: Filler = SENTENCES) -> TaskSample:
+            filler: Filler = SENTENCES, wording: PasskeyWording = ORIGINAL["passkey"]) -> TaskSample:
     """A pass key hidden at a random depth among distractor sentences, then asked for.
 
     ``filler_bytes`` > 0: the key hides in that many bytes of filler text instead (at a word boundary)."""
@@ -162,16 +170,16 @@ def passkey(seed=0, n_distractors: int = 12, digits: int = 5, filler_bytes: int 
     _check("filler_bytes", filler_bytes, 0)
     rng = _rng(seed)
     key = "".join(rng.choice(DIGITS) for _ in range(digits))
-    fact = PASSKEY_FACT_HEAD + key + PASSKEY_FACT_TAIL
+    fact = wording.render_fact(key)
     if filler_bytes:
         text = filler(rng, filler_bytes - 1) + " "
         cut = rng.randint(0, len(text))
         cut = text.rfind(" ", 0, cut) + 1  # 0 when no space before: the start
-        head = "passkey: " + text[:cut] + fact + text[cut:] + PASSKEY_QUESTION
+        head = wording.head + text[:cut] + fact + text[cut:] + wording.question
         return TaskSample("passkey", head + key + ".\n", tuple(range(len(head), len(head) + digits)))
     sentences = [DISTRACTORS[i % len(DISTRACTORS)] for i in range(n_distractors)]
     sentences.insert(rng.randint(0, n_distractors), fact)
-    head = "passkey: " + "".join(sentences) + PASSKEY_QUESTION
+    head = wording.head + "".join(sentences) + wording.question
     return TaskSample("passkey", head + key + ".\n", tuple(range(len(head), len(head) + digits)))
 
 
@@ -210,7 +218,7 @@ def check_task_options(options: dict | None) -> dict[str, dict]:
             raise ValueError(f"task options: unknown task {task!r}; choose from {', '.join(TASKS)}")
         if not isinstance(params, dict):
             raise ValueError(f"task options for {task!r} must be an object of parameter ranges")
-        allowed = set(TASKS[task].__code__.co_varnames[1:TASKS[task].__code__.co_argcount]) - {"alphabet", "filler"}
+        allowed = set(TASKS[task].__code__.co_varnames[1:TASKS[task].__code__.co_argcount]) - {"alphabet", "filler", "wording"}
         out = {}
         for name, value in params.items():
             if name == "weight":
@@ -233,27 +241,34 @@ def _draw(ranges: dict, rng: random.Random) -> dict:
     return {name: rng.randint(low, high) for name, (low, high) in ranges.items()}
 
 
-def _sample_that_fits(task: str, rng: random.Random, room: int, ranges: dict, filler: Filler) -> TaskSample | None:
+def _sample_that_fits(task: str, rng: random.Random, room: int, ranges: dict, filler: Filler,
+                      choices: tuple | None = None) -> TaskSample | None:
     params = _draw(ranges, rng)
     seed = rng.getrandbits(64)
+    if choices:  # drawn after the seed, and only then: a run in the original wording reproduces exactly
+        params["wording"] = rng.choice(choices)
     lows = {name: low for name, (low, _) in ranges.items()}
     while True:  # shrink until it fits; each size gives the same seed, so samples stay reproducible
         sample = make_sample(task, seed, filler=filler, **params)
         if len(sample) <= room:
             return sample
-        if params == lows:
+        sizes = {name: value for name, value in params.items() if name in lows}
+        if sizes == lows:
             return None
-        params = {name: max(lows[name], min(value - 1, value * room // len(sample))) if value > lows[name] else value
-                  for name, value in params.items()}
+        params.update({name: max(lows[name], min(value - 1, value * room // len(sample))) if value > lows[name] else value
+                       for name, value in sizes.items()})
 
 
 def pack_tasks(seed, length: int, tasks: list[str] | None = None, options: dict | None = None,
-               filler: Filler = SENTENCES) -> tuple[list[int], list[float]]:
+               filler: Filler = SENTENCES, phrasings: str = "original") -> tuple[list[int], list[float]]:
     """Exactly ``length`` bytes of whole task samples (tasks drawn at random) and their answer weights.
 
     ``options`` (see :func:`check_task_options`) set each task's parameter ranges and its weight in the
-    draw; a task without options uses ``TRAINING_SIZES``. The tail that no sample fits is distractor
-    text with weight 0."""
+    draw; a task without options uses ``TRAINING_SIZES``. ``phrasings``: "original" (every sample in the
+    original wording) or "trained" (each sample's wording drawn from the trained templates; never
+    "heldout"). The tail that no sample fits is distractor text with weight 0."""
+    if phrasings not in TRAINING_PHRASINGS:
+        raise ValueError(f"training phrasings must be one of {', '.join(TRAINING_PHRASINGS)}, got {phrasings!r}")
     _check("length", length, 1)
     tasks = parse_task_names(tasks)
     if not tasks:
@@ -269,7 +284,8 @@ def pack_tasks(seed, length: int, tasks: list[str] | None = None, options: dict 
         sample = None
         first = rng.choices(tasks, weights_of)[0] if options else rng.choice(tasks)
         for task in [first] + [t for t, w in zip(tasks, weights_of) if w]:  # a random task first, then any that fits
-            sample = _sample_that_fits(task, rng, length - len(tokens), ranges[task], filler)
+            choices = wordings(task, phrasings) if phrasings != "original" else None
+            sample = _sample_that_fits(task, rng, length - len(tokens), ranges[task], filler, choices)
             if sample is not None:
                 break
         if sample is None:

@@ -14,7 +14,7 @@ import torch
 
 from ..cli import CommandError
 from ..config import PRESETS
-from ..tasks import TASKS
+from ..tasks import TASKS, TRAINING_PHRASINGS
 from .recipe import RECIPES, load_recipe, run_recipe
 from .trainer import TrainConfig, train
 
@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser):
                       help="text file or folder, .parquet (id, url, title, text), MediaWiki .xml / .xml.bz2, or "
                            "hf:NAME[:CONFIG][@SPLIT] (needs 'datasets' and network); repeat to mix sources")
     data.add_argument("--tasks", default=",".join(TASKS), help="synthetic memory tasks to mix in (default %(default)s)")
+    data.add_argument("--task-phrasings", default=d.task_phrasings, choices=list(TRAINING_PHRASINGS),
+                      help="the tasks' wordings: original (the one earlier runs used) or trained (each sample drawn from "
+                           "the many trained templates; the held-out ones are never drawn) (default %(default)s)")
     data.add_argument("--task-fraction", type=float, default=d.task_fraction,
                       help="share of training sequences that are synthetic tasks (default %(default)s)")
     data.add_argument("--reread-fraction", type=float, default=d.reread_fraction,
@@ -93,7 +96,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         out=args.out, data=list(args.data), preset=args.preset or ("" if args.recipe else "hope"), model_overrides=dict(args.overrides),
         tasks=[t.strip() for t in args.tasks.split(",") if t.strip()], task_fraction=args.task_fraction,
-        reread_fraction=args.reread_fraction, reread_gap=args.reread_gap, balance_windows=args.balance_windows, heldout_fraction=args.heldout_fraction, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
+        task_phrasings=args.task_phrasings, reread_fraction=args.reread_fraction, reread_gap=args.reread_gap, balance_windows=args.balance_windows, heldout_fraction=args.heldout_fraction, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
         bptt=args.bptt, lr=args.lr, min_lr=args.min_lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
         grad_clip=args.grad_clip, precision=args.precision, seed=args.seed, device=args.device,
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_windows=args.eval_windows,

@@ -8,7 +8,9 @@
   turns document by document; each restarts from its beginning (next epoch) when exhausted.
 * Synthetic tasks: sequence number i of the run is a task sequence when ``floor((i + 1) f) >
   floor(i f)`` for task fraction f, so exactly that fraction is tasks, reproducibly; its content
-  comes from a generator seeded with (seed, i). Task sequences weight only their answer bytes.
+  comes from a generator seeded with (seed, i). Task sequences weight only their answer bytes. Their
+  wordings: the original one, or (``phrasings="trained"``) each sample's drawn from the trained
+  templates of phrasings.py; the held-out templates are never drawn.
 * Reread windows: a share ``reread_fraction`` of the text windows (chosen by a hash of (seed, i))
   is a span of training text read again and again until the window is full; the span length is
   drawn from [seq_len / 8, seq_len / 2]. Every byte is scored: after the first reading the next
@@ -158,8 +160,8 @@ class TrainBatches:
 
     def __init__(self, data: list[str], seq_len: int, heldout_fraction: float, tasks: list[str],
                  task_fraction: float, seed: int, reread_fraction: float = 0.0, task_options: dict | None = None,
-                 balance_windows: bool = False, reread_gap: int = 0):
-        self.balance_windows, self.reread_gap = balance_windows, reread_gap
+                 balance_windows: bool = False, reread_gap: int = 0, phrasings: str = "original"):
+        self.balance_windows, self.reread_gap, self.phrasings = balance_windows, reread_gap, phrasings
         self.sources = [open_source(spec) for spec in data]
         self.seq_len, self.tasks, self.task_fraction, self.seed = seq_len, tasks, task_fraction, seed
         self.reread_fraction = reread_fraction
@@ -172,7 +174,7 @@ class TrainBatches:
         index, self.sequence = self.sequence, self.sequence + 1
         if self.text is None or (self.tasks and is_task_sequence(index, self.task_fraction)):
             return synthetic.pack_tasks(f"tasks:{self.seed}:{index}", self.seq_len + 1, self.tasks,
-                                        self.task_options or None, self.filler)
+                                        self.task_options or None, self.filler, self.phrasings)
         span = reread_span(index, self.seed, self.seq_len, self.reread_fraction)
         if not span:
             window = self.text.next_window(self.seq_len)

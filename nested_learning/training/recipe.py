@@ -29,7 +29,7 @@ from .trainer import TrainConfig, _thinned, train
 
 # What a stage may set (the rest is the run's: data, out, device, seed, logging).
 STAGE_FIELDS = ("steps", "batch_size", "seq_len", "bptt", "lr", "min_lr", "warmup_steps", "weight_decay",
-                "grad_clip", "task_fraction", "reread_fraction", "reread_gap", "balance_windows", "eval_every", "checkpoint_every",
+                "grad_clip", "task_fraction", "task_phrasings", "reread_fraction", "reread_gap", "balance_windows", "eval_every", "checkpoint_every",
                 "eval_windows", "eval_task_samples", "log_every", "heldout_fraction")
 
 # The CPU curriculum: copy densely, then across gaps beyond the attention window, then recall and
@@ -83,6 +83,12 @@ CPU_BALANCED.update(name="cpu-balanced", description="dense copy -> gapped copy,
 CPU_BALANCED["common"]["balance_windows"] = True
 CPU_BALANCED["stages"][3].update(task_fraction=0.5, reread_fraction=0.5)
 
+# The cpu curriculum with every task sample worded from the many trained templates (phrasings.py, issue 27):
+# the held-out wordings the targets are judged in are never drawn. Same stages, steps and data otherwise.
+CPU_PHRASINGS = copy.deepcopy(CPU)
+CPU_PHRASINGS.update(name="cpu-phrasings", description=CPU["description"] + "; tasks in the many trained wordings")
+CPU_PHRASINGS["common"]["task_phrasings"] = "trained"
+
 # A few minutes: the same curriculum, shrunk (tests and a first look).
 TINY = {
     "name": "tiny",
@@ -98,7 +104,7 @@ TINY = {
     ],
 }
 
-RECIPES = {"cpu": CPU, "cpu-balanced": CPU_BALANCED, "tiny": TINY}
+RECIPES = {"cpu": CPU, "cpu-balanced": CPU_BALANCED, "cpu-phrasings": CPU_PHRASINGS, "tiny": TINY}
 
 
 def load_recipe(spec: str) -> dict:

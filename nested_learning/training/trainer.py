@@ -43,6 +43,7 @@ class TrainConfig:
     reread_gap: int = 0  # most bytes of other text between a reread window's readings (0: back to back)
     balance_windows: bool = False  # every window weighs the same in the loss, however few bytes it scores
     task_options: dict = field(default_factory=dict)  # per task: mixture weight and parameter ranges (tasks.py)
+    task_phrasings: str = "original"  # the tasks' wordings: "original" (one, as earlier runs) or "trained" (phrasings.py)
     heldout_fraction: float = 0.02  # share of documents held out (by a hash of the document id)
     steps: int = 1000
     batch_size: int = 8  # windows per step, over all processes
@@ -73,7 +74,7 @@ class TrainConfig:
 
     # Settings that change what a run computes: a resumed run must have the same ones.
     RESUME_FIELDS = ("data", "init", "preset", "model_overrides", "tasks", "task_options", "task_fraction",
-                     "reread_fraction", "reread_gap", "balance_windows",
+                     "task_phrasings", "reread_fraction", "reread_gap", "balance_windows",
                      "heldout_fraction", "steps",
                      "batch_size", "seq_len", "bptt", "lr", "min_lr", "warmup_steps", "weight_decay", "beta1",
                      "beta2", "grad_clip", "seed")
@@ -113,6 +114,8 @@ class TrainConfig:
               f"--reread-gap must be an integer in [0, --seq-len], got {self.reread_gap!r}")
         check(0.0 < self.heldout_fraction < 1.0, f"--heldout-fraction must be in (0, 1), got {self.heldout_fraction}")
         check(self.precision in ("auto", "fp32", "bf16"), f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+        check(self.task_phrasings in synthetic.TRAINING_PHRASINGS,
+              f"--task-phrasings must be one of {', '.join(synthetic.TRAINING_PHRASINGS)}, got {self.task_phrasings!r}")
         self.tasks = synthetic.parse_task_names(self.tasks)
         synthetic.check_task_options(self.task_options)
         unused = sorted(set(self.task_options) - set(self.tasks))
@@ -205,7 +208,7 @@ class _Run:
                       else HopeTransformer(config.model_config()).to(world.device)).train()
         self.batches = TrainBatches(config.data, config.seq_len, config.heldout_fraction, config.tasks,
                                     config.task_fraction, config.seed, config.reread_fraction, config.task_options,
-                                    config.balance_windows, config.reread_gap)
+                                    config.balance_windows, config.reread_gap, config.task_phrasings)
         self.heldout = (heldout_sequences(self.batches, config.eval_windows, config.heldout_fraction)
                         if self.batches.sources else None)
         self.optimizer = make_optimizer(self.model, config)
