@@ -6,6 +6,7 @@ import streamlit as st
 
 from app_pages import common
 from nested_learning.viz import generation, timelines
+from nested_learning.viz.repeats import MIN_REPEAT
 from nested_learning.viz.verdict import BLOCK, run_verdict
 
 
@@ -30,8 +31,9 @@ def verdict_panel(model, choice, result):
     if cached is not None and cached[0] is result:
         verdict = cached[1]
     elif st.button("What did test-time learning do here?", key="verdict_run",
-                   help="Reads the same text from a reset memory (when this run continued one), after another "
-                        "document, and with the baseline transformer, and compares losses with 95% intervals."):
+                   help="Reads the same text with test-time updates off, with the baseline transformer, from a reset "
+                        "memory (when this run continued one) and after another document, and compares losses "
+                        "with 95% intervals."):
         verdict = None
         with common.refusals_shown(), common.admitted(), st.spinner("Reading the text under the controls..."):
             verdict = run_verdict(model, result.recording, result.start_state, common.shared_baseline(choice.device))
@@ -40,19 +42,25 @@ def verdict_panel(model, choice, result):
             return
     else:
         return
-    for helped, sentence in verdict.sentences:
-        (st.success if helped else st.warning)(sentence, icon=":material/check_circle:" if helped else ":material/info:")
+    helped, headline = verdict.headline
+    (st.success if helped else st.warning)(headline, icon=":material/check_circle:" if helped else ":material/info:")
+    for better, sentence in verdict.sentences:
+        (st.success if better else st.info)(sentence, icon=":material/check_circle:" if better else ":material/info:")
     with st.expander("The numbers"):
-        st.dataframe(verdict.table.style.format(precision=3, na_rep="n/a"), hide_index=True, key="verdict_table")
-        st.caption(f"Differences are this run minus the control (negative: this run's memory did better), per token, "
-                   f"with 95% intervals from a bootstrap over {BLOCK}-token blocks; repeats are spans of 8+ bytes read "
-                   "earlier in the run.")
+        st.dataframe(verdict.table.style.format(precision=3, na_rep=""), hide_index=True, key="verdict_table")
+        st.caption(f"Losses in nats per byte. Differences are this run minus the control (negative: this run did "
+                   f"better), per token, with 95% intervals from a bootstrap over {BLOCK}-token blocks. Repeats are "
+                   f"the words and sentences of {MIN_REPEAT}+ bytes this run had read before (the green bands).")
 
 
 def generation_panel(model, choice, session):
     """Continue a prompt from the session's memory, a reset memory and the baseline, side by side."""
     recording = session.last.recording
-    with st.expander("Continue a prompt from this memory", icon=":material/edit_note:"):
+    # Tracked open state: the panel stays open across the rerun that Continue makes (and builds nothing closed).
+    with st.expander("Continue a prompt from this memory", icon=":material/edit_note:", key="explore_generate",
+                     on_change="rerun") as panel:
+        if not panel.open:
+            return
         st.caption("The model writes a continuation of your prompt three ways: from the memory this session has "
                    "built, from a reset memory, and (when shipped) by the baseline transformer. If the memory learned "
                    "the text it read, prompting with the start of that text brings it back. Your memory is not changed.")
@@ -66,7 +74,10 @@ def generation_panel(model, choice, session):
             with common.refusals_shown(), common.admitted():
                 baseline = common.shared_baseline(choice.device)
                 rows = generation.continuations(model, prompt, session.state, baseline, n_new, float(temperature), int(seed))
-                for column, row in zip(st.columns(len(rows)), rows):
-                    column.markdown(f"**{row.source}**")
-                    column.caption(f"memory had read {row.memory_tokens} tokens")
-                    column.code(row.text, language=None, wrap_lines=True)
+                st.session_state.explore_continuations = (recording, prompt, rows)
+        shown = st.session_state.get("explore_continuations")
+        if shown is not None and shown[0] is recording:  # kept until the next run, so any rerun still shows them
+            for column, row in zip(st.columns(len(shown[2])), shown[2]):
+                column.markdown(f"**{row.source}**")
+                column.caption(f"memory had read {row.memory_tokens} tokens")
+                column.code(row.text, language=None, wrap_lines=True)

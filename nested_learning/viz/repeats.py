@@ -1,10 +1,12 @@
 """Repeated spans of a run: where the text repeats something it read earlier in the run, and what the
 repeat cost against the first reading (the "second time is cheaper" story, without reading heatmaps).
 
-A left-to-right parse like LZ77's: at each position the longest match with any earlier start (the
-repeat may overlap its source, as in "abababab"); a match of at least ``min_length`` bytes is a repeat
-and the parse continues after it. A match that overlaps its source with a period of at least
-``min_length`` (a phrase read several times in a row) is one repeat per copy, each of the copy before.
+A left-to-right parse like LZ77's: at each word start the longest match with an earlier word start (the
+repeat may overlap its source, as in a phrase read several times in a row), cut back to end where a word
+ends in both copies; a match of at least ``min_length`` bytes is a repeat and the parse continues after
+it. Repeats are whole words and sentences, as people mean them: a shorter or mid-word overlap ("ed the s")
+is chance, not a repeat. A match that overlaps its source with a period of at least ``min_length`` is one
+repeat per copy, each of the copy before.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from ..recording import Recording
 from ..tokenizer import ByteTokenizer
 from .timelines import mean_surprise
 
-MIN_REPEAT = 8  # bytes: shorter matches are common words and endings, not repeats worth marking
-MAX_CANDIDATES = 32  # earlier starts of the same 8-gram tried per position (the latest ones): bounds the time
+MIN_REPEAT = 16  # bytes: shorter word matches ("of the ", "in the") are common phrases, not repeats worth marking
+MAX_CANDIDATES = 32  # earlier starts of the same min_length-gram tried per position (the latest ones): bounds the time
 
 
 @dataclass(frozen=True)
@@ -28,23 +30,35 @@ class Repeat:
     length: int
 
 
+def _is_word(byte: int) -> bool:
+    return chr(byte).isalnum() if byte < 128 else True  # bytes of a UTF-8 character belong to a word
+
+
 def find_repeats(tokens: list[int], min_length: int = MIN_REPEAT) -> list[Repeat]:
-    """Non-overlapping repeats, in order, each the longest match at its start with an earlier start."""
+    """Non-overlapping repeats, in order, each the longest whole-word match at its start with an earlier start."""
     if min_length < 1:
         raise ValueError("min_length must be >= 1")
     n, repeats, i = len(tokens), [], 0
-    starts: dict[tuple, list[int]] = {}  # each min_length-gram -> the positions it starts at, so far
+    word = [_is_word(t) for t in tokens]
+    starts_word = [word[k] and (k == 0 or not word[k - 1]) for k in range(n)]
+
+    def inside_word(k: int) -> bool:  # position k splits a word
+        return 0 < k < n and word[k - 1] and word[k]
+
+    starts: dict[tuple, list[int]] = {}  # each min_length-gram -> the word starts it starts at, so far
 
     def remember(position: int):
-        if position + min_length <= n:
+        if starts_word[position] and position + min_length <= n:
             starts.setdefault(tuple(tokens[position:position + min_length]), []).append(position)
 
     while i < n:
         best_length, best_source = 0, -1
-        for j in reversed(starts.get(tuple(tokens[i:i + min_length]), [])[-MAX_CANDIDATES:]):
+        for j in reversed(starts.get(tuple(tokens[i:i + min_length]), [])[-MAX_CANDIDATES:] if starts_word[i] else []):
             length = min_length
             while i + length < n and tokens[j + length] == tokens[i + length]:
                 length += 1
+            while length and (inside_word(i + length) or inside_word(j + length)):  # end where words end
+                length -= 1
             if length > best_length:
                 best_length, best_source = length, j
         if best_length >= min_length:

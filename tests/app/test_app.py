@@ -236,12 +236,17 @@ def test_explore_continues_a_prompt_three_ways_and_leaves_the_memory(app):
     at = ok(app().run())
     ok(at.button(key="run").click().run())
     held = metric(at, "Memory holds")
+    at.session_state["explore_generate"] = True  # the panel opened (closed, it builds nothing)
+    ok(at.run())
     assert at.text_input(key="generate_prompt").value == TEXT_PRESETS["phrase"].text[:24]
     at.slider(key="generate_tokens").set_value(8).run()
     ok(at.button(key="generate_run").click().run())
-    captions = [c.value for c in at.caption]
-    assert any(f"memory had read {len(TEXT_PRESETS['phrase'].text)} tokens" in c for c in captions)
-    assert sum("memory had read 0 tokens" in c for c in captions) >= 1  # the reset memory (and a baseline, if shipped)
+    assert at.session_state["explore_generate"]  # the panel stays open on the rerun Continue makes
+    for _ in range(2):  # shown on Continue's rerun and kept on the next one (a scrub, a widget)
+        captions = [c.value for c in at.caption]
+        assert any(f"memory had read {len(TEXT_PRESETS['phrase'].text)} tokens" in c for c in captions)
+        assert sum("memory had read 0 tokens" in c for c in captions) >= 1  # the reset memory (and a baseline, if shipped)
+        ok(at.run())
     assert metric(at, "Memory holds") == held
 
 
@@ -274,11 +279,14 @@ def test_a_run_gets_a_verdict_against_its_controls_in_one_click(app):
     at = ok(app().run())
     ok(at.button(key="run").click().run())
     ok(at.button(key="verdict_run").click().run())
-    sentences = [m.value for m in list(at.success) + list(at.warning)]
+    sentences = [m.value for m in list(at.success) + list(at.warning) + list(at.info)]
+    assert any(s.startswith(("Test-time learning", "No clear sign")) for s in sentences)  # the answer first
+    assert any(s.startswith("Against test-time updates off") for s in sentences)  # a control that cannot learn
     assert any(s.startswith("Against another document's memory") for s in sentences)
-    assert "another document's memory" in list(table(at, "condition")["condition"])
+    conditions = list(table(at, "condition")["condition"])
+    assert conditions[:2] == ["this run", "test-time updates off"] and "another document's memory" in conditions
     ok(at.run())  # kept for this run: shown again without another click
-    assert any(s.startswith("Against another document's memory") for s in [m.value for m in list(at.success) + list(at.warning)])
+    assert any(s.startswith("Against another document's memory") for s in [m.value for m in list(at.info) + list(at.success)])
 
 
 def test_a_first_visit_offers_three_demos_that_run_in_one_click(app):

@@ -13,6 +13,14 @@ def test_a_repeated_sentence_is_one_repeat_of_its_first_reading():
     assert find_repeats(list(text)) == [Repeat(39, 0, 22)]
 
 
+def test_repeats_are_whole_words_of_at_least_min_repeat_bytes_not_chance_overlaps():
+    text = b"She walked the shore and the dog followed. He sailed the sea, rested the sail and waited. "
+    assert find_repeats(list(text)) == []  # "ed the s", "and the": chance overlaps inside and across words
+    again = text + b"Later she walked the shore alone."
+    assert [again[r.start:r.start + r.length] for r in find_repeats(list(again))] == [b"walked the shore "]
+    assert MIN_REPEAT >= 16
+
+
 def test_a_phrase_read_several_times_is_one_repeat_per_copy():
     phrase = b"the cat sat on the mat. "
     found = find_repeats(list(phrase * 4))
@@ -27,8 +35,8 @@ def test_repeats_are_true_copies_in_order_and_never_overlap(text):
         assert text[r.start:r.start + r.length] == text[r.source:r.source + r.length]
     for before, after in zip(found, found[1:]):
         assert before.start + before.length <= after.start
-    if text == b"x" * 300:  # a run of one byte: one repeat (period 1 is too short to cut into copies)
-        assert found == [Repeat(1, 0, 299)]
+    if text == b"x" * 300:  # one long word: nothing in it was read before as a word
+        assert found == []
     if len(set(text)) == len(text):
         assert found == []
 
