@@ -54,6 +54,7 @@ def anatomy(recording: Recording, layer: int, head: int, t: int) -> Anatomy:
                    previous.numpy(), torch.outer(write_vector, key).numpy(), memory.numpy())
 
 
+KEY, PREDICTION, VALUE, ERROR = "key k", "returned M k", "value v", "error v - M k"  # row labels, plain
 ANATOMY_COLUMNS = 64  # key columns per matrix panel: three panels share the page's width
 
 
@@ -66,18 +67,22 @@ def anatomy_figure(a: Anatomy) -> go.Figure:
     key_dims = np.arange(0, a.previous.shape[1], block)  # each column: the first key dimension of its block
     fig = make_subplots(rows=3, cols=3, row_heights=[0.1, 0.24, 0.66], vertical_spacing=0.1, horizontal_spacing=0.09,
                         specs=[[{"colspan": 3}, None, None], [{"colspan": 3}, None, None], [{}, {}, {}]],
-                        subplot_titles=("key k_t", "prediction, value, error (one row each)",
-                                        "M_(t-1)", f"write: lr {a.learning_rate:.3g} x error x key", f"M_t = {a.retention:.3g} M_(t-1) + write"))
-    rows = [("M_(t-1) k_t", a.prediction), ("v_t", a.value), ("error v - Mk", a.error)]
+                        subplot_titles=("the token's key k<sub>t</sub>", "what the memory returned, what it should have, the error",
+                                        "memory before, M<sub>t-1</sub>", f"write = {a.learning_rate:.3g} × error × key",
+                                        f"after = {a.retention:.3g} × before + write"))
+    fig.update_annotations(font_size=13)  # the three bottom titles share the width of one
+    rows = [(PREDICTION, a.prediction), (VALUE, a.value), (ERROR, a.error)]
     rows = [(name, vector) for name, vector in rows if vector is not None]
-    for row, (vectors, colorbar) in enumerate((([("k_t", a.key)], dict(y=0.95, len=0.12)), (rows, dict(y=0.76, len=0.22))), 1):
+    fig.update_xaxes(showticklabels=False, row=1, col=1)  # index ticks would sit on the titles below; hover names them
+    fig.update_xaxes(showticklabels=False, row=2, col=1)
+    for row, (vectors, colorbar) in enumerate((([(KEY, a.key)], dict(y=0.95, len=0.12)), (rows, dict(y=0.76, len=0.22))), 1):
         z = np.stack([v for _, v in vectors]).astype(np.float32)
         limit = max(float(np.abs(z).max()), 1e-12)
         fig.add_trace(go.Heatmap(z=z, y=[n for n, _ in vectors], x=np.arange(z.shape[1]), colorscale="RdBu",
                                  reversescale=True, zmin=-limit, zmax=limit, colorbar=dict(**colorbar, thickness=10),
                                  hovertemplate="%{y}[%{x}] = %{z:.4g}<extra></extra>"), row=row, col=1)
-    matrices = {name: shrink(m) for name, m in (("M_(t-1)", a.previous), ("write", a.write), ("M_t", a.memory))}
-    shared = max(float(np.abs(np.stack([matrices["M_(t-1)"], matrices["M_t"]])).max()), 1e-12)
+    matrices = {name: shrink(m) for name, m in (("memory before", a.previous), ("write", a.write), ("memory after", a.memory))}
+    shared = max(float(np.abs(np.stack([matrices["memory before"], matrices["memory after"]])).max()), 1e-12)
     own = max(float(np.abs(matrices["write"]).max()), 1e-12)
     suffix = f" (key dims {block} at a time, their mean)" if block > 1 else ""
     for col, (name, matrix) in enumerate(matrices.items(), start=1):
@@ -99,4 +104,4 @@ def explain(a: Anatomy) -> str:
     error, value = float(np.linalg.norm(a.error)), float(np.linalg.norm(a.value))
     share = error / value if value > 0 else float("nan")
     return (f"The memory returned a prediction off by {error:.3g} (|v| = {value:.3g}, {share:.0%} of it); it kept "
-            f"{a.retention:.3g} of M_(t-1) and added {a.learning_rate:.3g} x error x key. Red is positive, blue negative.")
+            f"{a.retention:.3g} of the memory before this token and added {a.learning_rate:.3g} x error x key. Red is positive, blue negative.")

@@ -14,7 +14,7 @@ from nested_learning.recording import record
 from nested_learning.viz import models
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.view import decode_text
-from nested_learning.viz.anatomy import ANATOMY_COLUMNS
+from nested_learning.viz.anatomy import ANATOMY_COLUMNS, ERROR, KEY, PREDICTION, VALUE
 from nested_learning.viz.player import key_block, pooled, replay_pooled
 from tests.support.apptest import APP, arrays, figure, has_chart, memory_player, metric, ok, table
 
@@ -267,7 +267,7 @@ def test_explore_shows_the_delta_rule_at_the_scrubbed_token(app, tiny_checkpoint
     at.session_state["explore_delta_rule"] = at.session_state["explore_probe"] = True
     ok(at.run())
     parts = figure(at, "anatomy")["data"]
-    assert list(parts[0]["y"]) == ["k_t"] and list(parts[1]["y"]) == ["M_(t-1) k_t", "v_t", "error v - Mk"]
+    assert list(parts[0]["y"]) == [KEY] and list(parts[1]["y"]) == [PREDICTION, VALUE, ERROR]
     recording, _ = record(load_checkpoint(tiny_checkpoint, device="cpu"), TEXT_PRESETS["phrase"].text)
     block = key_block(recording.config.memory_key_dim, ANATOMY_COLUMNS)
     np.testing.assert_allclose(arrays(parts[4]["z"]), pooled(recording.memory_matrix(0, 0, 4), block).numpy(), rtol=1e-5, atol=1e-7)

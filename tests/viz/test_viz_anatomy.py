@@ -4,7 +4,7 @@ import pytest
 
 from nested_learning import Ablation
 from nested_learning.recording import record
-from nested_learning.viz.anatomy import anatomy, anatomy_figure, explain
+from nested_learning.viz.anatomy import ERROR, KEY, PREDICTION, VALUE, anatomy, anatomy_figure, explain
 from tests.conftest import tiny_model
 
 
@@ -19,8 +19,8 @@ def test_the_parts_add_up_to_the_next_memory(t, key_expansion):
     np.testing.assert_allclose(a.prediction, a.previous @ a.key, atol=1e-12)
     assert a.key.shape == (key_expansion * a.value.shape[0],) and a.memory.shape == (len(a.value), len(a.key))
     figure = anatomy_figure(a)
-    assert len(figure.data) == 5 and list(figure.data[0].y) == ["k_t"]
-    assert list(figure.data[1].y) == ["M_(t-1) k_t", "v_t", "error v - Mk"] and len(figure.data[0].x) == len(a.key)
+    assert len(figure.data) == 5 and list(figure.data[0].y) == [KEY]
+    assert list(figure.data[1].y) == [PREDICTION, VALUE, ERROR] and len(figure.data[0].x) == len(a.key)
     assert "off by" in explain(a)
 
 
@@ -39,6 +39,17 @@ def test_without_updates_there_is_no_write_to_explain(model):
         del rec.tensors[f"layers.{layer}.memory.values"]
     a = anatomy(rec, 0, 0, 3)
     assert a.error is None and a.learning_rate == 0 and "No write" in explain(a)
-    assert list(anatomy_figure(a).data[1].y) == ["M_(t-1) k_t"]  # the prediction only
+    assert list(anatomy_figure(a).data[1].y) == [PREDICTION]  # the prediction only
     with pytest.raises(KeyError, match="no test-time memory"):
         anatomy(record(model, "abc", ablation=Ablation(memory=False))[0], 0, 0, 1)
+
+
+def test_the_figure_speaks_plainly_and_keeps_tick_labels_off_the_titles(model):
+    figure = anatomy_figure(anatomy(record(model, "the cat sat on the mat.")[0], 0, 0, 5))
+    titles = [a.text for a in figure.layout.annotations]
+    assert len(titles) == 5 and not any("_(" in t or "_{" in t or "M_t" in t for t in titles)  # no raw LaTeX-like names
+    assert any("own scale" in t or "write" in t for t in titles)
+    # The key and the vector rows sit right above a row of titles: their index ticks would overlap them.
+    assert figure.layout.xaxis.showticklabels is False and figure.layout.xaxis2.showticklabels is False
+    write, after = figure.data[3], figure.data[4]
+    assert write.zmax != after.zmax  # the write on its own scale, not the memory's
