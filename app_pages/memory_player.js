@@ -107,7 +107,7 @@ function drawMatrix(canvas, values, rows, columns, table) {
   return limit;
 }
 
-function drawLoss(canvas, loss, cursor) {
+function drawLoss(canvas, loss, cursor, hovered = null) {
   const width = Math.max(50, Math.round(canvas.clientWidth || 600));
   const height = canvas.height = 48;
   canvas.width = width;
@@ -124,9 +124,53 @@ function drawLoss(canvas, loss, cursor) {
     for (let t = from; t < to && t < n; t++) if (Number.isFinite(loss[t])) { low = Math.min(low, loss[t]); high = Math.max(high, loss[t]); }
     if (high >= low) context.fillRect(x, height - (high / top) * height, 1, Math.max(1, ((high - low) / top) * height));
   }
-  const x = ((cursor + 0.5) / n) * width;
+  const at = (t) => Math.round(((t + 0.5) / n) * width);
+  if (hovered !== null) { context.fillStyle = "#999"; context.fillRect(at(hovered), 0, 1, height); }
   context.fillStyle = "#000";
-  context.fillRect(Math.round(x) - 1, 0, 2, height);
+  context.fillRect(at(cursor) - 1, 0, 2, height);
+}
+
+function guesses(run, t) {
+  // The model's top next-byte guesses after token t, from the recording, and the byte that came.
+  const { header, arrays } = run;
+  const k = header.arrays.find(([name]) => name === "topk_ids")[1][1];
+  const shown = [];
+  for (let r = 0; r < k; r++) {
+    shown.push(`'${header.labels[arrays.topk_ids[t * k + r]]}' ${(100 * arrays.topk_probs[t * k + r]).toFixed(0)}%`);
+  }
+  const next = t + 1 < header.n_tokens ? ` (the next byte was '${header.labels[header.tokens[t + 1]]}')` : "";
+  return `Its guesses for the next byte: ${shown.join(", ")}${next}.`;
+}
+
+function hoverAt(player, t) {
+  // A token under the pointer, in the loss strip or the text: marked in both, its numbers in the readout.
+  const { run } = player;
+  t = Math.max(0, Math.min(t, run.header.n_tokens - 1));
+  if (t === player.hovered) return;
+  player.hovered = t;
+  drawLoss(player.q("canvas.loss"), run.arrays.loss, player.token, t);
+  markText(player, t, "hover");
+  player.q(".readout").textContent = `Pointing at ${caption(run, t)} ${guesses(run, t)}`;
+}
+
+function showTour(player) {
+  const stops = player.run.header.tour || [];
+  player.q(".tour").style.display = stops.length ? "" : "none";
+  const i = player.tourIndex;
+  player.q(".tour-caption").textContent = i < 0 ? `A tour of this run in ${stops.length} stops: press Next.`
+    : `Stop ${i + 1} of ${stops.length}, token ${stops[i][0]}: ${stops[i][1]}`;
+  player.q(".tour-back").disabled = i <= 0;
+  player.q(".tour-next").disabled = i >= stops.length - 1;
+}
+
+function tourStep(player, direction) {
+  const stops = player.run?.header.tour || [];
+  const i = Math.max(0, Math.min(stops.length - 1, player.tourIndex + direction));
+  if (!stops.length) return;
+  pause(player, false);
+  player.tourIndex = i;
+  showTour(player);
+  player.seek(stops[i][0]);
 }
 
 const maxAbs = (values) => values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
@@ -159,7 +203,10 @@ function build(root) {
       <label>Tokens per step <select class="stride" aria-label="Tokens per step">
         <option>1</option><option>2</option><option>4</option><option>8</option><option>16</option><option>64</option></select></label>
     </div>
+    <div class="tour"><button class="tour-back" aria-label="Tour back">&#9664; Back</button>
+      <button class="tour-next" aria-label="Tour next">Next &#9654;</button><span class="tour-caption"></span></div>
     <p class="caption" data-testid="player-caption"></p>
+    <p class="guesses"></p>
     <canvas class="loss" title="Loss over the run; click to go to a token"></canvas>
     <p class="context"><span class="before"></span><mark class="now"></mark><span class="after"></span></p>
     <div class="panels">
@@ -168,7 +215,7 @@ function build(root) {
       <figure><figcaption class="title-write"></figcaption><canvas class="write" aria-label="M_t - M_(t-1)"></canvas>
         <div class="scale"><span class="low"></span><span class="bar"></span><span class="high"></span></div></figure>
     </div>
-    <p class="readout">Hover a heatmap for a cell's value.</p>
+    <p class="readout">Hover a heatmap for a cell's value, the loss strip or a character for its token.</p>
     <div class="coloured"><p class="text-title"></p><div class="text" role="list"></div></div>`;
   const container = document.createElement("div");
   container.className = "player";
@@ -201,6 +248,17 @@ export default function (component) {
       const box = e.target.getBoundingClientRect();
       seek(Math.floor(((e.clientX - box.left) / box.width) * player.run.header.n_tokens));
     });
+    q("canvas.loss").addEventListener("mousemove", (e) => {
+      if (!player.run) return;
+      const box = e.target.getBoundingClientRect();
+      hoverAt(player, Math.floor(((e.clientX - box.left) / box.width) * player.run.header.n_tokens));
+    });
+    q(".coloured .text").addEventListener("mouseover", (e) => {
+      const first = e.target?.dataset?.first;
+      if (first !== undefined && player.run) hoverAt(player, Number(first));
+    });
+    q(".tour-next").addEventListener("click", () => tourStep(player, 1));
+    q(".tour-back").addEventListener("click", () => tourStep(player, -1));
     for (const [cls, name] of [["now", "M_t"], ["write", "M_t - M_(t-1)"]]) {
       q(`canvas.${cls}`).addEventListener("mousemove", (e) => hover(player, e, cls, name));
     }
@@ -221,7 +279,7 @@ export default function (component) {
       if (fresh) { pause(player, false); player.lastReported = null; }
       player.slider.max = String(run.header.n_tokens - 1);
       player.table = player.table || colorTable(run.header.colorscale);
-      if (fresh) buildText(player);
+      if (fresh) { buildText(player); player.tourIndex = -1; player.hovered = null; showTour(player); }
       show(player, Math.max(0, Math.min(data.token, run.header.n_tokens - 1)), false);
     }
     return true;
@@ -277,7 +335,8 @@ function show(player, t, report = true) {
   q(".context .before").textContent = span(t - 40, t);
   q(".context .now").textContent = label(t);
   q(".context .after").textContent = span(t + 1, t + 25);
-  drawLoss(q("canvas.loss"), run.arrays.loss, t);
+  q(".guesses").textContent = guesses(run, t);
+  drawLoss(q("canvas.loss"), run.arrays.loss, t, player.hovered);
   const [memory, previous] = memoryAt(run, t);
   const write = memory.map((v, i) => v - previous[i]);
   const where = `layer ${header.layer}, head ${header.head}`;
@@ -333,18 +392,20 @@ function buildText(player) {
   });
   box.appendChild(fragment);
   box.onclick = (e) => { const first = e.target?.dataset?.first; if (first !== undefined) player.seek(Number(first)); };
-  player.marked = null;
+  player.cells = box.querySelectorAll(":scope > span");
+  player.marks = {};
 }
 
-function markText(player, t) {
+function markText(player, t, mark = "now") {
+  // Outline the character holding token t (class "now": the player's token; "hover": the pointer's).
   const starts = player.spanStarts;
   if (!starts) return;
   let lo = 0, hi = starts.length - 1; // the last span starting at or before t
   while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (starts[mid] <= t) lo = mid; else hi = mid - 1; }
-  const cells = player.q(".coloured .text").querySelectorAll(":scope > span");
-  if (player.marked) player.marked.classList.remove("now");
-  player.marked = cells[lo];
-  if (player.marked) player.marked.classList.add("now");
+  player.marks = player.marks || {};
+  player.marks[mark]?.classList.remove(mark);
+  player.marks[mark] = player.cells?.[lo];
+  player.marks[mark]?.classList.add(mark);
 }
 
 function hover(player, event, cls, name) {

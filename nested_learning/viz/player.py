@@ -5,7 +5,8 @@ M_t = a_t M_{t-1} + u_t k_t^T is linear in M, so the key dimensions can be poole
 with P the [dk, c] block-mean matrix, M_t P = a_t (M_{t-1} P) + u_t (P^T k_t)^T. The browser starts from
 the pooled initial memory and applies the pooled rank-one writes: every pooled M_t exactly, at display
 resolution (c columns, at most POOLED_COLUMNS), from [T, d + c] numbers instead of [T, d, dk]. The run's
-text comes along as characters with the layer's surprise, for the coloured text the player draws.
+text comes along as characters with the layer's surprise (the coloured text), the model's top next-byte
+guesses per token, and a narrated tour of the run (viz/tour.py).
 
 Format (little-endian): b"NLEP", uint32 header length, the header as UTF-8 JSON, zero padding to a
 multiple of 4, then the float32 arrays the header lists in ``arrays`` ([name, shape]), in that order.
@@ -22,7 +23,9 @@ import torch
 
 from ..recording import Recording
 from ..tokenizer import ByteTokenizer
+from .repeats import find_repeats
 from .safe_text import byte_spans
+from .tour import tour_stops
 
 MAGIC = b"NLEP"
 POOLED_COLUMNS = 128  # a half-width panel is about 600 px wide: more columns than that are not seen
@@ -73,6 +76,7 @@ def payload(recording: Recording, layer: int, head: int, run_id: str, columns: i
     arrays["summary"] = torch.stack([torch.stack([recording.memory_stream(i, name).double().mean(1)
                                                   for name in ("surprise", "learning_rate", "retention")])
                                      for i in recording.memory_layers])
+    arrays["topk_ids"], arrays["topk_probs"] = recording.stream("topk.ids"), recording.stream("topk.probs")
     # The text as characters (UTF-8 grouped, escapes for control bytes), coloured by this layer's surprise.
     spans = byte_spans(recording.tokens.tolist(), arrays["summary"][recording.memory_layers.index(layer), 0].numpy())
     arrays["span_values"] = torch.tensor([span.value for span in spans], dtype=torch.float64)
@@ -82,6 +86,7 @@ def payload(recording: Recording, layer: int, head: int, run_id: str, columns: i
               "momentum": momentum, "memory_layers": recording.memory_layers,
               "tokens": recording.tokens.tolist(), "labels": [ByteTokenizer.token_label(i) for i in range(256)],
               "spans": [[span.label, span.first, span.last, 2 if span.newline else int(span.control)] for span in spans],
+              "tour": tour_stops(recording, find_repeats(recording.tokens.tolist())),
               "colorscale": plotly.colors.get_colorscale(COLORSCALE),
               "arrays": [[name, list(a.shape)] for name, a in arrays.items()]}
     head_bytes = json.dumps(header, separators=(",", ":")).encode()

@@ -370,6 +370,30 @@ def test_the_player_draws_the_recorded_memory_at_every_token(page):
         assert drawn == pytest.approx(expected, rel=1e-3), t
 
 
+def test_the_tour_hover_and_guesses_in_the_player(page):
+    """Next / Back step through the tour's tokens with their captions; pointing at a character marks it and
+    shows its numbers and the model's guesses for the next byte."""
+    from nested_learning.recording import record
+    from nested_learning.viz.repeats import find_repeats
+    from nested_learning.viz.tour import tour_stops
+    text = TEXT_PRESETS["phrase"].text
+    recording, _ = record(tiny_model(), text)
+    stops = tour_stops(recording, find_repeats(recording.tokens.tolist()))
+    click(page, "Run")
+    page.get_by_text(f"Token {len(text) - 1} (stream position").wait_for()
+    wait_idle(page)
+    for i in (0, 1, 2):
+        page.get_by_role("button", name="Tour next").click()
+        page.get_by_text(f"Stop {i + 1} of {len(stops)}, token {stops[i][0]}:").wait_for()
+        assert page.locator(".player").get_attribute("data-token") == str(stops[i][0])
+    page.get_by_role("button", name="Tour back").click()
+    page.get_by_text(f"Stop 2 of {len(stops)}").wait_for()
+    assert "Its guesses for the next byte: '" in page.locator(".player .guesses").inner_text()
+    page.locator('.player .text span[data-first="10"]').hover()
+    page.get_by_text(re.compile(r"^Pointing at Token 10 \(stream position 10\)")).wait_for()
+    assert page.locator(".player .text span.hover").get_attribute("data-first") == "10"
+
+
 def test_typed_markup_is_shown_as_text(page):
     """Typed markup reaches the player's coloured text as characters: no element, no script runs."""
     text = "<img src=x onerror=window.__xss=1> <b>bold</b>"

@@ -32,6 +32,8 @@ def test_the_replayed_payload_is_the_pooled_memory_at_every_token(preset):
         exact = pooled(recording.memory_matrix(layer, head, t), header["block"]).numpy()
         np.testing.assert_allclose(replay_pooled(header, arrays, t), exact, rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(arrays["loss"], recording.stream("loss").numpy())
+    np.testing.assert_array_equal(arrays["topk_ids"], recording.stream("topk.ids").numpy())  # the guesses shown
+    np.testing.assert_array_equal(arrays["topk_probs"], recording.stream("topk.probs").numpy())
     surprise = recording.memory_stream(layer, "surprise").double().mean(1).numpy()
     np.testing.assert_allclose(arrays["summary"][-1, 0], surprise, rtol=1e-6)
 
