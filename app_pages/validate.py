@@ -20,17 +20,16 @@ st.markdown(
     "one's, **reset** the learned initial memory, and the **baseline** is a same-size transformer with the "
     "same attention window trained by the same recipe. *Updates off* is shown as a condition, never as the "
     "control a rule rests on. **Full** settings take a few minutes on 2 CPUs; **quick** keeps every code path "
-    "with tiny counts: its numbers prove nothing.")
+    "with tiny counts: a smoke test whose numbers prove nothing.")
 
 
-def show_results(results, caption: str, key: str):
+def show_results(results, quick: bool, caption: str, key: str):
     st.caption(caption)
-    summary = validation_view.summary_frame(results)
+    st.markdown(validation_view.headline(results, quick))
+    summary = validation_view.summary_frame(results, quick)
     st.dataframe(summary, hide_index=True, key=f"{key}_summary")
-    judged = [r for r in results if r.judged]
-    st.markdown(f"**{sum(r.passed for r in judged)} of {len(judged)} properties hold** under their pass rules.")
     for result in results:
-        with st.expander(f"{result.title}: {result.verdict}"):
+        with st.expander(f"{result.title}: {validation_view.result_label(result, quick)}"):
             st.markdown(f"**Claim.** {result.claim}\n\n**Pass rule.** {result.pass_rule}")
             left, right = st.columns([1, 2])
             left.dataframe(validation_view.checks_frame(result), hide_index=True)
@@ -44,33 +43,51 @@ def show_results(results, caption: str, key: str):
                 st.caption(f"Note: {note}")
 
 
-with st.container(border=True):
+def cancel():
+    st.session_state.validate_cancelled = True
+
+
+controls = st.container(border=True)
+with controls:
     left, right = st.columns([3, 1])
     only = left.multiselect("Experiments", validation_view.experiment_names(), default=validation_view.experiment_names(),
                             key="validate_only")
     settings = right.segmented_control("Settings", ["quick", "full"], default="quick", key="validate_settings")
     clicked = st.button("Run the validation suite", type="primary", key="validate_run", disabled=not only)
-    if clicked:  # full settings share the server's validation slot(s); quick ones are short model runs
-        with common.refusals_shown(), common.admitted("validation" if settings == "full" else "run"):
+    if st.session_state.pop("validate_cancelled", False):  # Cancel's rerun stopped the run at its next progress step
+        st.info("Cancelled: the run stopped and left no results.", icon=":material/cancel:")
+# One slot for this session's results, drawn before a run starts: a new run clears the old ones at once
+# (they are not left greyed on the page as if current), and the saved report below stays labelled as saved.
+live = st.empty()
+if clicked:
+    st.session_state.pop("validate_results", None)
+
+if choice.kind == "shipped" and (saved := validation_view.saved_report(models.DEFAULT_CHECKPOINT)):
+    meta, saved_results = saved
+    st.subheader("Saved report for the shipped checkpoint, not a run of yours")
+    with st.expander(f"The saved report ({meta.get('settings')} settings, finished {meta.get('finished')})"):
+        show_results(saved_results, meta.get("settings") == "quick",
+                     f"Saved report, from `{meta.get('command', 'python -m nested_learning validate')}`, finished "
+                     f"{meta.get('finished')}, {meta.get('settings')} settings, {meta.get('wall_time_s', 0):.0f} s.", "saved")
+
+if clicked:  # full settings share the server's validation slot(s); quick ones are short model runs
+    with controls, common.refusals_shown(), common.admitted("validation" if settings == "full" else "run"):
+        running = st.empty()
+        with running.container():
             progress = st.progress(0.0, text="Starting...")
-            started = time.perf_counter()
-            baseline = common.shared_baseline(choice.device) if choice.kind == "shipped" else None
-            prose = common.shared_prose(heldout_fraction_of(model))
-            results = run_suite(model, quick=settings != "full", only=only, prose=prose, baseline=baseline,
-                                progress=lambda fraction, message: progress.progress(fraction, text=message))
-            progress.empty()
-            st.session_state.validate_results = (common.shown_label(choice), settings, results,
-                                                 time.perf_counter() - started)
+            st.button("Cancel", key="validate_cancel", on_click=cancel, help="Stops the run at its next step.")
+        started = time.perf_counter()
+        baseline = common.shared_baseline(choice.device) if choice.kind == "shipped" else None
+        prose = common.shared_prose(heldout_fraction_of(model))
+        results = run_suite(model, quick=settings != "full", only=only, prose=prose, baseline=baseline,
+                            progress=lambda fraction, message: progress.progress(fraction, text=message))
+        running.empty()
+        st.session_state.validate_results = (common.shown_label(choice), settings, results, time.perf_counter() - started)
 
 stored = st.session_state.get("validate_results")
 if stored:
     label, settings, results, seconds = stored
-    show_results(results, f"Run now on {label}, {settings} settings, in {seconds:.1f} s"
-                 f"{'' if models.baseline_checkpoint().is_file() else ' (no baseline checkpoint in assets/)'}.", "live")
-
-if choice.kind == "shipped" and (saved := validation_view.saved_report(models.DEFAULT_CHECKPOINT)):
-    meta, saved_results = saved
-    st.subheader("Saved report for the shipped checkpoint")
-    show_results(saved_results, f"From `{meta.get('command', 'python -m nested_learning validate')}`, "
-                 f"finished {meta.get('finished')}, {meta.get('settings')} settings, "
-                 f"{meta.get('wall_time_s', 0):.0f} s.", "saved")
+    with live.container():
+        st.subheader("Your run")
+        show_results(results, settings != "full", f"Run now on {label}, {settings} settings, in {seconds:.1f} s"
+                     f"{'' if models.baseline_checkpoint().is_file() else ' (no baseline checkpoint in assets/)'}.", "live")

@@ -29,12 +29,30 @@ def saved_report(checkpoint: Path) -> tuple[dict, list[Result]] | None:
         return None
 
 
-def summary_frame(results: list[Result]) -> pd.DataFrame:
-    """One row per property: verdict, checks that hold, the failed ones, sequences, runtime."""
+def result_label(result: Result, quick: bool) -> str:
+    """PASS / FAIL / REPORTED; a quick (smoke-test) run's pass rules are only indicative, and say so."""
+    return f"{result.verdict} (smoke test)" if quick and result.judged else result.verdict
+
+
+def headline(results: list[Result], quick: bool) -> str:
+    """The one-line outcome: a full run's properties that hold, or what a quick run can and cannot say."""
+    judged = [r for r in results if r.judged]
+    met = sum(r.passed for r in judged)
+    if not quick:
+        return f"**{met} of {len(judged)} properties hold** under their pass rules (full settings)."
+    sizes = sorted({r.n_sequences for r in results})
+    counts = f"{sizes[0]}-{sizes[-1]}" if len(sizes) > 1 else f"{sizes[0]}" if sizes else "0"
+    return (f"**Smoke test: every experiment ran; {met} of {len(judged)} pass rules were met on {counts} sequences "
+            "each.** That is indicative only, far too few to show a property holds: run full settings for that.")
+
+
+def summary_frame(results: list[Result], quick: bool = False) -> pd.DataFrame:
+    """One row per property: verdict (marked as a smoke test for a quick run), checks that hold, the failed
+    ones, sequences, runtime."""
     rows = []
     for r in results:
         failed = [name for name, ok in r.checks.items() if not ok]
-        rows.append({"property": r.title, "result": r.verdict,
+        rows.append({"property": r.title, "result": result_label(r, quick),
                      "checks": f"{len(r.checks) - len(failed)}/{len(r.checks)}", "failed checks": ", ".join(failed),
                      "sequences": r.n_sequences, "seconds": round(r.runtime_s, 1)})
     return pd.DataFrame(rows)

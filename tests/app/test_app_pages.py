@@ -81,15 +81,16 @@ def test_validate_runs_the_suite_and_shows_the_saved_report(app, tiny_checkpoint
     ok(at.button(key="validate_run").click().run())
     summary = table(at, "failed checks")
     assert len(summary) == 2 and summary["property"].iloc[1].endswith("exactness: delta-rule recall")
-    assert summary["result"].iloc[1] == "PASS"  # exactness holds whatever the model
-    assert "quick settings" in at.caption[0].value
+    assert summary["result"].iloc[1] == "PASS (smoke test)"  # exactness holds whatever the model; quick is a smoke test
+    assert "quick settings" in at.caption[0].value and "Your run" in [s.value for s in at.subheader]
+    assert any("Smoke test" in m.value for m in at.markdown) and not any("properties hold" in m.value for m in at.markdown)
     assert not any("Saved report" in s.value for s in at.subheader)
     monkeypatch.setattr(validation_view, "ROOT", tmp_path)  # a saved report for the shipped (tiny) checkpoint
     (tmp_path / "reports").mkdir()
     write_json(validation_view.report_file(tiny_checkpoint), run_suite(tiny_model(), quick=True, only="module_exactness"),
                {"command": "python -m nested_learning validate", "finished": "today", "settings": "quick"})
     ok(at.run())
-    assert any("Saved report" in s.value for s in at.subheader)
+    assert any("Saved report" in s.value and "not a run of yours" in s.value for s in at.subheader)
 
 
 def test_model_page_shows_and_switches_models(app, tiny_checkpoint):

@@ -53,3 +53,11 @@ def test_curves_draw_each_condition_with_its_interval():
                           {"positions": "1-16", "first": 1, "last": 16, "loss": 2.0, "baseline_loss": 2.5}]})
     assert [t.name for t in validation_view.curve_figures(position)[0].data] == ["model", "baseline"]
     assert validation_view.curve_figures(_result(True)) == []
+
+
+def test_a_quick_run_is_called_a_smoke_test_not_properties_that_hold():
+    results = [_result(True), _result(True)]
+    quick = validation_view.headline(results, quick=True)
+    assert "Smoke test" in quick and "indicative" in quick and "properties hold" not in quick and "4 sequences" in quick
+    assert validation_view.headline(results, quick=False).startswith("**2 of 2 properties hold**")
+    assert list(validation_view.summary_frame(results, quick=True)["result"]) == ["PASS (smoke test)"] * 2
