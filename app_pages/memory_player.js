@@ -153,6 +153,32 @@ function hoverAt(player, t) {
   player.q(".readout").textContent = `Pointing at ${caption(run, t)} ${guesses(run, t)}`;
 }
 
+// ---- token search: every occurrence of a typed span (its UTF-8 bytes) in the run, marked in the text
+function find(player) {
+  const query = new TextEncoder().encode(player.q(".find input").value);
+  const tokens = player.run.header.tokens;
+  player.matches = [];
+  for (const cell of player.q(".coloured .text").querySelectorAll(".found")) cell.classList.remove("found");
+  if (query.length) {
+    for (let t = 0; t + query.length <= tokens.length; t++) {
+      let hit = true;
+      for (let j = 0; j < query.length && hit; j++) hit = tokens[t + j] === query[j];
+      if (hit) player.matches.push(t);
+    }
+    const covered = new Uint8Array(tokens.length);
+    for (const t of player.matches) covered.fill(1, t, t + query.length);
+    for (const cell of player.cells) if (covered[Number(cell.dataset.first)]) cell.classList.add("found");
+  }
+  player.q(".find-count").textContent = query.length ? `${player.matches.length} found` : "";
+}
+
+function nextMatch(player) {
+  // Go to the first match after the player's token (from the start again after the last).
+  const matches = player.matches || [];
+  if (!matches.length) return;
+  player.seek(matches.find((t) => t > player.token) ?? matches[0]);
+}
+
 function showTour(player) {
   const stops = player.run.header.tour || [];
   player.q(".tour").style.display = stops.length ? "" : "none";
@@ -216,7 +242,10 @@ function build(root) {
         <div class="scale"><span class="low"></span><span class="bar"></span><span class="high"></span></div></figure>
     </div>
     <p class="readout">Hover a heatmap for a cell's value, the loss strip or a character for its token.</p>
-    <div class="coloured"><p class="text-title"></p><div class="text" role="list"></div></div>`;
+    <div class="coloured"><p class="text-title"></p>
+      <div class="find"><input type="search" aria-label="Find in the text" placeholder="Find in the text">
+        <button class="find-next" aria-label="Next match">Next match</button><span class="find-count"></span></div>
+      <div class="text" role="list"></div></div>`;
   const container = document.createElement("div");
   container.className = "player";
   container.innerHTML = html; // our own markup only: every text from the run is set as textContent
@@ -257,6 +286,9 @@ export default function (component) {
       const first = e.target?.dataset?.first;
       if (first !== undefined && player.run) hoverAt(player, Number(first));
     });
+    q(".find input").addEventListener("input", () => find(player));
+    q(".find input").addEventListener("keydown", (e) => { if (e.key === "Enter") nextMatch(player); });
+    q(".find-next").addEventListener("click", () => nextMatch(player));
     q(".tour-next").addEventListener("click", () => tourStep(player, 1));
     q(".tour-back").addEventListener("click", () => tourStep(player, -1));
     for (const [cls, name] of [["now", "M_t"], ["write", "M_t - M_(t-1)"]]) {
@@ -279,7 +311,7 @@ export default function (component) {
       if (fresh) { pause(player, false); player.lastReported = null; }
       player.slider.max = String(run.header.n_tokens - 1);
       player.table = player.table || colorTable(run.header.colorscale);
-      if (fresh) { buildText(player); player.tourIndex = -1; player.hovered = null; showTour(player); }
+      if (fresh) { buildText(player); player.tourIndex = -1; player.hovered = null; showTour(player); find(player); }
       show(player, Math.max(0, Math.min(data.token, run.header.n_tokens - 1)), false);
     }
     return true;

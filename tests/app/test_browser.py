@@ -370,9 +370,9 @@ def test_the_player_draws_the_recorded_memory_at_every_token(page):
         assert drawn == pytest.approx(expected, rel=1e-3), t
 
 
-def test_the_tour_hover_and_guesses_in_the_player(page):
-    """Next / Back step through the tour's tokens with their captions; pointing at a character marks it and
-    shows its numbers and the model's guesses for the next byte."""
+def test_the_tour_search_hover_and_guesses_in_the_player(page):
+    """Next / Back step through the tour's tokens with their captions; a search marks every occurrence and
+    goes to the next; pointing at a character marks it and shows its numbers and the model's guesses."""
     from nested_learning.recording import record
     from nested_learning.viz.repeats import find_repeats
     from nested_learning.viz.tour import tour_stops
@@ -389,6 +389,13 @@ def test_the_tour_hover_and_guesses_in_the_player(page):
     page.get_by_role("button", name="Tour back").click()
     page.get_by_text(f"Stop 2 of {len(stops)}").wait_for()
     assert "Its guesses for the next byte: '" in page.locator(".player .guesses").inner_text()
+    page.get_by_label("Find in the text").fill("the mat")  # every occurrence, marked; Next match goes there
+    occurrences = [i for i in range(len(text)) if text.startswith("the mat", i)]
+    page.get_by_text(f"{len(occurrences)} found").wait_for()
+    assert page.locator(".player .text span.found").count() == 7 * len(occurrences)
+    page.get_by_role("button", name="Next match").click()
+    expected = next(i for i in occurrences if i > stops[1][0])
+    page.get_by_text(f"Token {expected} (stream position {expected})").wait_for()
     page.locator('.player .text span[data-first="10"]').hover()
     page.get_by_text(re.compile(r"^Pointing at Token 10 \(stream position 10\)")).wait_for()
     assert page.locator(".player .text span.hover").get_attribute("data-first") == "10"
