@@ -5,7 +5,8 @@ Multi-query associative recall from the shared task generator (two-letter keys, 
 pair followed by held-out prose so that pairs lie ``spread + 6`` tokens apart. Accuracy is the share of
 answer digits ranked first (chance 1 in 10). Controls: swap and reset before the queries, the baseline
 transformer on the same rows, updates off as a labelled condition; a run without filler (pairs within
-reach) is a reference.
+reach) is a reference. The same recall in the many trained wordings and in the held-out ones
+(phrasings.py) is reported beside the original wording, not judged.
 """
 from __future__ import annotations
 
@@ -70,10 +71,16 @@ def run(model: HopeTransformer, prose: HeldoutProse, n_sequences: int = 64, n_pa
             notes.append("no baseline given: the baseline clause is not checked")
         if not beyond:
             notes.append(f"pairs {out['pair_distance']} tokens apart are within the reach ({reach}): nothing to judge")
+    wording_rows = []
+    for split, out in targets.across_wordings("recall", model, n_sequences, seed, n_pairs=n_pairs, spread=spread,
+                                              filler=filler, ablation=base, controls=("own", "swap")).items():
+        metrics[f"accuracy_own_{split}_wordings"] = out["own"]
+        wording_rows += [{"wordings": split, "templates": out["wordings"], "condition": name, **out[name].columns("accuracy")}
+                         for name in ("own", "swap")]
     return Result(
         name="in_context_association", title="3. In-context association", claim=CLAIM, pass_rule=RULE,
         passed=all(checks.values()), seeds={"data": seed, "bootstrap": seed}, n_sequences=n_sequences,
-        metrics=metrics, tables={"accuracy_by_condition": rows}, checks=checks,
+        metrics=metrics, tables={"accuracy_by_condition": rows, "accuracy_by_wording": wording_rows}, checks=checks,
         settings={"pairs": n_pairs, "spread": spread, "window": model.config.attention_window, "reach": reach,
                   "chance": CHANCE, "prose": prose.source, "ablation_off": base.names_off(), "baseline": baseline is not None},
         notes=notes, runtime_s=time.perf_counter() - started)

@@ -6,6 +6,8 @@ accuracy (all digits right) and loss per letter of a 32-letter copy. Inputs long
 read in 2,048-token calls with the state carried. Controls: swap and reset before the question / the
 copy, the baseline transformer, updates off as a labelled condition. Across calls: the shortest
 distance of at least 1,024 bytes is read in 512-token calls and in one call; the logits must agree.
+At that distance both are also measured in the many trained wordings and in the held-out ones
+(phrasings.py), beside the original wording: reported, not judged.
 """
 from __future__ import annotations
 
@@ -53,6 +55,17 @@ def calls_match_one_call(model: HopeTransformer, n: int, distance: int, filler: 
     return float((carried - one).abs().max() / one.abs().max().clamp(min=1e-12))
 
 
+def by_wording(model: HopeTransformer, n: int, distance: int, filler: tasks.Filler, seed: int, base: Ablation) -> list[dict]:
+    """Pass key and copy at ``distance`` in each wording split (original, trained, held-out), own and swap."""
+    keys = targets.across_wordings("passkey", model, n, seed, distance=distance, filler=filler, ablation=base,
+                                   controls=("own", "swap"))
+    copies = targets.across_wordings("repeat", model, n, seed, gap=distance, filler=filler, ablation=base, decoy=False,
+                                     controls=("own", "swap"))
+    return [{"distance": distance, "wordings": split, "templates": keys[split]["wordings"], "condition": name,
+             **keys[split][name].columns("passkey_accuracy"), **copies[split][name].columns("copy_nats_per_letter")}
+            for split in targets.WORDING_SPLITS for name in ("own", "swap")]
+
+
 def run(model: HopeTransformer, prose: HeldoutProse, n_sequences: int = 64, n_long: int = 32,
         distances: tuple[int, ...] = (256, 1024, 2048, 4096, 8192), long_from: int = 4096, seed: int = 0,
         base: Ablation = FULL, baseline: HopeTransformer | None = None) -> Result:
@@ -93,10 +106,11 @@ def run(model: HopeTransformer, prose: HeldoutProse, n_sequences: int = 64, n_lo
     calls_distance = min([d for d in distances if d >= CALLS_AT], default=max(distances))
     difference = calls_match_one_call(model, min(8, n_sequences), calls_distance, filler, seed, base)
     checks["carried_calls_match_one_call"] = difference <= TOLERANCE
+    wording_rows = by_wording(model, n_sequences, calls_distance, filler, seed, base)
     return Result(
         name="long_range_persistence", title="5. Long-range persistence", claim=CLAIM, pass_rule=RULE,
         passed=all(checks.values()), seeds={"data": seed, "bootstrap": seed}, n_sequences=n_sequences,
-        metrics=metrics, tables={"by_distance": rows}, checks=checks,
+        metrics=metrics, tables={"by_distance": rows, "by_wording": wording_rows}, checks=checks,
         settings={"distances": list(distances), "judged_distances": judged, "window": model.config.attention_window,
                   "reach": reach, "sequences_per_distance": n_sequences, "sequences_from_4096": n_long,
                   "call_tokens": targets.CALL_TOKENS, "calls_distance": calls_distance,

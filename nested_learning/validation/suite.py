@@ -42,7 +42,7 @@ class SuiteSettings:
     persistence_long_sequences: int = 8  # per distance from 4,096 tokens
     persistence_distances: tuple[int, ...] = (256, 1024, 2048, 4096, 8192)
     gating_sequences: int = 64
-    gating_gap: int = 250
+    gating_gaps: tuple[int, ...] = (100, 500)  # the gaps issue 27 measured layer 1's gating at
     position_windows: int = 8
     position_length: int = 16384
     exactness_trials: int = 20
@@ -56,7 +56,7 @@ DEFAULT = SuiteSettings()
 QUICK = SuiteSettings(updates_sequences=2, repetition_sequences=6, repetition_length=24, repetition_gaps=(40, 80),
                       association_sequences=6, association_pairs=4, association_spread=40, ablation_sequences=4,
                       ablation_gap=40, ablation_passkey_distance=60, persistence_sequences=4, persistence_long_sequences=2,
-                      persistence_distances=(48, 600), gating_sequences=6, gating_gap=40, position_windows=2,
+                      persistence_distances=(48, 600), gating_sequences=6, gating_gaps=(20, 40), position_windows=2,
                       position_length=300, exactness_trials=4, exactness_key_dim=16)
 
 
@@ -80,7 +80,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "long_range_persistence": lambda m, s, seed, base, i: persistence.run(
         m, i.prose, s.persistence_sequences, s.persistence_long_sequences, s.persistence_distances, seed=seed, base=base,
         baseline=i.baseline),
-    "surprise_gating": lambda m, s, seed, base, i: gating.run(m, i.prose, s.gating_sequences, s.gating_gap, seed=seed),
+    "surprise_gating": lambda m, s, seed, base, i: gating.run(m, i.prose, s.gating_sequences, s.gating_gaps, seed=seed),
     "loss_by_position": lambda m, s, seed, base, i: position.run(
         m, i.prose, s.position_windows, s.position_length, seed, i.baseline),
     "module_exactness": lambda m, s, seed, base, i: exactness.run(s.exactness_trials, s.exactness_key_dim, seed),

@@ -8,8 +8,10 @@ isolates the memory (``controls.py``), each with 95% bootstrap intervals over se
     recall       key-value pairs spread beyond the window, then queried: answer accuracy, own vs swap
     passkey      a key stated once, asked after ``distance`` tokens: whole-key accuracy, own vs swap
     phrase       one phrase read many times in a row: mean loss per copy
-    gating       the learning rate on a passage's second reading against its first, per layer, and
-                 the share of rates pinned within 1% of a bound
+    gating       the learning rate on a passage's second reading against the same passage read new at
+                 the same stream position, per layer; the rate's slope on surprise with position as a
+                 covariate; the share of rates pinned within 1% of a bound
+    by_wording   copy, recall or passkey over many wordings (phrasings.py): trained or held-out
     streaming    long inputs read in calls: finite outputs and the largest fast-weight norm per stream
     bits_per_byte  held-out prose, fresh state per window
     loss_by_position  mean loss in position bins over long windows read in calls
@@ -26,10 +28,11 @@ import torch
 from .. import tasks
 from ..ablation import Ablation
 from ..model import HopeTransformer
+from ..phrasings import ORIGINAL, wordings
 from ..state import named_tensors
 from .controls import reset_memory, swapped_memory
 from .measure import masked_mean, score
-from .stats import bootstrap, bootstrap_ratio, paired_difference
+from .stats import Estimate, bootstrap, bootstrap_ratio, paired_difference
 
 FULL = Ablation()
 
@@ -101,23 +104,26 @@ def reread(model: HopeTransformer, passages: list[str], fillers: list[str], gap:
 
 
 def copy(model: HopeTransformer, n: int, gap: int, filler: tasks.Filler, length: int = 32,
-         ablation: Ablation = FULL, seed: int = 0, decoy: bool = True, controls=CONTROLS) -> dict:
-    """``repeat: S <gap> | S`` with S random letters; nats per letter of the copy. Controls: swap and reset
-    at the copy, and (``decoy``) the same rows with another random string as the first reading."""
-    samples = [tasks.repeated_string(random.Random(f"targets/copy/{seed}/{gap}/{i}"), length, gap=gap, filler=filler)
-               for i in range(n)]
+         ablation: Ablation = FULL, seed: int = 0, decoy: bool = True, controls=CONTROLS,
+         wording=ORIGINAL["repeat"], first_row: int = 0) -> dict:
+    """``repeat: S <gap> | S`` with S random letters (or another ``wording``); nats per letter of the copy.
+    Controls: swap and reset at the copy, and (``decoy``) the same rows with another random string as the
+    first reading. Rows ``first_row`` .. ``first_row + n - 1`` of the seeded sequence of rows."""
+    rows = range(first_row, first_row + n)
+    samples = [tasks.repeated_string(random.Random(f"targets/copy/{seed}/{gap}/{i}"), length, gap=gap, filler=filler,
+                                     wording=wording) for i in rows]
     decoys = []
-    for i, sample in enumerate(samples if decoy else []):
+    for i, sample in zip(rows, samples if decoy else []):
         other = "".join(random.Random(f"targets/decoy/{seed}/{i}").choice(tasks.LETTERS) for _ in range(length))
-        start = len("repeat: ")
+        start = len(wording.head)
         decoys.append(sample.text[:start] + other + sample.text[start + length:])
     answers = samples[0].answer_positions
-    cut = answers[0] - len(" | ")  # the copy's call starts at its separator
+    cut = answers[0] - len(wording.separator)  # the copy's call starts at its separator
     own = _tokens([s.text for s in samples])
     mask = torch.zeros(own.shape[1] - cut, dtype=torch.bool)
     mask[[a - cut for a in answers]] = True
     prefix = read(model, own[:, :cut], ablation=ablation)
-    out = {"gap": answers[0] - (len("repeat: ") + length)}
+    out = {"gap": answers[0] - (len(wording.head) + length)}
     losses = {}
     for name, state in _controls(model, prefix.state, controls).items():
         losses[name] = masked_mean(score(model, own[:, cut:], state=state, ablation=ablation).loss, mask)
@@ -131,28 +137,31 @@ def copy(model: HopeTransformer, n: int, gap: int, filler: tasks.Filler, length:
     return out
 
 
-def queries_start(samples: list[tasks.TaskSample]) -> int:
-    """Where the queries of aligned recall samples begin: the last ";" before the first answer (the
-    filler between pairs may hold ";" too). Rows are laid out alike (fixed-length keys, values and
+def queries_start(samples: list[tasks.TaskSample], marker: str = ";") -> int:
+    """Where the queries of aligned recall samples begin: the last ``marker`` (the wording's ask, ";"
+    in the original) before the first answer (the filler between pairs may hold it too). Rows are laid out alike (fixed-length keys, values and
     filler), so one cut and one answer mask serve all; ValueError if they are not."""
-    cuts = {s.text.rindex(";", 0, s.answer_positions[0]) for s in samples}
+    cuts = {s.text.rindex(marker, 0, s.answer_positions[0]) for s in samples}
     if len(cuts) != 1:
         raise ValueError(f"recall samples are not aligned: their queries start at {sorted(cuts)[:4]}")
     return cuts.pop()
 
 
 def recall(model: HopeTransformer, n: int, n_pairs: int, spread: int, filler: tasks.Filler,
-           ablation: Ablation = FULL, seed: int = 0, controls=CONTROLS) -> dict:
+           ablation: Ablation = FULL, seed: int = 0, controls=CONTROLS, wording=ORIGINAL["recall"],
+           first_row: int = 0) -> dict:
     """Associative recall with ``spread`` filler bytes after each pair; answer-byte accuracy (argmax) and
-    loss per answer byte (``loss_<condition>``)."""
+    loss per answer byte (``loss_<condition>``). Rows ``first_row`` .. of the seeded sequence, in ``wording``."""
     samples = [tasks.associative_recall(random.Random(f"targets/recall/{seed}/{spread}/{i}"), n_pairs=n_pairs,
-                                        spread=spread, filler=filler) for i in range(n)]
+                                        spread=spread, filler=filler, wording=wording)
+               for i in range(first_row, first_row + n)]
     tokens = _tokens([s.text for s in samples])
-    cut = queries_start(samples)
+    cut = queries_start(samples, wording.marker)
     mask = torch.zeros(tokens.shape[1] - cut, dtype=torch.bool)
     mask[[a - cut for a in samples[0].answer_positions]] = True
     prefix = read(model, tokens[:, :cut], ablation=ablation)
-    out = {"spread": spread, "pair_distance": len(" ab=12") + spread, "chance": 0.1, "prefix_tokens": cut}
+    pair_bytes = len(wording.separator) + len(wording.pair) - 2  # {k} and {v} become two bytes each
+    out = {"spread": spread, "pair_distance": pair_bytes + spread, "chance": 0.1, "prefix_tokens": cut}
     for name, state in _controls(model, prefix.state, controls).items():
         scores = score(model, tokens[:, cut:], state=state, ablation=ablation)
         accuracy, loss = masked_mean(scores.correct, mask), masked_mean(scores.loss, mask)
@@ -162,28 +171,69 @@ def recall(model: HopeTransformer, n: int, n_pairs: int, spread: int, filler: ta
 
 
 def passkey(model: HopeTransformer, n: int, distance: int, filler: tasks.Filler, ablation: Ablation = FULL,
-            seed: int = 0, digits: int = 5, call_tokens: int = CALL_TOKENS, controls=CONTROLS) -> dict:
-    """``The pass key is K. Remember it.`` + ``distance`` filler bytes + the question; a row counts when
-    every digit of the answer is the argmax (``loss_<condition>``: nats per digit). The prefix is read in
-    calls of at most ``call_tokens`` with the state carried."""
-    head, tail, question = "passkey: " + tasks.PASSKEY_FACT_HEAD, tasks.PASSKEY_FACT_TAIL, tasks.PASSKEY_QUESTION
-    rows = []
-    for i in range(n):
+            seed: int = 0, digits: int = 5, call_tokens: int = CALL_TOKENS, controls=CONTROLS,
+            wording=ORIGINAL["passkey"], first_row: int = 0) -> dict:
+    """``The pass key is K. Remember it.`` (or another ``wording``) + ``distance`` filler bytes + the
+    question; a row counts when every digit of the answer is the argmax (``loss_<condition>``: nats per
+    digit). The prefix is read in calls of at most ``call_tokens`` with the state carried."""
+    question, rows = wording.question, []
+    for i in range(first_row, first_row + n):
         rng = random.Random(f"targets/passkey/{seed}/{distance}/{i}")
         key = "".join(rng.choice(tasks.DIGITS) for _ in range(digits))
-        rows.append(head + key + tail + filler(rng, distance) + question + key + ".\n")
+        rows.append(wording.head + wording.render_fact(key) + filler(rng, distance) + question + key + ".\n")
     tokens = _tokens(rows)
-    cut = len(head) + digits + len(tail) + distance
+    fact = wording.render_fact("0" * digits)
+    cut = len(wording.head) + len(fact) + distance
+    after_key = len(fact) - fact.index("0" * digits) - digits  # bytes of the fact after the key
     state = read(model, tokens[:, :cut], ablation=ablation, call_tokens=call_tokens).state
     mask = torch.zeros(tokens.shape[1] - cut, dtype=torch.bool)
     mask[len(question):len(question) + digits] = True
-    out = {"distance": distance, "token_distance": len(tail) + distance + len(question) + 1}
+    out = {"distance": distance, "token_distance": after_key + distance + len(question) + 1}
     for name, control in _controls(model, state, controls).items():
         scores = score(model, tokens[:, cut:], state=control, ablation=ablation)
         accuracy, loss = (scores.correct[:, mask] == 1).all(1).float(), scores.loss[:, mask].mean(1)
         out[name], out[f"_{name}"] = bootstrap(accuracy, seed), accuracy
         out[f"loss_{name}"], out[f"_loss_{name}"] = bootstrap(loss, seed), loss
     return out
+
+
+def wording_groups(wordings: tuple, n: int, seed: int = 0) -> list[tuple[object, int, int]]:
+    """``n`` rows over ``wordings`` as (wording, first row, rows): as many wordings as give every one at
+    least two rows (a swap control needs another row of the same layout), drawn by ``seed`` when fewer
+    than all; rows split as evenly as they go."""
+    if n < 2:
+        raise ValueError(f"measuring by wording needs at least 2 rows, got {n}")
+    count = min(len(wordings), n // 2)
+    chosen = list(wordings) if count == len(wordings) else random.Random(f"targets/wordings/{seed}").sample(list(wordings), count)
+    sizes = [n // count + (i < n % count) for i in range(count)]
+    starts = [sum(sizes[:i]) for i in range(count)]
+    return list(zip(chosen, starts, sizes))
+
+
+def by_wording(measure, model: HopeTransformer, wordings: tuple, n: int, seed: int = 0, **settings) -> dict:
+    """``measure`` (copy, recall or passkey) on ``n`` rows spread over ``wordings``: the rows of one wording
+    are one batch (one layout), per-row results are pooled and every interval is over all ``n`` rows.
+    A setting that differs between wordings (a token distance) is given as [least, most]."""
+    parts = [measure(model, n=rows, wording=wording, first_row=start, seed=seed, **settings)
+             for wording, start, rows in wording_groups(wordings, n, seed)]
+    out = {"wordings": len(parts)}
+    for key, value in parts[0].items():
+        if key.startswith("_"):
+            out[key] = torch.cat([part[key] for part in parts])
+            out[key[1:]] = bootstrap(out[key], seed)
+        elif not isinstance(value, Estimate):
+            values = sorted({part[key] for part in parts})
+            out[key] = values[0] if len(values) == 1 else [values[0], values[-1]]
+    return out
+
+
+WORDING_SPLITS = ("original", "trained", "heldout")  # the training's one wording, the many trained, the held-out
+
+
+def across_wordings(task: str, model: HopeTransformer, n: int, seed: int = 0, **settings) -> dict[str, dict]:
+    """``task`` ("passkey", "repeat" or "recall") measured on ``n`` rows in each wording split, side by side."""
+    measure = {"passkey": passkey, "repeat": copy, "recall": recall}[task]
+    return {split: by_wording(measure, model, wordings(task, split), n, seed, **settings) for split in WORDING_SPLITS}
 
 
 def phrase(model: HopeTransformer, text: str = "the cat sat on the mat. ", times: int = 8,
@@ -194,25 +244,50 @@ def phrase(model: HopeTransformer, text: str = "the cat sat on the mat. ", times
     return [float(loss[i * len(text):(i + 1) * len(text)].nanmean()) for i in range(times)]
 
 
-def gating(model: HopeTransformer, passages: list[str], fillers: list[str], gap: int, length: int = 128,
-           seed: int = 0) -> list[dict]:
-    """Per layer: mean learning rate over a passage's first and second reading (``gap`` bytes apart),
-    their paired difference, and the share of (token, head) rates within 1% of 0 or the maximum."""
-    texts = [p[:length] + f[:gap] + p[:length] for p, f in zip(passages, fillers)]
+def _segment_rates(model: HopeTransformer, texts: list[str], ablation: Ablation = FULL) -> dict[int, dict[str, torch.Tensor]]:
+    """Per layer with a memory: the learning rate and the surprise per token [B, T] (mean over heads)."""
     trace = {}
-    score(model, _tokens(texts), trace=trace)
-    rows = []
-    for i, layer in sorted(trace.get("layers", {}).items()):
-        if "memory" not in layer:
-            continue
-        rate = layer["memory"]["learning_rate"].float().mean(1).cpu()  # [B, T] over heads
-        all_rates = layer["memory"]["learning_rate"].float().cpu()
-        top = model.blocks[i].memory.max_learning_rate
-        first, second = rate[:, :length].mean(1), rate[:, length + gap:].mean(1)
-        pinned = ((all_rates < 0.01 * top) | (all_rates > 0.99 * top)).float().mean(dim=(1, 2))
-        rows.append({"layer": i, "first": bootstrap(first, seed), "second": bootstrap(second, seed),
-                     "second_minus_first": paired_difference(second, first, seed), "pinned_share": bootstrap(pinned, seed)})
-    return rows
+    score(model, _tokens(texts), ablation=ablation, trace=trace)
+    return {i: {"rate": layer["memory"]["learning_rate"].float().mean(1).cpu(),
+                "surprise": layer["memory"]["surprise"].float().mean(1).cpu(),
+                "all_rates": layer["memory"]["learning_rate"].float().cpu()}
+            for i, layer in sorted(trace.get("layers", {}).items()) if "memory" in layer}
+
+
+def surprise_slope(rate: torch.Tensor, surprise: torch.Tensor) -> torch.Tensor:
+    """Per row [B]: the slope of the learning rate on surprise (standardised within the row), fitted with
+    log position as a covariate (rates drift with position, fastest early in a stream)."""
+    B, T = rate.shape
+    z = (surprise - surprise.mean(1, keepdim=True)) / surprise.std(1, keepdim=True).clamp_min(1e-12)
+    position = torch.log1p(torch.arange(T, dtype=rate.dtype)).expand(B, T)
+    design = torch.stack([torch.ones_like(z), z, position], -1).double()  # [B, T, 3]
+    coefficients = torch.linalg.lstsq(design, rate.double()[..., None]).solution  # [B, 3, 1]
+    return coefficients[:, 1, 0].float()
+
+
+def gating(model: HopeTransformer, passages: list[str], fillers: list[str], gap: int, length: int = 128,
+           seed: int = 0, ablation: Ablation = FULL) -> list[dict]:
+    """Per layer: the mean learning rate on a passage read a second time (``gap`` bytes after the first)
+    against the same passage read new at the same stream position (after another row's passage and the
+    same filler): ``reread_minus_new`` is the familiarity effect with position held fixed. Also the
+    first reading, ``second_minus_first`` (confounded with position), the slope of the rate on surprise
+    with position as a covariate (``surprise_slope``, over all rows) and the share of (token, head)
+    rates within 1% of 0 or the maximum."""
+    rows = [(p[:length], f[:gap]) for p, f in zip(passages, fillers)]
+    others = rows[1:] + rows[:1]  # the new passage before: another row's (a passage never precedes itself)
+    texts = [p + f + p for p, f in rows] + [q + f + p for (p, f), (q, _) in zip(rows, others)]
+    n, out = len(rows), []
+    for i, layer in _segment_rates(model, texts, ablation).items():
+        rate, top = layer["rate"], model.blocks[i].memory.max_learning_rate
+        first, second, new = rate[:n, :length].mean(1), rate[:n, length + gap:].mean(1), rate[n:, length + gap:].mean(1)
+        pinned = ((layer["all_rates"][:n] < 0.01 * top) | (layer["all_rates"][:n] > 0.99 * top)).float().mean(dim=(1, 2))
+        out.append({"layer": i, "gap": gap, "first": bootstrap(first, seed), "second": bootstrap(second, seed),
+                    "new_at_same_position": bootstrap(new, seed),
+                    "reread_minus_new": paired_difference(second, new, seed), "_reread_minus_new": second - new,
+                    "second_minus_first": paired_difference(second, first, seed),
+                    "surprise_slope": bootstrap(surprise_slope(rate, layer["surprise"]), seed),
+                    "pinned_share": bootstrap(pinned, seed)})
+    return out
 
 
 def streaming(model: HopeTransformer, text: bytes, call_tokens: int = 2048) -> dict:

@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from nested_learning import tasks
+from nested_learning import phrasings, tasks
 from nested_learning.validation import gating, memory_ablation, persistence, position, repetition, targets, updates
 from nested_learning.validation.association import run as run_association
 from nested_learning.validation.measure import local_reach, score
@@ -185,13 +185,32 @@ def test_persistence_curves_and_memory_off_control(model, prose):
 
 # --- 6. surprise gating and 7. loss by position ----------------------------------------------------
 
-def test_gating_reports_each_memory_layer(model, prose):
-    result = gating.run(model, prose, n_sequences=4, gap=30, length=24)
-    assert [r["layer"] for r in result.tables["rate_by_layer"]] == [0, 1]
-    assert set(result.checks) == {"layer_0_familiar_text_gets_a_lower_rate", "layer_1_familiar_text_gets_a_lower_rate"}
+def test_gating_reports_each_memory_layer_and_gap_against_new_text_at_the_same_position(model, prose):
+    result = gating.run(model, prose, n_sequences=4, gaps=(30, 40), length=24)
+    assert [(r["layer"], r["gap"]) for r in result.tables["rate_by_layer"]] == [(0, 30), (1, 30), (0, 40), (1, 40)]
+    assert set(result.checks) == {f"layer_{i}_gap_{g}_reread_gets_a_lower_rate_than_new_text" for i in (0, 1) for g in (30, 40)}
     assert all(0 <= r["pinned_share"] <= 1 for r in result.tables["rate_by_layer"])
-    none = gating.run(tiny_model("transformer", cms_periods=(), n_persistent_tokens=0), prose, n_sequences=4, gap=30, length=24)
+    none = gating.run(tiny_model("transformer", cms_periods=(), n_persistent_tokens=0), prose, n_sequences=4, gaps=(30,), length=24)
     assert not none.passed and "no memory" in none.notes[0]
+
+
+def test_the_same_position_control_differs_from_the_reread_only_by_the_first_passage(model, prose):
+    """The new-text rows read the same filler and the same passage at the same position: when every row's
+    first passage is the same one, reread and new text are one input and the difference is exactly 0; with
+    different first passages the memory carries the difference."""
+    passages, fillers = prose.passages(4, 24, "t"), prose.fillers(4, 30, "t")
+    same = targets.gating(model, [passages[0]] * 4, fillers, 30, 24)
+    assert all(torch.equal(layer["_reread_minus_new"], torch.zeros(4)) for layer in same)
+    different = targets.gating(model, passages, fillers, 30, 24)
+    assert all(layer["_reread_minus_new"].abs().max() > 0 for layer in different)
+
+
+def test_surprise_slope_recovers_the_rate_per_standard_deviation_of_surprise_with_position_held():
+    g = torch.Generator().manual_seed(0)
+    surprise = torch.rand(3, 200, generator=g) + torch.linspace(2, 0, 200)  # surprise falls with position too
+    z = (surprise - surprise.mean(1, keepdim=True)) / surprise.std(1, keepdim=True)
+    rate = 0.2 + 0.05 * z + 0.1 * torch.log1p(torch.arange(200.0))
+    assert torch.allclose(targets.surprise_slope(rate, surprise), torch.full((3,), 0.05), atol=1e-5)
 
 
 def test_loss_by_position_is_reported_not_judged(model, prose):
@@ -218,3 +237,35 @@ def test_recall_reads_every_pair_before_the_controls_even_when_the_filler_holds_
     drawn = [tasks.associative_recall(random.Random(f"targets/recall/0/12/{i}"), n_pairs=4, spread=12, filler=filler)
              for i in range(2)]  # the rows recall() reads
     assert out["prefix_tokens"] == targets.queries_start(drawn) > drawn[0].text.index(";")
+
+
+# --- wordings (issue 27) ----------------------------------------------------------------------------
+
+def test_wording_groups_give_every_wording_two_rows_and_cover_every_row():
+    heldout = phrasings.wordings("passkey", "heldout")
+    groups = targets.wording_groups(heldout, 48)
+    assert [rows for _, _, rows in groups] == [2] * 24 and {w for w, _, _ in groups} == set(heldout)
+    groups = targets.wording_groups(phrasings.wordings("passkey", "trained"), 49, seed=3)
+    assert len(groups) == 24 and sum(r for _, _, r in groups) == 49 and min(r for _, _, r in groups) == 2
+    assert [start for _, start, _ in groups] == [sum(r for _, _, r in groups[:i]) for i in range(24)]
+    with pytest.raises(ValueError):
+        targets.wording_groups(heldout, 1)
+
+
+def test_by_wording_in_the_original_wording_is_the_plain_measurement(model):
+    filler = tasks.Filler("the quick brown fox jumps over the lazy dog " * 4)
+    plain = targets.passkey(model, 4, 40, filler)
+    pooled = targets.by_wording(targets.passkey, model, phrasings.wordings("passkey", "original"), 4, distance=40, filler=filler)
+    assert torch.equal(plain["_own"], pooled["_own"]) and torch.equal(plain["_loss_swap"], pooled["_loss_swap"])
+    assert pooled["wordings"] == 1 and pooled["token_distance"] == plain["token_distance"]
+
+
+@pytest.mark.parametrize("task, settings", [("recall", dict(n_pairs=3, spread=10)), ("passkey", dict(distance=30)),
+                                            ("repeat", dict(gap=30, length=8))])
+def test_every_heldout_wording_is_measured_with_its_answers_masked(model, task, settings):
+    filler = tasks.Filler("the quick brown fox jumps over the lazy dog " * 4)
+    heldout = phrasings.wordings(task, "heldout")
+    measure = {"recall": targets.recall, "passkey": targets.passkey, "repeat": targets.copy}[task]
+    out = targets.by_wording(measure, model, heldout, 2 * len(heldout), filler=filler, **settings)
+    assert out["wordings"] == len(heldout) and out["_own"].shape == (2 * len(heldout),)
+    assert not torch.isnan(out["_own"]).any()
