@@ -15,10 +15,16 @@ def show_verdict(checks: list[tuple[bool, str]]):
         (st.success if holds else st.warning)(sentence, icon=":material/check_circle:" if holds else ":material/info:")
 
 
-def predict(key: str, question: str, options: tuple[str, ...]):
-    """Classroom mode: the class commits to an answer before the lesson reveals it."""
-    if common.in_classroom():
-        st.radio(f"Predict first: {question}", options, index=None, key=f"learn_{key}_predict", horizontal=True)
+def predict(key: str, question: str, options: tuple[str, ...]) -> bool:
+    """Classroom mode: the class commits to an answer before the lesson reveals it. True once it may run
+    (always outside classroom mode): the lesson's button waits for the prediction."""
+    if not common.in_classroom():
+        return True
+    st.radio(f"Predict first: {question}", options, index=None, key=f"learn_{key}_predict", horizontal=True)
+    return st.session_state.get(f"learn_{key}_predict") is not None
+
+
+WAIT_HELP = "Classroom mode: choose a prediction first."
 
 
 def reveal(key: str, outcome: str):
@@ -35,9 +41,8 @@ def _lesson_text(intro: str, what: str, default: str, key: str, button: str,
     shown when it was refused)."""
     st.markdown(intro)
     text = st.text_input(what.capitalize(), default, key=f"learn_{key}")
-    if question is not None:
-        predict(key, *question)
-    if not st.button(button, key=f"learn_{key}_run", type="primary"):
+    ready = predict(key, *question) if question is not None else True
+    if not st.button(button, key=f"learn_{key}_run", type="primary", disabled=not ready, help=None if ready else WAIT_HELP):
         return None
     if text.strip() and len(text.encode("utf-8")) <= LESSON_TEXT_LIMIT:
         return text
@@ -49,8 +54,9 @@ st.title("Learn: how a memory that learns while it reads works")
 st.caption(f"The demos run on the current model ({common.shown_label(choice)}) with a fresh memory each time; "
            "they do not touch your Explore memory.")
 
-store, repeat, cms, recall, forget = st.tabs(["Hebbian vs delta rule", "Surprise falls on repeats",
-                                              "CMS update rates", "In-context recall", "Memory off forgets"])
+# Short labels: all five tabs fit a 1280-px screen (longer ones pushed the last tab out of sight).
+store, repeat, cms, recall, forget = st.tabs(["Hebbian vs delta", "Surprise falls on repeats", "CMS rates", "Recall",
+                                              "Updates off"])
 
 with store:
     st.markdown(
@@ -63,7 +69,10 @@ with store:
         "Edit the store (one `key = value` per line), choose how many passes to write it, and compare.")
     text = st.text_area("Key-value store", lessons.DEFAULT_STORE, key="learn_store", height=160)
     passes = st.slider("Passes over the store", 1, lessons.MAX_PASSES, lessons.DEFAULT_PASSES, key="learn_passes")
-    if st.button("Write and recall", key="learn_store_run", type="primary"):
+    ready = predict("store", f"after {passes} pass{'es' if passes > 1 else ''}, which rule recalls more pairs right?",
+                    lessons.STORE_OUTCOMES)
+    if st.button("Write and recall", key="learn_store_run", type="primary", disabled=not ready,
+                 help=None if ready else WAIT_HELP):
         pairs, notices = lessons.parse_store(text)
         for notice in notices:
             st.warning(notice)
@@ -85,6 +94,7 @@ with store:
             st.dataframe(common.for_people(table), hide_index=True, key="learn_store_table")
             st.caption("Keys are 16-dimensional vectors made from each word's letter trigrams; values are random "
                        "32-dimensional vectors; 'recalls' is the stored value nearest to what the memory returns.")
+            reveal("store", lessons.store_outcome(table))
 
 with repeat:
     phrase = _lesson_text(
@@ -111,12 +121,17 @@ with cms:
         "update; its size is how much the weights changed.")
     if not model.config.cms_periods:
         st.info("This model has no CMS; choose a model with CMS on the Model page.")
-    elif st.button("Run 96 tokens and show the updates", key="learn_cms_run", type="primary"):
-        with common.refusals_shown(), common.admitted():
-            recording, _ = lessons.repetition(model, "the cat sat on the mat. ", 4)
-            table, fig = lessons.cms_rates(recording, layer=0)
-            st.plotly_chart(fig, config=common.PLOT_CONFIG, key="learn_cms_fig")
-            st.dataframe(common.for_people(table), hide_index=True, key="learn_cms_table")
+    else:
+        ready = predict("cms", "compared with level 0, how does the slowest level update?", lessons.CMS_OUTCOMES)
+        if st.button("Run 96 tokens and show the updates", key="learn_cms_run", type="primary", disabled=not ready,
+                     help=None if ready else WAIT_HELP):
+            with common.refusals_shown(), common.admitted():
+                recording, _ = lessons.repetition(model, "the cat sat on the mat. ", 4)
+                table, fig = lessons.cms_rates(recording, layer=0)
+                st.plotly_chart(fig, config=common.PLOT_CONFIG, key="learn_cms_fig")
+                st.dataframe(common.for_people(table), hide_index=True, key="learn_cms_table")
+                show_verdict(lessons.cms_verdict(table, recording.n_tokens))
+                reveal("cms", lessons.cms_outcome(table))
 
 with recall:
     st.markdown(
@@ -124,8 +139,8 @@ with recall:
         "these pairs is in the model's parameters; the only way to answer is to remember them from the "
         "text. The table shows, for each answer digit, what the model predicted before seeing it.")
     seed = st.number_input("Sample", 0, 10_000, 0, key="learn_recall_seed")
-    predict("recall", "how many answer digits will the model get right?", lessons.RECALL_OUTCOMES)
-    if st.button("Ask", key="learn_recall_run", type="primary"):
+    ready = predict("recall", "how many answer digits will the model get right?", lessons.RECALL_OUTCOMES)
+    if st.button("Ask", key="learn_recall_run", type="primary", disabled=not ready, help=None if ready else WAIT_HELP):
         with common.refusals_shown(), common.admitted():
             lesson = lessons.recall_lesson(model, seed=int(seed))
             st.code(lesson.text, language=None, wrap_lines=True)

@@ -141,6 +141,15 @@ def store_verdict(curve: pd.DataFrame, passes: int) -> list[tuple[bool, str]]:
     return checks
 
 
+STORE_OUTCOMES = ("Hebbian", "both the same", "delta rule")
+
+
+def store_outcome(table: pd.DataFrame) -> str:
+    """What the class is asked to predict: which rule recalled more pairs right."""
+    hebbian, delta = ((table[f"{rule} recalls"] == table["stored"]).mean() for rule in ("hebbian", "delta"))
+    return STORE_OUTCOMES[2] if delta > hebbian else STORE_OUTCOMES[0] if hebbian > delta else STORE_OUTCOMES[1]
+
+
 def passes_figure(curve: pd.DataFrame, passes: int) -> go.Figure:
     fig = go.Figure([go.Scatter(x=curve["passes"], y=curve[f"{rule} error"], mode="lines+markers", name=name)
                      for rule, name in (("hebbian", "Hebbian"), ("delta", "delta rule"))])
@@ -223,6 +232,31 @@ def cms_rates(recording: Recording, layer: int = 0) -> tuple[pd.DataFrame, go.Fi
                      autorange="reversed")
     fig.update_layout(height=260, xaxis_title="token", margin=dict(l=10, r=10, t=20, b=10))
     return table, fig
+
+
+CMS_OUTCOMES = ("as often as level 0", "less often, changing more each time", "less often, changing less each time")
+
+
+def cms_outcome(table: pd.DataFrame) -> str:
+    """What the class is asked to predict: how the slowest level's updates compare with level 0's."""
+    fast, slow = table.iloc[0], table.iloc[-1]
+    if slow["updates"] >= fast["updates"]:
+        return CMS_OUTCOMES[0]
+    return CMS_OUTCOMES[1] if slow["mean update norm"] > fast["mean update norm"] else CMS_OUTCOMES[2]
+
+
+def cms_verdict(table: pd.DataFrame, n_tokens: int) -> list[tuple[bool, str]]:
+    """The lesson's claims on these numbers: each level updates once per period, and the slow levels
+    follow the moment less (their weights move less in total over the text)."""
+    expected = [n_tokens // p for p in table["period (tokens)"]]
+    counts = list(table["updates"])
+    total = (table["updates"] * table["mean update norm"]).tolist()
+    calmer = len(total) > 1 and all(a > b for a, b in zip(total, total[1:]))
+    listed = ", ".join(f"level {j} {t:.3g}" for j, t in enumerate(total))
+    return [(counts == expected, f"Each level updated once per period: {', '.join(map(str, counts))} updates in "
+                                 f"{n_tokens} tokens (expected {', '.join(map(str, expected))})."),
+            (calmer, f"Slower levels moved less in total (sum of update sizes: {listed})" +
+             ("." if calmer else ": not on this model and text."))]
 
 
 # ---- 4. in-context association recall ----------------------------------------------------------

@@ -74,6 +74,24 @@ def test_learn_demos_each_run_in_one_click(app):
             assert "Answer digits predicted right" in labels and "The same with test-time updates off" in labels
 
 
+def test_in_classroom_mode_every_lesson_waits_for_the_class_prediction_then_reveals_it(app):
+    at = ok(app().run())
+    ok(at.switch_page("app_pages/learn.py").run())
+    at.session_state["classroom"] = True
+    ok(at.run())
+    lessons = ("store", "repeat", "cms", "recall", "forget")
+    assert all(at.button(key=f"learn_{name}_run").disabled for name in lessons)  # Run waits for a prediction
+    for name in lessons:
+        radio = at.radio(key=f"learn_{name}_predict")
+        assert radio.label.startswith("Predict first")
+        ok(radio.set_value(radio.options[0]).run())
+        assert not at.button(key=f"learn_{name}_run").disabled
+        ok(at.button(key=f"learn_{name}_run").click().run())
+        assert any(m.value.startswith(f"You predicted **{radio.options[0]}**") for m in at.info), name
+        if name == "cms":  # the lesson checks its claim on the model
+            assert any(m.value.startswith("Each level updated once per period") for m in at.success)
+
+
 def test_validate_runs_the_suite_and_shows_the_saved_report(app, tiny_checkpoint, tmp_path, monkeypatch):
     at = ok(app().run())
     ok(at.switch_page("app_pages/validate.py").run())

@@ -143,3 +143,21 @@ def test_the_recall_lesson_reads_with_updates_on_and_off_and_names_its_outcome()
 def test_the_repetition_outcome_compares_the_last_copy_with_the_first(last, outcome):
     table = pd.DataFrame({"copy": [1, 2], "mean surprise": [4.0, last], "mean loss": [2.0, 1.0]})
     assert lessons.repetition_outcome(table) == outcome
+
+
+def test_the_store_and_cms_lessons_name_the_outcome_the_class_predicted():
+    table = pd.DataFrame({"stored": ["a", "b"], "hebbian recalls": ["a", "x"], "delta recalls": ["a", "b"]})
+    assert lessons.store_outcome(table) == "delta rule"
+    assert lessons.store_outcome(table.assign(**{"delta recalls": ["a", "x"]})) == "both the same"
+    rates = pd.DataFrame({"level": [0, 1], "period (tokens)": [1, 4], "updates": [96, 24], "mean update norm": [2.0, 0.5]})
+    assert lessons.cms_outcome(rates) == "less often, changing less each time"
+    assert lessons.cms_outcome(rates.assign(**{"mean update norm": [0.5, 2.0]})) == "less often, changing more each time"
+
+
+def test_the_cms_lesson_checks_its_claims_on_the_numbers():
+    rates = pd.DataFrame({"level": [0, 1, 2], "period (tokens)": [1, 2, 4], "updates": [96, 48, 24],
+                          "mean update norm": [2.0, 1.0, 0.5]})
+    (counts, said), (calmer, _) = lessons.cms_verdict(rates, 96)
+    assert counts and calmer and "96, 48, 24 updates" in said
+    checks = lessons.cms_verdict(rates.assign(updates=[96, 48, 23], **{"mean update norm": [1.0, 1.0, 9.0]}), 96)
+    assert [holds for holds, _ in checks] == [False, False] and "not on this model" in checks[1][1]
