@@ -1,9 +1,9 @@
 """Reading untrusted safetensors files (checkpoints, recordings) without ever unpickling anything."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import re
 import struct
 import tempfile
 from pathlib import Path
@@ -15,8 +15,12 @@ from safetensors.torch import save as save_safetensors_bytes
 # 128-layer model's checkpoint header is about 2.5 MB; a recording's adds its text (escaped twice).
 MAX_HEADER_BYTES = 8 << 20
 MAX_JSON_CONTAINERS = 1 << 18  # "{" plus "[" bytes, strings included (a real header has < 60,000): bounds what is built
+MAX_JSON_SEPARATORS = 1 << 18  # "," plus ":" bytes, strings included (a 128-layer header has < 50,000): bounds the values
 MAX_JSON_DEPTH = 32  # objects and arrays inside one another
 MAX_NUMBER_CHARS = 32  # digits of an integer literal: an int64 has at most 20
+# One JSON string: a recording's text, escaped twice, is the longest (at most 7 characters a byte, so a
+# session's 16,384 tokens take 115,000; the shipped checkpoint's metadata is 57,000). Longer is refused.
+MAX_JSON_STRING = 1 << 21
 MAX_RANK, MAX_DIM = 8, 1 << 40  # a tensor's dimensions; the byte count is checked against the file too
 DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
@@ -53,27 +57,33 @@ def _parse_int(literal: str) -> int:
     return int(literal)
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_INNERMOST = re.compile(r"\[\]|\{\}")
-
-
-def _deeper_than(text: str, limit: int) -> bool:
-    """Whether valid JSON nests objects and arrays more than ``limit`` deep: strings and scalars are
-    dropped, then innermost bracket pairs peeled ``limit`` times (regexes in C, linear on valid JSON)."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    for _ in range(limit):
-        if not brackets:
-            return False
-        brackets = _INNERMOST.sub("", brackets)
-    return bool(brackets)
+def _exceeds_limits(value, name: str, what: str, error: type[Exception]) -> None:
+    """Walk a parsed value (no recursion: a stack of containers) and refuse one nested more than
+    MAX_JSON_DEPTH deep or holding a string longer than MAX_JSON_STRING. Costs one visit per value, no
+    copy of the text (a regex over the text cost 120 bytes per character of one long string)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if len(item) > MAX_JSON_STRING:
+                raise error(f"{name}: {what} has a string of {len(item)} characters, more than {MAX_JSON_STRING}")
+            continue
+        if not isinstance(item, (dict, list)):
+            continue
+        if depth >= MAX_JSON_DEPTH:
+            raise error(f"{name}: {what} is nested more than {MAX_JSON_DEPTH} levels deep")
+        children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
 
 
 def parse_json(text: str, name: str, what: str, error: type[Exception]):
     """``json.loads`` within the limits above (``text``: the header, or a string inside it, so at most
-    MAX_HEADER_BYTES long); anything malformed raises ``error`` with one line."""
+    MAX_HEADER_BYTES long); anything malformed raises ``error`` with one line. Memory stays proportional
+    to ``text``: the containers are counted before parsing, depth and strings checked on the result."""
     if text.count("{") + text.count("[") > MAX_JSON_CONTAINERS:  # before parsing: the count bounds its memory
         raise error(f"{name}: {what} holds more than {MAX_JSON_CONTAINERS} JSON objects and arrays")
+    if text.count(",") + text.count(":") > MAX_JSON_SEPARATORS:  # each value costs ~50 bytes once parsed
+        raise error(f"{name}: {what} holds more than {MAX_JSON_SEPARATORS} JSON values")
     try:
         value = json.loads(text, parse_int=_parse_int)
     except _NumberTooLong:
@@ -82,8 +92,7 @@ def parse_json(text: str, name: str, what: str, error: type[Exception]):
         raise error(f"{name}: {what} is nested more than {MAX_JSON_DEPTH} levels deep") from None
     except ValueError:  # JSONDecodeError
         raise error(f"{name}: {what} is not valid JSON") from None
-    if isinstance(value, (dict, list)) and _deeper_than(text, MAX_JSON_DEPTH):  # only after parsing: see there
-        raise error(f"{name}: {what} is nested more than {MAX_JSON_DEPTH} levels deep")
+    _exceeds_limits(value, name, what, error)
     return value
 
 
@@ -165,12 +174,19 @@ def parse_tagged(data: bytes, name: str, error: type[Exception], fmt: str, versi
 
 def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
     """Write atomically (temp file + rename), so a crash never leaves a half-written file behind."""
+    if os.fspath(path).endswith(("/", os.sep)) or Path(path).is_dir():  # before any temp file is made
+        raise IsADirectoryError(f"{os.fspath(path)} is a folder: name the file to write")
     path = Path(path)
     data = save_safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a saved model or recording is an ordinary file
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a saved model or recording is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a folder in the way, an interrupt: no half-written temp file stays
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     return path

@@ -158,6 +158,48 @@ def test_json_limits(saved, tmp_path):
         expect_error(with_raw_header(path, tmp_path / f"{case}.safetensors", raw), message)
 
 
+def _peak_bytes(action) -> int:
+    """Peak Python-allocated bytes while ``action`` runs (the regex engine's stacks included)."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        action()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_parsing_a_header_costs_memory_proportional_to_the_file(saved, tmp_path):
+    """Issue 29 item 2: an 8 MB JSON string cost ~1 GB in the depth check's regex. Every crafted header, at
+    the header's size limit, is refused within 3 times the file's size; within the limits, a header of
+    many small values is bounded by the caps on values and containers."""
+    _, path = saved
+    meta = read_header(path)["__metadata__"]
+    size = 8_000_000
+    cases = {"one long string": (json.dumps({"__metadata__": {**meta, "metadata": "a" * size}}).encode(),
+                                 "header has a string of 8000000 characters, more than 2097152"),
+             "one long escaped string": (b'{"x":"' + b'\\"' * (size // 3) + b'"}', "more than 2097152"),
+             "many short strings": (b'{"a":[' + b'"ab",' * (size // 5) + b'"ab"]}', "holds more than 262144 JSON values"),
+             "many numbers": (b'{"a":[' + b'1.5,' * (size // 4) + b'1]}', "holds more than 262144 JSON values")}
+    for case, (raw, message) in cases.items():
+        data = len(raw).to_bytes(8, "little") + raw
+        def refuse():
+            with pytest.raises(CheckpointError, match=message):
+                load_checkpoint(data, device="cpu")
+        assert _peak_bytes(refuse) < 3 * len(data), case
+    containers = b'{"a":[' + b"[]," * 250_000 + b"1]}"  # under the cap: each list kept, ~130 bytes
+    data = len(containers).to_bytes(8, "little") + containers
+    assert _peak_bytes(lambda: pytest.raises(CheckpointError, load_checkpoint, data)) < 64 << 20
+
+
+def test_a_long_string_inside_the_metadata_is_refused(saved, tmp_path):
+    _, path = saved
+    long = rewrite_header(path, tmp_path / "long.safetensors",
+                          lambda h: h["__metadata__"].update(metadata=json.dumps({"note": "x" * (3 << 20)})))
+    expect_error(long, r"header has a string of \d+ characters, more than 2097152")
+
+
 def test_huge_claims_are_refused_by_arithmetic_without_building(saved, tmp_path, monkeypatch):
     _, path = saved
     import nested_learning.checkpoint as checkpoint
@@ -201,3 +243,24 @@ def test_a_model_with_a_non_finite_parameter_is_not_saved(tmp_path):
     with pytest.raises(CheckpointError, match=r"not saved: parameter 'final_norm.weight' has non-finite"):
         save_checkpoint(model, path)
     assert not path.exists()
+
+
+def test_a_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    """Issue 29 item 6: a full disk while writing left a `.tmp-*.safetensors` beside the target."""
+    import errno
+    import nested_learning.safe_files as safe_files
+
+    class FullDisk:
+        def __init__(self, fd, mode):
+            self.file = open(fd, mode)
+        def __enter__(self):
+            return self
+        def __exit__(self, *exc):
+            self.file.close()
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safe_files.os, "fdopen", FullDisk)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(tiny_model(), tmp_path / "model.safetensors")
+    assert list(tmp_path.iterdir()) == []

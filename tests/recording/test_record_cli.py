@@ -67,3 +67,15 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, message):
 def test_missing_required_arguments():
     result = run("record", "--text", "hi")
     assert result.returncode == 2 and "--out" in result.stderr
+
+
+def test_out_naming_a_folder_is_one_line_and_leaves_no_file(tmp_path):
+    """Issue 29 item 6: `--out DIR/` left a `.tmp-*.safetensors` in the parent folder."""
+    checkpoint = save_checkpoint(tiny_model(), tmp_path / "tiny.safetensors")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for out in (f"{folder}/", str(folder)):
+        result = run("record", "--text", "abc", "--checkpoint", checkpoint, "--out", out)
+        assert result.returncode == 2 and "is a folder: name the file to write" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["out", "tiny.safetensors"]
