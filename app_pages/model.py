@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from nested_learning.config import PRESETS
-from nested_learning.viz import models
+from nested_learning.viz import models, training_view
 from nested_learning.viz.safe_text import escape_markdown
 from app_pages import common
 
@@ -75,12 +75,14 @@ with right:
 
 st.subheader("Training curve")
 metadata = getattr(model, "checkpoint_metadata", None) or {}
-figure = models.training_curve(models.training_metrics(model, choice))
+figure = training_view.training_figure(models.training_metrics(model, choice))
 if figure is None:
     st.caption("No training metrics for this model (a training run writes them next to its checkpoint as "
                "*.metrics.jsonl).")
 else:
     st.plotly_chart(figure, config=common.PLOT_CONFIG, key="model_curve")
+    st.caption("Training loss in nats per byte, and bits per byte (nats / ln 2) on their own panel. Each dashed "
+               "line starts a curriculum stage with new data: a jump there is the harder data, not a divergence.")
 if metadata:
     with st.expander("Checkpoint metadata"):
         st.json(metadata, expanded=False)

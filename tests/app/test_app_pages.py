@@ -117,7 +117,7 @@ def test_model_page_shows_and_switches_models(app, tiny_checkpoint):
     parameters = table(at, "parameters")
     assert parameters.iloc[-1]["parameters"] == sum(p.numel() for p in tiny_model().parameters())
     curve = figure(at, "model_curve")  # the metrics file next to the checkpoint
-    assert [t["name"] for t in curve["data"]] == ["loss"]
+    assert [t["name"] for t in curve["data"]] == ["training loss"]
     at.radio(key="model_source").set_value("upload").run()
     at.file_uploader(key="model_upload").set_value(("bad.safetensors", b"not a checkpoint", "application/octet-stream"))
     ok(at.run())
