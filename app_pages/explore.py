@@ -283,29 +283,11 @@ def scrubber(recording, layer: int, head: int):
                    + timelines.token_summary(recording, t))
     if not has_memory and any(map(common.figure_shown, ("Memory M_t", "Delta rule", "Probe"))):
         st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
-    if has_memory and common.figure_shown("Memory M_t"):
-        with lazy_section("Full-resolution M_t and its write at the settled token", "explore_full_memory") as open_:
-            if open_:
-                memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
-                now, write = heatmaps.memory_figures(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
-                left, right = st.columns(2)
-                left.plotly_chart(now, config=common.PLOT_CONFIG, key="memory_heatmaps")
-                right.plotly_chart(write, config=common.PLOT_CONFIG, key="memory_write")
-                st.caption("Every cell: red positive, blue negative, white zero. The write is one outer product "
-                           "(a pattern along the value dimension times the key), so it shows as stripes.")
-    if has_memory and common.figure_shown("Delta rule"):
-        with lazy_section("How the settled token was written: the delta rule", "explore_delta_rule") as open_:
-            if open_:
-                parts = anatomy.anatomy(recording, layer, head, t)
-                st.caption(f"Token {t}, layer {layer}, head {head}. M_t = a_t M_(t-1) + lr_t (v_t - M_(t-1) k_t) k_tᵀ: the memory is asked for the token's key, "
-                           "compares its answer with the value, and writes the error along the key.")
-                st.plotly_chart(anatomy.anatomy_figure(parts), config=common.PLOT_CONFIG, key="anatomy")
-                st.caption(anatomy.explain(parts))
-    if has_memory and common.figure_shown("Probe"):
-        with lazy_section("What the memory still holds at the settled token: a probe", "explore_probe") as open_:
-            if open_:
-                st.caption(f"After token {t}, layer {layer}.")
-                probe_panel(recording, layer, t)
+    for figure, title, key, draw in MEMORY_PANELS:
+        if has_memory and common.figure_shown(figure):
+            with lazy_section(title, key) as open_:
+                if open_:
+                    draw(recording, layer, head, t)
     if layer in recording.cms_layers and common.figure_shown("CMS"):
         with lazy_section("The CMS levels' weights at the settled token", "explore_cms") as open_:
             if open_:
@@ -331,6 +313,24 @@ def lazy_section(title: str, key: str):
         yield bool(panel.open)
 
 
+def full_memory_panel(recording, layer: int, head: int, t: int):
+    memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
+    now, write = heatmaps.memory_figures(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
+    left, right = st.columns(2)
+    left.plotly_chart(now, config=common.PLOT_CONFIG, key="memory_heatmaps")
+    right.plotly_chart(write, config=common.PLOT_CONFIG, key="memory_write")
+    st.caption("Every cell: red positive, blue negative, white zero. The write is one outer product "
+               "(a pattern along the value dimension times the key), so it shows as stripes.")
+
+
+def delta_rule_panel(recording, layer: int, head: int, t: int):
+    parts = anatomy.anatomy(recording, layer, head, t)
+    st.caption(f"Token {t}, layer {layer}, head {head}. M_t = a_t M_(t-1) + lr_t (v_t - M_(t-1) k_t) k_tᵀ: the memory "
+               "is asked for the token's key, compares its answer with the value, and writes the error along the key.")
+    st.plotly_chart(anatomy.anatomy_figure(parts), config=common.PLOT_CONFIG, key="anatomy")
+    st.caption(anatomy.explain(parts))
+
+
 def cms_panel(recording, layer: int, t: int):
     st.session_state.setdefault("cms_view", common.CMS_VIEWS[0])  # not default=: a link may have set it
     cms_view = st.segmented_control("CMS panels", common.CMS_VIEWS, key="cms_view", persist_state="session")
@@ -342,7 +342,8 @@ def cms_panel(recording, layer: int, t: int):
                     config=common.PLOT_CONFIG, key="cms_heatmaps")
 
 
-def probe_panel(recording, layer: int, t: int):
+def probe_panel(recording, layer: int, head: int, t: int):
+    st.caption(f"After token {t}, layer {layer}.")
     st.session_state.setdefault("probe_specific", True)  # not value=: a link may have set it
     specific = st.toggle("Specificity (minus the match with any other value)", key="probe_specific", persist_state="session")
     try:
@@ -355,6 +356,14 @@ def probe_panel(recording, layer: int, t: int):
                "read points like the value written there. Specificity subtracts how well the read matches "
                "any other value: near 0, the head holds nothing particular to that token (its values all "
                "point one way), however high the plain cosine.")
+
+
+# The memory's panels under the player: (classroom figure, title, session key of its open state, drawer).
+MEMORY_PANELS = (
+    ("Memory M_t", "Full-resolution M_t and its write at the settled token", "explore_full_memory", full_memory_panel),
+    ("Delta rule", "How the settled token was written: the delta rule", "explore_delta_rule", delta_rule_panel),
+    ("Probe", "What the memory still holds at the settled token: a probe", "explore_probe", probe_panel),
+)
 
 
 def coloured_text(recording, layer: int):
