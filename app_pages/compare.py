@@ -55,7 +55,8 @@ with st.container(border=True):
     if model_b is model:
         off = common.ablation_picker(config, KEYS["off"], "Switch off in B")
     else:
-        off = st.pills("Switch off in B", names_b, selection_mode="multi", key="compare_off_other")
+        off = st.pills("Switch off in B", names_b, selection_mode="multi", key="compare_off_other",
+                       format_func=compare.switch_label)
     n_tokens = len(ByteTokenizer().encode(text))
     # A link to a comparison runs it once on arrival.
     clicked = st.button("Compare", type="primary", key="compare_run") or st.session_state.pop("compare_autorun", False)

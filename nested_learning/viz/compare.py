@@ -40,9 +40,20 @@ def b_label(option: str, shipped_name: str = "") -> str:
             "upload": "your uploaded checkpoint"}.get(kind, f"random-init '{name}' preset")
 
 
+SWITCH_LABELS = {"test_time_updates": "test-time updates", "persistent_tokens": "persistent tokens", "cms": "CMS",
+                 "ffn": "feed-forward", "self_modification": "self-modification", "adaptive_lr": "adaptive learning rate"}
+
+
+def switch_label(name: str) -> str:
+    """An ablation switch as people read it ("cms.2" -> "CMS level 2"); links and code keep the names."""
+    if name.startswith("cms.") and name[4:].isdigit():
+        return f"CMS level {name[4:]}"
+    return SWITCH_LABELS.get(name, name.replace("_", " "))
+
+
 def side_label(ablation: Ablation, option: str, shipped_name: str = "") -> str:
     """B's name in tables and legends: what it switches off and, unless it is the current model, which model."""
-    off = ablation.names_off()
+    off = [switch_label(name) for name in ablation.names_off()]
     return ("B (" + (", ".join(off) + " off" if off else "all on")
             + (f", {b_label(option, shipped_name)}" if option != "same" else "") + ")")
 

@@ -236,6 +236,10 @@ def test_b_options_name_and_resolve_what_b_can_run():
     assert compare.side_label(Ablation.from_names(["memory"]), "preset:transformer") == \
         "B (memory off, random-init 'transformer' preset)"
     assert compare.side_label(Ablation(), "same") == "B (all on)"
+    assert compare.side_label(Ablation.from_names("test_time_updates,cms.2"), "same") == \
+        "B (test-time updates, CMS level 2 off)"  # plain names, as people read them
+    for name in Ablation.SWITCHES:
+        assert "_" not in compare.switch_label(name)
 
 
 def test_a_long_run_is_drawn_in_bins_that_keep_its_spikes(monkeypatch, runs):
