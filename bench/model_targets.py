@@ -6,6 +6,8 @@ memory visibly learns) on held-out prose, against swap / reset controls and a ba
 
 Held-out prose is the training run's held-out split of the offline corpus (same --heldout-fraction),
 so none of it was trained on. Prints one line per measurement and writes everything to --out as JSON.
+Pass key, copy and recall are also measured in the original wording, the many trained wordings and the
+held-out ones side by side (``wordings``); ``--only wordings,gating`` runs just those (issue 27).
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ def main():
     parser.add_argument("--n", type=int, default=32, help="sequences per measurement")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer gaps and distances")
+    parser.add_argument("--only", default="", help="comma-separated parts: wordings, gating (default: everything)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -60,6 +63,15 @@ def main():
         report.setdefault(name, []).append(jsonable(value))
         print(name, json.dumps(jsonable(value)), flush=True)
 
+    if args.only:
+        parts = {p.strip() for p in args.only.split(",")}
+        if "wordings" in parts:
+            measure_wordings(model, n, filler, show)
+        if "gating" in parts:
+            for gap in (100, 500):
+                show("gating", targets.gating(model, passages, prose.fillers(n, gap, f"targets/{gap}"), gap))
+        finish(report, started, args.out)
+        return
     gaps = [100, 1000] if args.quick else [100, 250, 500, 1000]
     for gap in gaps:
         show("reread", targets.reread(model, passages, fillers, gap))
@@ -75,7 +87,9 @@ def main():
     for distance in ([1000] if args.quick else [256, 1000, 2000, 4000]):
         show("passkey", targets.passkey(model, n, distance, filler))
     show("phrase", targets.phrase(model))
-    show("gating", targets.gating(model, passages, fillers, 500))
+    for gap in (100, 500):
+        show("gating", targets.gating(model, passages, prose.fillers(n, gap, f"targets/{gap}"), gap))
+    measure_wordings(model, n, filler, show)
     windows = torch.tensor([list(w.encode("ascii")) for w in prose.windows(n, 2048, "targets")])
     show("bits_per_byte", {"model": targets.bits_per_byte(model, windows)})
     for path in args.baseline:
@@ -91,9 +105,23 @@ def main():
               "phrase": b"the cat sat on the mat. " * 700, "random_bytes": bytes(torch.randint(0, 256, (16384,), generator=rng).tolist())}
     for name, text in inputs.items():
         show("streaming", {"input": name, **targets.streaming(model, (text * (16384 // len(text) + 1))[:16384])})
+    finish(report, started, args.out)
+
+
+def measure_wordings(model, n: int, filler, show):
+    """Pass key at 1,000 bytes, a 32-letter copy 100 bytes back and recall of 16 pairs spread 48 bytes
+    (beyond the reach of 36) in the original, the trained and the held-out wordings, own and swap."""
+    settings = {"passkey": dict(distance=1000, filler=filler), "repeat": dict(gap=100, filler=filler, decoy=False),
+                "recall": dict(n_pairs=16, spread=48, filler=filler)}
+    for task, kwargs in settings.items():
+        for split, out in targets.across_wordings(task, model, n, controls=("own", "swap"), **kwargs).items():
+            show("wordings", {"task": task, **out, "templates": out["wordings"], "wordings": split})
+
+
+def finish(report: dict, started: float, out: str):
     report["runtime_s"] = time.perf_counter() - started
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1, sort_keys=True))
+    if out:
+        Path(out).write_text(json.dumps(report, indent=1, sort_keys=True))
     print(f"done in {report['runtime_s']:.0f} s", flush=True)
 
 
