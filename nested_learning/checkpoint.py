@@ -24,6 +24,9 @@ from .shapes import parameter_shapes
 FORMAT = "nested_learning.checkpoint"
 FORMAT_VERSION = "1"
 MAX_BYTES = 1 << 30  # 1 GiB: far above any model this tool trains
+# A parameter this large is degenerate: the product of two overflows float32 (3.4e38), so the model's outputs
+# are inf, NaN or constant. Trained weights stay below 100.
+MAX_PARAMETER = 1e18
 
 
 class CheckpointError(ValueError):
@@ -94,6 +97,9 @@ def load_checkpoint(source, device: str | torch.device = "auto") -> HopeTransfor
     for key, tensor in tensors.items():
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{name}: tensor {key!r} has non-finite values (NaN or inf)")
+        if tensor.numel() and (largest := float(tensor.abs().max())) > MAX_PARAMETER:
+            raise CheckpointError(f"{name}: tensor {key!r} holds {largest:.3g}: a degenerate model (values past "
+                                  f"{MAX_PARAMETER:g} overflow float32 arithmetic)")
     model = HopeTransformer(config)
     params = _parameters(model)
     with torch.no_grad():

@@ -13,7 +13,7 @@ import torch
 
 from ..model import HopeTransformer
 from ..state import HopeState
-from .guard import RunRefused
+from .guard import UNIFORM_TOLERANCE, RunRefused, check_vocabulary
 
 MAX_PROMPT_TOKENS = 512
 MAX_GENERATED_TOKENS = 256
@@ -42,14 +42,39 @@ def check_settings(prompt: str, max_new_tokens: int, temperature: float) -> byte
 
 def continue_prompt(model: HopeTransformer, prompt: str, state: HopeState | None = None, max_new_tokens: int = 64,
                     temperature: float = 0.0, seed: int = 0) -> str:
-    """The model's continuation of ``prompt`` from ``state`` (a copy; None = a fresh memory)."""
+    """The model's continuation of ``prompt`` from ``state`` (a copy; None = a fresh memory). RunRefused
+    (one line) for bytes the model has no token for, and for a model whose predictions are non-finite or
+    degenerate: the text it would return is meaningless (greedy picks from NaN; sampling cannot draw)."""
     data = check_settings(prompt, max_new_tokens, temperature)
+    check_vocabulary(model, data)
     tokens = torch.tensor([list(data)], dtype=torch.long, device=model.device)
-    start = state.clone() if state is not None else None
+    start = state.clone() if state is not None else model.init_state(1)
     with torch.no_grad():
-        generated = model.generate(tokens, state=start, max_new_tokens=max_new_tokens, temperature=temperature,
-                                   seed=seed).tokens[0]
+        _check_predictions(model(tokens, state=start.clone()).logits[0], model.config.vocab_size, "prompt")
+        try:
+            generated = model.generate(tokens, state=start.clone(), max_new_tokens=max_new_tokens,
+                                       temperature=temperature, seed=seed).tokens[0]
+        except RuntimeError as e:  # torch.multinomial on NaN or inf probabilities
+            raise RunRefused(f"The continuation stopped: the model's probabilities became non-finite ({_first_line(e)}).") from None
+        # Its own output read back from the same start: a step that went non-finite shows here too.
+        _check_predictions(model(torch.cat([tokens[0], generated])[None], state=start.clone()).logits[0],
+                           model.config.vocab_size, "continuation")
     return bytes(generated.tolist()).decode("utf-8", errors="replace")
+
+
+def _check_predictions(logits: torch.Tensor, vocab: int, what: str) -> None:
+    """RunRefused when the logits [T, vocab] are non-finite anywhere, or uniform at every token (degenerate)."""
+    if not torch.isfinite(logits).all():
+        raise RunRefused(f"The model's predictions on the {what} are non-finite (NaN or inf): its weights overflow, "
+                         "so there is nothing to continue.")
+    top = logits.float().softmax(-1).max(-1).values
+    if float(top.max()) <= (1 + UNIFORM_TOLERANCE) / vocab:
+        raise RunRefused(f"This model is degenerate: its predictions are uniform over all {vocab} bytes on the {what}, "
+                         "so a continuation would mean nothing.")
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0][:120]
 
 
 def continuations(model: HopeTransformer, prompt: str, state: HopeState | None, baseline: HopeTransformer | None,

@@ -6,6 +6,7 @@ No Streamlit here; pages show :class:`RunRefused`'s one-line message.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,10 @@ from ..tokenizer import ByteTokenizer
 from .safe_text import escape_markdown
 
 OUTPUT_LAYER = -1  # Divergence.layer when only the output (loss, probabilities) went non-finite
+TOP_K = 5  # predictions a run keeps per token (fewer when the model's vocabulary is smaller)
+# A prediction is uniform when its likeliest byte is at most this much likelier than 1/vocab_size (a random-init
+# model's likeliest byte is 1.25-1.7 times 1/256 on the tiny test model and the hope preset).
+UNIFORM_TOLERANCE = 1e-3
 
 
 class RunRefused(ValueError):
@@ -70,8 +75,10 @@ def locate_divergence(model: HopeTransformer, tokens: torch.Tensor, state: HopeS
 
     A NaN loss at token t needs token t + 1 (its target), so an output-only divergence is searched
     over prefixes one token longer and named at the token that produced the bad prediction."""
+    top_k = min(TOP_K, model.config.vocab_size)
+
     def bad(end: int) -> bool:  # the prefix tokens[:end] is non-finite
-        return non_finite(*record(model, tokens[:end], state=state, ablation=ablation)) is not None
+        return non_finite(*record(model, tokens[:end], state=state, ablation=ablation, top_k=top_k)) is not None
 
     low, high = 1, tokens.numel()
     while low < high:
@@ -80,21 +87,52 @@ def locate_divergence(model: HopeTransformer, tokens: torch.Tensor, state: HopeS
             high = middle
         else:
             low = middle + 1
-    found = non_finite(*record(model, tokens[:low], state=state, ablation=ablation))
+    found = non_finite(*record(model, tokens[:low], state=state, ablation=ablation, top_k=top_k))
     layer, what = found if found else (OUTPUT_LAYER, "the output")
     index = low - 2 if layer == OUTPUT_LAYER and what == "the model's loss" else low - 1
     return Divergence(max(index, 0), state.position + max(index, 0), layer, what)
 
 
+def check_vocabulary(model: HopeTransformer, data: bytes) -> None:
+    """RunRefused (one line) when the text holds a byte the model has no token for: a checkpoint may have
+    vocab_size under 256, and UTF-8 text outside ASCII needs bytes up to 255."""
+    vocab = model.config.vocab_size
+    index = next((i for i, byte in enumerate(data) if byte >= vocab), None)
+    if index is not None:
+        raise RunRefused(f"This model reads bytes 0-{vocab - 1} only (vocab_size {vocab}): token {index} of the input is "
+                         f"byte {data[index]} ('{escape_markdown(ByteTokenizer.token_label(data[index]))}'). "
+                         "Use text within its range (ASCII is bytes 0-127).")
+
+
+def degenerate(recording: Recording) -> str | None:
+    """One line when the model's predictions are uniform over its whole vocabulary on every token (weights that
+    overflowed into a constant output: the loss is ln vocab_size everywhere), else None."""
+    vocab = recording.config.vocab_size
+    top = recording.stream("topk.probs")[:, 0]
+    if top.numel() == 0 or float(top.max()) > (1 + UNIFORM_TOLERANCE) / vocab:
+        return None
+    return (f"This model is degenerate: its predictions are uniform over all {vocab} bytes on every token (loss "
+            f"ln {vocab} = {math.log(vocab):.3f} nats), whatever the text; its weights are broken (e.g. overflowed).")
+
+
 def guarded_record(model: HopeTransformer, text_or_tokens, state: HopeState | None = None,
                    ablation: Ablation | None = None, **options) -> tuple[Recording, HopeState]:
-    """:func:`record`, refused with the first non-finite token's message (RunRefused) instead of
-    returning non-finite results. ``state`` is never modified."""
+    """:func:`record`, refused (RunRefused, one line) instead of returning results that mean nothing: bytes the
+    model has no token for, the first non-finite token, a degenerate model. ``state`` is never modified."""
     state = state if state is not None else model.init_state(1)
     ablation = ablation or Ablation()
+    if isinstance(text_or_tokens, str):
+        check_vocabulary(model, text_or_tokens.encode("utf-8", errors="replace"))
+    options.setdefault("top_k", min(TOP_K, model.config.vocab_size))
     recording, new_state = record(model, text_or_tokens, state=state, ablation=ablation, **options)
     _refuse_if_non_finite(model, recording, new_state, state, ablation, offset=0)
+    _refuse_if_degenerate(recording)
     return recording, new_state
+
+
+def _refuse_if_degenerate(recording: Recording):
+    if (problem := degenerate(recording)) is not None:
+        raise RunRefused(problem)
 
 
 def _refuse_if_non_finite(model, recording, new_state, state, ablation, offset: int):
@@ -123,6 +161,7 @@ def guarded_record_in_pieces(model: HopeTransformer, text: str, state: HopeState
     data = text.encode("utf-8", errors="replace")
     if len(data) > max_tokens:
         raise RunRefused(f"The input is {len(data)} tokens; a run takes at most {max_tokens}.")
+    check_vocabulary(model, data)
     tokens = torch.tensor(list(data), dtype=torch.long)
     start = state if state is not None else model.init_state(1)
     ablation = ablation or Ablation()
@@ -131,7 +170,7 @@ def guarded_record_in_pieces(model: HopeTransformer, text: str, state: HopeState
         end = min(read + piece_tokens, tokens.numel())
         following = int(tokens[end]) if end < tokens.numel() else None
         piece, after = record(model, tokens[read:end], state=current, ablation=ablation, max_tokens=max_tokens,
-                              next_token=following)
+                              next_token=following, top_k=min(TOP_K, model.config.vocab_size))
         _refuse_if_non_finite(model, piece, after, current, ablation, offset=read)
         parts.append(piece)
         current, read = after, end
@@ -139,4 +178,5 @@ def guarded_record_in_pieces(model: HopeTransformer, text: str, state: HopeState
     recording = Recording.join(parts, text if complete else data[:read].decode("utf-8", errors="replace"))
     if not complete:  # the last piece's last loss scored a token that was not read
         recording.tensors["loss"][-1] = float("nan")
+    _refuse_if_degenerate(recording)
     return PieceRun(recording, current, tokens.numel())

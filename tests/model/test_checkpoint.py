@@ -264,3 +264,12 @@ def test_a_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         save_checkpoint(tiny_model(), tmp_path / "model.safetensors")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_degenerate_checkpoint_is_refused_naming_the_tensor(tmp_path):
+    """Issue 29 item 4: weights of 1e38 loaded, and every prediction came out uniform or non-finite."""
+    model = tiny_model()
+    with torch.no_grad():
+        model.final_norm.weight.fill_(1e38)
+    path = save_checkpoint(model, tmp_path / "huge.safetensors")  # finite: it saves
+    expect_error(path, r"tensor 'final_norm.weight' holds 1e\+38: a degenerate model \(values past 1e\+18 overflow")

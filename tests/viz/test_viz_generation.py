@@ -39,3 +39,22 @@ def test_three_sources_with_the_same_prompt_and_seed(model):
 def test_bad_settings_are_refused_in_one_line(model, prompt, n, temperature, message):
     with pytest.raises(RunRefused, match=message):
         continue_prompt(model, prompt, None, n, temperature)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_a_model_with_non_finite_predictions_is_refused_not_continued(temperature):
+    """Issue 29 item 5: greedy returned text picked from NaN outputs; sampling raised RuntimeError."""
+    from tests.support.models import exploding_output_model
+    with pytest.raises(RunRefused, match=r"^The model's predictions on the prompt are non-finite") as info:
+        continuations(exploding_output_model(), "abc", None, None, max_new_tokens=8, temperature=temperature)
+    assert "\n" not in str(info.value)
+
+
+def test_a_degenerate_model_and_foreign_bytes_are_refused_in_one_line():
+    degenerate = tiny_model()
+    with torch.no_grad():
+        degenerate.embed.weight.mul_(1e36)  # loss ln 256 everywhere: greedy wrote "\x00..."
+    with pytest.raises(RunRefused, match="This model is degenerate: its predictions are uniform over all 256 bytes"):
+        continue_prompt(degenerate, "the cat sat", max_new_tokens=8)
+    with pytest.raises(RunRefused, match=r"vocab_size 128\): token 0 of the input is byte 195"):
+        continue_prompt(tiny_model(vocab_size=128), "é", max_new_tokens=4)

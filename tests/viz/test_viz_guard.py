@@ -6,8 +6,10 @@ import torch
 from nested_learning import Ablation
 from nested_learning.recording import record
 from nested_learning.viz import compare, lessons
+from nested_learning.viz import guard
 from nested_learning.viz.guard import OUTPUT_LAYER, RunRefused, guarded_record, locate_divergence, non_finite
 from nested_learning.viz.session import MemorySession
+from tests.conftest import tiny_model
 from tests.support.models import diverging_model, exploding_output_model
 
 
@@ -61,3 +63,49 @@ def test_guarded_record_leaves_the_state_it_started_from_alone():
     with pytest.raises(RunRefused):
         guarded_record(model, "xyz", state=state)
     assert torch.equal(state.layers[0].memory.memory, before) and state.position == 3
+
+
+def _degenerate_model():
+    """Issue 29 item 4: the embedding scaled by 1e36 normalises to a constant output: loss ln 256 on every token."""
+    model = tiny_model()
+    with torch.no_grad():
+        model.embed.weight.mul_(1e36)
+    return model
+
+
+def test_a_small_vocabulary_refuses_bytes_it_has_no_token_for_in_one_line():
+    """Issue 29 item 1: vocab_size 128 and "héllo wörld" crashed Explore (RecordingError from the recorder)."""
+    model = tiny_model(vocab_size=128)
+    s = MemorySession("small")
+    with pytest.raises(RunRefused, match=r"reads bytes 0-127 only \(vocab_size 128\): token 1 of the input is byte 195") as info:
+        s.run(model, "héllo wörld")
+    assert "\n" not in str(info.value) and s.state is None and s.runs == 0
+    assert s.run(model, "hello world").recording.n_tokens == 11  # ASCII fits
+    with pytest.raises(RunRefused, match="vocab_size 128"):
+        compare.run_side(model, "héllo", Ablation(), "A")
+
+
+def test_a_vocabulary_of_four_keeps_four_predictions_per_token():
+    """Five predictions per token were asked of every model: vocab_size <= 4 failed every run."""
+    model = tiny_model(vocab_size=4)
+    recording = MemorySession("four").run(model, "\x00\x01\x02\x03\x02\x01").recording
+    assert tuple(recording.stream("topk.ids").shape) == (6, 4)
+    assert guarded_record(model, "\x03\x02\x01")[0].stream("topk.probs").shape[1] == 4
+
+
+def test_a_degenerate_model_is_named_in_one_line_and_the_memory_kept(model):
+    s = MemorySession("degenerate")
+    s.run(model, "a good run first. ")
+    before = s.state.layers[0].memory.memory.clone()
+    bad = _degenerate_model()
+    with pytest.raises(RunRefused, match=r"^This model is degenerate: its predictions are uniform over all 256 bytes "
+                                         r"on every token \(loss ln 256 = 5.545 nats\)") as info:
+        s.run(bad, "the cat sat on the mat.")
+    assert "\n" not in str(info.value) and s.runs == 1 and torch.equal(s.state.layers[0].memory.memory, before)
+    with pytest.raises(RunRefused, match="degenerate"):
+        guarded_record(bad, "the cat sat on the mat.")
+
+
+def test_an_untrained_model_is_not_called_degenerate(model):
+    recording, _ = guarded_record(model, "the cat sat on the mat.")  # a random init's predictions are not uniform
+    assert guard.degenerate(recording) is None
