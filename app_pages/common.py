@@ -153,16 +153,38 @@ def shown_label(choice: models.ModelChoice) -> str:
 
 
 def reset_button(key: str) -> None:
-    """Reset memory, where the page needs it too: on a phone the sidebar's button is out of sight."""
-    st.button("Reset memory", key=key, width="stretch", on_click=_reset_memory,
-              help="Forget everything this session's memory has read (the model's parameters never change).")
+    """Reset memory, where the page needs it too: on a phone the sidebar's button is out of sight.
+
+    A click normally resets in its callback, before the page is drawn. After a fragment's rerun (the player
+    reporting its token) Streamlit may deliver the click without calling the callback: then the button
+    reads True with the memory not reset since, and the reset happens here, followed by a fresh rerun so
+    the page and the sidebar's counters show the empty memory."""
+    clicked = st.button("Reset memory", key=key, width="stretch", on_click=_reset_memory,
+                        help="Forget everything this session's memory has read (the model's parameters never change).")
+    if clicked and memory_session().version != st.session_state.get("memory_reset_version"):
+        _reset_memory()
+        st.rerun()
 
 
 def _reset_memory():
-    memory_session().reset()
+    session = memory_session()
+    session.reset()
+    st.session_state.memory_reset_version = session.version  # this click's reset is done (see reset_button)
     for cached in ("explore_text_spans", "explore_text_figure", "explore_timelines", "memory_player_payload"):
         st.session_state.pop(cached, None)  # they hold the last run's recording and figures
     st.session_state.pop("explore_input_folded", None)  # a fresh start shows the input (and the demos) again
+
+
+def page_still_open():
+    """A check a run calls between pieces, from any thread: whether this browser session is still connected
+    (a closed tab ends it, and its run stops computing at the next piece)."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():  # streamlit.testing: no server, nothing can close
+        return lambda: True
+    runtime, session_id = Runtime.instance(), ctx.session_id
+    return lambda: runtime.is_active_session(session_id)
 
 
 @contextlib.contextmanager

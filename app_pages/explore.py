@@ -13,7 +13,7 @@ from nested_learning.tokenizer import ByteTokenizer
 from nested_learning.viz import anatomy, heatmaps, models, player, probe, repeats, snippet, text_map, timelines
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, decode_upload, escape_markdown
-from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
+from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused, first_tokens
 from nested_learning.viz.view import MAX_LINK_TEXT, clamp_token, encode_text
 from app_pages import common, explore_tools
 from app_pages.memory_player import memory_player, prepare_payload
@@ -35,6 +35,16 @@ DEMOS = (("phrase", "A phrase read 8 times", "Does each copy get cheaper?"),
 def collapse_input():
     """After Run the input folds away, so the run's figures come first (1280 x 720: the timelines in view)."""
     st.session_state.explore_input_folded = True
+
+
+def press_run():
+    """Run's click: the memory it was pressed on, so a Reset after it wins (session.run's ``asked_at``)."""
+    st.session_state.run_asked_at = session.version
+    collapse_input()
+
+
+def keep_first_tokens(kept: str):
+    st.session_state.explore_source, st.session_state.explore_text = "Type", kept
 
 
 def start_demo(preset: str):
@@ -96,13 +106,16 @@ with st.expander("Input and switches", expanded=not st.session_state.get("explor
 n_tokens = len(ByteTokenizer().encode(text))
 left, middle, right = st.columns([1, 1, 3], vertical_alignment="center")
 blank = not text.strip()  # nothing to read (only whitespace): Run waits for text
-run_clicked = left.button("Run", type="primary", key="run", width="stretch", disabled=blank, on_click=collapse_input)
+run_clicked = left.button("Run", type="primary", key="run", width="stretch", disabled=blank, on_click=press_run)
 with middle:
     common.reset_button("reset_memory_main")
 switched = f" Switched off: {', '.join(off)}." if off else ""
 right.caption("Nothing to read yet: type or choose some text." if blank else
               f"{n_tokens} tokens (UTF-8 bytes) from {origin}; one run takes at most {MAX_RUN_TOKENS}. "
               f"A run continues from the memory of the runs before it, until Reset.{switched}")
+if n_tokens > (room := session.room()) > 0:
+    st.button(f"Keep the first {room} tokens", key="keep_first", on_click=keep_first_tokens,
+              args=(first_tokens(text, room),), help="Cut the input to what the next run can read (at a whole character).")
 
 
 def timeline_figure(recording, all_heads: bool):
@@ -128,12 +141,13 @@ def prepare_figures(recording) -> None:
         recording.cms_replay(layer)
 
 
-def do_run():
+def do_run(asked_at: int | None):
     progress = st.empty()  # the progress line goes once the run is read: the run time is in the metrics
     status = progress.status(f"Reading {n_tokens} tokens...", expanded=False)
     try:
         with common.admitted():  # the figures' data too: a class's drawing queues with its runs
-            result = session.run(model, text, Ablation.from_names(off), deadline_s=common.run_deadline())
+            result = session.run(model, text, Ablation.from_names(off), deadline_s=common.run_deadline(),
+                                 asked_at=asked_at, still_wanted=common.page_still_open())
             prepare_figures(result.recording)
     except RunRefused as e:
         status.update(label="Run refused", state="error")
@@ -145,8 +159,9 @@ def do_run():
 
 
 autorun = st.session_state.pop("autorun", False) and session.runs == 0
+asked_at = st.session_state.pop("run_asked_at", None)  # set by this click's callback (none for a link's autorun)
 if run_clicked or autorun:
-    do_run()
+    do_run(asked_at if run_clicked else None)
 
 
 # ---- results ------------------------------------------------------------------------------------

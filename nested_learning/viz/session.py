@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import torch
 
 from ..ablation import Ablation
 from ..model import HopeTransformer
@@ -22,6 +25,12 @@ MAX_RUN_TOKENS = 2048  # one run: keeps a run interactive on a CPU
 # bounded (tests/test_shipped_model.py); also bounds the attention cache of a full-attention model.
 MAX_SESSION_TOKENS = 16384
 PIECE_TOKENS = 512  # a run is read in pieces this long: the points where a deadline or a reset can stop it
+
+
+def first_tokens(text: str, n: int) -> str:
+    """The text's first ``n`` tokens (UTF-8 bytes), cut back to a whole character: what "keep the first N
+    tokens" runs (at most ``n`` bytes, never half a character)."""
+    return text.encode("utf-8", errors="replace")[:n].decode("utf-8", errors="ignore")
 
 
 class RunDiscarded(RunRefused):
@@ -94,39 +103,55 @@ class MemorySession:
             self.state, self.last, self.version = None, None, self.version + 1
             self.history, self.recordings = [], {}
 
+    def room(self) -> int:
+        """Tokens the next run may read: one run's limit, or what the session has left."""
+        return max(0, min(MAX_RUN_TOKENS, MAX_SESSION_TOKENS - self.position))
+
     def check_length(self, n_tokens: int):
         if n_tokens == 0:
             raise RunRefused("Nothing to run: the input is empty.")
         if n_tokens > MAX_RUN_TOKENS:
             raise RunRefused(f"The input is {n_tokens} tokens (UTF-8 bytes); one run takes at most {MAX_RUN_TOKENS}. "
-                             f"Shorten it by {n_tokens - MAX_RUN_TOKENS} tokens.")
+                             f"Shorten it by {n_tokens - MAX_RUN_TOKENS} tokens, or keep its first {self.room()}.")
         if self.position + n_tokens > MAX_SESSION_TOKENS:
             raise RunRefused(f"The memory holds {self.position} tokens and this input adds {n_tokens}; a session holds "
                              f"at most {MAX_SESSION_TOKENS}. Reset the memory to continue.")
 
     def run(self, model: HopeTransformer, text: str, ablation: Ablation | None = None,
-            deadline_s: float | None = None) -> RunResult:
+            deadline_s: float | None = None, asked_at: int | None = None,
+            still_wanted: Callable[[], bool] = lambda: True) -> RunResult:
         """Read ``text`` from the current state. Raises RunRefused (session unchanged) when the input is
-        too long or the run diverges, RunDiscarded when the memory changed during the run; otherwise the
-        new state replaces the old one. Past ``deadline_s`` the run stops between pieces of PIECE_TOKENS
-        and keeps what it read (``RunResult.complete`` is then False); a reset stops it there too."""
+        too long, the run diverges or the device runs out of memory, RunDiscarded when the memory changed
+        during the run; otherwise the new state replaces the old one. Past ``deadline_s`` the run stops
+        between pieces of PIECE_TOKENS and keeps what it read (``RunResult.complete`` is then False).
+
+        A Reset wins over a run: ``asked_at`` is the version the Run was asked from (the click), so a reset
+        between the click and the start discards the run too; a reset during the run stops it at the next
+        piece. ``still_wanted()`` false (the page that asked closed) stops and discards it there as well."""
         if not isinstance(text, str):
             raise RunRefused("The input must be text.")
         with self._commit:
             version, state = self.version, self.state
+        if asked_at is not None and asked_at != version:
+            raise RunDiscarded("This run was discarded: the memory was reset after Run was pressed.")
         n = len(ByteTokenizer().encode(text))
         self.check_length(n)
         started = time.perf_counter()
 
         def keep_going(read: int) -> bool:
             in_time = deadline_s is None or time.perf_counter() - started < deadline_s
-            return in_time and self.version == version
+            return in_time and self.version == version and still_wanted()
 
         try:
             run = guarded_record_in_pieces(model, text, state=state, ablation=ablation or Ablation(),
                                            piece_tokens=PIECE_TOKENS, keep_going=keep_going, max_tokens=MAX_RUN_TOKENS)
         except RunRefused as e:
             raise RunRefused(f"{e} The memory was kept as it was before this run.") from None
+        except torch.OutOfMemoryError:  # the device's memory, not this session's: the state before the run stays
+            raise RunRefused(f"The {model.device.type.upper()} ran out of memory reading {n} tokens: try a shorter "
+                             "input or wait for other runs to finish. The memory was kept as it was before this run.") from None
+        if not still_wanted():
+            raise RunDiscarded("This run was discarded: the page that asked for it was closed.")
         with self._commit:
             if self.version != version:
                 raise RunDiscarded("This run was discarded: the memory was reset or changed while it ran.")

@@ -57,7 +57,7 @@ def decode_text(value: str) -> str:
     except (binascii.Error, ValueError, zlib.error):
         raise ValueError("not an encoded text") from None
     if len(raw) > MAX_TEXT_BYTES or inflater.unconsumed_tail:
-        raise ValueError(f"decodes to more than {MAX_TEXT_BYTES} bytes")
+        raise ValueError(f"longer than {MAX_TEXT_BYTES} bytes once decoded")
     if not inflater.eof:
         raise ValueError("not an encoded text (cut short)")
     return raw.decode("utf-8", errors="replace")

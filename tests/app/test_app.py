@@ -200,6 +200,19 @@ def test_garbage_query_parameters_are_clamped_with_notices(app):
     assert "head" not in at.query_params
 
 
+def test_a_too_long_paste_is_offered_its_first_tokens(app):
+    """Issue 29 item 7: a long paste was refused with counts but offered nothing to run."""
+    at = ok(app().run())
+    at.segmented_control(key="explore_source").set_value("Type").run()
+    at.text_area(key="explore_text").set_value("abc\u00e9" * 600).run()  # 3,000 bytes
+    ok(at.button(key="keep_first").click().run())
+    kept = at.text_area(key="explore_text").value
+    assert kept == ("abc\u00e9" * 600).encode()[:2048].decode("utf-8", errors="ignore") and len(kept.encode()) <= 2048
+    assert not [b for b in at.button if b.key == "keep_first"]  # it fits now: the offer is gone
+    ok(at.button(key="run").click().run())
+    assert metric(at, "Memory holds") == f"{len(kept.encode())} tokens"
+
+
 def test_input_limits_and_odd_text(app):
     at = ok(app().run())
     at.segmented_control(key="explore_source").set_value("Type").run()

@@ -193,3 +193,55 @@ def test_overlay_figure_puts_runs_on_one_axis(model):
     figure = overlay_figure({"Run 1": a, "Run 2": b})
     assert [t.name for t in figure.data] == ["Run 1", "Run 1", "Run 2", "Run 2"]
     assert list(figure.data[2].x) == [0, 1, 2, 3]  # token index in its run, not stream position
+
+
+def test_a_reset_after_run_was_pressed_discards_the_run(model):
+    """Issue 29 item 3: a Reset between the click and the run's start (a queue, a slow page) was undone: the
+    run read from the fresh memory and landed as "Run 1"."""
+    s = MemorySession("tiny")
+    s.run(model, "first run. ")
+    asked_at = s.version  # Run pressed here
+    s.reset()  # then Reset, before the run starts
+    with pytest.raises(RunDiscarded, match="reset after Run was pressed"):
+        s.run(model, "second run", asked_at=asked_at)
+    assert s.position == 0 and s.runs == 0 and s.last is None
+
+
+def test_a_run_whose_page_closed_stops_at_the_next_piece_and_is_discarded(model, monkeypatch):
+    """Issue 29 item 7: a run kept computing after its tab closed."""
+    read = []
+    real = session_module.guarded_record_in_pieces
+
+    def counting(*args, keep_going, **kwargs):
+        return real(*args, keep_going=lambda n: read.append(n) or keep_going(n), **kwargs)
+
+    monkeypatch.setattr(session_module, "guarded_record_in_pieces", counting)
+    s = MemorySession("tiny")
+    with pytest.raises(RunDiscarded, match="the page that asked for it was closed"):
+        s.run(model, "x" * 1500, still_wanted=lambda: False)  # closed while the first piece is read
+    assert read == [session_module.PIECE_TOKENS] and s.position == 0 and s.runs == 0
+
+
+def test_out_of_device_memory_is_one_line_and_the_memory_kept(model, monkeypatch):
+    """Issue 29 item 7: torch.OutOfMemoryError (simulated: CI has no GPU) reached the page as an exception."""
+    s = MemorySession("tiny")
+    s.run(model, "kept. ")
+    before = s.state
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(session_module, "guarded_record_in_pieces", out_of_memory)
+    with pytest.raises(RunRefused, match=r"^The CPU ran out of memory reading 10 tokens: .* The memory was kept") as info:
+        s.run(model, "0123456789")
+    assert "\n" not in str(info.value) and s.state is before and s.runs == 1
+
+
+def test_a_too_long_input_is_offered_its_first_tokens(model):
+    s = MemorySession("tiny")
+    text = "é" * 1500  # 3,000 bytes
+    with pytest.raises(RunRefused, match=r"Shorten it by 952 tokens, or keep its first 2048\."):
+        s.check_length(3000)
+    kept = session_module.first_tokens(text, s.room())
+    assert kept == "é" * 1024 and len(kept.encode()) == 2048
+    assert session_module.first_tokens("aé", 2) == "a"  # never half a character

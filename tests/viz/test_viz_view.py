@@ -123,7 +123,7 @@ def test_a_compressed_bomb_is_refused_without_inflating_it():
     import zlib
     bomb = base64.urlsafe_b64encode(zlib.compress(b"a" * 1_000_000, 9)).decode().rstrip("=")
     assert len(bomb) < MAX_LINK_TEXT
-    with pytest.raises(ValueError, match="more than 2048 bytes"):
+    with pytest.raises(ValueError, match="longer than 2048 bytes once decoded"):
         decode_text(bomb)
 
 
@@ -131,3 +131,18 @@ def test_every_switch_has_a_glossary_line():
     from nested_learning.viz.view import glossary
     for name in ablation_names(CONFIG):
         assert glossary(name), name
+
+
+def test_a_text_too_long_once_decoded_reads_as_a_sentence():
+    """Issue 29 item 7: the notice read "text= is decodes to more than 2048 bytes"."""
+    import base64
+    import zlib
+    value = base64.urlsafe_b64encode(zlib.compress(b"a" * 5000, 9)).decode().rstrip("=")
+    _, notices = parse_view({"text": value}, HopeConfig.preset("hope", n_layers=2), ("phrase",))
+    assert notices == ["text= is longer than 2048 bytes once decoded: ignored."]
+
+
+def test_two_thousand_unknown_keys_get_one_notice():
+    params = {f"key{i}": "1" for i in range(2000)}
+    _, notices = parse_view(params, HopeConfig.preset("hope", n_layers=2), ("phrase",))
+    assert len(notices) == 1 and notices[0].startswith("Unknown link parameters key0, key1, key2, key3, key4 and 1995 more")
