@@ -10,6 +10,7 @@ import streamlit as st
 
 from nested_learning import CheckpointError, HopeTransformer
 from nested_learning.viz import models
+from nested_learning.viz.compare import switch_label
 from nested_learning.viz.admission import Admission, AdmissionSettings, Busy
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import escape_markdown
@@ -352,9 +353,9 @@ def show_notices(notices: list[str]):
 
 def ablation_picker(config, key: str, label: str = "Switch off") -> list[str]:
     names = ablation_names(config)
-    return st.pills(label, names, selection_mode="multi", key=key, persist_state="session",
+    return st.pills(label, names, selection_mode="multi", key=key, persist_state="session", format_func=switch_label,
                     help="Components to switch off for this run; parameters are untouched.\n\n" +
-                         "\n".join(f"- **{escape_markdown(n)}**: {glossary(n)}" for n in names))
+                         "\n".join(f"- **{switch_label(n)}**: {glossary(n)}" for n in names))
 
 
 def with_token(view: View, token: int) -> View:

@@ -15,6 +15,7 @@ from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused, first_tokens
 from nested_learning.viz.view import MAX_LINK_TEXT, clamp_token, encode_text
+from nested_learning.viz.compare import switch_label
 from app_pages import common, explore_tools
 from app_pages.memory_player import memory_player, prepare_payload
 
@@ -109,7 +110,7 @@ blank = not text.strip()  # nothing to read (only whitespace): Run waits for tex
 run_clicked = left.button("Run", type="primary", key="run", width="stretch", disabled=blank, on_click=press_run)
 with middle:
     common.reset_button("reset_memory_main")
-switched = f" Switched off: {', '.join(off)}." if off else ""
+switched = f" Switched off: {', '.join(map(switch_label, off))}." if off else ""
 right.caption("Nothing to read yet: type or choose some text." if blank else
               f"{n_tokens} tokens (UTF-8 bytes) from {origin}; one run takes at most {MAX_RUN_TOKENS}. "
               f"A run continues from the memory of the runs before it, until Reset.{switched}")
@@ -180,7 +181,7 @@ def show_run(result):
                    help="No test-time memory in this run (switched off or not in this model)." if no_memory else None)
     cols[5].metric("Run time", f"{result.seconds:.2f} s")
     if recording.ablation.names_off():
-        st.caption("Switched off in this run: " + ", ".join(recording.ablation.names_off()))
+        st.caption("Switched off in this run: " + ", ".join(map(switch_label, recording.ablation.names_off())))
     common.classroom_figure_picker()
     if common.figure_shown("Timelines"):
         timelines_section(recording)
@@ -222,7 +223,7 @@ def timelines_section(recording):
                "out (the toolbar's box tool selects a span: the scrubber goes to its start). The player below marks "
                "the scrubbed token on its loss strip.")
     if found:
-        st.caption(f"Green bands: {len(found)} span{'s' if len(found) > 1 else ''} of {repeats.MIN_REPEAT}+ bytes this run "
+        st.caption(f"Green bands: {len(found)} span{'s' if len(found) > 1 else ''} of whole words, {repeats.MIN_REPEAT}+ bytes, this run "
                    "read before (grey: where it read them first). Is the repeat cheaper than the first reading?")
         st.dataframe(repeats.repeat_table(recording, found).style.format(
             {c: "{:.3f}" for c in ("loss first", "loss repeat", "surprise first", "surprise repeat")}, na_rep="n/a"),
@@ -340,7 +341,7 @@ def full_memory_panel(recording, layer: int, head: int, t: int):
 
 def delta_rule_panel(recording, layer: int, head: int, t: int):
     parts = anatomy.anatomy(recording, layer, head, t)
-    st.caption(f"Token {t}, layer {layer}, head {head}. M_t = a_t M_(t-1) + lr_t (v_t - M_(t-1) k_t) k_tᵀ: the memory "
+    st.caption(f"Token {t}, layer {layer}, head {head}. Mₜ = aₜ Mₜ₋₁ + lrₜ (vₜ − Mₜ₋₁ kₜ) kₜᵀ: the memory "
                "is asked for the token's key, compares its answer with the value, and writes the error along the key.")
     st.plotly_chart(anatomy.anatomy_figure(parts), config=common.PLOT_CONFIG, key="anatomy")
     st.caption(anatomy.explain(parts))

@@ -236,9 +236,9 @@ function build(root) {
     <canvas class="loss" title="Loss over the run; click to go to a token"></canvas>
     <p class="context"><span class="before"></span><mark class="now"></mark><span class="after"></span></p>
     <div class="panels">
-      <figure><figcaption class="title-now"></figcaption><canvas class="now" aria-label="M_t"></canvas>
+      <figure><figcaption class="title-now"></figcaption><canvas class="now" aria-label="the memory after the token"></canvas>
         <div class="scale"><span class="low"></span><span class="bar"></span><span class="high"></span></div></figure>
-      <figure><figcaption class="title-write"></figcaption><canvas class="write" aria-label="M_t - M_(t-1)"></canvas>
+      <figure><figcaption class="title-write"></figcaption><canvas class="write" aria-label="what the token wrote"></canvas>
         <div class="scale"><span class="low"></span><span class="bar"></span><span class="high"></span></div></figure>
     </div>
     <p class="readout">Hover a heatmap for a cell's value, the loss strip or a character for its token.</p>
@@ -291,7 +291,7 @@ export default function (component) {
     q(".find-next").addEventListener("click", () => nextMatch(player));
     q(".tour-next").addEventListener("click", () => tourStep(player, 1));
     q(".tour-back").addEventListener("click", () => tourStep(player, -1));
-    for (const [cls, name] of [["now", "M_t"], ["write", "M_t - M_(t-1)"]]) {
+    for (const [cls, name] of [["now", "M\u209c"], ["write", "M\u209c \u2212 M\u209c\u208b\u2081"]]) {
       q(`canvas.${cls}`).addEventListener("mousemove", (e) => hover(player, e, cls, name));
     }
   }
@@ -372,8 +372,8 @@ function show(player, t, report = true) {
   const [memory, previous] = memoryAt(run, t);
   const write = memory.map((v, i) => v - previous[i]);
   const where = `layer ${header.layer}, head ${header.head}`;
-  q(".title-now").textContent = `M_t after token ${t} (${where})`;
-  q(".title-write").textContent = `M_t - M_(t-1): what token ${t} wrote`;
+  q(".title-now").textContent = `The memory M\u209c after token ${t} (${where})`;
+  q(".title-write").textContent = `M\u209c \u2212 M\u209c\u208b\u2081: what token ${t} wrote`;
   for (const [cls, values] of [["now", memory], ["write", write]]) {
     const limit = drawMatrix(q(`canvas.${cls}`), values, header.rows, header.columns, player.table);
     const scale = q(`canvas.${cls}`).parentElement.querySelector(".scale");

@@ -221,7 +221,7 @@ def take_screenshots(page, idle: str):
         page.locator('[data-testid="stSidebarNavLink"]', has_text=link).click()
         settle(page, idle)
         if name == "compare":
-            page.get_by_role("button", name="test_time_updates", exact=True).click()
+            page.get_by_role("button", name="test-time updates", exact=True).click()
             settle(page, idle)
         if button:
             page.get_by_role("button", name=button, exact=True).click()
