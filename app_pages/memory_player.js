@@ -243,7 +243,7 @@ function build(root) {
     </div>
     <p class="readout">Hover a heatmap for a cell's value, the loss strip or a character for its token.</p>
     <div class="coloured"><p class="text-title"></p>
-      <div class="find"><input type="search" aria-label="Find in the text" placeholder="Find in the text">
+      <div class="find"><input type="search" aria-label="Search the run" placeholder="Find a span of the run">
         <button class="find-next" aria-label="Next match">Next match</button><span class="find-count"></span></div>
       <div class="text" role="list"></div></div>`;
   const container = document.createElement("div");

@@ -42,9 +42,6 @@ def memory_player(recording, layer: int, head: int, token: int, on_settle, panel
         if isinstance(token, int) and 0 <= token < recording.n_tokens:  # browser input: checked
             on_settle(token)
 
-    COMPONENT(key="memory_player", data={"run": run_id, "token": int(token), "panels": panels, "text": text}, on_settled_change=settled)
+    COMPONENT(key="memory_player", data={"run": run_id, "token": int(token), "panels": panels, "text": text},
+              on_settled_change=settled)
 
-
-def forget() -> None:
-    """Drop the cached payload (Reset: it holds the last run's recording)."""
-    st.session_state.pop("memory_player_payload", None)

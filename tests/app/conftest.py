@@ -29,3 +29,14 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def app(tiny_checkpoint, monkeypatch):
     monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", tiny_checkpoint)
     return lambda: AppTest.from_file(APP, default_timeout=90)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium for one test module (a missing playwright package fails the tests: no skip)."""
+    from playwright.sync_api import sync_playwright
+    from tests.support.browser import launch_chromium
+    with sync_playwright() as p:
+        chromium = launch_chromium(p)
+        yield chromium
+        chromium.close()

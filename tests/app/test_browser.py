@@ -11,33 +11,22 @@ import re
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from nested_learning import load_checkpoint, save_checkpoint
+from nested_learning import load_checkpoint
 from nested_learning.recording import Recording
-from nested_learning.metrics_file import metrics_path
 from nested_learning.viz.presets import TEXT_PRESETS
 from tests.conftest import tiny_model
-from tests.support.browser import click, go, launch_chromium, running_app, session_page, wait_idle
+from tests.support.browser import app_serving, click, go, session_page, wait_idle
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("browser")
-    checkpoint = save_checkpoint(tiny_model(), folder / "tiny-browser.safetensors")
-    metrics_path(checkpoint).write_text('{"kind": "train", "step": 1, "loss": 5.5}\n'
-                                               '{"kind": "train", "step": 2, "loss": 5.0}\n')
-    with running_app({"NLE_DEFAULT_CHECKPOINT": str(checkpoint)}, folder / "streamlit.log") as url:
+    metrics = '{"kind": "train", "step": 1, "loss": 5.5}\n{"kind": "train", "step": 2, "loss": 5.0}\n'
+    with app_serving(tiny_model(), tmp_path_factory.mktemp("browser"), metrics) as url:
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright  # a missing package fails the tests (no skip)
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -46,6 +35,16 @@ def page(browser, server):
         page.goto(server)
         wait_idle(page)
         yield page
+
+
+def type_text(page, text: str):
+    """Explore's input: typed text, committed (its token count shown, so Run reads it, not the default)."""
+    page.get_by_text("Type", exact=True).click()
+    wait_idle(page)
+    page.get_by_label("Text").fill(text)
+    page.get_by_label("Text").press("Control+Enter")
+    page.get_by_text(f"{len(text.encode())} tokens (UTF-8 bytes)").wait_for()
+    wait_idle(page)
 
 
 def test_explore_run_scrub_ablate_download(page, tmp_path):
@@ -160,12 +159,7 @@ def test_a_link_to_typed_text_reproduces_the_run_in_a_fresh_browser(browser, ser
     with session_page(browser) as first, session_page(browser) as second:  # second: another browser
         first.goto(server)
         wait_idle(first)
-        first.get_by_text("Type", exact=True).click()
-        wait_idle(first)
-        first.get_by_label("Text").fill(text)
-        first.get_by_label("Text").press("Control+Enter")
-        first.get_by_text(f"{len(text)} tokens (UTF-8 bytes)").wait_for()  # the typed text is in (not the default)
-        wait_idle(first)
+        type_text(first, text)
         click(first, "Run")
         first.get_by_text("Tokens in this run").wait_for()
         wait_idle(first)
@@ -287,12 +281,7 @@ def test_every_panel_scrubs_at_2048_and_at_16384_tokens(page):
     in the eighth such run of a session (stream positions 14,336-16,383)."""
     text = "abcdefgh" * 256
     n = len(text)
-    page.get_by_text("Type", exact=True).click()
-    wait_idle(page)
-    page.get_by_label("Text").fill(text)
-    page.get_by_label("Text").press("Control+Enter")
-    page.get_by_text(f"{n} tokens (UTF-8 bytes)").wait_for()
-    wait_idle(page)
+    type_text(page, text)
     for run in range(8):
         click(page, "Run")
         page.get_by_text(f"Run {run + 1} ({n} tokens at {run * n})").wait_for()  # the sidebar lists it
@@ -353,7 +342,7 @@ def test_the_tour_search_hover_and_guesses_in_the_player(page):
     page.get_by_role("button", name="Tour back").click()
     page.get_by_text(f"Stop 2 of {len(stops)}").wait_for()
     assert "Its guesses for the next byte: '" in page.locator(".player .guesses").inner_text()
-    page.get_by_label("Find in the text").fill("the mat")  # every occurrence, marked; Next match goes there
+    page.get_by_label("Search the run").fill("the mat")  # every occurrence, marked; Next match goes there
     occurrences = [i for i in range(len(text)) if text.startswith("the mat", i)]
     page.get_by_text(f"{len(occurrences)} found").wait_for()
     assert page.locator(".player .text span.found").count() == 7 * len(occurrences)
@@ -368,12 +357,7 @@ def test_the_tour_search_hover_and_guesses_in_the_player(page):
 def test_typed_markup_is_shown_as_text(page):
     """Typed markup reaches the player's coloured text as characters: no element, no script runs."""
     text = "<img src=x onerror=window.__xss=1> <b>bold</b>"
-    page.get_by_text("Type", exact=True).click()
-    wait_idle(page)
-    page.get_by_label("Text").fill(text)
-    page.get_by_label("Text").press("Control+Enter")
-    page.get_by_text(f"{len(text)} tokens (UTF-8 bytes)").wait_for()
-    wait_idle(page)
+    type_text(page, text)
     click(page, "Run")
     page.get_by_text(f"Token {len(text) - 1} (stream position").wait_for()
     wait_idle(page)
@@ -395,7 +379,7 @@ def test_play_animates_the_scrubber_in_the_browser(page):
     strip = page.locator("canvas.loss")
     box = strip.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)  # during Play
-    page.get_by_text(re.compile(rf"Token ({int(n * 0.75)}|{int(n * 0.75) + 1}|{int(n * 0.75) + 2}) \(stream")).wait_for()
+    page.locator(".player .caption", has_text=re.compile(rf"^Token ({int(n * 0.75)}|{int(n * 0.75) + 1}|{int(n * 0.75) + 2}) \(stream")).wait_for()
     click(page, "Pause")
     paused = page.locator(".player").get_attribute("data-token")
     page.wait_for_url(f"**token={paused}**")  # reported once, on Pause

@@ -7,9 +7,8 @@ import re
 
 import pytest
 
-from nested_learning import save_checkpoint
 from tests.conftest import tiny_model
-from tests.support.browser import click, launch_chromium, running_app, session_page, wait_idle
+from tests.support.browser import app_serving, click, session_page, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -17,19 +16,10 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def slow_app(tmp_path_factory):
     """A model slow enough (about a second for 2,000 tokens) that a click lands mid-run."""
-    folder = tmp_path_factory.mktemp("reset")
-    slow = save_checkpoint(tiny_model(d_model=256, n_layers=6), folder / "slow.safetensors")
-    with running_app({"NLE_DEFAULT_CHECKPOINT": str(slow)}, folder / "streamlit.log") as url:
+    with app_serving(tiny_model(d_model=256, n_layers=6), tmp_path_factory.mktemp("reset")) as url:
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        yield chromium
-        chromium.close()
 
 
 def memory_holds(page, tokens: int, runs: list[str]):

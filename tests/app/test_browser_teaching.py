@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from nested_learning import save_checkpoint
 from tests.conftest import tiny_model
-from tests.support.browser import click, go, launch_chromium, running_app, session_page, wait_idle
+from tests.support.browser import app_serving, click, go, session_page, wait_idle
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("teaching")
-    checkpoint = save_checkpoint(tiny_model(), folder / "tiny-teaching.safetensors")
-    with running_app({"NLE_DEFAULT_CHECKPOINT": str(checkpoint)}, folder / "streamlit.log") as url:
+    with app_serving(tiny_model(), tmp_path_factory.mktemp("teaching")) as url:
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -64,6 +64,19 @@ def running_app(env: dict | None = None, log_path: Path | None = None):
             process.wait()
 
 
+@contextlib.contextmanager
+def app_serving(model, folder: Path, metrics: str | None = None):
+    """``streamlit run app.py`` with ``model`` saved in ``folder`` as its default checkpoint (``metrics``: the
+    lines of its metrics file); yields the URL."""
+    from nested_learning import save_checkpoint
+    from nested_learning.metrics_file import metrics_path
+    checkpoint = save_checkpoint(model, folder / "model.safetensors")
+    if metrics is not None:
+        metrics_path(checkpoint).write_text(metrics)
+    with running_app({"NLE_DEFAULT_CHECKPOINT": str(checkpoint)}, folder / "streamlit.log") as url:
+        yield url
+
+
 def launch_chromium(playwright):
     """Debian's Chromium, headless (Playwright's own browser download does not work here)."""
     assert Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
