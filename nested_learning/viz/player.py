@@ -8,7 +8,7 @@ resolution (c columns, at most POOLED_COLUMNS), from [T, d + c] numbers instead 
 text comes along as characters with the layer's surprise (the coloured text), the model's top next-byte
 guesses per token, and a narrated tour of the run (viz/tour.py).
 
-Format (little-endian): b"NLEP", uint32 header length, the header as UTF-8 JSON, zero padding to a
+Format (little-endian): b"NLEP", uint32 header length, the header as UTF-8 JSON padded with spaces to a
 multiple of 4, then the float32 arrays the header lists in ``arrays`` ([name, shape]), in that order.
 No Streamlit here: app_pages/memory_player.py mounts it.
 """
