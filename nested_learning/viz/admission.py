@@ -72,11 +72,12 @@ class Admission:
     def slot(self, owner: str, on_wait: Callable[[int], None] | None = None,
              wait_limit_s: float = 120.0, poll_s: float = 0.25) -> Iterator[None]:
         """Hold one slot for ``owner`` (a browser session) while the block runs. While queued,
-        ``on_wait(place)`` is called (place 1 = next) every ``poll_s``. Raises Busy when the owner
-        already holds or awaits a slot, the queue is full, or the wait passes ``wait_limit_s``."""
+        ``on_wait(place)`` is called (place 1 = next) every ``poll_s``. An owner whose previous run still
+        holds a slot (one a Reset discarded finishes its piece) waits for it: one slot per session at a
+        time. Raises Busy when the owner already waits, the queue is full, or the wait passes ``wait_limit_s``."""
         with self._condition:
-            if owner in self._running or owner in self._queue:
-                raise Busy(f"Your previous {self.what} is still going: wait for it to finish, then try again.")
+            if owner in self._queue:
+                raise Busy(f"Your previous {self.what} is still waiting: wait for it to start, then try again.")
             if not self._can_start() and len(self._queue) >= self.max_waiting:
                 raise Busy(f"The server is full ({len(self._running)} {self.what}s running, {len(self._queue)} waiting): "
                            "try again in a minute.")
@@ -85,7 +86,7 @@ class Admission:
         try:
             while True:
                 with self._condition:
-                    if self._queue[0] == owner and self._can_start():
+                    if self._queue[0] == owner and self._can_start() and owner not in self._running:
                         self._queue.popleft()
                         self._running.add(owner)
                         break

@@ -58,8 +58,8 @@ def test_a_waiting_run_is_told_its_place():
 def test_one_run_per_session_a_bounded_queue_and_a_bounded_wait():
     pool = Admission(max_running=1, max_waiting=1)
     with pool.slot("a"):
-        with pytest.raises(Busy, match="previous run is still going"):
-            with pool.slot("a"):
+        with pytest.raises(Busy, match=r"Waited 0.05 s"):  # its own previous run holds the slot: it waits
+            with pool.slot("a", wait_limit_s=0.05, poll_s=0.01):
                 pass
         with pytest.raises(Busy, match=r"Waited 0.05 s at place 1"):
             with pool.slot("b", wait_limit_s=0.05, poll_s=0.01):
@@ -80,6 +80,37 @@ def test_one_run_per_session_a_bounded_queue_and_a_bounded_wait():
                 pass
     waiting.join(5)
     assert served == ["c"]  # served once "a" left
+
+
+def test_a_session_waits_for_its_previous_run_then_runs():
+    """A Run pressed while the session's previous run (one a Reset discarded) finishes its piece waits for
+    it, instead of being refused: one slot per session at a time, taken in turn."""
+    pool = Admission(max_running=2, max_waiting=4)
+    order, first_holds, release = [], threading.Event(), threading.Event()
+
+    def previous():
+        with pool.slot("a"):
+            first_holds.set()
+            release.wait(5)
+            order.append("previous")
+
+    thread = threading.Thread(target=previous)
+    thread.start()
+    first_holds.wait(5)
+    def next_run():
+        with pool.slot("a", wait_limit_s=10, poll_s=0.01):
+            order.append("next")
+
+    later = threading.Thread(target=next_run)
+    later.start()
+    while pool.counts() != (1, 1):  # waiting, though a second slot is free
+        time.sleep(0.01)
+    with pytest.raises(Busy, match="still waiting"):  # a third from the same session is refused
+        with pool.slot("a"):
+            pass
+    release.set()
+    thread.join(5), later.join(5)
+    assert order == ["previous", "next"] and pool.counts() == (0, 0)
 
 
 def test_an_error_inside_the_slot_frees_it():
