@@ -171,7 +171,8 @@ def _reset_memory():
     session = memory_session()
     session.reset()
     st.session_state.memory_reset_version = session.version  # this click's reset is done (see reset_button)
-    for cached in ("explore_text_spans", "explore_text_figure", "explore_timelines", "memory_player_payload"):
+    for cached in ("explore_text_spans", "explore_text_figure", "explore_timelines", "explore_repeats",
+                   "memory_player_payload"):
         st.session_state.pop(cached, None)  # they hold the last run's recording and figures
     st.session_state.pop("explore_input_folded", None)  # a fresh start shows the input (and the demos) again
 

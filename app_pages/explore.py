@@ -126,9 +126,17 @@ def timeline_figure(recording, all_heads: bool):
     if cached is None or cached[0] is not recording:
         cached = st.session_state.explore_timelines = (recording, {})
     if all_heads not in cached[1]:
-        found = repeats.find_repeats(recording.tokens.tolist())
-        cached[1][all_heads] = timelines.timeline_figure(recording, recording.cms_events(), found, all_heads)
+        cached[1][all_heads] = timelines.timeline_figure(recording, recording.cms_events(), run_repeats(recording),
+                                                         all_heads)
     return cached[1][all_heads]
+
+
+def run_repeats(recording) -> list:
+    """The run's repeated spans, found once per run (the timelines' bands and the repeat table)."""
+    cached = st.session_state.get("explore_repeats")
+    if cached is None or cached[0] is not recording:
+        cached = st.session_state.explore_repeats = (recording, repeats.find_repeats(recording.tokens.tolist()))
+    return cached[1]
 
 
 def prepare_figures(recording) -> None:
@@ -137,7 +145,7 @@ def prepare_figures(recording) -> None:
     layer = int(st.session_state.get(common.WIDGET_KEYS["layer"], 0))
     timeline_figure(recording, bool(st.session_state.get("explore_all_heads", False)))
     if layer in recording.memory_layers and player.has_factors(recording, layer):
-        prepare_payload(recording, layer, int(st.session_state.get(common.WIDGET_KEYS["head"], 0)))
+        prepare_payload(recording, layer, int(st.session_state.get(common.WIDGET_KEYS["head"], 0)), run_repeats(recording))
     if layer in recording.cms_layers and st.session_state.get("explore_cms"):
         recording.cms_replay(layer)
 
@@ -216,7 +224,7 @@ def timelines_section(recording):
     all_heads = toggle.toggle("All heads", key="explore_all_heads", persist_state="session",
                               help="One row per layer and head; off: one row per layer, the mean over its heads.")
     scrub_to_clicked_timeline(recording)
-    found = repeats.find_repeats(recording.tokens.tolist())
+    found = run_repeats(recording)
     st.plotly_chart(timeline_figure(recording, all_heads), config=common.PLOT_CONFIG, key="timeline",
                     on_select="rerun", selection_mode=("points", "box"))
     st.caption("Click any panel (a heatmap column too) to scrub to that token; drag to zoom in, double-click to zoom "
@@ -289,7 +297,7 @@ def scrubber(recording, layer: int, head: int):
         st.caption("Drag the slider, press Play or click the loss strip: the heatmaps are redrawn in your browser "
                    f"(key dimensions averaged in blocks of {player.key_block(config.memory_key_dim)} to fit the panel; "
                    "full resolution below). The panels under the player follow when it stops.")
-        memory_player(recording, layer, head, t, settle_at, panels=common.figure_shown("Memory M_t"),
+        memory_player(recording, layer, head, t, settle_at, run_repeats(recording), panels=common.figure_shown("Memory M_t"),
                       text=common.figure_shown("Coloured text"))
     else:  # no memory to replay in the browser (or one token: nothing to scrub): the server's slider
         t = common.token_slider(recording.n_tokens, "explore_token",

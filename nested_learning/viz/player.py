@@ -57,8 +57,10 @@ def has_factors(recording: Recording, layer: int) -> bool:
     return all(recording.has_memory_stream(layer, name) for name in ("keys", "writes", "retention", "initial.memory"))
 
 
-def payload(recording: Recording, layer: int, head: int, run_id: str, columns: int = POOLED_COLUMNS) -> bytes:
-    """The player's bytes for one head of one memory layer (see the module docstring)."""
+def payload(recording: Recording, layer: int, head: int, run_id: str, columns: int = POOLED_COLUMNS,
+            found: list | None = None) -> bytes:
+    """The player's bytes for one head of one memory layer (see the module docstring); ``found``: the run's
+    repeats when the caller has them (else found here), for the tour."""
     if layer not in recording.memory_layers or not has_factors(recording, layer):
         raise KeyError(f"layer {layer} has no recorded memory factors")
     pick = lambda name: recording.memory_stream(layer, name)[:, head]
@@ -86,7 +88,7 @@ def payload(recording: Recording, layer: int, head: int, run_id: str, columns: i
               "momentum": momentum, "memory_layers": recording.memory_layers,
               "tokens": recording.tokens.tolist(), "labels": [ByteTokenizer.token_label(i) for i in range(256)],
               "spans": [[span.label, span.first, span.last, 2 if span.newline else int(span.control)] for span in spans],
-              "tour": tour_stops(recording, find_repeats(recording.tokens.tolist())),
+              "tour": tour_stops(recording, find_repeats(recording.tokens.tolist()) if found is None else found),
               "colorscale": plotly.colors.get_colorscale(COLORSCALE),
               "arrays": [[name, list(a.shape)] for name, a in arrays.items()]}
     head_bytes = json.dumps(header, separators=(",", ":")).encode()

@@ -41,12 +41,11 @@ def wrap(spans: list[Span], width: int = LINE_WIDTH) -> list[list[int]]:
     return lines
 
 
-def text_figure(spans: list[Span], value_name: str, start_position: int = 0, width: int = LINE_WIDTH,
-                cursor: int | None = None) -> go.Figure:
+def text_figure(spans: list[Span], value_name: str, start_position: int = 0, width: int = LINE_WIDTH) -> go.Figure:
     """Cells at (column, line) coloured by each character's value (0 to the 98th percentile, the top 2%
     saturate; a character without a value stays blank), drawn as a heatmap so cells fit any screen width,
     and the characters on top as a text trace that carries the hover and the clicks (its points are in
-    span order, so a clicked point's index is its span). ``cursor`` (a token index) is outlined."""
+    span order, so a clicked point's index is its span). Drawn once per run and layer: no cursor."""
     lines = wrap(spans, width)
     column, row = np.zeros(len(spans), dtype=int), np.zeros(len(spans), dtype=int)
     for y, line in enumerate(lines):
@@ -67,10 +66,6 @@ def text_figure(spans: list[Span], value_name: str, start_position: int = 0, wid
         x=column, y=row, mode="text", text=labels, textfont=dict(family="monospace", size=12),
         customdata=np.stack([np.array(where, dtype=object), values], -1) if spans else None,
         hovertemplate="%{customdata[0]} '%{text}'<br>" + value_name + " %{customdata[1]:.3f}<extra></extra>"))
-    for i, s in enumerate(spans):
-        if cursor is not None and s.first <= cursor <= s.last:
-            fig.add_shape(type="rect", x0=column[i] - 0.5, x1=column[i] + 0.5, y0=row[i] - 0.5, y1=row[i] + 0.5,
-                          line=dict(color="black", width=2), name="cursor")
     fig.update_xaxes(visible=False, range=[-0.5, width - 0.5], fixedrange=True)
     fig.update_yaxes(visible=False, autorange="reversed", fixedrange=True)
     fig.update_layout(height=40 + 22 * max(len(lines), 1), margin=dict(l=4, r=4, t=4, b=4), showlegend=False,

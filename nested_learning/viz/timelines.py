@@ -161,12 +161,12 @@ def text_ticks(recording: Recording) -> dict:
 
 
 def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, repeats: list | None = None,
-                    all_heads: bool = True, cursor: int | None = None) -> go.Figure:
+                    all_heads: bool = True) -> go.Figure:
     """The run's timelines. ``events`` = ``recording.cms_events()`` adds the raster row (None leaves it out,
     so the rest can be shown before the events are derived). ``repeats`` (viz.repeats.find_repeats) are
     drawn as green bands across every panel, each repeat's source as a grey one. Without ``all_heads``
-    the memory panels show one row per layer, the mean over its heads (the readable first view).
-    ``cursor`` (a token index of the run) draws one line through every panel at that token."""
+    the memory panels show one row per layer, the mean over its heads (the readable first view). No cursor:
+    the memory player marks the token, so a scrub never redraws the timelines."""
     positions = np.arange(recording.n_tokens) + recording.start_position
     size = token_bin(recording.n_tokens)
     columns = positions[::size]  # each drawn column's first token
@@ -229,9 +229,6 @@ def timeline_figure(recording: Recording, events: pd.DataFrame | None = None, re
     shapes = [dict(type="rect", xref="x", yref="paper", x0=p0 + start - 0.5, x1=p0 + start + r.length - 0.5,
                    y0=0, y1=1, fillcolor=color, opacity=0.12, line_width=0, layer="below")
               for r in (repeats or [])[:MAX_BANDS] for start, color in ((r.source, "gray"), (r.start, "green"))]
-    if cursor is not None and 0 <= cursor < recording.n_tokens:
-        shapes.append(dict(type="line", xref="x", yref="paper", x0=p0 + cursor, x1=p0 + cursor, y0=0, y1=1,
-                           line=dict(color="black", width=1.5, dash="dot"), name="cursor"))
     fig.update_layout(shapes=shapes)
     fig.update_xaxes(row=len(titles), col=1, **text_ticks(recording))
     # Hover and click by token position: every panel's value at that token, and a click anywhere on a

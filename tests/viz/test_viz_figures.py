@@ -205,17 +205,14 @@ def test_heatmaps_name_their_axes_and_surprise_a_and_b_share_a_labelled_bar(mode
     assert bars == ["A and B", "B - A"]
 
 
-def test_the_token_axis_shows_the_text_and_a_cursor_marks_the_scrubbed_token(runs):
+def test_the_token_axis_shows_the_text(runs):
     model, rec = runs
     bottom_axis = lambda fig: fig.layout[sorted({t.xaxis for t in fig.data})[-1].replace("x", "xaxis")]
-    fig = timelines.timeline_figure(rec, cursor=3)
+    fig = timelines.timeline_figure(rec)
     bottom = bottom_axis(fig)
     text = [ByteTokenizer.token_label(i) for i in rec.tokens.tolist()]
     assert list(bottom.ticktext) == ["·" if c == " " else c for c in text]  # one character per token
     assert list(bottom.tickvals) == list(range(5, 5 + rec.n_tokens))
-    cursors = [s for s in fig.layout.shapes if s.type == "line"]
-    assert len(cursors) == 1 and cursors[0].x0 == cursors[0].x1 == 5 + 3 and cursors[0].yref == "paper"
-    assert not [s for s in timelines.timeline_figure(rec).layout.shapes if s.type == "line"]  # no cursor asked
     long, _ = record(model, "a long run " * 20)  # beyond MAX_TEXT_TICKS tokens: positions, not characters
     assert long.n_tokens > timelines.MAX_TEXT_TICKS
     bottom = bottom_axis(timelines.timeline_figure(long))

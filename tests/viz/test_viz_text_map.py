@@ -1,4 +1,4 @@
-"""The clickable text figure: word wrapping, colours, cursor and clicks."""
+"""The clickable text figure: word wrapping, colours and clicks."""
 import numpy as np
 
 from nested_learning.viz import text_map
@@ -26,15 +26,13 @@ def test_lines_wrap_between_words_and_break_at_newlines():
     assert "x" * 20 in shown  # a word longer than a line is cut at the width
 
 
-def test_colours_are_the_values_and_the_cursor_is_outlined():
+def test_colours_are_the_values():
     spans = spans_of("héllo world", values=np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], dtype=float))
-    fig = text_map.text_figure(spans, "surprise", start_position=100, cursor=2)
+    fig = text_map.text_figure(spans, "surprise", start_position=100)
     cells, text = fig.data
     assert list(text.text[:3]) == ["h", "é", "l"] and text.text[5] == "\u00b7"  # a space shows as a dot
     np.testing.assert_allclose(np.asarray(cells.z)[0, :3], [0, 2, 3])  # é covers tokens 1-2: its max
     assert cells.colorbar.title.text == "surprise"
-    outlined = [s for s in fig.layout.shapes if s.type == "rect"]
-    assert len(outlined) == 1 and (outlined[0].x0, outlined[0].x1) == (0.5, 1.5)  # token 2 lies inside é
     assert text.customdata[1][0] == "tokens 101-102"
     blank = text_map.text_figure(spans_of("ab", values=np.array([1.0, np.nan])), "loss").data[0]
     assert np.isnan(np.asarray(blank.z)[0, 1])  # no value (the last token's loss): no colour
