@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nested_learning.ablation import Ablation  # noqa: E402
 from nested_learning.checkpoint import load_checkpoint  # noqa: E402
 from nested_learning.validation import targets  # noqa: E402
+from nested_learning.validation.paraphrases import PARAPHRASES  # noqa: E402
 from nested_learning.validation.prose import HeldoutProse  # noqa: E402
 
 
@@ -46,7 +47,7 @@ def main():
     parser.add_argument("--n", type=int, default=32, help="sequences per measurement")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer gaps and distances")
-    parser.add_argument("--only", default="", help="comma-separated parts: wordings, gating (default: everything)")
+    parser.add_argument("--only", default="", help="comma-separated parts: wordings, gating, variants (default: everything)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,6 +68,8 @@ def main():
         parts = {p.strip() for p in args.only.split(",")}
         if "wordings" in parts:
             measure_wordings(model, n, filler, show)
+        if "variants" in parts:
+            measure_variants(model, prose, show)
         if "gating" in parts:
             for gap in (100, 500):
                 show("gating", targets.gating(model, passages, prose.fillers(n, gap, f"targets/{gap}"), gap))
@@ -80,6 +83,7 @@ def main():
     for name, text in ([] if args.quick else between.items()):
         for gap in (100, 1000):
             show("reread_between", {"filler": name, **targets.reread(model, passages, [text] * n, gap, controls=("own",))})
+    measure_variants(model, prose, show)
     for gap in gaps:
         show("copy", targets.copy(model, n, gap, filler))
     for spread in ([32] if args.quick else [0, 32, 64]):
@@ -106,6 +110,15 @@ def main():
     for name, text in inputs.items():
         show("streaming", {"input": name, **targets.streaming(model, (text * (16384 // len(text) + 1))[:16384])})
     finish(report, started, args.out)
+
+
+def measure_variants(model, prose, show):
+    """Rereads that are not verbatim: the 57 passages of paraphrases.py, 100 and 1,000 bytes of held-out
+    prose between the readings, verbatim, shuffled, corrupted and paraphrased."""
+    pairs = PARAPHRASES
+    for gap in (100, 1000):
+        for row in targets.reread_variants(model, pairs, prose.fillers(len(pairs), gap + 200, f"variants/{gap}"), gap):
+            show("reread_variants", row)
 
 
 def measure_wordings(model, n: int, filler, show):

@@ -3,6 +3,8 @@ isolates the memory (``controls.py``), each with 95% bootstrap intervals over se
 
     reread       a prose passage read again after a gap beyond the window: second/first loss ratio,
                  own memory against another document's (swap) and the initial one (reset)
+    reread_variants  the reread verbatim, its sentences shuffled, a tenth of its bytes corrupted, or
+                 paraphrased (paraphrases.py): own against swap memory on the same second reading
     copy         a random letter string copied after a gap: nats per letter, against the same text
                  whose first reading was another string
     recall       key-value pairs spread beyond the window, then queried: answer accuracy, own vs swap
@@ -100,6 +102,75 @@ def reread(model: HopeTransformer, passages: list[str], fillers: list[str], gap:
         out[f"ratio_{name}"] = bootstrap_ratio(loss, first, seed)
         out[f"_{name}"] = loss
     out["_first"] = first
+    return out
+
+
+REREAD_VARIANTS = ("verbatim", "shuffled", "corrupted", "paraphrased")
+CORRUPTED_SHARE = 0.1  # of a passage's bytes replaced by other letters
+
+
+def reread_variant(kind: str, passage: str, paraphrase: str, rng: random.Random) -> tuple[str, list[bool]]:
+    """A passage's second reading in ``kind`` (REREAD_VARIANTS), with a per-byte flag: True where the byte
+    is the passage's own (False at corrupted bytes). Shuffled: its sentences in another order."""
+    if kind == "verbatim":
+        return passage, [True] * len(passage)
+    if kind == "paraphrased":
+        return paraphrase, [True] * len(paraphrase)
+    if kind == "shuffled":
+        sentences = [s if s.endswith(".") else s + "." for s in passage.split(". ")]
+        if len(sentences) < 2:
+            raise ValueError(f"shuffling needs two sentences or more: {passage[:40]!r}")
+        order = list(range(len(sentences)))
+        while order == sorted(order):
+            rng.shuffle(order)
+        text = " ".join(sentences[i] for i in order)
+        return text, [True] * len(text)
+    if kind == "corrupted":
+        chars, clean = list(passage), [True] * len(passage)
+        for i in rng.sample(range(len(passage)), round(CORRUPTED_SHARE * len(passage))):
+            chars[i] = rng.choice([c for c in tasks.LETTERS if c != passage[i]])
+            clean[i] = False
+        return "".join(chars), clean
+    raise ValueError(f"unknown reread variant {kind!r}; expected one of {', '.join(REREAD_VARIANTS)}")
+
+
+def reread_variants(model: HopeTransformer, pairs, fillers: list[str], gap: int, seed: int = 0,
+                    ablation: Ablation = FULL, controls=CONTROLS, kinds=REREAD_VARIANTS) -> list[dict]:
+    """Each passage of ``pairs`` ((passage, paraphrase), e.g. ``paraphrases.PARAPHRASES``) read, then its
+    filler, then read again in each variant, per variant the second reading's loss (bytes 1.. of it)
+    under each control. ``ratio_own_swap`` is what the memory carries: the same second reading with the
+    sequence's own fast weights over another passage's at the same stream position. Passages differ in
+    length: each filler runs to a common stream position, so the gap is ``gap`` bytes or a little more.
+    ``clean_own``/``clean_swap`` (corrupted only) score just the uncorrupted bytes."""
+    rows = len(pairs)
+    position = max(len(p) for p, _ in pairs) + gap
+    if len(fillers) < rows or any(len(f) < position - len(p) for (p, _), f in zip(pairs, fillers)):
+        raise ValueError(f"need {rows} fillers of {position - min(len(p) for p, _ in pairs)} bytes")
+    prefix = _tokens([p + f[:position - len(p)] for (p, _), f in zip(pairs, fillers)])
+    first_scores = read(model, prefix, ablation=ablation)
+    first = torch.stack([first_scores.loss[i, 1:len(p)].mean() for i, (p, _) in enumerate(pairs)])
+    states = _controls(model, first_scores.state, controls)
+    out = []
+    for kind in kinds:
+        texts, flags = zip(*(reread_variant(kind, p, q, random.Random(f"targets/variants/{seed}/{kind}/{i}"))
+                             for i, (p, q) in enumerate(pairs)))
+        width = max(map(len, texts))
+        tokens = _tokens([t.ljust(width) for t in texts])
+        mask = torch.zeros(rows, width, dtype=torch.bool)
+        clean = torch.zeros(rows, width, dtype=torch.bool)
+        for i, (text, flag) in enumerate(zip(texts, flags)):
+            mask[i, 1:len(text)] = True
+            clean[i, :len(text)] = torch.tensor(flag)
+        row = {"variant": kind, "gap": gap, "first": bootstrap(first, seed), "_first": first}
+        for name, state in states.items():
+            loss = score(model, tokens, state=state, ablation=ablation).loss
+            row[name], row[f"_{name}"] = bootstrap(masked_mean(loss, mask), seed), masked_mean(loss, mask)
+            if kind == "corrupted":
+                row[f"clean_{name}"] = bootstrap(masked_mean(loss, mask & clean), seed)
+        if "own" in states and "swap" in states:
+            row["ratio_own_swap"] = bootstrap_ratio(row["_own"], row["_swap"], seed)
+            row["ratio_own_first"] = bootstrap_ratio(row["_own"], first, seed)
+        out.append(row)
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,8 @@ from ..model import HopeTransformer
 from ..recording import Recording
 from ..tasks import associative_recall
 from ..tokenizer import ByteTokenizer
+from ..validation.paraphrases import PARAPHRASES
+from ..validation.targets import REREAD_VARIANTS, reread_variant
 from .guard import guarded_record
 from .safe_text import plotly_label
 from .timelines import mean_surprise, raster_rows, raster_trace
@@ -345,3 +348,38 @@ def forgetting_verdict(table: pd.DataFrame) -> list[tuple[bool, str]]:
             (bool(ratio_on < ratio_off), f"Updates off: {off['first']:.3f} then {off['second']:.3f} ({ratio_off:.2f}x): "
              + ("the drop with updates on is the memory's doing." if ratio_on < ratio_off
                 else "no larger drop than with updates on, so this model does not show it.")),]
+
+
+# ---- 6. what a reread carries when it is not verbatim ------------------------------------------
+REREAD_EXAMPLE = PARAPHRASES[0]  # a passage and its paraphrase, text no training step saw
+VARIANT_LABELS = {"verbatim": "the same words", "shuffled": "sentences shuffled",
+                  "corrupted": "1 byte in 10 changed", "paraphrased": "paraphrased"}
+
+
+def reread_variants(model: HopeTransformer, passage: str, paraphrase: str, seed: int = 0) -> pd.DataFrame:
+    """Read ``passage``, then read it again changed (REREAD_VARIANTS): mean loss of the second reading when
+    the memory wrote the first reading and when it did not (updates off for the first reading only; the
+    second is read with updates on both times). ``ratio`` below 1 is what the first reading left in the
+    memory for a reading that is not a copy."""
+    rows = []
+    for kind in REREAD_VARIANTS:
+        second_text, _ = reread_variant(kind, passage, paraphrase, random.Random(f"learn/variants/{seed}/{kind}"))
+        losses = []
+        for first_reading in (Ablation(), Ablation(test_time_updates=False)):
+            _, state = guarded_record(model, passage + " ", ablation=first_reading)
+            second, _ = guarded_record(model, second_text, state=state)
+            losses.append(float(np.nanmean(second.stream("loss")[:-1].double().numpy())))
+        rows.append({"second reading": VARIANT_LABELS[kind], "text": second_text, "loss, first reading written": losses[0],
+                     "loss, first reading not written": losses[1], "ratio": losses[0] / losses[1]})
+    return pd.DataFrame(rows)
+
+
+def reread_variants_verdict(table: pd.DataFrame) -> list[tuple[bool, str]]:
+    """Per variant: did the memory's first reading make this second reading cheaper?"""
+    checks = []
+    for row in table.itertuples(index=False):
+        helped = bool(row.ratio < 1)
+        checks.append((helped, f"{row[0].capitalize()}: {row[2]:.2f} nats per byte after the memory wrote the first "
+                               f"reading, {row[3]:.2f} when it did not ({row.ratio:.2f}x)"
+                               + ("." if helped else ": the memory did not help this reading.")))
+    return checks

@@ -107,6 +107,48 @@ def test_controls_change_nothing_without_memories(model, prose):
     assert not torch.equal(full["_own"], full["_swap"])  # with memories, another row's fast weights matter
 
 
+PAIRS = (("One cat sat. It slept all day. Then it ran off.", "A cat was sitting. It dozed until dark. After that it left."),
+         ("The boat sank fast. Nobody was hurt. The crew swam home.", "Quickly the ship went down. No one got injured. The sailors swam back."),
+         ("Rain fell on the town. The streets were wet. Then sun came.", "It rained over the city. Roads turned damp. Later it was sunny."))
+
+
+def test_reread_variants_change_the_passage_as_named():
+    passage, paraphrase = PAIRS[0]
+    rng = random.Random(0)
+    assert targets.reread_variant("verbatim", passage, paraphrase, rng) == (passage, [True] * len(passage))
+    assert targets.reread_variant("paraphrased", passage, paraphrase, rng)[0] == paraphrase
+    shuffled, _ = targets.reread_variant("shuffled", passage, paraphrase, rng)
+    sentences = ["One cat sat.", "It slept all day.", "Then it ran off."]
+    assert shuffled != passage
+    assert sorted(s if s.endswith(".") else s + "." for s in shuffled.split(". ")) == sorted(sentences)
+    corrupted, clean = targets.reread_variant("corrupted", passage, paraphrase, rng)
+    changed = [i for i, (a, b) in enumerate(zip(passage, corrupted)) if a != b]
+    assert len(corrupted) == len(passage) and len(changed) == round(0.1 * len(passage))
+    assert [i for i, flag in enumerate(clean) if not flag] == changed
+    with pytest.raises(ValueError, match="unknown reread variant"):
+        targets.reread_variant("reversed", passage, paraphrase, rng)
+
+
+def test_reread_variants_measure_own_against_swap_and_nothing_without_memories(model, prose):
+    fillers = prose.fillers(3, 80, 0)
+    off = targets.reread_variants(model, PAIRS, fillers, 40, ablation=MEMORY_OFF)
+    assert [row["variant"] for row in off] == list(targets.REREAD_VARIANTS)
+    assert all(torch.equal(row["_own"], row["_swap"]) and torch.equal(row["_own"], row["_reset"]) for row in off)
+    full = targets.reread_variants(model, PAIRS, fillers, 40)
+    assert all(not torch.equal(row["_own"], row["_swap"]) for row in full)
+    assert "clean_own" in full[2] and "clean_own" not in full[0]
+    with pytest.raises(ValueError, match="fillers"):
+        targets.reread_variants(model, PAIRS, [f[:10] for f in fillers], 40)
+
+
+def test_shipped_paraphrases_are_three_sentence_ascii_pairs_that_differ():
+    from nested_learning.validation.paraphrases import PARAPHRASES
+    assert len(PARAPHRASES) >= 48
+    for passage, paraphrase in PARAPHRASES:
+        assert passage.isascii() and paraphrase.isascii() and passage != paraphrase
+        assert passage.count(". ") == 2 and passage.endswith(".")
+
+
 # --- 2. repetition learning ----------------------------------------------------------------------
 
 def test_repetition_rule_on_known_losses():

@@ -161,3 +161,22 @@ def test_the_cms_lesson_checks_its_claims_on_the_numbers():
     assert counts and calmer and "96, 48, 24 updates" in said
     checks = lessons.cms_verdict(rates.assign(updates=[96, 48, 23], **{"mean update norm": [1.0, 1.0, 9.0]}), 96)
     assert [holds for holds, _ in checks] == [False, False] and "not on this model" in checks[1][1]
+
+
+def test_reread_variants_lesson_compares_a_written_first_reading_with_an_unwritten_one(model):
+    passage, paraphrase = "One cat sat. It slept all day. Then it ran off.", "A cat was sitting. It dozed. It left."
+    table = lessons.reread_variants(model, passage, paraphrase)
+    assert list(table["second reading"]) == [lessons.VARIANT_LABELS[k] for k in lessons.REREAD_VARIANTS]
+    assert table.loc[0, "text"] == passage and table.loc[3, "text"] == paraphrase
+    # Row 0 by hand: the second reading after a first reading the memory wrote, and after one it did not.
+    losses = []
+    for first_reading in (Ablation(), Ablation(test_time_updates=False)):
+        _, state = record(model, passage + " ", ablation=first_reading)
+        second, _ = record(model, passage, state=state)
+        losses.append(float(second.stream("loss")[:-1].double().mean()))
+    assert table.loc[0, "loss, first reading written"] == pytest.approx(losses[0])
+    assert table.loc[0, "ratio"] == pytest.approx(losses[0] / losses[1])
+    assert [ok for ok, _ in lessons.reread_variants_verdict(table)] == list(table["ratio"] < 1)
+    # Without a test-time memory the first reading leaves nothing to carry: every ratio is exactly 1.
+    flat = lessons.reread_variants(tiny_model("transformer", cms_periods=()), passage, paraphrase)
+    assert (flat["ratio"] == 1.0).all() and not any(ok for ok, _ in lessons.reread_variants_verdict(flat))
