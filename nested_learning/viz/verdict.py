@@ -14,7 +14,7 @@ No Streamlit here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,7 @@ class Verdict:
     sentences: list[tuple[bool, str]]  # per control: (this run did better, "Against <control> (...): ...")
     table: pd.DataFrame  # one row per condition, for people: mean losses and differences as "x [low, high]"
     estimates: dict[tuple[str, str], Estimate]  # (control, "run" or "repeats") -> run minus control
+    gains: pd.DataFrame = field(default_factory=pd.DataFrame)  # tokens the memory's writes helped most (token_gains)
 
 
 def block_difference(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, seed: int = 0) -> Estimate:
@@ -99,6 +100,26 @@ def control_losses(model: HopeTransformer, recording: Recording, start_state: Ho
     return controls
 
 
+GAIN_ROWS = 20  # tokens listed in the gains table
+GAIN_CONTEXT = 16  # bytes of text shown before a listed token
+
+
+def token_gains(tokens: list[int], own: np.ndarray, control: np.ndarray, rows: int = GAIN_ROWS) -> pd.DataFrame:
+    """The tokens whose loss this run lowered most against ``control`` (the same run with test-time updates
+    off), largest first: where the memory's writes paid off. ``loss[t]`` is the cost of predicting byte
+    t + 1, so a row names the byte predicted and the text read before it."""
+    gain = control - own
+    finite = np.flatnonzero(np.isfinite(gain))
+    order = finite[np.argsort(-gain[finite], kind="stable")][:rows]
+    data = bytes(tokens)
+    out = [{"token": int(t), "text before": data[max(0, t + 1 - GAIN_CONTEXT):t + 1].decode("utf-8", errors="replace"),
+            "byte predicted": data[t + 1:t + 2].decode("utf-8", errors="replace"),
+            "loss, this run": float(own[t]), "loss, updates off": float(control[t]), "lowered by": float(gain[t])}
+           for t in order]
+    return pd.DataFrame(out, columns=["token", "text before", "byte predicted", "loss, this run", "loss, updates off",
+                                      "lowered by"])
+
+
 def run_verdict(model: HopeTransformer, recording: Recording, start_state: HopeState | None,
                 baseline: HopeTransformer | None = None) -> Verdict:
     """Compare a run (``recording``, read from ``start_state``) with its controls on the same tokens."""
@@ -113,7 +134,9 @@ def run_verdict(model: HopeTransformer, recording: Recording, start_state: HopeS
             estimates[name, "repeats"] = block_difference(own, loss, on_repeats)
     sentences = [_sentence(name, estimates[name, "run"], estimates.get((name, "repeats"))) for name in controls]
     table = _table({THIS_RUN: own, **controls}, on_repeats, estimates)
-    return Verdict(_headline(estimates, repeats), sentences, table, estimates)
+    gains = (token_gains(recording.tokens.tolist(), own, controls[UPDATES_OFF]) if UPDATES_OFF in controls
+             else pd.DataFrame())
+    return Verdict(_headline(estimates, repeats), sentences, table, estimates, gains)
 
 
 def _interval(estimate: Estimate | None) -> str:

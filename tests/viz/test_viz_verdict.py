@@ -50,6 +50,11 @@ def test_the_verdict_names_each_control_and_reads_the_same_tokens(model):
     frozen, _ = record(model, text, state=state, ablation=rec.ablation.replace(test_time_updates=False))
     assert verdict.estimates[UPDATES_OFF, "run"].mean == pytest.approx(float(np.nanmean(
         rec.stream("loss").double().numpy() - frozen.stream("loss").double().numpy())))
+    gains = verdict.gains  # the tokens the writes helped most: the updates-off loss minus this run's, largest first
+    lowered = frozen.stream("loss").double().numpy() - rec.stream("loss").double().numpy()
+    assert len(gains) == 20 and list(gains["lowered by"]) == sorted(lowered[np.isfinite(lowered)], reverse=True)[:20]
+    top = int(gains["token"].iloc[0])
+    assert gains["byte predicted"].iloc[0] == text[top + 1] and gains["text before"].iloc[0].endswith(text[top])
     assert len(verdict.sentences) == 4 and all(s.startswith("Against ") for _, s in verdict.sentences)
     assert all("rules out" in s for _, s in verdict.sentences)  # each control says what beating it rules out
     assert np.isfinite(verdict.estimates[RESET, "repeats"].mean)  # the phrase repeats
