@@ -7,14 +7,17 @@ from typing import Any
 
 
 class RunMemo:
-    """Per name, the value built for the last (run, key) asked: asking again for the same run (the same
-    object) and key reuses it; another run or key rebuilds it and lets the old one go."""
+    """Values derived from one run (the last one asked about, by identity): per name, the value built for the
+    last key asked. Asking about another run lets the previous run's values go."""
 
     def __init__(self):
-        self._kept: dict[str, tuple[object, Hashable, Any]] = {}
+        self._run: object = None
+        self._kept: dict[str, tuple[Hashable, Any]] = {}
 
     def get(self, name: str, run: object, key: Hashable, build: Callable[[], Any]) -> Any:
+        if run is not self._run:
+            self._run, self._kept = run, {}
         kept = self._kept.get(name)
-        if kept is None or kept[0] is not run or kept[1] != key:
-            kept = self._kept[name] = (run, key, build())
-        return kept[2]
+        if kept is None or kept[0] != key:
+            kept = self._kept[name] = (key, build())
+        return kept[1]

@@ -164,5 +164,7 @@ def test_the_run_memo_reuses_per_run_and_key():
     assert memo.get("figure", run, 0, build("c")) == "c"  # another name: its own entry
     assert memo.get("spans", run, 1, build("d")) == "d"  # another key: rebuilt
     assert memo.get("spans", run, 0, build("e")) == "e"  # only the last key is kept
-    assert memo.get("spans", other, 0, build("f")) == "f"  # another run (not an equal one: the same object)
-    assert memo.get("figure", run, 0, build("g")) == "c" and built == ["a", "c", "d", "e", "f"]
+    assert memo.get("figure", run, 0, build("f")) == "c"  # the other name's entry stayed
+    assert memo.get("spans", other, 0, build("g")) == "g"  # another run (not an equal one: the same object)
+    assert memo.get("figure", other, 0, build("h")) == "h"  # the previous run's values are gone
+    assert memo.get("figure", run, 0, build("i")) == "i" and built == ["a", "c", "d", "e", "g", "h", "i"]
