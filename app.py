@@ -12,7 +12,7 @@ loading.caption("Nested Learning Explorer: loading the model ...")
 
 import torch  # noqa: E402
 
-from app_pages import common  # noqa: E402
+from app_pages import chrome, classroom  # noqa: E402
 from nested_learning.viz.models import TORCH_THREADS  # noqa: E402
 
 torch.set_num_threads(TORCH_THREADS)  # per script thread: each run starts in a new thread
@@ -33,8 +33,8 @@ navigation = st.navigation([
     st.Page("app_pages/validate.py", title="Validate", icon=":material/fact_check:"),
     st.Page("app_pages/model.py", title="Model", icon=":material/memory:"),
 ])
-common.model_notice()
+chrome.model_notice()
 loading.empty()
-common.classroom()  # larger type on every page when the sidebar's Classroom mode is on
+classroom.larger_type()  # larger type on every page when the sidebar's Classroom mode is on
 navigation.run()
-common.sidebar()  # after the page, so it shows the memory after this run
+chrome.sidebar()  # after the page, so it shows the memory after this run

@@ -2,6 +2,8 @@
 read the same text from a fresh memory; side by side on shared scales, with B - A."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from nested_learning import Ablation
@@ -10,18 +12,56 @@ from nested_learning.tokenizer import ByteTokenizer
 from nested_learning.viz import compare, models
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused
-from nested_learning.viz.view import ablation_names, clamp_token
-from app_pages import common
+from nested_learning.viz.view import View, ablation_names, clamp_token, fit_choices
+from app_pages import link
+from app_pages.model_loading import current_model, shared_model
+from app_pages.serving import admitted
+from app_pages.widgets import PLOT_CONFIG, ablation_picker, token_slider
 
-model, choice = common.current_model()
+model, choice = current_model()
 config = model.config
-KEYS = common.PAGE_KEYS["compare"]
+# This page's own widgets: a choice on Explore never leaks into Compare's B, and back.
+KEYS = {"layer": "compare_layer", "head": "compare_head", "off": "compare_off", "preset": "compare_preset",
+        "text": "compare_text"}
 uploaded = st.session_state.get("uploaded_model")  # this session's last uploaded checkpoint, if any
 B_OPTIONS = compare.b_options(PRESETS, models.DEFAULT_CHECKPOINT.is_file(), uploaded is not None, choice.kind)
-notices = common.read_view(config, "compare", tuple(B_OPTIONS))
+
+
+def arrive(view: View):
+    """A link's view into this page's widgets; one with a text or a preset compares once on arrival."""
+    state = st.session_state
+    state[KEYS["layer"]], state[KEYS["head"]], state[KEYS["off"]] = view.layer, view.head, list(view.off)
+    if view.text is not None:
+        state[KEYS["text"]] = view.text
+    elif view.preset:
+        state[KEYS["preset"]], state[KEYS["text"]] = view.preset, ""  # the typed text would win over the preset
+    if view.b is not None:
+        state.compare_b = view.b
+    state.compare_autorun = view.text is not None or view.preset is not None
+    if view.token is not None:
+        state.compare_token = view.token  # clamped to the comparison's length when it is drawn
+
+
+def fit_widgets():
+    """Remembered choices made valid for the current model (another model may have fewer layers)."""
+    state = st.session_state
+    before = {name: state.get(KEYS[name]) for name in ("layer", "head", "off")}
+    if before["off"] is not None:
+        before["off"] = tuple(before["off"])
+    fitted = dict(zip(before, fit_choices(config, *before.values())))
+    for name, value in fitted.items():
+        if value != before[name]:
+            state[KEYS[name]] = list(value) if name == "off" else value
+
+
+arrived, notices = link.arriving_view(config, tuple(B_OPTIONS))
+if arrived is None:
+    fit_widgets()
+else:
+    arrive(arrived)
 
 st.title("Compare two settings")
-common.show_notices(notices)
+link.show_notices(notices)
 st.caption("A is the current model with every component on. B is the same model with components switched off, "
            "or another model. Both read the same text from a fresh memory (your Explore memory is not used).")
 
@@ -36,7 +76,7 @@ def model_for(option: str):
         return model
     if kind == "upload":
         return uploaded
-    return common.shared_model(kind, name or models.DEFAULT_CHECKPOINT.name, choice.device)
+    return shared_model(kind, name or models.DEFAULT_CHECKPOINT.name, choice.device)
 
 
 with st.container(border=True):
@@ -53,7 +93,7 @@ with st.container(border=True):
         model_b = model_for(option)
     names_b = ablation_names(model_b.config)
     if model_b is model:
-        off = common.ablation_picker(config, KEYS["off"], "Switch off in B")
+        off = ablation_picker(config, KEYS["off"], "Switch off in B")
     else:
         off = st.pills("Switch off in B", names_b, selection_mode="multi", key="compare_off_other",
                        format_func=compare.switch_label)
@@ -69,7 +109,7 @@ if clicked:
         ablation_b = Ablation.from_names([n for n in off if n in names_b])
         label_b = compare.side_label(ablation_b, option, models.DEFAULT_CHECKPOINT.name)
         try:
-            with common.admitted(), st.spinner(f"Running A and B on {n_tokens} tokens...", show_time=True):
+            with admitted(), st.spinner(f"Running A and B on {n_tokens} tokens...", show_time=True):
                 rec_a = compare.run_side(model, text, Ablation(), "A")
                 rec_b = compare.run_side(model_b, text, ablation_b, "B")
         except RunRefused as e:
@@ -81,7 +121,10 @@ if clicked:
 
 def linked_view(token: int | None = None):
     """This page's view for the link: its text (typed, or the preset), B, what B switches off, layer, head, token."""
-    return common.current_view(token, typed if typed.strip() else None, "compare", option if option != "same" else None)
+    text = typed if typed.strip() else None
+    return View(None if text is not None else st.session_state.get(KEYS["preset"]), int(st.session_state.get(KEYS["layer"], 0)),
+                int(st.session_state.get(KEYS["head"], 0)), token, tuple(st.session_state.get(KEYS["off"], ())), text,
+                option if option != "same" else None)
 
 
 @st.fragment
@@ -94,13 +137,13 @@ def memory_panels(rec_a, rec_b):
     if notice:
         st.warning(notice)
     st.session_state.compare_token = view.token if view.token is not None else rec_a.n_tokens - 1
-    t = common.token_slider(rec_a.n_tokens, "compare_token")
+    t = token_slider(rec_a.n_tokens, "compare_token")
     fig = compare.compare_memory(rec_a, rec_b, layer, head, t)
     if fig is None:
         st.info(f"Layer {layer}, head {head} has no test-time memory on one side, so there is no M_t to compare.")
     else:
-        st.plotly_chart(fig, config=common.PLOT_CONFIG, key="compare_memory")
-    common.write_view(common.with_token(view, t))
+        st.plotly_chart(fig, config=PLOT_CONFIG, key="compare_memory")
+    link.write_view(replace(view, token=t))
 
 
 def show_comparison(rec_a, rec_b, answers, label_b):
@@ -109,7 +152,7 @@ def show_comparison(rec_a, rec_b, answers, label_b):
     st.dataframe(table.style.format("{:.4f}", na_rep="n/a"), key="compare_table")
     if not answers:
         st.caption("Recall accuracy needs a preset text (its answer bytes are known); typed text shows n/a.")
-    st.plotly_chart(compare.compare_timeline(rec_a, rec_b), config=common.PLOT_CONFIG, key="compare_timeline")
+    st.plotly_chart(compare.compare_timeline(rec_a, rec_b), config=PLOT_CONFIG, key="compare_timeline")
     memory_panels(rec_a, rec_b)
 
 
@@ -117,6 +160,6 @@ result = st.session_state.get("compare")
 result = result[1] if result is not None and result[0] == choice.key else None
 if result is None:
     st.info("Choose B and press **Compare**.")
-    common.write_view(linked_view())
+    link.write_view(linked_view())
 else:
     show_comparison(*result)

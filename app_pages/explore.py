@@ -3,81 +3,84 @@ runs until Reset; the memory player redraws M_t in the browser at any token, and
 when it settles."""
 from __future__ import annotations
 
-import contextlib
 import math
 
 import streamlit as st
 
 from nested_learning import Ablation
 from nested_learning.tokenizer import ByteTokenizer
-from nested_learning.viz import anatomy, heatmaps, models, player, probe, repeats, snippet, text_map, timelines
+from nested_learning.viz import models, player, repeats, snippet, text_map, timelines
 from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.safe_text import byte_spans, decode_upload, escape_markdown
 from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused, first_tokens
-from nested_learning.viz.view import MAX_LINK_TEXT, clamp_token, encode_text
+from nested_learning.viz.view import MAX_LINK_TEXT, encode_text
 from nested_learning.viz.compare import switch_label
-from app_pages import common, explore_tools
+from nested_learning.viz import explore_state
+from nested_learning.viz.explore_state import KEYS, ExploreState
+from nested_learning.viz.run_memo import RunMemo
+from app_pages import classroom, explore_tools, link
+from app_pages.memory import memory_session, reset_button
+from app_pages.explore_panels import lazy_section, memory_panels
 from app_pages.memory_player import memory_player, prepare_payload
+from app_pages.model_loading import current_model
+from app_pages.serving import admitted, page_still_open, run_deadline
+from app_pages.widgets import PLOT_CONFIG, ablation_picker, token_slider
 
-model, choice = common.current_model()
+model, choice = current_model()
 config = model.config
-session = common.memory_session()
-notices = common.read_view(config)
+session = memory_session()
+memo = st.session_state.setdefault("explore_memo", RunMemo())  # what the last run's figures derived (Reset drops it)
+
+
+def state() -> ExploreState:
+    """This page's state now (widgets change it between the page's steps: read it where it is needed)."""
+    return ExploreState.load(st.session_state)
+
+
+def change(transition, *args) -> ExploreState:
+    """Apply one of ExploreState's transitions to this session's state (callbacks and the page's steps)."""
+    return explore_state.update(st.session_state, transition, *args)
+
+
+arrived, notices = link.arriving_view(config)
+if arrived is None:
+    change(ExploreState.fit, config)
+else:
+    change(ExploreState.arrive, arrived)
 
 st.caption("Nested Learning Explorer")
 st.title("Explore memory dynamics")
-common.show_notices(notices)
+link.show_notices(notices)
 
 DEMOS = (("phrase", "A phrase read 8 times", "Does each copy get cheaper?"),
          ("facts", "Key-value facts", "Are the facts recalled when asked?"),
          ("distractor", "A long text", "What does the memory keep over 500 bytes?"))
 
 
-def collapse_input():
-    """After Run the input folds away, so the run's figures come first (1280 x 720: the timelines in view)."""
-    st.session_state.explore_input_folded = True
-
-
 def press_run():
-    """Run's click: the memory it was pressed on, so a Reset after it wins (session.run's ``asked_at``)."""
-    st.session_state.run_asked_at = session.version
-    collapse_input()
+    """Run's click: the memory it was pressed on, so a Reset after it wins (session.run's ``asked_at``); the
+    input folds away, so the run's figures come first (1280 x 720: the timelines in view)."""
+    change(ExploreState.press_run, session.version)
 
 
-def keep_first_tokens(kept: str):
-    st.session_state.explore_source, st.session_state.explore_text = "Type", kept
-
-
-def start_demo(preset: str):
-    st.session_state[common.WIDGET_KEYS["preset"]] = preset
-    st.session_state.explore_source = "Preset"
-    st.session_state.autorun = True
-    collapse_input()
-
-
-if session.runs == 0 and not st.session_state.get("autorun") and not st.session_state.get("explore_input_folded"):
+if state().shows_start(session.runs):
     with st.container(border=True):
         st.markdown("**Test-time learning**: this model has a memory whose weights change *while it reads*. Each "
                     "token is written into a matrix by the delta rule, and later tokens read from it. Pick a demo "
                     "and watch the memory learn, token by token; the Learn page explains each part.")
         for column, (preset, label, question) in zip(st.columns(len(DEMOS)), DEMOS):
-            column.button(label, key=f"demo_{preset}", on_click=start_demo, args=(preset,), help=question,
-                          width="stretch")
+            column.button(label, key=f"demo_{preset}", on_click=change, args=(ExploreState.start_demo, preset),
+                          help=question, width="stretch")
 
 
 # ---- input ------------------------------------------------------------------------------------
-def linked_text() -> str | None:
-    """The typed text, which links to this view carry (None for a preset or an upload)."""
-    return st.session_state.get("explore_text") if st.session_state.get("explore_source") == "Type" else None
-
-
 def input_text() -> tuple[str, str]:
     """The text to run and where it came from."""
-    if "explore_source" not in st.session_state:
-        st.session_state.explore_source = "Preset"
-    source = st.segmented_control("Input", ["Type", "Preset", "Upload"], key="explore_source", persist_state="session")
+    if state().source is None:
+        st.session_state[KEYS["source"]] = "Preset"
+    source = st.segmented_control("Input", ["Type", "Preset", "Upload"], key=KEYS["source"], persist_state="session")
     if source == "Type":
-        text = st.text_area("Text", "the cat sat on the mat. the cat sat on the mat.", key="explore_text",
+        text = st.text_area("Text", "the cat sat on the mat. the cat sat on the mat.", key=KEYS["text"],
                             height=140, persist_state="session")
         if text and encode_text(text) is None:
             st.caption(f"Links to this view do not hold this text: it is too long for a link (links hold up to "
@@ -93,7 +96,7 @@ def input_text() -> tuple[str, str]:
             st.warning(problem)
         st.code(text[:3000] + (" ..." if len(text) > 3000 else ""), language=None, wrap_lines=True, height=160)
         return text, f"the file {escape_markdown(upload.name)}"
-    key = st.selectbox("Preset", list(TEXT_PRESETS), key=common.WIDGET_KEYS["preset"], persist_state="session",
+    key = st.selectbox("Preset", list(TEXT_PRESETS), key=KEYS["preset"], persist_state="session",
                        format_func=lambda k: TEXT_PRESETS[k].describe())
     preset = TEXT_PRESETS[key or "phrase"]
     st.code(preset.text, language=None, wrap_lines=True, height=120)
@@ -101,51 +104,44 @@ def input_text() -> tuple[str, str]:
 
 
 # Open until the first Run, which folds it (the browser keeps it open once the user opens it again).
-with st.expander("Input and switches", expanded=not st.session_state.get("explore_input_folded"), icon=":material/edit_note:"):
+with st.expander("Input and switches", expanded=not state().input_folded, icon=":material/edit_note:"):
     text, origin = input_text()
-    off = common.ablation_picker(config, common.WIDGET_KEYS["off"])
+    off = ablation_picker(config, KEYS["off"])
 n_tokens = len(ByteTokenizer().encode(text))
 left, middle, right = st.columns([1, 1, 3], vertical_alignment="center")
 blank = not text.strip()  # nothing to read (only whitespace): Run waits for text
 run_clicked = left.button("Run", type="primary", key="run", width="stretch", disabled=blank, on_click=press_run)
 with middle:
-    common.reset_button("reset_memory_main")
+    reset_button("reset_memory_main")
 switched = f" Switched off: {', '.join(map(switch_label, off))}." if off else ""
 right.caption("Nothing to read yet: type or choose some text." if blank else
               f"{n_tokens} tokens (UTF-8 bytes) from {origin}; one run takes at most {MAX_RUN_TOKENS}. "
               f"A run continues from the memory of the runs before it, until Reset.{switched}")
 if n_tokens > (room := session.room()) > 0:
-    st.button(f"Keep the first {room} tokens", key="keep_first", on_click=keep_first_tokens,
-              args=(first_tokens(text, room),), help="Cut the input to what the next run can read (at a whole character).")
+    st.button(f"Keep the first {room} tokens", key="keep_first", on_click=change,
+              args=(ExploreState.keep_first, first_tokens(text, room)), help="Cut the input to what the next run can read (at a whole character).")
 
 
 def timeline_figure(recording, all_heads: bool):
     """The run's timelines, built once per run and setting (a rerun reuses them, and Streamlit then sends an
     unchanged figure by reference only)."""
-    cached = st.session_state.get("explore_timelines")
-    if cached is None or cached[0] is not recording:
-        cached = st.session_state.explore_timelines = (recording, {})
-    if all_heads not in cached[1]:
-        cached[1][all_heads] = timelines.timeline_figure(recording, recording.cms_events(), run_repeats(recording),
-                                                         all_heads)
-    return cached[1][all_heads]
+    return memo.get(f"timelines_{'all' if all_heads else 'mean'}", recording, None, lambda: timelines.timeline_figure(
+        recording, recording.cms_events(), run_repeats(recording), all_heads))
 
 
 def run_repeats(recording) -> list:
     """The run's repeated spans, found once per run (the timelines' bands and the repeat table)."""
-    cached = st.session_state.get("explore_repeats")
-    if cached is None or cached[0] is not recording:
-        cached = st.session_state.explore_repeats = (recording, repeats.find_repeats(recording.tokens.tolist()))
-    return cached[1]
+    return memo.get("repeats", recording, None, lambda: repeats.find_repeats(recording.tokens.tolist()))
 
 
 def prepare_figures(recording) -> None:
     """What the run's figures need, derived once: the CMS events, the timelines, the player's payload and, when
     its panel is open, the CMS replay of the shown layer (later reruns reuse them)."""
-    layer = int(st.session_state.get(common.WIDGET_KEYS["layer"], 0))
-    timeline_figure(recording, bool(st.session_state.get("explore_all_heads", False)))
+    now = state()
+    layer = int(now.layer or 0)
+    timeline_figure(recording, bool(now.all_heads))
     if layer in recording.memory_layers and player.has_factors(recording, layer):
-        prepare_payload(recording, layer, int(st.session_state.get(common.WIDGET_KEYS["head"], 0)), run_repeats(recording))
+        prepare_payload(memo, recording, layer, int(now.head or 0), run_repeats(recording))
     if layer in recording.cms_layers and st.session_state.get("explore_cms"):
         recording.cms_replay(layer)
 
@@ -154,29 +150,28 @@ def do_run(asked_at: int | None):
     progress = st.empty()  # the progress line goes once the run is read: the run time is in the metrics
     status = progress.status(f"Reading {n_tokens} tokens...", expanded=False)
     try:
-        with common.admitted():  # the figures' data too: a class's drawing queues with its runs
-            result = session.run(model, text, Ablation.from_names(off), deadline_s=common.run_deadline(),
-                                 asked_at=asked_at, still_wanted=common.page_still_open())
+        with admitted():  # the figures' data too: a class's drawing queues with its runs
+            result = session.run(model, text, Ablation.from_names(off), deadline_s=run_deadline(),
+                                 asked_at=asked_at, still_wanted=page_still_open())
             prepare_figures(result.recording)
     except RunRefused as e:
         status.update(label="Run refused", state="error")
         st.error(str(e), icon=":material/block:")
         return
     progress.empty()
-    pending = st.session_state.pop("pending_token", None)
-    st.session_state.explore_token = pending if pending is not None else result.recording.n_tokens - 1
+    change(ExploreState.run_read, result.recording.n_tokens)
 
 
-autorun = st.session_state.pop("autorun", False) and session.runs == 0
-asked_at = st.session_state.pop("run_asked_at", None)  # set by this click's callback (none for a link's autorun)
-if run_clicked or autorun:
-    do_run(asked_at if run_clicked else None)
+trigger = state()  # Run's click (its callback noted the memory it was pressed on), a demo or a link
+change(ExploreState.trigger_taken)
+if trigger.should_run(run_clicked, session.runs):
+    do_run(trigger.run_asked_at if run_clicked else None)  # a link's or a demo's run has no click to be late for
 
 
 # ---- results ------------------------------------------------------------------------------------
 def show_run(result):
     recording = result.recording
-    if (partial := result.partial_notice(common.run_deadline())) is not None:
+    if (partial := result.partial_notice(run_deadline())) is not None:
         st.warning(partial, icon=":material/timer:")
     stats = recording.summary()
     cols = st.columns(6)
@@ -190,20 +185,20 @@ def show_run(result):
     cols[5].metric("Run time", f"{result.seconds:.2f} s")
     if recording.ablation.names_off():
         st.caption("Switched off in this run: " + ", ".join(map(switch_label, recording.ablation.names_off())))
-    common.classroom_figure_picker()
-    if common.figure_shown("Timelines"):
+    classroom.figure_picker()
+    if classroom.figure_shown("Timelines"):
         timelines_section(recording)
-    if common.figure_shown("Verdict"):
+    if classroom.figure_shown("Verdict"):
         explore_tools.verdict_panel(model, choice, result)
-    if not common.in_classroom():
+    if not classroom.in_classroom():
         explore_tools.overlay_panel(session)
         downloads(recording)
     st.subheader("Inside the memory at one token")
     c1, c2, _ = st.columns([1, 1, 2])
-    layer = c1.selectbox("Layer", range(config.n_layers), key=common.WIDGET_KEYS["layer"], persist_state="session")
-    head = c2.selectbox("Head", range(config.n_memory_heads), key=common.WIDGET_KEYS["head"], persist_state="session")
+    layer = c1.selectbox("Layer", range(config.n_layers), key=KEYS["layer"], persist_state="session")
+    head = c2.selectbox("Head", range(config.n_memory_heads), key=KEYS["head"], persist_state="session")
     # The player draws the coloured text; without a player (no memory in this layer) the server does.
-    server_text = common.figure_shown("Coloured text") and not has_player(recording, layer)
+    server_text = classroom.figure_shown("Coloured text") and not has_player(recording, layer)
     if server_text:
         scrub_to_clicked_character(recording, layer)  # before the scrubber, so it starts at the clicked token
     # Scrubbing and Play run in the browser; a settled token reruns only this fragment.
@@ -221,11 +216,11 @@ def timelines_section(recording):
     # The figure was built with the run (prepare_figures): a rerun sends it again by reference only.
     title, toggle = st.columns([3, 1], vertical_alignment="bottom")
     title.subheader("Timelines")
-    all_heads = toggle.toggle("All heads", key="explore_all_heads", persist_state="session",
+    all_heads = toggle.toggle("All heads", key=KEYS["all_heads"], persist_state="session",
                               help="One row per layer and head; off: one row per layer, the mean over its heads.")
     scrub_to_clicked_timeline(recording)
     found = run_repeats(recording)
-    st.plotly_chart(timeline_figure(recording, all_heads), config=common.PLOT_CONFIG, key="timeline",
+    st.plotly_chart(timeline_figure(recording, all_heads), config=PLOT_CONFIG, key="timeline",
                     on_select="rerun", selection_mode=("points", "box"))
     st.caption("Click any panel (a heatmap column too) to scrub to that token; drag to zoom in, double-click to zoom "
                "out (the toolbar's box tool selects a span: the scrubber goes to its start). The player below marks "
@@ -247,147 +242,77 @@ def downloads(recording):
                           mime="text/csv", key="dl_csv", on_click="ignore", width="stretch")
 
 
-def scrub_to(source: str, clicked, token: int | None) -> None:
-    """Move the scrubber to ``token`` (a run index) for a new click on a chart. A chart's selection stays in
-    its state across reruns, so a click is applied once: ``clicked`` (what was selected) is remembered per chart."""
-    memo = f"explore_clicked_{source}"
-    if token is not None and clicked != st.session_state.get(memo):
-        st.session_state[memo] = clicked
-        st.session_state.explore_token = token
-
-
 def scrub_to_clicked_timeline(recording) -> None:
     clicked = timelines.clicked_positions(st.session_state.get("timeline"))
-    token = min(max(clicked[0] - recording.start_position, 0), recording.n_tokens - 1) if clicked else None
-    scrub_to("timeline", clicked, token)
+    change(ExploreState.click_timeline, clicked, recording.start_position, recording.n_tokens)
 
 
 def text_spans(recording, layer: int) -> tuple[list, str]:
     """(the run's characters with the layer's surprise, or loss without a memory; the value's name). They
     depend on the run and layer, not the token: kept for the last (run, layer), so a scrub reuses them."""
-    cached = st.session_state.get("explore_text_spans")
-    if cached is None or cached[0] is not recording or cached[1] != layer:
+    def build():
         if layer in recording.memory_layers:
             values, name = timelines.stream_row(recording, "surprise", layer), "surprise"
         else:
             values, name = recording.stream("loss").double().numpy(), "loss"
-        st.session_state.explore_text_spans = cached = (recording, layer, byte_spans(recording.tokens.tolist(), values), name)
-    return cached[2], cached[3]
+        return byte_spans(recording.tokens.tolist(), values), name
+    return memo.get("text_spans", recording, layer, build)
 
 
 def scrub_to_clicked_character(recording, layer: int) -> None:
     token = text_map.clicked_token(st.session_state.get("text_map"), text_spans(recording, layer)[0])
-    scrub_to("text", (recording.start_position, token), token)
+    change(ExploreState.click_text, recording.start_position, token)
 
 
 def settle_at(token: int) -> None:
     """The browser's player settled on ``token``: the server-drawn panels follow."""
-    st.session_state.explore_token = token
+    change(ExploreState.settle, token)
 
 
 def scrubber(recording, layer: int, head: int):
     """The player (in the browser) and the panels the server draws at its settled token; a settled token or a
     setting here reruns only this function (a fragment; see show_run)."""
-    view, notice = clamp_token(common.current_view(st.session_state.get("explore_token"), linked_text()), recording.n_tokens)
+    t = scrubbed_token(recording)
+    t = player_or_slider(recording, layer, head, t)
+    memory_panels(recording, layer, head, t)
+    if not classroom.in_classroom():
+        reproduce_panel(recording, layer, head, t)
+    link.write_view(state().view(t))
+
+
+def scrubbed_token(recording) -> int:
+    """The token the panels show: the scrubbed one, else the run's last (a link's token past the end is
+    clamped, with a notice)."""
+    t, notice = state().scrub_position(recording.n_tokens)
     if notice:
         st.warning(notice, icon=":material/link:")
-    t = st.session_state.explore_token = view.token if view.token is not None else recording.n_tokens - 1
-    has_memory = layer in recording.memory_layers
+    change(ExploreState.settle, t)
+    return t
+
+
+def player_or_slider(recording, layer: int, head: int, t: int) -> int:
+    """The browser's player where it can replay the layer's memory, else the server's slider; the token shown."""
     if has_player(recording, layer):
         st.caption("Drag the slider, press Play or click the loss strip: the heatmaps are redrawn in your browser "
                    f"(key dimensions averaged in blocks of {player.key_block(config.memory_key_dim)} to fit the panel; "
                    "full resolution below). The panels under the player follow when it stops.")
-        memory_player(recording, layer, head, t, settle_at, run_repeats(recording), panels=common.figure_shown("Memory M_t"),
-                      text=common.figure_shown("Coloured text"))
-    else:  # no memory to replay in the browser (or one token: nothing to scrub): the server's slider
-        t = common.token_slider(recording.n_tokens, "explore_token",
-                                help="Scrub through the run: the panels show the state after this token.")
-        label = ByteTokenizer.token_label(int(recording.tokens[t]))
-        st.caption(f"Token {t} (stream position {recording.start_position + t}): byte '{escape_markdown(label)}'. "
-                   + timelines.token_summary(recording, t))
-    if not has_memory and any(map(common.figure_shown, ("Memory M_t", "Delta rule", "Probe"))):
-        st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
-    for figure, title, key, draw in MEMORY_PANELS:
-        if has_memory and common.figure_shown(figure):
-            with lazy_section(title, key) as open_:
-                if open_:
-                    draw(recording, layer, head, t)
-    if layer in recording.cms_layers and common.figure_shown("CMS"):
-        with lazy_section("The CMS levels' weights at the settled token", "explore_cms") as open_:
-            if open_:
-                cms_panel(recording, layer, t)
-    if not common.in_classroom():
-        with lazy_section("Reproduce this view in Python", "explore_reproduce") as open_:
-            if open_:
-                code = snippet.reproduce(choice, linked_text() or recording.text or "", list(recording.ablation.names_off()),
-                                         layer, head, t, recording.start_position)
-                st.code(code, language="python")
-    common.write_view(common.with_token(view, t))
+        memory_player(memo, recording, layer, head, t, settle_at, run_repeats(recording),
+                      panels=classroom.figure_shown("Memory M_t"), text=classroom.figure_shown("Coloured text"))
+        return t
+    # No memory to replay in the browser (or one token: nothing to scrub): the server's slider.
+    t = token_slider(recording.n_tokens, KEYS["token"], help="Scrub through the run: the panels show the state after this token.")
+    label = ByteTokenizer.token_label(int(recording.tokens[t]))
+    st.caption(f"Token {t} (stream position {recording.start_position + t}): byte '{escape_markdown(label)}'. "
+               + timelines.token_summary(recording, t))
+    return t
 
 
-@contextlib.contextmanager
-def lazy_section(title: str, key: str):
-    """A tool's panel, built only while open (yields whether it is): a closed expander sends nothing. In
-    classroom mode, where it is the one figure shown, it is open and titled."""
-    if common.in_classroom():
-        st.markdown(f"**{title}**")
-        yield True
-        return
-    with st.expander(title, key=key, on_change="rerun") as panel:
-        yield bool(panel.open)
-
-
-def full_memory_panel(recording, layer: int, head: int, t: int):
-    memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
-    now, write = heatmaps.memory_figures(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
-    left, right = st.columns(2)
-    left.plotly_chart(now, config=common.PLOT_CONFIG, key="memory_heatmaps")
-    right.plotly_chart(write, config=common.PLOT_CONFIG, key="memory_write")
-    st.caption("Every cell: red positive, blue negative, white zero. The write is one outer product "
-               "(a pattern along the value dimension times the key), so it shows as stripes.")
-
-
-def delta_rule_panel(recording, layer: int, head: int, t: int):
-    parts = anatomy.anatomy(recording, layer, head, t)
-    st.caption(f"Token {t}, layer {layer}, head {head}. Mₜ = aₜ Mₜ₋₁ + lrₜ (vₜ − Mₜ₋₁ kₜ) kₜᵀ: the memory "
-               "is asked for the token's key, compares its answer with the value, and writes the error along the key.")
-    st.plotly_chart(anatomy.anatomy_figure(parts), config=common.PLOT_CONFIG, key="anatomy")
-    st.caption(anatomy.explain(parts))
-
-
-def cms_panel(recording, layer: int, t: int):
-    st.session_state.setdefault("cms_view", common.CMS_VIEWS[0])  # not default=: a link may have set it
-    cms_view = st.segmented_control("CMS panels", common.CMS_VIEWS, key="cms_view", persist_state="session")
-    replay = recording.cms_replay(layer)
-    weights, change = replay.weights(t), cms_view == common.CMS_VIEWS[1]
-    if change:
-        weights = [w - w0 for w, w0 in zip(weights, replay.weights(-1))]
-    st.plotly_chart(heatmaps.cms_figure(weights, config.cms_periods, f"{'W_t - W_start' if change else 'W'} at token {t}:"),
-                    config=common.PLOT_CONFIG, key="cms_heatmaps")
-
-
-def probe_panel(recording, layer: int, head: int, t: int):
-    st.caption(f"After token {t}, layer {layer}.")
-    st.session_state.setdefault("probe_specific", True)  # not value=: a link may have set it
-    specific = st.toggle("Specificity (minus the match with any other value)", key="probe_specific", persist_state="session")
-    try:
-        curve = probe.recall_curve(recording, layer, t, specific)
-    except KeyError as e:
-        st.info(str(e).strip("'\""))
-        return
-    st.plotly_chart(probe.recall_figure(curve, recording.start_position, specific), config=common.PLOT_CONFIG, key="probe")
-    st.caption("Each earlier token's key asks M_t for its value, one line per head. Plain cosine: 1 means the "
-               "read points like the value written there. Specificity subtracts how well the read matches "
-               "any other value: near 0, the head holds nothing particular to that token (its values all "
-               "point one way), however high the plain cosine.")
-
-
-# The memory's panels under the player: (classroom figure, title, session key of its open state, drawer).
-MEMORY_PANELS = (
-    ("Memory M_t", "Full-resolution M_t and its write at the settled token", "explore_full_memory", full_memory_panel),
-    ("Delta rule", "How the settled token was written: the delta rule", "explore_delta_rule", delta_rule_panel),
-    ("Probe", "What the memory still holds at the settled token: a probe", "explore_probe", probe_panel),
-)
+def reproduce_panel(recording, layer: int, head: int, t: int):
+    with lazy_section("Reproduce this view in Python", "explore_reproduce") as open_:
+        if open_:
+            code = snippet.reproduce(choice, state().linked_text or recording.text or "", list(recording.ablation.names_off()),
+                                     layer, head, t, recording.start_position)
+            st.code(code, language="python")
 
 
 def coloured_text(recording, layer: int):
@@ -396,17 +321,15 @@ def coloured_text(recording, layer: int):
     spans, name = text_spans(recording, layer)
     st.markdown(f"**Text coloured by {name}** (layer {layer}, mean over heads): hover or tap a character for its "
                 "value, click one to scrub to it.")
-    cached = st.session_state.get("explore_text_figure")
-    if cached is None or cached[0] is not spans:
-        cached = st.session_state.explore_text_figure = (spans, text_map.text_figure(spans, name, recording.start_position))
-    st.plotly_chart(cached[1], config=common.PLOT_CONFIG, key="text_map", on_select="rerun", selection_mode="points")
+    figure = memo.get("text_figure", recording, layer, lambda: text_map.text_figure(spans, name, recording.start_position))
+    st.plotly_chart(figure, config=PLOT_CONFIG, key="text_map", on_select="rerun", selection_mode="points")
 
 
 if session.last is None:
     st.info("Pick an input and press **Run**. Each run continues from the memory of the previous ones until "
             "you press **Reset memory** in the sidebar.")
-    common.write_view(common.current_view(st.session_state.get("pending_token"), linked_text()))
+    link.write_view(state().view(state().pending_token))
 else:
     show_run(session.last)
-    if common.figure_shown("Continue a prompt"):
+    if classroom.figure_shown("Continue a prompt"):
         explore_tools.generation_panel(model, choice, session)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import common
+from app_pages.model_loading import shared_baseline
+from app_pages.serving import admitted, refusals_shown
+from app_pages.widgets import PLOT_CONFIG
 from nested_learning.viz import generation, timelines
 from nested_learning.viz.repeats import MIN_REPEAT
 from nested_learning.viz.verdict import BLOCK, run_verdict
@@ -21,7 +23,7 @@ def overlay_panel(session):
         chosen = st.multiselect("Runs", earlier, default=earlier[-1:], key="overlay_runs")
         shown = {name: session.recordings[name] for name in chosen if name in session.recordings}
         shown[f"{session.history[-1].name} (this run)"] = session.last.recording
-        st.plotly_chart(timelines.overlay_figure(shown), config=common.PLOT_CONFIG, key="overlay")
+        st.plotly_chart(timelines.overlay_figure(shown), config=PLOT_CONFIG, key="overlay")
         st.caption(f"The last {len(session.recordings)} runs are kept for overlays; the sidebar lists every run since Reset.")
 
 
@@ -35,8 +37,8 @@ def verdict_panel(model, choice, result):
                         "memory (when this run continued one) and after another document, and compares losses "
                         "with 95% intervals."):
         verdict = None
-        with common.refusals_shown(), common.admitted(), st.spinner("Reading the text under the controls..."):
-            verdict = run_verdict(model, result.recording, result.start_state, common.shared_baseline(choice.device))
+        with refusals_shown(), admitted(), st.spinner("Reading the text under the controls..."):
+            verdict = run_verdict(model, result.recording, result.start_state, shared_baseline(choice.device))
             st.session_state.explore_verdict = (result, verdict)
         if verdict is None:
             return
@@ -71,8 +73,8 @@ def generation_panel(model, choice, session):
         temperature = c2.number_input("Temperature (0 = greedy)", 0.0, 5.0, 0.0, 0.1, key="generate_temperature")
         seed = c3.number_input("Seed", 0, 1_000_000, 0, key="generate_seed")
         if st.button("Continue", key="generate_run"):
-            with common.refusals_shown(), common.admitted():
-                baseline = common.shared_baseline(choice.device)
+            with refusals_shown(), admitted():
+                baseline = shared_baseline(choice.device)
                 rows = generation.continuations(model, prompt, session.state, baseline, n_new, float(temperature), int(seed))
                 st.session_state.explore_continuations = (recording, prompt, rows)
         shown = st.session_state.get("explore_continuations")

@@ -4,7 +4,10 @@ from __future__ import annotations
 import streamlit as st
 
 from nested_learning.viz import lessons
-from app_pages import common
+from app_pages.classroom import in_classroom
+from app_pages.model_loading import current_model, shown_label
+from app_pages.serving import admitted, refusals_shown
+from app_pages.widgets import PLOT_CONFIG, for_people
 
 LESSON_TEXT_LIMIT = 400  # bytes: the lessons read a short text several times
 
@@ -18,7 +21,7 @@ def show_verdict(checks: list[tuple[bool, str]]):
 def predict(key: str, question: str, options: tuple[str, ...]) -> bool:
     """Classroom mode: the class commits to an answer before the lesson reveals it. True once it may run
     (always outside classroom mode): the lesson's button waits for the prediction."""
-    if not common.in_classroom():
+    if not in_classroom():
         return True
     st.radio(f"Predict first: {question}", options, index=None, key=f"learn_{key}_predict", horizontal=True)
     return st.session_state.get(f"learn_{key}_predict") is not None
@@ -29,7 +32,7 @@ WAIT_HELP = "Classroom mode: choose a prediction first."
 
 def reveal(key: str, outcome: str):
     """Classroom mode: the class's prediction beside what the model did."""
-    prediction = st.session_state.get(f"learn_{key}_predict") if common.in_classroom() else None
+    prediction = st.session_state.get(f"learn_{key}_predict") if in_classroom() else None
     if prediction is not None:
         st.info(f"You predicted **{prediction}**; the model: **{outcome}**.", icon=":material/psychology:")
 
@@ -49,9 +52,9 @@ def _lesson_text(intro: str, what: str, default: str, key: str, button: str,
     st.error(f"Type a {what} of 1 to {LESSON_TEXT_LIMIT} bytes.")
     return None
 
-model, choice = common.current_model()
+model, choice = current_model()
 st.title("Learn: how a memory that learns while it reads works")
-st.caption(f"The demos run on the current model ({common.shown_label(choice)}) with a fresh memory each time; "
+st.caption(f"The demos run on the current model ({shown_label(choice)}) with a fresh memory each time; "
            "they do not touch your Explore memory.")
 
 # Short labels: all five tabs fit a 1280-px screen (longer ones pushed the last tab out of sight).
@@ -89,9 +92,9 @@ with store:
             c2.caption(f"mean recall error {table['delta error'].mean():.3f}")
             curve = lessons.passes_curve(pairs)
             show_verdict(lessons.store_verdict(curve, passes))
-            st.plotly_chart(lessons.passes_figure(curve, passes), config=common.PLOT_CONFIG, key="learn_passes_fig")
-            st.plotly_chart(lessons.store_figure(table), config=common.PLOT_CONFIG, key="learn_store_fig")
-            st.dataframe(common.for_people(table), hide_index=True, key="learn_store_table")
+            st.plotly_chart(lessons.passes_figure(curve, passes), config=PLOT_CONFIG, key="learn_passes_fig")
+            st.plotly_chart(lessons.store_figure(table), config=PLOT_CONFIG, key="learn_store_fig")
+            st.dataframe(for_people(table), hide_index=True, key="learn_store_table")
             st.caption("Keys are 16-dimensional vectors made from each word's letter trigrams; values are random "
                        "32-dimensional vectors; 'recalls' is the stored value nearest to what the memory returns.")
             reveal("store", lessons.store_outcome(table))
@@ -104,12 +107,12 @@ with repeat:
         "phrase", "the cat sat on the mat. ", "repeat", "Read it 4 times",
         ("will surprise on the fourth copy be lower than on the first?", lessons.REPETITION_OUTCOMES))
     if phrase is not None:
-        with common.refusals_shown(), common.admitted():
+        with refusals_shown(), admitted():
             recording, table = lessons.repetition(model, phrase, 4)
             n = len(phrase.encode("utf-8"))
             st.plotly_chart(lessons.surprise_by_copy_figure(recording, n, "mean surprise, dotted lines = new copy"),
-                            config=common.PLOT_CONFIG, key="learn_repeat_fig")
-            st.dataframe(common.for_people(table), hide_index=True, key="learn_repeat_table")
+                            config=PLOT_CONFIG, key="learn_repeat_fig")
+            st.dataframe(for_people(table), hide_index=True, key="learn_repeat_table")
             show_verdict(lessons.repetition_verdict(table))
             reveal("repeat", lessons.repetition_outcome(table))
 
@@ -125,11 +128,11 @@ with cms:
         ready = predict("cms", "compared with level 0, how does the slowest level update?", lessons.CMS_OUTCOMES)
         if st.button("Run 96 tokens and show the updates", key="learn_cms_run", type="primary", disabled=not ready,
                      help=None if ready else WAIT_HELP):
-            with common.refusals_shown(), common.admitted():
+            with refusals_shown(), admitted():
                 recording, _ = lessons.repetition(model, "the cat sat on the mat. ", 4)
                 table, fig = lessons.cms_rates(recording, layer=0)
-                st.plotly_chart(fig, config=common.PLOT_CONFIG, key="learn_cms_fig")
-                st.dataframe(common.for_people(table), hide_index=True, key="learn_cms_table")
+                st.plotly_chart(fig, config=PLOT_CONFIG, key="learn_cms_fig")
+                st.dataframe(for_people(table), hide_index=True, key="learn_cms_table")
                 show_verdict(lessons.cms_verdict(table, recording.n_tokens))
                 reveal("cms", lessons.cms_outcome(table))
 
@@ -141,7 +144,7 @@ with recall:
     seed = st.number_input("Sample", 0, 10_000, 0, key="learn_recall_seed")
     ready = predict("recall", "how many answer digits will the model get right?", lessons.RECALL_OUTCOMES)
     if st.button("Ask", key="learn_recall_run", type="primary", disabled=not ready, help=None if ready else WAIT_HELP):
-        with common.refusals_shown(), common.admitted():
+        with refusals_shown(), admitted():
             lesson = lessons.recall_lesson(model, seed=int(seed))
             st.code(lesson.text, language=None, wrap_lines=True)
             learning, off = st.columns(2)
@@ -150,7 +153,7 @@ with recall:
                        help="The memory stays at its initial state while reading: what its writes add to recall.")
             show_verdict(lesson.checks)
             reveal("recall", lesson.outcome)
-            st.dataframe(common.for_people(lesson.table), hide_index=True, key="learn_recall_table")
+            st.dataframe(for_people(lesson.table), hide_index=True, key="learn_recall_table")
             if choice.kind == "preset":
                 st.caption("This is a random-init model: expect chance level. Load the trained checkpoint on the "
                            "Model page to see recall.")
@@ -163,9 +166,9 @@ with forget:
         "passage", "a quiet river bends past the old mill. ", "forget", "Read twice, updates on and off",
         ("with updates on, is the second reading less surprising than the first?", ("yes", "no")))
     if passage is not None:
-        with common.refusals_shown(), common.admitted():
+        with refusals_shown(), admitted():
             table, _ = lessons.forgetting(model, passage)
-            st.dataframe(common.for_people(table), hide_index=True, key="learn_forget_table")
+            st.dataframe(for_people(table), hide_index=True, key="learn_forget_table")
             checks = lessons.forgetting_verdict(table)
             show_verdict(checks)
             reveal("forget", "yes" if checks[0][0] else "no")

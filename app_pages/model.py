@@ -10,11 +10,13 @@ import streamlit as st
 from nested_learning.config import PRESETS
 from nested_learning.viz import models, training_view
 from nested_learning.viz.safe_text import escape_markdown
-from app_pages import common
+from app_pages.model_loading import current_model, load_upload, set_model, shared_model, shown_label
+from app_pages.serving import admitted, refusals_shown
+from app_pages.widgets import PLOT_CONFIG, for_people
 
-model, choice = common.current_model()
+model, choice = current_model()
 st.title("Model")
-st.caption(f"This session runs: {common.shown_label(choice)}. Switching model resets this session's memory; other sessions "
+st.caption(f"This session runs: {shown_label(choice)}. Switching model resets this session's memory; other sessions "
            "are not affected.")
 
 with st.container(border=True):
@@ -40,24 +42,24 @@ with st.container(border=True):
         upload = st.file_uploader("Checkpoint (.safetensors)", type=["safetensors"], key="model_upload")
         if upload is not None and st.button("Load this checkpoint", key="model_load_upload", type="primary"):
             problem = None
-            with common.refusals_shown(), common.admitted():  # a load is CPU and memory: it queues like a run
+            with refusals_shown(), admitted():  # a load is CPU and memory: it queues like a run
                 with st.spinner("Checking and loading the checkpoint..."):
-                    problem = common.load_upload(upload.name, upload.getvalue(), device) or False
+                    problem = load_upload(upload.name, upload.getvalue(), device) or False
             if problem:
                 st.error(f"Not loaded, the current model stays: {problem}", icon=":material/error:")
             elif problem is False:
                 st.rerun()
     if target is not None and target != choice:
-        if st.button(f"Use {common.shown_label(target)}", key="model_apply", type="primary"):
+        if st.button(f"Use {shown_label(target)}", key="model_apply", type="primary"):
             loaded = False
-            with common.refusals_shown(), common.admitted():  # a load queues like a run
+            with refusals_shown(), admitted():  # a load queues like a run
                 try:
-                    common.shared_model(target.kind, target.name, target.device)
+                    shared_model(target.kind, target.name, target.device)
                     loaded = True
                 except Exception as e:  # noqa: BLE001 - any load failure keeps the current model
                     st.error(f"Not loaded, the current model stays: {escape_markdown(e, limit=300)}")
             if loaded:
-                common.set_model(target)
+                set_model(target)
                 st.rerun()
 
 config = model.config
@@ -68,7 +70,7 @@ with left:
                  hide_index=True, key="model_config")
 with right:
     st.subheader("Parameters")
-    st.dataframe(common.for_people(models.parameter_table(model)), hide_index=True, key="model_parameters")
+    st.dataframe(for_people(models.parameter_table(model)), hide_index=True, key="model_parameters")
     st.download_button("Download this model (.safetensors)", lambda: models.checkpoint_bytes(model),
                        file_name=f"{choice.name.removesuffix('.safetensors')}.safetensors",
                        mime="application/octet-stream", key="model_download", on_click="ignore")
@@ -80,7 +82,7 @@ if figure is None:
     st.caption("No training metrics for this model (a training run writes them next to its checkpoint as "
                "*.metrics.jsonl).")
 else:
-    st.plotly_chart(figure, config=common.PLOT_CONFIG, key="model_curve")
+    st.plotly_chart(figure, config=PLOT_CONFIG, key="model_curve")
     st.caption("Training loss in nats per byte, and bits per byte (nats / ln 2) on their own panel. Each dashed "
                "line starts a curriculum stage with new data: a jump there is the harder data, not a divergence.")
 if metadata:

@@ -6,12 +6,14 @@ import time
 
 import streamlit as st
 
-from app_pages import common
+from app_pages.model_loading import current_model, shared_baseline, shared_prose, shown_label
+from app_pages.serving import admitted, refusals_shown
+from app_pages.widgets import PLOT_CONFIG
 from nested_learning.validation import run_suite
 from nested_learning.validation.suite import heldout_fraction_of
 from nested_learning.viz import models, validation_view
 
-model, choice = common.current_model()
+model, choice = current_model()
 st.title("Validate")
 st.markdown(
     "Six claims about test-time learning, each an experiment with 95% bootstrap intervals and a pass rule "
@@ -35,7 +37,7 @@ def show_results(results, quick: bool, caption: str, key: str):
             left.dataframe(validation_view.checks_frame(result), hide_index=True)
             right.dataframe(validation_view.metrics_frame(result), hide_index=True)
             for i, figure in enumerate(validation_view.curve_figures(result)):
-                st.plotly_chart(figure, key=f"{key}_{result.name}_curve_{i}", config=common.PLOT_CONFIG)
+                st.plotly_chart(figure, key=f"{key}_{result.name}_curve_{i}", config=PLOT_CONFIG)
             for name, frame in validation_view.table_frames(result).items():
                 st.caption(name)
                 st.dataframe(frame, hide_index=True)
@@ -71,18 +73,18 @@ if choice.kind == "shipped" and (saved := validation_view.saved_report(models.DE
                      f"{meta.get('finished')}, {meta.get('settings')} settings, {meta.get('wall_time_s', 0):.0f} s.", "saved")
 
 if clicked:  # full settings share the server's validation slot(s); quick ones are short model runs
-    with controls, common.refusals_shown(), common.admitted("validation" if settings == "full" else "run"):
+    with controls, refusals_shown(), admitted("validation" if settings == "full" else "run"):
         running = st.empty()
         with running.container():
             progress = st.progress(0.0, text="Starting...")
             st.button("Cancel", key="validate_cancel", on_click=cancel, help="Stops the run at its next step.")
         started = time.perf_counter()
-        baseline = common.shared_baseline(choice.device) if choice.kind == "shipped" else None
-        prose = common.shared_prose(heldout_fraction_of(model))
+        baseline = shared_baseline(choice.device) if choice.kind == "shipped" else None
+        prose = shared_prose(heldout_fraction_of(model))
         results = run_suite(model, quick=settings != "full", only=only, prose=prose, baseline=baseline,
                             progress=lambda fraction, message: progress.progress(fraction, text=message))
         running.empty()
-        st.session_state.validate_results = (common.shown_label(choice), settings, results, time.perf_counter() - started)
+        st.session_state.validate_results = (shown_label(choice), settings, results, time.perf_counter() - started)
 
 stored = st.session_state.get("validate_results")
 if stored:

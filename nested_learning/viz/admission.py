@@ -3,7 +3,7 @@ browser session, the rest wait in one first-come queue (each waiter is told its 
 wait per session at a time, a bounded queue and a bounded wait.
 
 No Streamlit here; the app keeps one :class:`Admission` for runs and one for the full validation
-(``app_pages/common.py``), sized by the settings below (docs/dashboard.md "Serving a classroom").
+(``app_pages/serving.py``), sized by the settings below (docs/dashboard.md "Serving a classroom").
 """
 from __future__ import annotations
 

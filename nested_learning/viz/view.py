@@ -89,6 +89,20 @@ def ablation_names(config: HopeConfig) -> list[str]:
     return Ablation().applicable(config)
 
 
+def fit_choices(config: HopeConfig, layer: int | None, head: int | None,
+                off: tuple[str, ...] | None) -> tuple[int | None, int | None, tuple[str, ...] | None]:
+    """Remembered choices made valid for ``config`` (another model may have fewer layers or switches);
+    None (not chosen yet) stays None."""
+    if layer is not None and layer >= config.n_layers:
+        layer = config.n_layers - 1
+    if head is not None and head >= config.n_memory_heads:
+        head = config.n_memory_heads - 1
+    if off is not None:
+        valid = ablation_names(config)
+        off = tuple(n for n in off if n in valid)
+    return layer, head, off
+
+
 def _single(value) -> str:
     if isinstance(value, (list, tuple)):
         return str(value[-1]) if value else ""

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app_pages import common
+from app_pages import model_loading
 from nested_learning import load_checkpoint
 from nested_learning.recording import record
 from nested_learning.viz import models
@@ -130,7 +130,7 @@ def test_two_sessions_are_isolated(app, tiny_checkpoint):
     np.testing.assert_allclose(b_surprise, [fresh.stream(f"layers.{i}.memory.surprise").double().mean(1).tolist()
                                             for i in (0, 1)], rtol=1e-6)  # one row per layer: the head mean
     assert not np.allclose(a_surprise, b_surprise)  # A's second reading differs: its memory learned
-    shared = common.shared_model("shipped", tiny_checkpoint.name, "cpu")  # the one model both sessions used
+    shared = model_loading.shared_model("shipped", tiny_checkpoint.name, "cpu")  # the one model both sessions used
     for (name, p), (_, q) in zip(shared.named_parameters(), load_checkpoint(tiny_checkpoint, device="cpu").named_parameters()):
         assert torch.equal(p, q), f"{name} changed"  # parameters are never mutated
 

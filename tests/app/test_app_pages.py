@@ -191,12 +191,12 @@ def test_compare_and_learn_name_a_divergence_instead_of_showing_nan(monkeypatch,
 
 
 def test_a_full_server_queues_then_refuses_with_the_place(app, monkeypatch):
-    from app_pages import common
+    from app_pages import serving
     monkeypatch.setenv("NLE_MAX_RUNNING", "1")
     monkeypatch.setenv("NLE_WAIT_LIMIT_S", "0.5")
-    common.shared_admission.clear()
+    serving.shared_admission.clear()
     try:
-        settings, pools, problem = common.shared_admission()
+        settings, pools, problem = serving.shared_admission()
         assert settings.max_running == 1 and problem is None
         at = ok(app().run())
         with pools["run"].slot("another browser session"):
@@ -206,7 +206,7 @@ def test_a_full_server_queues_then_refuses_with_the_place(app, monkeypatch):
         ok(at.button(key="run").click().run())  # the slot is free again
         assert metric(at, "Memory holds") != "0 tokens"
     finally:
-        common.shared_admission.clear()
+        serving.shared_admission.clear()
 
 
 def test_every_component_off_runs_on_explore_and_compare(app):
@@ -241,7 +241,7 @@ def test_classroom_mode_asks_for_a_prediction_then_reveals(app):
 
 def test_tables_are_formatted_for_people():
     import pandas as pd
-    from app_pages.common import for_people
+    from app_pages.widgets import for_people
     frame = pd.DataFrame({"error": [9.922861e-17, 0.123456, float("nan")], "parameters": [654056, 12, 3]})
     text = for_people(frame).to_string()
     assert "9.92e-17" in text and "0.123" in text and "n/a" in text and "654,056" in text
