@@ -24,7 +24,7 @@ from app_pages.explore_panels import lazy_section, memory_panels
 from app_pages.memory_player import memory_player, prepare_payload
 from app_pages.model_loading import current_model
 from app_pages.serving import admitted, page_still_open, run_deadline
-from app_pages.widgets import PLOT_CONFIG, ablation_picker, token_slider
+from app_pages.widgets import PLOT_CONFIG, ablation_picker, selected_rows, token_slider
 
 model, choice = current_model()
 config = model.config
@@ -228,9 +228,12 @@ def timelines_section(recording):
     if found:
         st.caption(f"Green bands: {len(found)} span{'s' if len(found) > 1 else ''} of whole words, {repeats.MIN_REPEAT}+ bytes, this run "
                    "read before (grey: where it read them first). Is the repeat cheaper than the first reading?")
-        st.dataframe(repeats.repeat_table(recording, found).style.format(
+        table = repeats.repeat_table(recording, found)
+        change(ExploreState.click_row, "repeats", selected_rows("repeat_table"), [r.start for r in found[:len(table)]])
+        st.dataframe(table.style.format(
             {c: "{:.3f}" for c in ("loss first", "loss repeat", "surprise first", "surprise repeat")}, na_rep="n/a"),
-            hide_index=True, key="repeat_table")
+            hide_index=True, key="repeat_table", on_select="rerun", selection_mode="single-row")
+        st.caption("Pick a row to scrub to the start of that repeat.")
 
 
 def downloads(recording):

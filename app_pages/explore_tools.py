@@ -6,8 +6,9 @@ import streamlit as st
 
 from app_pages.model_loading import shared_baseline
 from app_pages.serving import admitted, refusals_shown
-from app_pages.widgets import PLOT_CONFIG
-from nested_learning.viz import generation, timelines
+from app_pages.widgets import PLOT_CONFIG, selected_rows
+from nested_learning.viz import explore_state, generation, timelines
+from nested_learning.viz.explore_state import ExploreState
 from nested_learning.viz.repeats import MIN_REPEAT
 from nested_learning.viz.verdict import BLOCK, run_verdict
 
@@ -53,6 +54,15 @@ def verdict_panel(model, choice, result):
         st.caption(f"Losses in nats per byte. Differences are this run minus the control (negative: this run did "
                    f"better), per token, with 95% intervals from a bootstrap over {BLOCK}-token blocks. Repeats are "
                    f"the words and sentences of {MIN_REPEAT}+ bytes this run had read before (the green bands).")
+    if not verdict.gains.empty:
+        with st.expander("The tokens the memory helped most"):
+            gains = verdict.gains
+            explore_state.update(st.session_state, ExploreState.click_row, "gains", selected_rows("verdict_gains"),
+                                 gains["token"].tolist())
+            st.dataframe(gains.style.format(precision=3), hide_index=True, key="verdict_gains", on_select="rerun",
+                         selection_mode="single-row")
+            st.caption("Loss (nats) of predicting the byte after each token, in this run and in the same run with "
+                       "test-time updates off: where the memory's writes paid off most. Pick a row to scrub there.")
 
 
 def generation_panel(model, choice, session):

@@ -172,3 +172,18 @@ with forget:
             checks = lessons.forgetting_verdict(table)
             show_verdict(checks)
             reveal("forget", "yes" if checks[0][0] else "no")
+
+    st.divider()
+    st.markdown(
+        "**When the second reading is not a copy.** The memory wrote the passage's words in the order they "
+        "came. Read it again with its sentences shuffled, with one byte in ten changed, or paraphrased: how much "
+        "of the first reading still helps? Each second reading is read with the memory learning, after a first "
+        "reading it **wrote** and after one it **did not** (updates off for the first reading only), so the "
+        "ratio is what the first reading left behind. The passage and its paraphrase are text no training "
+        "step saw.")
+    st.caption(f"Passage: {lessons.REREAD_EXAMPLE[0]}  \nParaphrase: {lessons.REREAD_EXAMPLE[1]}")
+    if st.button("Reread four ways", key="learn_variants_run"):
+        with refusals_shown(), admitted():
+            variants = lessons.reread_variants(model, *lessons.REREAD_EXAMPLE)
+            st.dataframe(for_people(variants.drop(columns="text")), hide_index=True, key="learn_variants_table")
+            show_verdict(lessons.reread_variants_verdict(variants))

@@ -23,6 +23,12 @@ def for_people(frame):
     return frame.style.format(formats, na_rep="n/a")
 
 
+def selected_rows(key: str) -> tuple[int, ...]:
+    """The rows picked in the table drawn under ``key`` with ``on_select`` (Streamlit keeps the selection)."""
+    event = st.session_state.get(key)
+    return tuple(event["selection"]["rows"]) if event else ()
+
+
 def token_slider(n_tokens: int, key: str, help: str | None = None) -> int:
     """The scrubbed token. A one-token run has nothing to scrub (a slider needs min < max): it says so."""
     if n_tokens <= 1:

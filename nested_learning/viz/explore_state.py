@@ -21,7 +21,7 @@ from ..config import HopeConfig
 from .view import View, clamp_token, fit_choices
 
 CMS_VIEWS = ("weights", "change in this run")  # the CMS panels: View.cms_change picks the second
-CHARTS = ("timeline", "text")  # the charts whose clicks scrub
+CHARTS = ("timeline", "text", "repeats", "gains")  # the charts and tables whose clicks scrub
 
 # Field -> session key. The widgets' keys are kept as they were: links, tests and the browser use them.
 KEYS = {
@@ -31,6 +31,7 @@ KEYS = {
     "token": "explore_token", "pending_token": "pending_token",
     "autorun": "autorun", "run_asked_at": "run_asked_at", "input_folded": "explore_input_folded",
     "clicked_timeline": "explore_clicked_timeline", "clicked_text": "explore_clicked_text",
+    "clicked_repeats": "explore_clicked_repeats", "clicked_gains": "explore_clicked_gains",
 }
 
 
@@ -54,6 +55,8 @@ class ExploreState:
     input_folded: bool = False
     clicked_timeline: tuple | None = None  # the last selection applied, per chart
     clicked_text: tuple | None = None
+    clicked_repeats: tuple | None = None  # the repeat table's picked row
+    clicked_gains: tuple | None = None  # the verdict's table of the tokens the memory helped most
 
     @classmethod
     def load(cls, session: Mapping) -> ExploreState:
@@ -153,6 +156,12 @@ class ExploreState:
         """A click (or a box's start) on the timelines, in stream positions: the first, within the run."""
         token = min(max(positions[0] - start_position, 0), n_tokens - 1) if positions else None
         return self.click("timeline", tuple(positions), token)
+
+    def click_row(self, chart: str, rows: tuple[int, ...], tokens: list[int]) -> ExploreState:
+        """A row picked in a table whose row i is about token ``tokens[i]`` (the repeats, the verdict's
+        gains): the scrubber goes there. A row past the table (a stale selection) changes nothing."""
+        token = tokens[rows[0]] if rows and 0 <= rows[0] < len(tokens) else None
+        return self.click(chart, tuple(rows), token)
 
     def click_text(self, start_position: int, token: int | None) -> ExploreState:
         return self.click("text", (start_position, token), token)

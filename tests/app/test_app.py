@@ -298,6 +298,8 @@ def test_a_run_gets_a_verdict_against_its_controls_in_one_click(app):
     assert any(s.startswith("Against another document's memory") for s in sentences)
     conditions = list(table(at, "condition")["condition"])
     assert conditions[:2] == ["this run", "test-time updates off"] and "another document's memory" in conditions
+    gains = table(at, "lowered by")  # the tokens the writes helped most, largest first, beside the verdict
+    assert list(gains["lowered by"]) == sorted(gains["lowered by"], reverse=True)
     ok(at.run())  # kept for this run: shown again without another click
     assert any(s.startswith("Against another document's memory") for s in [m.value for m in list(at.info) + list(at.success)])
 

@@ -64,7 +64,8 @@ def test_learn_demos_each_run_in_one_click(app):
     ok(at.button(key="learn_store_run").click().run())
     assert table(at, "delta error")["delta error"].max() < store["delta error"].max()
     for button, column in (("learn_repeat_run", "copy"), ("learn_cms_run", "period (tokens)"),
-                           ("learn_recall_run", "model predicts"), ("learn_forget_run", "reading")):
+                           ("learn_recall_run", "model predicts"), ("learn_forget_run", "reading"),
+                           ("learn_variants_run", "second reading")):
         ok(at.button(key=button).click().run())
         assert not table(at, column).empty, button
         if column == "copy":
@@ -72,6 +73,9 @@ def test_learn_demos_each_run_in_one_click(app):
         if column == "model predicts":  # recall with the memory learning, and frozen for comparison
             labels = [m.label for m in at.metric]
             assert "Answer digits predicted right" in labels and "The same with test-time updates off" in labels
+        if column == "second reading":  # the passage reread verbatim, shuffled, corrupted and paraphrased
+            assert len(table(at, "second reading")) == 4 and any(m.value.startswith("Paraphrased") for m in
+                                                                 list(at.success) + list(at.warning))
 
 
 def test_in_classroom_mode_every_lesson_waits_for_the_class_prediction_then_reveals_it(app):

@@ -109,6 +109,18 @@ def test_a_chart_click_moves_the_scrubber_once():
     assert moved.click_text(100, None) == moved
 
 
+def test_a_table_row_moves_the_scrubber_to_its_token_once():
+    starts = [40, 95, 130]  # row i of the repeat table is the repeat starting at token starts[i]
+    picked = ExploreState(token=10).click_row("repeats", (1,), starts)
+    assert picked.token == 95 and picked.clicked_repeats == (1,)
+    assert picked.settle(12).click_row("repeats", (1,), starts).token == 12  # the same selection, seen again
+    assert picked.click_row("repeats", (2,), starts).token == 130
+    assert picked.click_row("repeats", (), starts) == picked  # nothing picked: nothing moves
+    assert picked.click_row("repeats", (7,), starts) == picked  # a stale row past the table: nothing moves
+    gains = picked.click_row("gains", (1,), [5, 6])  # each table keeps its own selection
+    assert gains.token == 6 and gains.clicked_repeats == (1,) and gains.clicked_gains == (1,)
+
+
 def test_the_scrub_position_fits_the_run():
     assert ExploreState().scrub_position(10) == (9, None)
     assert ExploreState(token=4).scrub_position(10) == (4, None)
