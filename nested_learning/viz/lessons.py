@@ -15,7 +15,7 @@ from ..ablation import Ablation
 from ..memories.associative import AssociativeMemory
 from ..model import HopeTransformer
 from ..recording import Recording
-from ..tasks import associative_recall
+from ..training.tasks import associative_recall
 from ..tokenizer import ByteTokenizer
 from .guard import guarded_record
 from .safe_text import plotly_label

@@ -198,7 +198,7 @@ def test_task_accuracy_scores_exactly_the_answer_bytes():
     values) that are 7, counted here straight from the samples the evaluation draws."""
     from types import SimpleNamespace
 
-    from nested_learning.tasks import make_sample
+    from nested_learning.training.tasks import make_sample
     from nested_learning.training.evaluate import EVAL_TASKS, task_accuracy
 
     class AlwaysSeven(torch.nn.Module):
