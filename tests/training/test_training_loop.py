@@ -180,10 +180,11 @@ def test_tasks_alone_need_no_text(tmp_path):
 
 
 def test_init_starts_from_a_checkpoint(tmp_path):
-    first = tiny_config(tmp_path / "a", steps=2, checkpoint_every=0, eval_every=0)
+    small = dict(batch_size=1, seq_len=32, bptt=32, eval_windows=1, eval_task_samples=1, checkpoint_every=0, eval_every=0)
+    first = tiny_config(tmp_path / "a", steps=1, warmup_steps=0, **small)
     train(first)
-    tuned = TrainConfig(**{**tiny_config(tmp_path / "b", steps=1, lr=1e-12, min_lr=0.0, warmup_steps=0, checkpoint_every=0,
-                                         eval_every=0).to_dict(), "model_overrides": {}, "init": first.out})
+    tuned = TrainConfig(**{**tiny_config(tmp_path / "b", steps=1, lr=1e-12, min_lr=0.0, warmup_steps=0, **small).to_dict(),
+                           "model_overrides": {}, "init": first.out})
     train(tuned)
     a, b = load_checkpoint(first.out, device="cpu"), load_checkpoint(tuned.out, device="cpu")
     assert b.checkpoint_metadata["train_config"]["init"] == first.out
