@@ -1,4 +1,4 @@
-"""Measure the shipped model's memory targets (README "What the memory does"; issue: a model whose
+"""Measure the shipped model's memory targets (docs/results.md; issue: a model whose
 memory visibly learns) on held-out prose, against swap / reset controls and a baseline checkpoint.
 
     python bench/model_targets.py --checkpoint assets/hope-default.safetensors \

@@ -1,6 +1,6 @@
 """HopeConfig: every architectural choice of the model in one dataclass, plus named presets.
 
-Presets (README "Presets"):
+Presets (docs/model.md "Presets"):
     hope            attention + self-modifying memory (one wide head, shifted keys widened by DPFP, causal
                     conv of width 4 on its inputs) + CMS + FFN, persistent tokens (default)
     hope-paper      self-modifying Titans memory + CMS chain in place of the FFN, no attention,
@@ -67,7 +67,7 @@ class HopeConfig:
     # Causal attention.
     attention: bool = True
     # Sliding window in tokens; None = full causal attention. Short, so that what lies further back
-    # reaches a prediction only through the memories (README "Presets": trained in, as in Titans).
+    # reaches a prediction only through the memories (docs/model.md "Presets": trained in, as in Titans).
     attention_window: int | None = 16
     n_persistent_tokens: int = 4  # learned key/value slots every position can attend to
     rope_base: float = 10000.0
@@ -78,7 +78,7 @@ class HopeConfig:
     projection_learning_rate: float = 0.5  # their rate, relative to the memory's (each step normalised)
     momentum: bool = False  # Titans momentum (mini-batch gradients at the chunk-start memory)
     # Heads of the test-time memory; None = n_heads. Fewer, wider heads hold more: a head's memory
-    # stores about head-width associations before new writes overwrite old ones (README "The model").
+    # stores about head-width associations before new writes overwrite old ones (docs/model.md).
     memory_heads: int | None = None
     memory_chunk_size: int = 64  # tokens per chunk: the learning-rate gate's surprise is taken at the chunk start
     max_learning_rate: float = 1.0  # eta_t in (0, max] (divided by memory_chunk_size with momentum)
@@ -90,12 +90,12 @@ class HopeConfig:
     shifted_keys: bool = False
     # Key width of the memory, in multiples of its head width: 1 = keys as projected; an even n passes
     # keys and queries through DPFP (ops.dpfp, nu = n / 2) and the memory is d x n d: sparser, wider keys
-    # overlap less, so a head holds more before new writes overwrite old ones (README "Wider keys").
+    # overlap less, so a head holds more before new writes overwrite old ones (docs/model.md "Wider keys").
     key_expansion: int = 1
     # Continuum Memory System: one level per period (tokens between updates).
     cms_periods: tuple[int, ...] = (1, 2, 4, 8)
     cms_hidden: int = 64
-    cms_objective: str = "local"  # only "local": predict the next level input (README explains why)
+    cms_objective: str = "local"  # only "local": predict the next level input (docs/model.md explains why)
     # Feed-forward network.
     ffn: bool = True
     ffn_mult: int = 4
@@ -198,7 +198,7 @@ class HopeConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The CMS chain adds four fast MLP levels per layer, so the FFN is half the transformer's width
-    # (keeps Hope near the same-size transformer's parameter count; README "The model").
+    # (keeps Hope near the same-size transformer's parameter count; docs/model.md).
     "hope": dict(ffn_mult=2, local_conv=4, shifted_keys=True, memory_heads=1, key_expansion=8),
     "hope-paper": dict(attention=False, n_persistent_tokens=0, ffn=False, momentum=True, local_conv=4),
     "hope-attention": dict(memory=False, ffn=False, n_persistent_tokens=0),

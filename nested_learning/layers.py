@@ -45,7 +45,7 @@ class CausalConv(nn.Module):
 
     Initialised like PyTorch's Conv1d (uniform in +-1/sqrt(width)), not as the identity: a key that
     already mixes in the previous token is what lets the memory learn to bind a token to its successor
-    (README "Short causal conv" has the measurement)."""
+    (docs/model.md "Short causal conv" has the measurement)."""
 
     def __init__(self, channels: int, width: int):
         super().__init__()

@@ -40,7 +40,7 @@ def _silu_slope(pre: torch.Tensor) -> torch.Tensor:
 # A fast weight's Frobenius norm is held within this multiple of its learned initial norm. The target
 # P(v_t) moves with the weights it trains, so on a repeated phrase the fast weights can chase it for
 # ever (seen here: x2 every ~1,000 tokens after 6,000, the main memory following through the values);
-# on training-length prose they stay well inside the limit (README "The model").
+# on training-length prose they stay well inside the limit (docs/model.md).
 NORM_LIMIT = 2.0
 
 

@@ -14,7 +14,7 @@ import torch
 
 from ..cli import CommandError
 from ..config import PRESETS
-from ..tasks import TASKS, TRAINING_PHRASINGS
+from .tasks import TASKS, TRAINING_PHRASINGS
 from .recipe import RECIPES, load_recipe, run_recipe
 from .trainer import TrainConfig, train
 

@@ -34,7 +34,7 @@ import random
 
 import torch
 
-from .. import tasks as synthetic
+from . import tasks as synthetic
 from .sources import open_source
 
 SEPARATOR = b"\n\n"

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ablation import Ablation
-from ..tasks import make_sample
+from .tasks import make_sample
 from .distributed import all_reduce_sum, rank_and_size
 from .loss import segmented_loss
 

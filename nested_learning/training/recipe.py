@@ -34,7 +34,7 @@ STAGE_FIELDS = ("steps", "batch_size", "seq_len", "bptt", "lr", "min_lr", "warmu
 
 # The CPU curriculum: copy densely, then across gaps beyond the attention window, then recall and
 # passkeys spread over longer and longer windows, with prose rereads and plain prose throughout.
-# Sized for the default model on a 2-core CPU (README "Training" gives the measured time).
+# Sized for the default model on a 2-core CPU (docs/training.md "The shipped checkpoint" gives the measured time).
 CPU = {
     "name": "cpu",
     "description": "dense copy -> gapped copy, spread recall, passkeys -> 1,024 then 2,048-byte windows mixed with prose "
@@ -44,7 +44,7 @@ CPU = {
                "checkpoint_every": 50, "log_every": 10, "min_lr": 1e-4, "weight_decay": 0.1, "grad_clip": 1.0},
     "stages": [
         # Dense copying alone first: mixed with prose and recall, copying had not emerged after 300 steps;
-        # alone it emerges after about 100 (README "Training").
+        # alone it emerges after about 100 (docs/training.md "Recipes").
         {"name": "copy", "steps": 400, "batch_size": 16, "seq_len": 128, "bptt": 128, "lr": 2e-3, "warmup_steps": 30,
          "task_fraction": 1.0, "tasks": {"repeat": {"length": [8, 48]}}},
         {"name": "gapped", "steps": 300, "batch_size": 16, "seq_len": 512, "bptt": 512, "lr": 2e-3, "warmup_steps": 20,

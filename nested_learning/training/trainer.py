@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .. import tasks as synthetic
+from . import tasks as synthetic
 from ..checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from ..config import HopeConfig
 from ..model import HopeTransformer

@@ -1,4 +1,5 @@
-"""The validation suite: five test-time-learning properties and module exactness, measured against controls.
+"""The validation suite: six test-time-learning properties judged against controls, a loss-by-position curve
+(reported, not judged) and module exactness (suite.EXPERIMENTS, in that order).
 
     from nested_learning.validation import run_suite
     results = run_suite(model, quick=False, progress=lambda fraction, message: ...)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..tasks import LETTERS
+from ..training.tasks import LETTERS
 
 
 def row_seed(experiment: str, seed: int, row: int) -> str:

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from .. import tasks
+from ..training import tasks
 from ..ablation import Ablation
 from ..model import HopeTransformer
 from . import targets

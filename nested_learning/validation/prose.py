@@ -12,7 +12,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from .. import tasks
+from ..training import tasks
 from ..training.data import is_heldout
 from ..training.sources import open_source
 

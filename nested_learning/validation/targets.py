@@ -27,7 +27,7 @@ import random
 
 import torch
 
-from .. import tasks
+from ..training import tasks
 from ..ablation import Ablation
 from ..model import HopeTransformer
 from ..phrasings import ORIGINAL, wordings

@@ -16,7 +16,7 @@ from ..ablation import Ablation
 from ..memories.associative import AssociativeMemory
 from ..model import HopeTransformer
 from ..recording import Recording
-from ..tasks import associative_recall
+from ..training.tasks import associative_recall
 from ..tokenizer import ByteTokenizer
 from ..validation.paraphrases import PARAPHRASES
 from ..validation.targets import REREAD_VARIANTS, reread_variant

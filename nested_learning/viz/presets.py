@@ -2,7 +2,7 @@
 (``answers``): the recall accuracy of the Compare page is top-1 accuracy on those bytes.
 
 The key-value and distractor presets are samples of the synthetic tasks the models are trained on
-(:mod:`nested_learning.tasks`), so a trained checkpoint can show recall on them.
+(:mod:`nested_learning.training.tasks`), so a trained checkpoint can show recall on them.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..tasks import associative_recall, passkey
+from ..training.tasks import associative_recall, passkey
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from nested_learning import tasks
+from nested_learning.training import tasks
 from nested_learning.checkpoint import read_checkpoint_info
 from nested_learning.cli import main
 from nested_learning.metrics_file import read_metrics

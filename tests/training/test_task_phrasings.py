@@ -5,7 +5,8 @@ import itertools
 
 import pytest
 
-from nested_learning import phrasings, tasks
+from nested_learning import phrasings
+from nested_learning.training import tasks
 from nested_learning.training.data import TrainBatches
 from nested_learning.training.recipe import load_recipe, stage_configs
 from nested_learning.training.trainer import TrainConfig

@@ -180,10 +180,11 @@ def test_tasks_alone_need_no_text(tmp_path):
 
 
 def test_init_starts_from_a_checkpoint(tmp_path):
-    first = tiny_config(tmp_path / "a", steps=2, checkpoint_every=0, eval_every=0)
+    small = dict(batch_size=1, seq_len=32, bptt=32, eval_windows=1, eval_task_samples=1, checkpoint_every=0, eval_every=0)
+    first = tiny_config(tmp_path / "a", steps=1, warmup_steps=0, **small)
     train(first)
-    tuned = TrainConfig(**{**tiny_config(tmp_path / "b", steps=1, lr=1e-12, min_lr=0.0, warmup_steps=0, checkpoint_every=0,
-                                         eval_every=0).to_dict(), "model_overrides": {}, "init": first.out})
+    tuned = TrainConfig(**{**tiny_config(tmp_path / "b", steps=1, lr=1e-12, min_lr=0.0, warmup_steps=0, **small).to_dict(),
+                           "model_overrides": {}, "init": first.out})
     train(tuned)
     a, b = load_checkpoint(first.out, device="cpu"), load_checkpoint(tuned.out, device="cpu")
     assert b.checkpoint_metadata["train_config"]["init"] == first.out
@@ -198,7 +199,7 @@ def test_task_accuracy_scores_exactly_the_answer_bytes():
     values) that are 7, counted here straight from the samples the evaluation draws."""
     from types import SimpleNamespace
 
-    from nested_learning.tasks import make_sample
+    from nested_learning.training.tasks import make_sample
     from nested_learning.training.evaluate import EVAL_TASKS, task_accuracy
 
     class AlwaysSeven(torch.nn.Module):

@@ -4,7 +4,8 @@ import random
 import pytest
 import torch
 
-from nested_learning import phrasings, tasks
+from nested_learning import phrasings
+from nested_learning.training import tasks
 from nested_learning.validation import gating, memory_ablation, persistence, position, repetition, targets, updates
 from nested_learning.validation.association import run as run_association
 from nested_learning.validation.measure import local_reach, score

@@ -5,6 +5,7 @@ import pytest
 from nested_learning import load_checkpoint
 from nested_learning.recording import record
 from nested_learning.viz import models
+from nested_learning.viz import verdict as verdict_module
 from nested_learning.viz.repeats import find_repeats, repeat_table
 from nested_learning.viz.verdict import BASELINE, BLOCK, OTHER, RESET, UPDATES_OFF, block_difference, run_verdict
 from tests.conftest import tiny_model
@@ -35,7 +36,9 @@ def test_the_estimate_lies_inside_its_interval_however_unevenly_the_blocks_are_f
         assert estimate.ci_low < estimate.mean < estimate.ci_high
 
 
-def test_the_verdict_names_each_control_and_reads_the_same_tokens(model):
+def test_the_verdict_names_each_control_and_reads_the_same_tokens(model, monkeypatch):
+    # A short other document: which tokens each control reads is the point here, not how much it read before.
+    monkeypatch.setattr(verdict_module, "OTHER_DOCUMENT", "Rain fell on the harbour all night. " * 2)
     text = "the cat sat on the mat. " * 4
     first, state = record(model, "an earlier text the memory read")
     rec, _ = record(model, text, state=state)
@@ -92,6 +95,7 @@ def four_repeats() -> str:
     return "".join("".join(FILLER[5 * k:5 * k + 5]) + SENTENCE for k in range(4))
 
 
+@pytest.mark.slow  # the shipped checkpoint and its baseline on 2,000 bytes, five conditions
 def test_a_sentence_read_four_times_in_prose_is_three_repeats_and_the_verdict_says_the_memory_helped():
     text = four_repeats()
     assert 1900 <= len(text.encode()) <= 2400 and text.count(SENTENCE) == 4

@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .phrasings import ORIGINAL, TRAINING_CHOICES as TRAINING_PHRASINGS, CopyWording, PasskeyWording, RecallWording, wordings
+from ..phrasings import ORIGINAL, TRAINING_CHOICES as TRAINING_PHRASINGS, CopyWording, PasskeyWording, RecallWording, wordings
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 DIGITS = "0123456789"

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from nested_learning import tasks
+from nested_learning.training import tasks
 from nested_learning.training.evaluate import _answer_runs
 
 

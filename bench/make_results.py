@@ -1,0 +1,334 @@
+"""Write every quoted result from the reports: the generated blocks of docs/results.md and README.md.
+
+    python bench/make_results.py           # rewrite the blocks from reports/*.json
+    python bench/make_results.py --check   # exit 1, naming the stale blocks, when a file is out of date
+
+A block is the text between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in README.md or a
+docs/*.md file; BLOCKS says how each is rendered from which report. Numbers about results live only in
+these blocks (tests/test_results_doc.py holds README to that), so a new report changes every place that
+quotes it, and nothing else can quote an older one. Text outside the blocks is written by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORTS = {
+    "targets": "reports/model-targets.json",  # bench/model_targets.py on the shipped checkpoint
+    "validation": "reports/validation-hope-default.json",  # python -m nested_learning validate on it
+    "balanced": "reports/model-targets-cpu-balanced.json",  # bench/model_targets.py on the cpu-balanced run (not shipped)
+    "wordings": "reports/model-targets-wordings.json",  # bench/model_targets.py --only wordings,gating (issue 27)
+}
+BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
+
+
+def load_reports(root: Path = ROOT) -> dict[str, dict]:
+    return {name: json.loads((root / path).read_text()) for name, path in REPORTS.items()}
+
+
+# --- formatting ------------------------------------------------------------------------------------------
+
+def est(stat: dict, digits: int = 3) -> str:
+    """mean [95% interval]"""
+    return f"{stat['mean']:.{digits}f} [{stat['ci_low']:.{digits}f}, {stat['ci_high']:.{digits}f}]"
+
+
+def pct(stat: dict) -> str:
+    return f"{100 * stat['mean']:.1f}% [{100 * stat['ci_low']:.1f}, {100 * stat['ci_high']:.1f}]"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def by(rows: list[dict], key: str) -> dict:
+    return {row[key]: row for row in rows}
+
+
+def source(path: str, report: dict) -> str:
+    return f"`{path}` (`{report['checkpoint']}`, {report['n']} sequences per measurement, 95% bootstrap intervals)"
+
+
+# --- the shipped checkpoint's targets (reports/model-targets.json) ----------------------------------------
+
+def target_rows(t: dict) -> list[list[str]]:
+    """One row per target: what it asks, what was measured, whether the mean meets it."""
+    model, baseline = t["bits_per_byte"][0]["model"], next(iter(t["bits_per_byte"][1].values()))
+    gating = t["gating"][0]
+    copies, rereads = t["copy"], t["reread"]
+    recall = [r for r in t["recall"] if r["spread"] > 0]  # pairs spread beyond the attention window
+    passkey = by(t["passkey"], "distance")
+    phrase = t["phrase"][0]
+    streams = t["streaming"]
+    return [
+        ["held-out prose bits per byte below the same-window transformer's",
+         f"{est(model)} against {est(baseline)}", yes(model["mean"] < baseline["mean"])],
+        [f"memory bounded: {streams[0]['tokens']:,} tokens of each input streamed, outputs finite",
+         "largest fast-weight norm: " + ", ".join(f"{s['input'].replace('_', ' ')} {max(s['max_norm'].values()):.0f}"
+                                                   for s in streams), yes(all(s["finite"] for s in streams))],
+        ["learning rate lower on a passage's second reading; under 1% of rates pinned at a bound",
+         "; ".join(f"layer {g['layer']}: {g['first']['mean']:.3f} -> {g['second']['mean']:.3f}, "
+                   f"difference {est(g['second_minus_first'])}, {100 * g['pinned_share']['mean']:.2f}% pinned"
+                   for g in gating),
+         yes(all(g["second_minus_first"]["ci_high"] < 0 and g["pinned_share"]["mean"] < 0.01 for g in gating))],
+        ["\"Repeated phrase\" preset: loss falls copy by copy, last copy at most 0.3 nats/byte",
+         ", ".join(f"{x:.2f}" for x in phrase), yes(all(b < a for a, b in zip(phrase, phrase[1:])) and phrase[-1] <= 0.3)],
+        ["a 32-letter random string copied 100-1,000 tokens later at most 0.5 nats/letter; without the first "
+         "reading at least 2.5",
+         "; ".join(f"{est(c['own'])} at {c['gap']:,} tokens" for c in copies)
+         + f"; without the first reading {min(c['no_first_reading']['mean'] for c in copies):.2f}-"
+           f"{max(c['no_first_reading']['mean'] for c in copies):.2f}",
+         yes(all(c["own"]["mean"] <= 0.5 and c["no_first_reading"]["mean"] >= 2.5 for c in copies))],
+        ["a 128-byte passage reread 100-1,000 tokens later: second/first at most 0.5; with another document's "
+         "memory at least 0.9",
+         "; ".join(f"{est(r['ratio_own'])} at {r['gap']:,}" for r in rereads)
+         + f"; another document's memory {min(r['ratio_swap']['mean'] for r in rereads):.3f}-"
+           f"{max(r['ratio_swap']['mean'] for r in rereads):.3f}",
+         yes(all(r["ratio_own"]["mean"] <= 0.5 and r["ratio_swap"]["mean"] >= 0.9 for r in rereads))],
+        ["associative recall, 16 pairs spread beyond the window, at least 80%",
+         "; ".join(f"{pct(r['own'])} with pairs {r['pair_distance']} tokens apart (another document's memory "
+                   f"{100 * r['swap']['mean']:.1f}%)" for r in recall) + f"; chance {100 * recall[0]['chance']:.0f}%",
+         yes(all(r["own"]["mean"] >= 0.8 for r in recall))],
+        ["pass key found 1,000 tokens later at least 90%",
+         "; ".join(f"{pct(p['own'])} at {p['token_distance']:,} tokens" for p in t["passkey"])
+         + f"; another document's memory at most {100 * max(p['swap']['mean'] for p in t['passkey']):.1f}%",
+         yes(passkey[1000]["own"]["mean"] >= 0.9)],
+    ]
+
+
+def block_targets(r: dict) -> str:
+    t = r["targets"]
+    return (f"Measured by `python bench/model_targets.py` on {source(REPORTS['targets'], t)}; "
+            f"held-out prose of the offline corpus ({t['heldout_bytes']:,} bytes no training step saw). "
+            "*Met* judges the mean.\n\n" + table(["target", "measured", "met"], target_rows(t)))
+
+
+def block_memory(r: dict) -> str:
+    """What wears a reread away, what each component is worth, and every distance measured."""
+    t = r["targets"]
+    between = [[row["filler"].replace("_", " "), f"{row['gap']:,}", est(row["ratio_own"])] for row in t.get("reread_between", [])]
+    rereads = [[f"{row['gap']:,}", est(row["ratio_own"]), est(row["ratio_swap"]), est(row["ratio_reset"])] for row in t["reread"]]
+    copies = [[f"{row['gap']:,}", est(row["own"]), est(row["swap"], 2), est(row["no_first_reading"], 2)] for row in t["copy"]]
+    keys = [[f"{row['token_distance']:,}", pct(row["own"]), pct(row["swap"]), est(row["loss_own"])] for row in t["passkey"]]
+    recall = [[f"{row['pair_distance']}", pct(row["own"]), pct(row["swap"]), pct(row["reset"])] for row in t["recall"]]
+    rereads_off = by(t["ablation_reread"], "ablation")
+    copies_off = by(t["ablation_copy"], "ablation")
+    full_reread = by(t["reread"], "gap")[500]["ratio_own"]
+    full_copy = by(t["copy"], "gap")[503]["own"]
+    ablations = [["full model", est(full_reread), est(full_copy)]] + [
+        [name.replace("_", " "), est(rereads_off[name]["ratio_own"]), est(copies_off[name]["own"])] for name in rereads_off]
+    parts = [
+        "A passage reread later, second/first loss (own memory; another document's; the learned initial one):",
+        table(["tokens between", "own", "another document's", "initial"], rereads),
+        "The same passages with other text between the readings (`reread_between`):",
+        table(["between the readings", "tokens", "second/first"], between) if between else "(not measured in this report)",
+        "A 32-letter random string copied later, nats per letter:",
+        table(["tokens between", "own", "another document's memory", "without the first reading"], copies),
+        "Pass key (whole key right) and its loss per digit:",
+        table(["tokens back", "own", "another document's memory", "loss, nats/digit"], keys),
+        "Recall of 16 digit pairs (chance 10%):",
+        table(["tokens between pairs", "own", "another document's memory", "initial memory"], recall),
+        "Components switched off: passage reread 500 tokens later (second/first) and a copy 503 tokens later "
+        "(nats/letter):",
+        table(["model", "reread", "copy"], ablations),
+    ]
+    return "\n\n".join(parts)
+
+
+# --- the validation suite (reports/validation-hope-default.json) ------------------------------------------
+
+def metric(result: dict, name: str, digits: int = 3) -> str:
+    return est(result["metrics"][name], digits)
+
+
+def validation_numbers(res: dict) -> str:
+    """The numbers behind each experiment's verdict (the whole report: reports/validation-hope-default.md)."""
+    name = res["name"]
+    if name == "memory_updates":
+        return ", ".join(f"{check.replace('_', ' ')}: {yes(ok)}" for check, ok in res["checks"].items())
+    if name == "repetition_learning":
+        gaps = {(row["gap"], row["condition"]): row for row in res["tables"]["ratio_by_gap"]}
+        first, last = min(g for g, _ in gaps), max(g for g, _ in gaps)
+        return (f"second/first {metric(res, 'ratio_own')} pooled ({gaps[first, 'own']['ratio']:.3f} at {first:,} tokens, "
+                f"{gaps[last, 'own']['ratio']:.3f} at {last:,}); another document's memory {metric(res, 'ratio_swap')}; "
+                f"own minus swap {metric(res, 'second_reading_own_minus_swap')} nats/byte; "
+                f"baseline {metric(res, 'ratio_baseline')}")
+    if name == "in_context_association":
+        row = next(r for r in res["tables"]["accuracy_by_condition"] if r["condition"] == "own" and r["spread"] > 0)
+        return (f"16 pairs {row['pair_distance']} tokens apart: accuracy {metric(res, 'accuracy_own')}, chance 0.1; "
+                f"own minus swap {metric(res, 'accuracy_own_minus_swap')}; full model minus baseline "
+                f"{metric(res, 'accuracy_full_minus_baseline')}")
+    if name == "memory_ablation":
+        rows = [r for r in res["tables"]["ablation"] if r["table"] == "prose"]
+        return "prose reread, loss change in nats/byte: " + "; ".join(
+            f"{r['row']} {r['loss_change']:+.2f} [{r['loss_change_ci_low']:+.2f}, {r['loss_change_ci_high']:+.2f}]" for r in rows)
+    if name == "long_range_persistence":
+        own = [r for r in res["tables"]["by_distance"] if r["condition"] == "own"]
+        return (f"pass key own minus swap {metric(res, 'passkey_accuracy_own_minus_swap', 2)} pooled: "
+                + ", ".join(f"{100 * r['passkey_accuracy']:.0f}% at {r['token_distance']:,}" for r in own)
+                + f"; copy loss own minus swap {metric(res, 'copy_loss_own_minus_swap', 2)} nats/letter: "
+                + ", ".join(f"{r['copy_nats_per_letter']:.2f} at {r['token_distance']:,}" for r in own))
+    if name == "surprise_gating":
+        return "; ".join(f"layer {row['layer']}: rate {row['rate_first']:.3f} -> {row['rate_second']:.3f}, second minus "
+                         f"first {row['second_minus_first']:.3f} [{row['second_minus_first_ci_low']:.3f}, "
+                         f"{row['second_minus_first_ci_high']:.3f}], {100 * row['pinned_share']:.2f}% pinned"
+                         for row in res["tables"]["rate_by_layer"])
+    if name == "loss_by_position":
+        return "Hope minus baseline, nats/byte: " + ", ".join(
+            f"{row['model_minus_baseline']:+.2f} (positions {row['positions']})" for row in res["tables"]["loss_by_position"])
+    if name == "module_exactness":
+        return "; ".join(f"{row['case']}: {row['relative_error']:.1e}" for row in res["tables"]["recall_error"])
+    return ", ".join(f"{key} {est(value)}" for key, value in res["metrics"].items())
+
+
+def verdict(res: dict) -> str:
+    if not res["checks"]:
+        return "reported"
+    return "PASS" if res["passed"] else "FAIL"
+
+
+def block_validation(r: dict) -> str:
+    v = r["validation"]
+    assert v["format"] == "nested_learning.validation", "not a validation report"
+    meta = v["meta"]
+    rows = [[res["title"] if "title" in res else res["name"], verdict(res), validation_numbers(res)] for res in v["results"]]
+    return (f"`python -m nested_learning validate` on `{meta['source'].removeprefix('checkpoint ')}` "
+            f"(`{REPORTS['validation']}`; rules committed in {meta['rules_commit']}, window {meta['attention_window']}, "
+            f"local reach {meta['reach']} tokens): **{v['passed']} of {v['passed'] + v['failed']} judged results hold**, "
+            f"{v['reported']} reported.\n\n" + table(["experiment", "result", "the numbers (mean [95% interval])"], rows))
+
+
+# --- the cpu-balanced run (not shipped) ------------------------------------------------------------------
+
+def block_balanced(r: dict) -> str:
+    b = r["balanced"]
+    (_, model), *baselines = [next(iter(x.items())) for x in b["bits_per_byte"]]
+    rereads = by(b["reread"], "gap")
+    recall = by(b["recall"], "pair_distance")
+    rows = [
+        ["held-out prose, bits per byte", est(model) + "; " + "; ".join(f"`{Path(p).name}` {est(s)}" for p, s in baselines)],
+        ["32 letters copied 103 / 253 / 503 / 1,003 tokens later, nats/letter",
+         " / ".join(f"{c['own']['mean']:.2f}" for c in b["copy"])
+         + f"; without the first reading {min(c['no_first_reading']['mean'] for c in b['copy']):.1f}-"
+           f"{max(c['no_first_reading']['mean'] for c in b['copy']):.1f}"],
+        ["passage reread 100 / 1,000 tokens later, second/first (another document's memory)",
+         f"{rereads[100]['ratio_own']['mean']:.3f} / {rereads[1000]['ratio_own']['mean']:.3f} "
+         f"({rereads[100]['ratio_swap']['mean']:.3f} / {rereads[1000]['ratio_swap']['mean']:.3f})"],
+        ["\"Repeated phrase\", first and last of 8 copies, nats/byte", f"{b['phrase'][0][0]:.2f} -> {b['phrase'][0][-1]:.2f}"],
+        ["recall, 16 pairs 38 tokens apart / pass key at 1,054 tokens",
+         f"{100 * recall[38]['own']['mean']:.1f}% / {100 * by(b['passkey'], 'distance')[1000]['own']['mean']:.1f}%"],
+        ["learning rate on a reread, first -> second reading",
+         "; ".join(f"layer {g['layer']} {g['first']['mean']:.3f} -> {g['second']['mean']:.3f} "
+                   f"({100 * g['pinned_share']['mean']:.0f}% pinned)" for g in b["gating"][0])],
+    ]
+    return f"{source(REPORTS['balanced'], b)}:\n\n" + table(["measure", "cpu-balanced"], rows)
+
+
+# --- issue 27: held-out wordings, and the learning rate against a new passage at the same position -------
+
+WORDING_TASKS = {"passkey": ("pass key 1,000 bytes back (whole key right)", pct),
+                 "repeat": ("32-letter copy 100 bytes back (nats/letter)", est),
+                 "recall": ("recall of 16 pairs spread 48 bytes (digit accuracy)", pct)}
+
+
+def block_wordings(r: dict) -> str:
+    w = r["wordings"]
+    rows = {(row["task"], row["wordings"]): row for row in w["wordings"]}
+    templates = {split: rows["passkey", split]["templates"] for split in ("original", "trained", "heldout")}
+    body = [[label] + [f"{fmt(rows[task, split]['own'])} (swap {fmt(rows[task, split]['swap'])})"
+                       for split in ("original", "trained", "heldout")]
+            for task, (label, fmt) in WORDING_TASKS.items()]
+    return (f"{source(REPORTS['wordings'], w)}; own memory, and another document's (swap):\n\n"
+            + table(["task", "original wording", f"{templates['trained']} of the trained wordings",
+                     f"{templates['heldout']} held-out wordings"], body))
+
+
+def block_gating(r: dict) -> str:
+    w = r["wordings"]
+    rows = [[f"{g['layer']}", f"{g['gap']:,}", f"{g['first']['mean']:.3f}", f"{g['second']['mean']:.3f}",
+             f"{g['new_at_same_position']['mean']:.3f}", est(g["reread_minus_new"]), est(g["second_minus_first"])]
+            for layer_rows in w["gating"] for g in layer_rows]
+    return (f"{source(REPORTS['wordings'], w)}: the memory's learning rate on a passage read a second time, "
+            "against the same passage read new at the same stream position:\n\n"
+            + table(["layer", "tokens between", "first reading", "second reading", "new at the same position",
+                     "second minus new", "second minus first"], rows))
+
+
+def wordings_line(w: dict) -> str:
+    rows = {(row["task"], row["wordings"]): row for row in w["wordings"]}
+    return (f"pass key {100 * rows['passkey', 'heldout']['own']['mean']:.1f}%, copy "
+            f"{rows['repeat', 'heldout']['own']['mean']:.3f} nats a letter, recall "
+            f"{100 * rows['recall', 'heldout']['own']['mean']:.1f}% (`{REPORTS['wordings']}`)")
+
+
+# --- README's summary -------------------------------------------------------------------------------------
+
+def block_summary(r: dict) -> str:
+    t, v = r["targets"], r["validation"]
+    rows = target_rows(t)
+    met = sum(row[2] == "yes" for row in rows)
+    rereads, copies = by(t["reread"], "gap"), by(t["copy"], "gap")
+    recall = [x for x in t["recall"] if x["spread"] > 0]
+    keys = by(t["passkey"], "distance")
+    model, baseline = t["bits_per_byte"][0]["model"], next(iter(t["bits_per_byte"][1].values()))
+    lines = [
+        f"- held-out prose: {model['mean']:.3f} bits per byte, the same-window transformer {baseline['mean']:.3f};",
+        f"- a passage reread 100 / 1,000 tokens later costs {rereads[100]['ratio_own']['mean']:.3f} / "
+        f"{rereads[1000]['ratio_own']['mean']:.3f} of its first reading ({rereads[1000]['ratio_swap']['mean']:.3f} with "
+        "another document's memory);",
+        f"- a random string copied 103 / 1,003 tokens later: {copies[103]['own']['mean']:.3f} / "
+        f"{copies[1003]['own']['mean']:.3f} nats a letter, {copies[1003]['no_first_reading']['mean']:.2f} without its first reading;",
+        "- 16 digit pairs recalled " + " and ".join(f"{100 * x['own']['mean']:.1f}%" for x in recall)
+        + " (pairs " + " and ".join(str(x["pair_distance"]) for x in recall) + " tokens apart; chance 10%);",
+        "- a pass key found " + ", ".join(f"{100 * keys[d]['own']['mean']:.1f}% at {keys[d]['token_distance']:,}"
+                                          for d in sorted(keys)) + " tokens back;",
+        "- in wordings of the tasks the training never saw: " + wordings_line(r["wordings"]) + ";",
+        f"- targets met: {met} of {len(rows)} (`{REPORTS['targets']}`); validation suite: {v['passed']} of "
+        f"{v['passed'] + v['failed']} judged results hold (`{REPORTS['validation']}`).",
+    ]
+    return "\n".join(lines)
+
+
+BLOCKS = {"summary": block_summary, "targets": block_targets, "memory": block_memory,
+          "validation": block_validation, "balanced": block_balanced, "wordings": block_wordings,
+          "gating": block_gating}
+
+
+def refresh(text: str, reports: dict) -> str:
+    """``text`` with every block re-rendered; an unknown block name raises KeyError."""
+    return BLOCK.sub(lambda m: m.group(1) + BLOCKS[m.group("name")](reports).rstrip("\n") + "\n" + m.group(4), text)
+
+
+def documents(root: Path = ROOT) -> list[Path]:
+    return [root / "README.md"] + sorted((root / "docs").glob("*.md"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block is stale")
+    args = parser.parse_args(argv)
+    reports = load_reports()
+    stale = []
+    for path in documents():
+        text = path.read_text()
+        new = refresh(text, reports)
+        if new != text:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.write_text(new)
+    verb = "stale" if args.check else "rewritten"
+    print(f"{verb}: {', '.join(map(str, stale))}" if stale else "every block is up to date")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
