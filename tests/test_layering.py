@@ -16,8 +16,8 @@ PAGES = ROOT / "app_pages"
 FLOORS = {
     # Value types and small pieces the memories and everything above share: what to switch off, the config,
     # the explicit state, bytes as tokens, the device, safe file reading, stateless layers, the synthetic
-    # tasks and their wordings, the metrics file's format.
-    "base": {"ablation", "config", "state", "tokenizer", "device", "safe_files", "layers", "phrasings", "tasks",
+    # tasks' wordings (the tasks themselves are training's), the metrics file's format.
+    "base": {"ablation", "config", "state", "tokenizer", "device", "safe_files", "layers", "phrasings",
              "metrics_file"},
     # The model over the memories: attention beside them, the transformer, its parameter shapes and files.
     "model": {"attention", "model", "shapes", "checkpoint"},
