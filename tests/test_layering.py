@@ -65,7 +65,7 @@ def test_imports_flow_one_way(path):
 
 
 # What the memories may read of the core: value types and small layers, never the model or its files.
-MEMORY_MAY_READ = {"ablation", "config", "layers", "state"}
+MEMORY_MAY_READ = {"ablation", "config", "layers", "state", "trace"}
 
 
 @pytest.mark.parametrize("path", sorted((PACKAGE / "memories").glob("*.py")), ids=lambda p: p.name)
