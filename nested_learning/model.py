@@ -133,6 +133,8 @@ class HopeTransformer(nn.Module):
         :class:`~nested_learning.trace.HopeTrace`: used by the recorder), with ``trace_attention`` the
         attention weights too.
         """
+        if not isinstance(trace, bool):  # it was a dict the layers filled: fail loudly, not untraced
+            raise TypeError(f"trace must be True or False (the trace is HopeOutput.trace), got {type(trace).__name__}")
         ablation = ablation or FULL
         tokens = self._check_tokens(tokens)
         if not torch.is_grad_enabled() and not trace and not torch.is_inference_mode_enabled():

@@ -125,7 +125,7 @@ def load_recording(source) -> Recording:
             raise RecordingError(f"{name}: tensor {short(key)} has dtype {header[key]['dtype']}, expected a float type")
         if len(found) != len(shape) or any(s is not None and s != f for s, f in zip(shape, found)):
             raise RecordingError(f"{name}: tensor {short(key)} has shape {list(found)}, expected {['*' if s is None else s for s in shape]}")
-    for key in ("loss", "topk.ids", "topk.probs"):
+    for key in _group("always"):
         check_entry(header, key, name, data_len, RecordingError)
     k = header["topk.ids"]["shape"][1]
     if header["topk.probs"]["shape"][1] != k or not 1 <= k <= config.vocab_size:

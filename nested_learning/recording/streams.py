@@ -30,7 +30,7 @@ SYMBOLS = {
 KEPT = {
     "always": "always",
     "memory": "every memory layer",
-    "keys": "every memory layer: unit keys, or the keys where phi would not rebuild them bit for bit",
+    "keys": "every memory layer: one of these two (below)",
     "values": "every memory layer (files from before it may lack it)",
     "momentum": "memory layers of momentum configs (Titans)",
     "cms": "every CMS layer",

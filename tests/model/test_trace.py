@@ -17,6 +17,12 @@ def test_a_plain_call_has_no_trace():
         assert model(random_tokens(1, 5)).trace is None
 
 
+def test_a_dict_for_the_trace_is_refused():
+    """The trace used to be a dict the layers filled in place: such a caller would silently get none."""
+    with pytest.raises(TypeError, match="HopeOutput.trace"):
+        tiny_model()(random_tokens(1, 5), trace={})
+
+
 @pytest.mark.parametrize("preset", ["hope", "hope-paper"])  # delta rule, momentum
 @pytest.mark.parametrize("ablation", [Ablation(), UPDATES_OFF], ids=["updates", "no-updates"])
 def test_the_trace_has_the_documented_shapes_and_changes_nothing(preset, ablation):
