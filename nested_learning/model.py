@@ -22,6 +22,7 @@ from .device import resolve_device
 from .layers import FeedForward, RMSNorm
 from .memories.self_modifying import SelfModifyingMemory
 from .state import HopeState, LayerState
+from .trace import HopeTrace, LayerTrace
 
 FULL = Ablation()
 
@@ -30,6 +31,7 @@ FULL = Ablation()
 class HopeOutput:
     logits: torch.Tensor  # [B, T, vocab]
     state: HopeState
+    trace: HopeTrace | None = None  # the layers' per-token internals, when the call asked for them
 
 
 @dataclass
@@ -57,34 +59,28 @@ class HopeBlock(nn.Module):
             memory=self.memory.init_state(batch_size) if self.memory is not None else None,
             cms=self.cms.init_state(batch_size) if self.cms is not None else [])
 
-    def forward(self, x, state: LayerState, position: int, ablation: Ablation, trace: dict | None = None,
-                trace_attention: bool = False):
+    def forward(self, x, state: LayerState, position: int, ablation: Ablation, trace: bool = False,
+                trace_attention: bool = False) -> tuple[torch.Tensor, LayerState, LayerTrace | None]:
         attention_cache, memory_state, cms_state = state.attention, state.memory, state.cms
+        weights = memory_trace = cms_trace = None
         if self.attention is not None and ablation.attention:
             y, attention_cache, weights = self.attention(self.norms["attention"](x), state.attention, position,
                                                          ablation.persistent_tokens,
-                                                         return_weights=trace is not None and trace_attention)
+                                                         return_weights=trace and trace_attention)
             x = x + y
-            if weights is not None:
-                trace["attention.weights"] = weights
         if self.memory is not None and ablation.memory:
-            memory_trace = {} if trace is not None else None
-            y, memory_state = self.memory(self.norms["memory"](x), state.memory, position, ablation, memory_trace)
+            y, memory_state, memory_trace = self.memory(self.norms["memory"](x), state.memory, position, ablation, trace)
             x = x + y
-            if trace is not None:
-                trace["memory"] = memory_trace
         if self.cms is not None and ablation.cms:
             h = self.norms["cms"](x)
-            cms_trace = {} if trace is not None else None
             # the chain's input only: the levels' write pairs (two dv-wide matmuls per level) are replayed
             # from it when wanted (Recording.cms_events), not paid for on every traced call
-            y, cms_state = self.cms(h, state.cms, position, ablation, cms_trace, trace_levels=False)
+            y, cms_state, cms_trace = self.cms(h, state.cms, position, ablation, trace, trace_levels=False)
             x = x + (y - h)
-            if trace is not None:
-                trace["cms"] = cms_trace
         if self.ffn is not None and ablation.ffn:
             x = x + self.ffn(self.norms["ffn"](x))
-        return x, LayerState(attention_cache, memory_state, cms_state)
+        layer_trace = LayerTrace(memory_trace, cms_trace, weights) if trace else None
+        return x, LayerState(attention_cache, memory_state, cms_state), layer_trace
 
 
 class HopeTransformer(nn.Module):
@@ -130,23 +126,24 @@ class HopeTransformer(nn.Module):
         return state.clone()
 
     def forward(self, tokens: torch.Tensor, state: HopeState | None = None, ablation: Ablation | None = None,
-                trace: dict | None = None, trace_attention: bool = False) -> HopeOutput:
+                trace: bool = False, trace_attention: bool = False) -> HopeOutput:
         """tokens [B, T] of byte ids -> logits [B, T, vocab] and the state after the last token.
 
-        ``trace``: an optional dict the layers fill with per-token internals (used by the recorder):
-        ``trace["layers"][i]`` holds "memory" (surprise, rates, unit keys, keys, values, errors [B, H, T(, d)]),
-        "cms" (the chain input, which replays every level exactly) and, with ``trace_attention``,
-        "attention.weights" [B, H, T, keys].
+        ``trace``: also hand out the layers' per-token internals (``HopeOutput.trace``, a
+        :class:`~nested_learning.trace.HopeTrace`: used by the recorder), with ``trace_attention`` the
+        attention weights too.
         """
+        if not isinstance(trace, bool):  # it was a dict the layers filled: fail loudly, not untraced
+            raise TypeError(f"trace must be True or False (the trace is HopeOutput.trace), got {type(trace).__name__}")
         ablation = ablation or FULL
         tokens = self._check_tokens(tokens)
-        if not torch.is_grad_enabled() and trace is None and not torch.is_inference_mode_enabled():
+        if not torch.is_grad_enabled() and not trace and not torch.is_inference_mode_enabled():
             # Nothing here will be differentiated: run under inference_mode, which skips the view and
             # version bookkeeping of the memories' thousands of small ops (hope 4-7% faster here),
             # then copy the results out as normal tensors, so the caller may still modify them in place
             # or hand the state to a training call (inference tensors allow neither).
             with torch.inference_mode():
-                out = self._forward(tokens, state, ablation, None, trace_attention)
+                out = self._forward(tokens, state, ablation, False, False)
             return HopeOutput(out.logits.clone(), out.state.clone())
         return self._forward(tokens, state, ablation, trace, trace_attention)
 
@@ -184,7 +181,7 @@ class HopeTransformer(nn.Module):
         generated = torch.stack(new, 1) if new else torch.zeros(tokens.shape[0], 0, dtype=torch.long)
         return Generation(generated.to(self.device), out.state)
 
-    def _forward(self, tokens: torch.Tensor, state: HopeState | None, ablation: Ablation, trace: dict | None,
+    def _forward(self, tokens: torch.Tensor, state: HopeState | None, ablation: Ablation, trace: bool,
                  trace_attention: bool) -> HopeOutput:
         B, T = tokens.shape
         if state is None:
@@ -192,15 +189,16 @@ class HopeTransformer(nn.Module):
         elif state.batch_size not in (None, B):
             raise ValueError(f"state holds {state.batch_size} sequences but tokens hold {B}")
         if T == 0:
-            return HopeOutput(self.embed.weight.new_zeros(B, 0, self.config.vocab_size), state)
+            return HopeOutput(self.embed.weight.new_zeros(B, 0, self.config.vocab_size), state,
+                              HopeTrace() if trace else None)
         x = self.embed(tokens)
-        new_layers = []
-        for i, (block, layer_state) in enumerate(zip(self.blocks, state.layers)):
-            layer_trace = trace.setdefault("layers", {}).setdefault(i, {}) if trace is not None else None
-            x, layer_state = block(x, layer_state, state.position, ablation, layer_trace, trace_attention)
+        new_layers, layer_traces = [], []
+        for block, layer_state in zip(self.blocks, state.layers):
+            x, layer_state, layer_trace = block(x, layer_state, state.position, ablation, trace, trace_attention)
             new_layers.append(layer_state)
+            layer_traces.append(layer_trace)
         logits = self.lm_head(self.final_norm(x))
-        return HopeOutput(logits, HopeState(state.position + T, new_layers))
+        return HopeOutput(logits, HopeState(state.position + T, new_layers), HopeTrace(tuple(layer_traces)) if trace else None)
 
     def _check_tokens(self, tokens) -> torch.Tensor:
         if not isinstance(tokens, torch.Tensor):

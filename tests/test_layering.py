@@ -17,7 +17,7 @@ FLOORS = {
     # Value types and small pieces the memories and everything above share: what to switch off, the config,
     # the explicit state, bytes as tokens, the device, safe file reading, stateless layers, the synthetic
     # tasks' wordings (the tasks themselves are training's), the metrics file's format.
-    "base": {"ablation", "config", "state", "tokenizer", "device", "safe_files", "layers", "phrasings",
+    "base": {"ablation", "config", "state", "trace", "tokenizer", "device", "safe_files", "layers", "phrasings",
              "metrics_file"},
     # The model over the memories: attention beside them, the transformer, its parameter shapes and files.
     "model": {"attention", "model", "shapes", "checkpoint"},
@@ -109,8 +109,9 @@ def test_imports_flow_one_way(path):
         assert theirs == mine or theirs in ALLOWED[mine], f"{module} ({mine}) imports {target} ({theirs})"
 
 
-# What the memories may read of the base floor: value types and small layers, never tasks or files.
-MEMORY_MAY_READ = {"ablation", "config", "layers", "state"}
+# What the memories may read of the base floor: value types (the trace's among them) and small layers,
+# never tasks or files.
+MEMORY_MAY_READ = {"ablation", "config", "layers", "state", "trace"}
 
 
 @pytest.mark.parametrize("path", sorted((PACKAGE / "memories").glob("*.py")), ids=lambda p: p.name)

@@ -24,6 +24,7 @@ import torch.nn as nn
 from ..ablation import Ablation
 from ..ops import block_delta_rule, l2norm
 from ..state import CMSLevelState
+from ..trace import CMSLevelTrace, CMSTrace
 
 
 class CMSLevel(nn.Module):
@@ -47,12 +48,13 @@ class CMSLevel(nn.Module):
         return l2norm(torch.nn.functional.silu(self.key_proj(z)))
 
     def forward(self, z: torch.Tensor, state: CMSLevelState, position: int, ablation: Ablation,
-                trace: dict | None = None) -> tuple[torch.Tensor, CMSLevelState]:
-        """z [B, T, D] -> (level(z) [B, T, D], new state)."""
+                trace: bool = False) -> tuple[torch.Tensor, CMSLevelState, CMSLevelTrace | None]:
+        """z [B, T, D] -> (level(z) [B, T, D], new state, the level's write pairs with ``trace`` and
+        test-time updates on, else None)."""
         B, T, _ = z.shape
         if not ablation.test_time_updates:
             read = self.features(z) @ state.memory[:, 0].transpose(-1, -2)
-            return z + read, state
+            return z + read, state, None
         # Inputs with the previous token's in front: token t writes (phi(z_{t-1}) -> z_t - z_{t-1}), reads phi(z_t).
         inputs = torch.cat([state.previous_input[:, None], z], dim=1)  # [B, T + 1, D]
         features = self.features(inputs)[:, None]  # [B, 1, T + 1, h]
@@ -63,13 +65,13 @@ class CMSLevel(nn.Module):
         values = inputs.diff(dim=1)  # z_t - z_{t-1}
         result = block_delta_rule(features[:, :, 1:], features[:, :, :-1], values[:, None], eta,
                                   log_retention, state.memory, state.pending, position, self.period,
-                                  return_writes=trace is not None)
-        if trace is not None:  # the level's write pairs, for the recorder's update events
-            trace.update(keys=features[:, 0, :-1], values=values, writes=result.writes[:, 0],
-                         learning_rate=eta[:, 0], retention=log_retention.exp())
+                                  return_writes=trace)
+        # the level's write pairs, for the recording's update events
+        pairs = CMSLevelTrace(keys=features[:, 0, :-1], values=values, writes=result.writes[:, 0],
+                              learning_rate=eta[:, 0], retention=log_retention.exp()) if trace else None
         # The kernel's output is a fresh tensor no backward needs: the residual is added in place.
         # previous_input is copied: a view would keep the whole [B, T, D] input alive with the state.
-        return result.output[:, 0].add_(z), CMSLevelState(result.memory, result.pending, z[:, -1].clone())
+        return result.output[:, 0].add_(z), CMSLevelState(result.memory, result.pending, z[:, -1].clone()), pairs
 
 
 class ContinuumMemorySystem(nn.Module):
@@ -82,17 +84,15 @@ class ContinuumMemorySystem(nn.Module):
         return [level.init_state(batch_size) for level in self.levels]
 
     def forward(self, x: torch.Tensor, states: list[CMSLevelState], position: int, ablation: Ablation = Ablation(),
-                trace: dict | None = None, trace_levels: bool = True) -> tuple[torch.Tensor, list[CMSLevelState]]:
-        """``trace`` gets the chain's input and, with ``trace_levels``, each level's write pairs
-        ("levels.{i}"). The input alone suffices to replay every level exactly from the initial states."""
-        new_states = []
-        if trace is not None:
-            trace["input"] = x
+                trace: bool = False, trace_levels: bool = True
+                ) -> tuple[torch.Tensor, list[CMSLevelState], CMSTrace | None]:
+        """-> (y, new states, with ``trace`` the chain's input and, with ``trace_levels``, each level's write
+        pairs). The input alone suffices to replay every level exactly from the initial states."""
+        new_states, levels, inputs = [], [], x
         for i, (level, state) in enumerate(zip(self.levels, states)):
+            pairs = None
             if ablation.cms_level(i):
-                level_trace = {} if trace is not None and trace_levels else None
-                x, state = level(x, state, position, ablation, level_trace)
-                if level_trace is not None:
-                    trace[f"levels.{i}"] = level_trace
+                x, state, pairs = level(x, state, position, ablation, trace and trace_levels)
             new_states.append(state)
-        return x, new_states
+            levels.append(pairs)
+        return x, new_states, CMSTrace(inputs, tuple(levels) if trace_levels else ()) if trace else None

@@ -23,6 +23,7 @@ projection memories are frozen inside a chunk. Everything else is exact per toke
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -34,9 +35,30 @@ from ..layers import CausalConv, RMSNorm
 from ..ops import gated_delta_chunk, key_feature_map, l2norm, momentum_rule_chunk
 from ..ops.common import cat_tokens, float32_kernel, last_axis_norm
 from ..state import MemoryState
+from ..trace import MemoryTrace
 from .projection_memory import ProjectionMemories
 
 SURPRISE_EPS = 1e-2  # keeps the relative surprise finite for a head whose value is near zero
+
+
+class Gate(NamedTuple):
+    """One chunk's gates (N = B H folded heads, n tokens)."""
+    reference_keys: torch.Tensor  # M_c k [N, n, d]: the chunk-start memory's prediction
+    error: torch.Tensor  # ||v - M_c k|| [N, n]
+    surprise: torch.Tensor  # the relative error the learning rate sees [N, n]
+    logits: torch.Tensor  # every gate's logit [B, gates * H, n]
+    learning_rate: torch.Tensor  # [B, H, n]
+    log_retention: torch.Tensor  # [B, H, n]
+
+
+class Write(NamedTuple):
+    """One chunk's reads and writes, the same fields whatever rule wrote (or none)."""
+    output: torch.Tensor  # M_t q_t [N, n, d]
+    memory: torch.Tensor  # after the chunk [N, d, dk]
+    momentum: torch.Tensor | None  # after the chunk (momentum configs)
+    error: torch.Tensor | None  # v_t - M_{t-1} k_t [N, n, d]: when traced or with momentum; None with updates off
+    surprise: torch.Tensor | None  # ||v_t - M_{t-1} k_t|| [N, n], when traced
+    log_momentum_gate: torch.Tensor | None  # [B, H, n], momentum configs with momentum on
 
 
 def chunk_runs(position: int, length: int, chunk: int):
@@ -105,8 +127,9 @@ class SelfModifyingMemory(nn.Module):
         return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, state: MemoryState, position: int, ablation: Ablation = Ablation(),
-                trace: dict | None = None) -> tuple[torch.Tensor, MemoryState]:
-        """x [B, T, D] (normalised layer input) -> (y [B, T, D], new state).
+                trace: bool = False) -> tuple[torch.Tensor, MemoryState, MemoryTrace | None]:
+        """x [B, T, D] (normalised layer input) -> (y [B, T, D], new state, the per-token internals with
+        ``trace``, else None).
 
         Inside the chunk loop batch and heads are folded into one axis (N = B H): every step is one
         3-D op with no reshapes per chunk (the loop is dispatch-bound). The state keeps [B, H, d, d]."""
@@ -129,23 +152,21 @@ class SelfModifyingMemory(nn.Module):
             k = self._fold(key_feature_map(unit_keys, self.key_expansion))  # [N, n, dk]
             v = self._fold(self._heads(values_full))  # [N, n, d]
             gate = self._gate(k, v, reference, gate_features, ablation)
-            write = self._write(qc, k, v, gate, memory, reference, momentum, ablation, trace is not None)
-            out, memory, momentum = write["output"], write["memory"], write["momentum"]
+            write = self._write(qc, k, v, gate, memory, reference, momentum, ablation, trace)
+            memory, momentum = write.memory, write.momentum
             if updates and projections is not None and ablation.self_modification:
                 projections = self._step_projections(projections, projected, gate, limits, b - a, on_boundary)
             if updates and on_boundary:
                 reference = memory
-            outputs.append(out)
-            if trace is not None:
+            outputs.append(write.output)
+            if trace:
                 traces.append(self._trace_item(unit_keys, k, v, gate, write, updates))
         y = self.out_norm(cat_tokens(outputs, dim=1)).view(B, H, T, d).transpose(1, 2).reshape(B, T, D)
-        if trace is not None:  # [B, H, T(, d)] each
-            trace.update({name: cat_tokens([t[name] for t in traces]) for name in traces[0]})
         new_memory = self._unfold(memory)
         new_reference = new_memory if reference is memory else self._unfold(reference)
         new_state = MemoryState(new_memory, new_reference, self._unfold(momentum) if momentum is not None else None,
                                 projections, conv_state, previous_query)
-        return self.out_proj(y), new_state
+        return self.out_proj(y), new_state, MemoryTrace.cat(traces) if trace else None
 
     def _key_features(self, x: torch.Tensor) -> torch.Tensor:
         """Keys (or queries) per head [..., d] -> [..., key width]."""
@@ -185,7 +206,7 @@ class SelfModifyingMemory(nn.Module):
         return queries, zip(inputs[..., D:2 * D].split(sizes, dim=1), inputs[..., 2 * D:].split(sizes, dim=1),
                             x.split(sizes, dim=1))
 
-    def _gate(self, k, v, reference, gate_features, ablation: Ablation) -> dict:
+    def _gate(self, k, v, reference, gate_features, ablation: Ablation) -> Gate:
         """The chunk's learning rates and retentions [B, H, n] from its gate features and its surprise
         against the chunk-start memory."""
         B, n = gate_features.shape[0], k.shape[1]
@@ -194,61 +215,62 @@ class SelfModifyingMemory(nn.Module):
         surprise = error / (torch.linalg.vector_norm(v, dim=-1) + SURPRISE_EPS)
         logits = self.gates(gate_features).transpose(1, 2)  # [B, gates * H, n]
         learning_rate, log_retention = self._rates(logits, surprise.view(B, self.n_heads, n), ablation)
-        return dict(reference_keys=reference_keys, error=error, surprise=surprise, logits=logits,
-                    learning_rate=learning_rate, log_retention=log_retention)
+        return Gate(reference_keys, error, surprise, logits, learning_rate, log_retention)
 
-    def _write(self, qc, k, v, gate: dict, memory, reference, momentum, ablation: Ablation, traced: bool) -> dict:
+    def _write(self, qc, k, v, gate: Gate, memory, reference, momentum, ablation: Ablation, traced: bool) -> Write:
         """One chunk's reads and writes: output [N, n, d], the new memory (and momentum), the per-token
         errors and surprise (when traced) and the momentum gate."""
         H, config = self.n_heads, self.config
-        result = dict(memory=memory, momentum=momentum, log_momentum_gate=None)
         if not ablation.test_time_updates:
-            surprise = (gate["error"] if reference is memory
-                        else torch.linalg.vector_norm(v - _predict(k, memory), dim=-1))
-            return {**result, "output": _predict(qc, memory), "error": None, "surprise": surprise}
+            surprise = None
+            if traced:
+                surprise = gate.error if reference is memory else torch.linalg.vector_norm(v - _predict(k, memory), dim=-1)
+            return Write(_predict(qc, memory), memory, momentum, None, surprise, None)
         if config.momentum:
             log_gate = None
             if ablation.momentum:
-                log_gate = math.log(config.max_momentum) + F.logsigmoid(gate["logits"][:, 2 * H:])
-            out = momentum_rule_chunk(*map(self._unfold, (qc, k, v)), gate["learning_rate"], gate["log_retention"],
+                log_gate = math.log(config.max_momentum) + F.logsigmoid(gate.logits[:, 2 * H:])
+            out = momentum_rule_chunk(*map(self._unfold, (qc, k, v)), gate.learning_rate, gate.log_retention,
                                       log_gate, *map(self._unfold, (memory, momentum, reference)))
             # with mini-batch gradients the error IS taken at the chunk-start memory
-            return dict(output=self._fold(out.output), memory=self._fold(out.memory), momentum=self._fold(out.momentum),
-                        error=self._fold(out.error), surprise=gate["error"], log_momentum_gate=log_gate)
+            return Write(self._fold(out.output), self._fold(out.memory), self._fold(out.momentum),
+                         self._fold(out.error), gate.error, log_gate)
         # One chunk; inside an aligned chunk the gate's reference IS the start memory: reuse M k.
         floor = self.log_retention_floor if ablation.retention else 0.0
-        out = gated_delta_chunk(qc, k, v, self._fold(gate["learning_rate"]), self._fold(gate["log_retention"]), memory,
-                                gate["reference_keys"] if reference is memory else None,
+        out = gated_delta_chunk(qc, k, v, self._fold(gate.learning_rate), self._fold(gate.log_retention), memory,
+                                gate.reference_keys if reference is memory else None,
                                 return_error=traced, log_retention_floor=floor)
         surprise = torch.linalg.vector_norm(out.error, dim=-1) if traced else None
-        return {**result, "output": out.output, "memory": out.memory, "error": out.error, "surprise": surprise}
+        return Write(out.output, out.memory, momentum, out.error, surprise, None)
 
-    def _step_projections(self, projections, projected, gate: dict, limits, n: int, on_boundary: bool):
+    def _step_projections(self, projections, projected, gate: Gate, limits, n: int, on_boundary: bool):
         """The projection memories' mini-batch step: the mean over the chunk's tokens of lr_t * grad_t
         (each token adds lr_t / chunk_size), applied at the chunk boundary."""
         H, chunk = self.n_heads, self.config.memory_chunk_size
         # sums times constants: torch.mean is two ops behind a Python wrapper
-        rate = gate["learning_rate"].sum(1) * (self.projection_rate / H)
-        log_retention = gate["log_retention"].sum(1) * (1 / H)
+        rate = gate.learning_rate.sum(1) * (self.projection_rate / H)
+        log_retention = gate.log_retention.sum(1) * (1 / H)
         pairs = projected.narrow(1, 0, 2)  # the memory's own keys and values
         if n == chunk:  # a whole chunk: nothing pending before it
             return ProjectionMemories.step(projections, pairs, rate, log_retention, limits)
         projections = ProjectionMemories.accumulate(projections, pairs, rate, log_retention)
         return ProjectionMemories.apply_update(projections, chunk, limits) if on_boundary else projections
 
-    def _trace_item(self, unit_keys, k, v, gate: dict, write: dict, updates: bool) -> dict:
-        """Everything the recorder needs to rebuild M_t exactly, [B, H, n(, d)]: the rates actually
-        applied (with updates off nothing is written and nothing decays)."""
-        learning_rate = gate["learning_rate"]
-        item = dict(surprise=self._unfold(write["surprise"]), gate_surprise=self._unfold(gate["surprise"]),
-                    learning_rate=learning_rate if updates else torch.zeros_like(learning_rate),
-                    retention=gate["log_retention"].exp() if updates else torch.ones_like(learning_rate),
-                    unit_keys=unit_keys, keys=self._unfold(k), values=self._unfold(v),
-                    errors=self._unfold(write["error"]) if updates else torch.zeros_like(self._unfold(v)))
+    def _trace_item(self, unit_keys, k, v, gate: Gate, write: Write, updates: bool) -> MemoryTrace:
+        """One chunk's trace, [B, H, n(, d)]: the rates actually applied (with updates off nothing is
+        written and nothing decays)."""
+        learning_rate = gate.learning_rate
+        momentum_gate = None
         if updates and self.config.momentum:
-            log_gate = write["log_momentum_gate"]
-            item["momentum_gate"] = log_gate.exp() if log_gate is not None else torch.zeros_like(learning_rate)
-        return item
+            log_gate = write.log_momentum_gate
+            momentum_gate = log_gate.exp() if log_gate is not None else torch.zeros_like(learning_rate)
+        return MemoryTrace(
+            surprise=self._unfold(write.surprise), gate_surprise=self._unfold(gate.surprise),
+            learning_rate=learning_rate if updates else torch.zeros_like(learning_rate),
+            retention=gate.log_retention.exp() if updates else torch.ones_like(learning_rate),
+            unit_keys=unit_keys, keys=self._unfold(k), values=self._unfold(v),
+            errors=self._unfold(write.error) if updates else torch.zeros_like(self._unfold(v)),
+            momentum_gate=momentum_gate)
 
     def _rates(self, gate_logits, gate_surprise, ablation: Ablation) -> tuple[torch.Tensor, torch.Tensor]:
         """Learning rate in (0, max] and log retention (retention in [min, 1]), each [B, H, n]."""

@@ -13,40 +13,30 @@ from ..ablation import Ablation
 from ..config import HopeConfig
 from ..safe_files import check_entry, check_tiling, parse_json, parse_tagged, read_bytes, short, write_safetensors
 from ..shapes import cms_parameter_shapes
+from . import streams
 from .recording import FORMAT, FORMAT_VERSION, Recording, RecordingError
-from .streams import MEMORY_STREAMS
 
 MAX_BYTES = 2 << 30
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
-# Every tensor name a recording may hold, with the shape it must have given the config c and T tokens
-# (None = any length). Layer and level indices are checked against the config too, so a file cannot
-# name more of them than its model has.
-_LAYER = r"layers\.(?P<layer>0|[1-9]\d{0,2})\."  # no leading zeros: one name per layer
-_PATTERNS = [
-    (r"tokens", lambda c, T: (T,)),
-    (r"loss", lambda c, T: (T,)),
-    (r"topk\.(ids|probs)", lambda c, T: (T, None)),
-    (_LAYER + r"memory\.(surprise|gate_surprise|learning_rate|retention|write_norm|memory_norm|momentum_gate)",
-     lambda c, T: (T, c.n_memory_heads)),
-    (_LAYER + r"memory\.keys", lambda c, T: (T, c.n_memory_heads, c.memory_key_dim)),  # unit keys' alternative
-    (_LAYER + r"memory\.(unit_keys|writes|values)", lambda c, T: (T, c.n_memory_heads, c.memory_head_dim)),  # values: optional
-    (_LAYER + r"memory\.initial\.(memory|momentum)", lambda c, T: (c.n_memory_heads, c.memory_head_dim, c.memory_key_dim)),
-    (r"full\." + _LAYER + r"memory\.memory", lambda c, T: (T, c.n_memory_heads, c.memory_head_dim, c.memory_key_dim)),
-    (_LAYER + r"cms\.input", lambda c, T: (T, c.d_model)),
-    (_LAYER + r"cms\.initial\.(?P<level>0|[1-9]\d?)\.(memory|pending)", lambda c, T: (c.d_model, c.cms_hidden)),
-    (_LAYER + r"cms\.initial\.(?P<level>0|[1-9]\d?)\.previous_input", lambda c, T: (c.d_model,)),
-    (_LAYER + r"cms\.params\.(?P<param>.+)", None),  # the shape of the config's CMS parameter of that name
-    (_LAYER + r"attention\.weights", lambda c, T: (c.n_heads, T, None)),
-]
+
+
+def _group(kept: str) -> list[str]:
+    """The table's names kept as ``kept``, within their layer ("memory.surprise", "cms.initial.{j}.memory", ...)."""
+    return [s.name.removeprefix("layers.{i}.") for s in streams.STREAMS if s.kept == kept]
+
+
 # What one layer's memory (or CMS) must hold once any of it is there: what the readers rebuild from.
-_MEMORY_GROUP = {f"memory.{n}" for n in (*MEMORY_STREAMS, "writes", "initial.memory")}
-_MOMENTUM_PAIR = {"memory.momentum_gate", "memory.initial.momentum"}
+_MEMORY_GROUP = set(_group("memory"))
+_KEYS = _group("keys")  # one of them: the unit keys, or (older files, a GPU's rounding) the keys
+_MOMENTUM_PAIR = set(_group("momentum"))
 
 
 def _cms_group(config: HopeConfig) -> set[str]:
-    levels = range(len(config.cms_periods))
-    return ({"cms.input"} | {f"cms.params.{n}" for n in cms_parameter_shapes(config)}
-            | {f"cms.initial.{j}.{n}" for j in levels for n in ("memory", "pending", "previous_input")})
+    names = set()
+    for name in _group("cms"):
+        names |= ({name.format(param=p) for p in cms_parameter_shapes(config)} if "{param}" in name
+                  else {name.format(j=j) for j in range(len(config.cms_periods))})
+    return names
 
 
 def save_recording(recording: Recording, path: str | os.PathLike) -> Path:
@@ -70,20 +60,19 @@ def non_finite_tensor(tensors: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
-def _expected_shape(name: str, config: HopeConfig, T: int, cms: dict):
-    """(known, shape) of a tensor name, ``cms`` being the config's CMS parameter shapes; None in a shape
-    accepts any length."""
-    for pattern, shape in _PATTERNS:
-        match = re.fullmatch(pattern, name)
-        if match is None:
-            continue
-        groups = match.groupdict()
-        if ((groups.get("layer") is not None and int(groups["layer"]) >= config.n_layers)
-                or (groups.get("level") is not None and int(groups["level"]) >= len(config.cms_periods))
-                or (groups.get("param") is not None and groups["param"] not in cms)):
-            return False, None
-        return True, cms[groups["param"]] if shape is None else shape(config, T)
-    return False, None
+def _expected(name: str, config: HopeConfig, T: int, cms: dict) -> tuple[streams.Stream, tuple] | None:
+    """The table's row for a tensor name and the shape it must have (None in it: any length), ``cms`` being
+    the config's CMS parameter shapes; None for a name the table lacks or whose layer, level or parameter
+    the config does not have (so a file cannot name more of them than its model has)."""
+    found = streams.find(name)
+    if found is None:
+        return None
+    stream, index = found
+    if (("layer" in index and int(index["layer"]) >= config.n_layers)
+            or ("level" in index and int(index["level"]) >= len(config.cms_periods))
+            or ("param" in index and index["param"] not in cms)):
+        return None
+    return stream, stream.shape_for(config, T, cms.get(index.get("param")))
 
 
 def _metadata(meta: dict, name: str):
@@ -126,15 +115,17 @@ def load_recording(source) -> Recording:
     T = T[0]
     cms = cms_parameter_shapes(config)
     for key in header:
-        known, shape = _expected_shape(key, config, T, cms)
-        if not known:
+        expected = _expected(key, config, T, cms)
+        if expected is None:
             raise RecordingError(f"{name}: unexpected tensor {short(key)}")
-        found = check_entry(header, key, name, data_len, RecordingError, dtype="I64" if key in ("tokens", "topk.ids") else None)
-        if key not in ("tokens", "topk.ids") and header[key]["dtype"] not in FLOAT_DTYPES:
+        stream, shape = expected
+        integer = stream.dtype == "int64"
+        found = check_entry(header, key, name, data_len, RecordingError, dtype="I64" if integer else None)
+        if not integer and header[key]["dtype"] not in FLOAT_DTYPES:
             raise RecordingError(f"{name}: tensor {short(key)} has dtype {header[key]['dtype']}, expected a float type")
-        if shape is not None and (len(found) != len(shape) or any(s is not None and s != f for s, f in zip(shape, found))):
+        if len(found) != len(shape) or any(s is not None and s != f for s, f in zip(shape, found)):
             raise RecordingError(f"{name}: tensor {short(key)} has shape {list(found)}, expected {['*' if s is None else s for s in shape]}")
-    for key in ("loss", "topk.ids", "topk.probs"):
+    for key in _group("always"):
         check_entry(header, key, name, data_len, RecordingError)
     k = header["topk.ids"]["shape"][1]
     if header["topk.probs"]["shape"][1] != k or not 1 <= k <= config.vocab_size:
@@ -165,7 +156,7 @@ def _check_groups(header: dict, config: HopeConfig, name: str) -> None:
     cms_group = _cms_group(config)
     for layer, present in layers.items():
         memory = {n for n in present if n.startswith("memory.")}
-        keys = "memory.keys" if "memory.keys" in memory else "memory.unit_keys"  # older files hold the keys
+        keys = next((n for n in _KEYS if n in memory), _KEYS[0])
         required = _MEMORY_GROUP | {keys} | (_MOMENTUM_PAIR if memory & _MOMENTUM_PAIR else set())
         if memory and required - memory:
             raise RecordingError(f"{name}: layer {layer}'s memory lacks tensor 'layers.{layer}.{sorted(required - memory)[0]}'")

@@ -1,7 +1,7 @@
 """record(): run the model once and capture, inside its own step, everything the dashboard shows.
 
 A self-modifying model cannot be re-run to recover what happened, so the recorder asks the layers
-to hand out their internals during the one forward pass (the ``trace`` dict) and keeps compact
+to hand out their internals during the one forward pass (``HopeOutput.trace``) and keeps compact
 factors from which every memory matrix is rebuilt exactly afterwards.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ..model import HopeTransformer
 from ..ops import key_feature_map
 from ..state import HopeState
 from ..tokenizer import ByteTokenizer
+from ..trace import CMSTrace, MemoryTrace
 from . import streams
 from .recording import Recording, RecordingError
 from .reconstruction import memory_norms, momentum_norms, replay
@@ -75,19 +76,18 @@ def record(model: HopeTransformer, text_or_tokens, state: HopeState | None = Non
 
 
 def _record(model, tokens, text, state, ablation, top_k, attention, full_states, next_token):
-    trace: dict = {}
     started = time.perf_counter()
-    out = model(tokens[None].to(model.device), state=state, ablation=ablation, trace=trace, trace_attention=attention)
+    out = model(tokens[None].to(model.device), state=state, ablation=ablation, trace=True, trace_attention=attention)
     forward_seconds = time.perf_counter() - started
     tensors = _token_streams(out.logits[0].float().cpu(), tokens, top_k, next_token)
-    for i, layer_trace in trace.get("layers", {}).items():
+    for i, layer_trace in enumerate(out.trace.layers):
         layer_state = state.layers[i]
-        if "memory" in layer_trace:
-            tensors.update(_memory_streams(i, layer_trace["memory"], layer_state.memory, full_states, model.config.key_expansion))
-        if "cms" in layer_trace:
-            tensors.update(_cms_streams(i, layer_trace["cms"], layer_state.cms, model.blocks[i].cms))
-        if "attention.weights" in layer_trace:
-            tensors[streams.attention_weights(i)] = layer_trace["attention.weights"][0].float().cpu()
+        if layer_trace.memory is not None:
+            tensors.update(_memory_streams(i, layer_trace.memory, layer_state.memory, full_states, model.config.key_expansion))
+        if layer_trace.cms is not None:
+            tensors.update(_cms_streams(i, layer_trace.cms, layer_state.cms, model.blocks[i].cms))
+        if layer_trace.attention_weights is not None:
+            tensors[streams.attention_weights(i)] = layer_trace.attention_weights[0].float().cpu()
     meta = {"torch": torch.__version__, "nested_learning": __version__, "python": platform.python_version(),
             "device": str(model.device), "top_k": top_k, "forward_seconds": round(forward_seconds, 4),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -106,8 +106,8 @@ def _token_streams(logits: torch.Tensor, tokens: torch.Tensor, top_k: int, next_
     return {"tokens": tokens, "loss": loss, "topk.ids": ids, "topk.probs": probs}
 
 
-def _memory_streams(layer: int, trace: dict, initial_state, full_states: bool, key_expansion: int) -> dict[str, torch.Tensor]:
-    take = lambda name: trace[name][0].transpose(0, 1).float().cpu()  # [H, T, ...] -> [T, H, ...]
+def _memory_streams(layer: int, trace: MemoryTrace, initial_state, full_states: bool, key_expansion: int) -> dict[str, torch.Tensor]:
+    take = lambda name: getattr(trace, name)[0].transpose(0, 1).float().cpu()  # [H, T, ...] -> [T, H, ...]
     prefix = streams.memory(layer, "")
     out = {prefix + n: take(n) for n in ("surprise", "gate_surprise", "learning_rate", "retention")}
     keys = take("keys")
@@ -118,7 +118,7 @@ def _memory_streams(layer: int, trace: dict, initial_state, full_states: bool, k
     out[prefix + "values"] = values  # v_t: the delta rule's anatomy at a token (error = v_t - M_{t-1} k_t)
     initial = initial_state.memory[0].float().cpu()
     out[prefix + "initial.memory"] = initial
-    if "momentum_gate" in trace:
+    if trace.momentum_gate is not None:
         out[prefix + "momentum_gate"] = take("momentum_gate")
         momentum = initial_state.momentum[0].float().cpu()
         out[prefix + "initial.momentum"] = momentum
@@ -143,11 +143,11 @@ def _key_factor(prefix: str, keys: torch.Tensor, unit_keys: torch.Tensor, key_ex
     return {prefix + "keys": keys}
 
 
-def _cms_streams(layer: int, trace: dict, initial_levels, cms_module) -> dict[str, torch.Tensor]:
+def _cms_streams(layer: int, trace: CMSTrace, initial_levels, cms_module) -> dict[str, torch.Tensor]:
     """The chain's input, initial states and parameters: enough to replay every level exactly
     (update events are derived from that replay on demand, which keeps recording cheap)."""
     prefix = streams.cms(layer, "")
-    out = {prefix + "input": trace["input"][0].float().cpu()}
+    out = {prefix + "input": trace.input[0].float().cpu()}
     for name, p in cms_module.state_dict().items():
         out[f"{prefix}params.{name}"] = p.detach().float().cpu().clone()
     for j, level_state in enumerate(initial_levels):

@@ -20,6 +20,7 @@ from ..config import HopeConfig
 from ..ops import key_feature_map
 from ..state import CMSLevelState
 from ..tokenizer import ByteTokenizer
+from ..trace import CMSTrace
 from . import streams
 from .events import level_events
 from .replay import CMSReplay
@@ -133,16 +134,15 @@ class Recording:
         if self._events is None:
             rows = []
             for layer in self.cms_layers:
-                trace: dict = {}
-                self._replay_cms(layer, trace)
+                _, trace = self._replay_cms(layer, trace=True)
                 for level, period in enumerate(self.config.cms_periods):
-                    level_trace = trace.get(f"levels.{level}")
-                    if not level_trace:  # level switched off, or updates off: no events
+                    pairs = trace.levels[level] if trace is not None else None
+                    if pairs is None:  # level switched off, or updates off: no events
                         continue
                     initial = lambda n: self.tensors[streams.cms(layer, f"initial.{level}.{n}")]
-                    events = level_events(level_trace["keys"][0], level_trace["values"][0], level_trace["writes"][0],
-                                          level_trace["learning_rate"][0], float(level_trace["retention"]), period,
-                                          self.start_position, initial("memory"), initial("pending"))
+                    events = level_events(pairs.keys[0], pairs.values[0], pairs.writes[0], pairs.learning_rate[0],
+                                          float(pairs.retention), period, self.start_position, initial("memory"),
+                                          initial("pending"))
                     frame = pd.DataFrame({f: events[f].numpy() for f in EVENT_FIELDS})
                     frame.insert(0, "period", period)
                     frame.insert(0, "level", level)
@@ -212,15 +212,16 @@ class Recording:
                                 initial(j, "previous_input")[None]) for j in range(len(config.cms_periods))]
         return cms, states
 
-    def _replay_cms(self, layer: int, trace: dict | None = None):
-        """Run the layer's CMS chain over every recorded token; returns the level states after the last one."""
+    def _replay_cms(self, layer: int, trace: bool = False) -> tuple[list[CMSLevelState], CMSTrace | None]:
+        """Run the layer's CMS chain over every recorded token: the level states after the last one and,
+        with ``trace``, every level's write pairs (None with no tokens)."""
         cms, states = self.cms_chain(layer)
         if self.n_tokens == 0:  # a loaded file may hold no tokens; the chain cannot run on an empty input
-            return states
+            return states, None
         with torch.no_grad():
-            _, states = cms(self.tensors[streams.cms(layer, "input")][None], states, self.start_position,
-                            self.ablation, trace)
-        return states
+            _, states, pairs = cms(self.tensors[streams.cms(layer, "input")][None], states, self.start_position,
+                                   self.ablation, trace)
+        return states, pairs
 
     # ---- runs read in pieces -------------------------------------------------------------------
     @classmethod

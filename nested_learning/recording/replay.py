@@ -31,7 +31,7 @@ class CMSReplay:
         if last < first:
             return states
         with torch.no_grad():
-            _, states = self.cms(self.inputs[None, first:last + 1], states, self.start + first, self.ablation)
+            _, states, _ = self.cms(self.inputs[None, first:last + 1], states, self.start + first, self.ablation)
         return states
 
     def _build(self):

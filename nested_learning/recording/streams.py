@@ -1,22 +1,122 @@
-"""The names of a recording's tensors, formatted in one place.
+"""The names of a recording's tensors: one table, from which everything else is derived.
 
 A recording is a flat dict of tensors whose keys are also its file's keys (safetensors), so the names
-are its contract: per layer ``layers.{i}.memory.{stream}`` [T, H] for the per-token streams below,
-``layers.{i}.memory.{unit_keys, writes, values}`` [T, H, d] (the factors that rebuild M_t exactly; keys
-[T, H, dk] are derived from the unit keys, or stored as ``keys`` by a recorder that could not derive them),
-``layers.{i}.memory.initial.{memory, momentum}``, ``layers.{i}.cms.input`` [T, D],
-``layers.{i}.cms.initial.{level}.*``, ``layers.{i}.cms.params.*`` and ``layers.{i}.attention.weights``.
-Library code asks these functions (or ``Recording.memory_stream``) instead of writing the strings.
+are its contract. ``STREAMS`` lists every name a recording may hold, with its shape as symbols of the
+config (``SYMBOLS``), its dtype, when it is kept and what it means. The file reader checks files
+against it (``files.py``), the docs' table is rendered from it (docs/recording.md, rewritten by
+``write_table``) and the tests check the recorder's output against it. Library code asks the functions
+below (or ``Recording.memory_stream``) instead of writing the strings.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-# Per-token memory streams [T, H], each one number per token and head.
-# (With Titans momentum, ``momentum_gate`` too.) The factors [T, H, d]: ``unit_keys`` (phi's input: the keys
-# k_t = phi(unit key), ops.key_feature_map) and ``writes`` u_t = lr_t (v_t - M_{t-1} k_t) rebuild M_t exactly;
-# ``values`` are kept for the delta rule's anatomy.
-MEMORY_STREAMS = ("surprise", "gate_surprise", "learning_rate", "retention", "write_norm", "memory_norm")
+from ..config import HopeConfig
+
+# The sizes a shape is written in; None: any length (the file says).
+SYMBOLS = {
+    "T": ("tokens recorded", lambda c: None),
+    "k": ("top-k predictions kept (`top_k`)", lambda c: None),
+    "H": ("memory heads (`n_memory_heads`)", lambda c: c.n_memory_heads),
+    "d": ("memory head width, the values' (`memory_head_dim`)", lambda c: c.memory_head_dim),
+    "dk": ("memory key width, d x `key_expansion` (`memory_key_dim`)", lambda c: c.memory_key_dim),
+    "D": ("model width (`d_model`)", lambda c: c.d_model),
+    "h": ("CMS hidden width (`cms_hidden`)", lambda c: c.cms_hidden),
+    "n": ("attention heads (`n_heads`)", lambda c: c.n_heads),
+    "S": ("keys attended: persistent tokens and the window's", lambda c: None),
+}
+# When a stream is there; the file reader requires each layer's group once any of it is there.
+KEPT = {
+    "always": "always",
+    "memory": "every memory layer",
+    "keys": "every memory layer: one of these two (below)",
+    "values": "every memory layer (files from before it may lack it)",
+    "momentum": "memory layers of momentum configs (Titans)",
+    "cms": "every CMS layer",
+    "attention": "with `attention=True`",
+    "full": "with `full_states=True`",
+}
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str  # {i}: a layer, {j}: a CMS level, {param}: a CMS parameter's name
+    shape: tuple[str, ...] | None  # symbols of SYMBOLS; None: the CMS parameter's own shape
+    dtype: str  # as recorded: int64, float32 or float16 (a file may hold any float type for a float)
+    kept: str  # a key of KEPT
+    meaning: str
+
+    def shape_for(self, config: HopeConfig, T: int, param_shape: tuple[int, ...] | None = None) -> tuple[int | None, ...]:
+        """The shape for this config and T tokens (None: any length); ``param_shape`` for ``cms.params``."""
+        if self.shape is None:
+            return tuple(param_shape)
+        return tuple(T if s == "T" else SYMBOLS[s][1](config) for s in self.shape)
+
+    @property
+    def pattern(self) -> str:
+        """A regex of the names; indices without leading zeros (one name per layer or level)."""
+        return (re.escape(self.name).replace(r"\{i\}", r"(?P<layer>0|[1-9]\d{0,2})")
+                .replace(r"\{j\}", r"(?P<level>0|[1-9]\d?)").replace(r"\{param\}", r"(?P<param>.+)"))
+
+
+def _memory(name, shape, meaning, kept="memory", dtype="float32"):
+    return Stream(f"layers.{{i}}.memory.{name}", shape, dtype, kept, meaning)
+
+
+def _cms(name, shape, meaning):
+    return Stream(f"layers.{{i}}.cms.{name}", shape, "float32", "cms", meaning)
+
+
+STREAMS = (
+    Stream("tokens", ("T",), "int64", "always", "byte ids"),
+    Stream("loss", ("T",), "float32", "always", "next-token loss in nats (NaN for the last token without `next_token`)"),
+    Stream("topk.ids", ("T", "k"), "int64", "always", "top-k next-byte predictions"),
+    Stream("topk.probs", ("T", "k"), "float32", "always", "their probabilities"),
+    _memory("surprise", ("T", "H"), "`‖v_t − M_{t−1} k_t‖`, exact per token"),
+    _memory("gate_surprise", ("T", "H"), "the relative surprise the learning-rate gate saw (against the chunk-start memory)"),
+    _memory("learning_rate", ("T", "H"), "learning rate applied (0 when test-time updates are off)"),
+    _memory("retention", ("T", "H"), "retention applied (1 = keep everything)"),
+    _memory("write_norm", ("T", "H"), "`‖M_t − M_{t−1}‖_F`"),
+    _memory("memory_norm", ("T", "H"), "`‖M_t‖_F`"),
+    _memory("momentum_gate", ("T", "H"), "momentum beta", kept="momentum"),
+    _memory("unit_keys", ("T", "H", "d"), "the key before the key feature map: `k_t = phi(unit key)` (`ops.key_feature_map`, "
+            "DPFP then l2norm), rebuilt on read", kept="keys"),
+    _memory("keys", ("T", "H", "dk"), "the keys `k_t` themselves, stored in place of the unit keys", kept="keys"),
+    _memory("writes", ("T", "H", "d"), "the write `u_t = lr_t (v_t − M_{t−1} k_t)`: `M_t = a_t M_{t−1} + u_t k_tᵀ`"),
+    _memory("values", ("T", "H", "d"), "the values `v_t`, for the delta rule's anatomy", kept="values"),
+    _memory("initial.memory", ("H", "d", "dk"), "`M` before the first token (values x keys)"),
+    _memory("initial.momentum", ("H", "d", "dk"), "the momentum before the first token", kept="momentum"),
+    Stream("full.layers.{i}.memory.memory", ("T", "H", "d", "dk"), "float16", "full", "every `M_t`"),
+    _cms("input", ("T", "D"), "the chain's input: replays every level exactly"),
+    _cms("initial.{j}.memory", ("D", "h"), "level j's fast weights before the first token"),
+    _cms("initial.{j}.pending", ("D", "h"), "level j's update pending inside its block"),
+    _cms("initial.{j}.previous_input", ("D",), "level j's input at the token before the first"),
+    _cms("params.{param}", None, "the layer's CMS parameters (`shapes.cms_parameter_shapes`)"),
+    Stream("layers.{i}.attention.weights", ("n", "T", "S"), "float32", "attention", "attention weights"),
+)
+
+
+def per_token_memory_streams() -> tuple[str, ...]:
+    """The per-token memory streams [T, H] every memory layer holds, in the table's order."""
+    return tuple(s.name.removeprefix("layers.{i}.memory.") for s in STREAMS
+                 if s.name.startswith("layers.{i}.memory.") and s.shape == ("T", "H") and s.kept == "memory")
+
+
+# Per-token memory streams [T, H], each one number per token and head (with momentum, ``momentum_gate`` too).
+MEMORY_STREAMS = per_token_memory_streams()
+
+
+_PATTERNS = [(re.compile(stream.pattern), stream) for stream in STREAMS]
+
+
+def find(name: str) -> tuple[Stream, dict[str, str]] | None:
+    """The table's row for a tensor name, with the indices it names; None for a name not in the table."""
+    for pattern, stream in _PATTERNS:
+        match = pattern.fullmatch(name)
+        if match is not None:
+            return stream, {k: v for k, v in match.groupdict().items() if v is not None}
+    return None
 
 
 def memory(layer: int, name: str) -> str:
@@ -40,5 +140,40 @@ def attention_weights(layer: int) -> str:
 
 
 def full_memory(layer: int) -> str:
-    """Every M_t of a layer [T, H, d, d] (float16), when recorded with ``full_states``."""
+    """Every M_t of a layer [T, H, d, dk] (float16), when recorded with ``full_states``."""
     return "full." + memory(layer, "memory")
+
+
+def markdown_table(shipped: HopeConfig | None = None) -> str:
+    """The docs' stream table: every row of ``STREAMS``, its shape in symbols and for the ``shipped`` config
+    (the default ``hope`` preset), then what the symbols stand for."""
+    shipped = shipped or HopeConfig.preset("hope")
+    size = lambda s: s if s in ("T", "k", "S") else f"{SYMBOLS[s][1](shipped):,}"
+    lines = ["| stream | shape | shipped model | dtype | kept | meaning |", "|---|---|---|---|---|---|"]
+    for s in STREAMS:
+        shape = "as the parameter" if s.shape is None else f"[{', '.join(s.shape)}]"
+        concrete = "as the parameter" if s.shape is None else f"[{', '.join(size(x) for x in s.shape)}]"
+        lines.append(f"| `{s.name}` | {shape} | {concrete} | {s.dtype} | {KEPT[s.kept]} | {s.meaning} |")
+    lines += ["", "Sizes: " + "; ".join(f"{symbol} = {text}" for symbol, (text, _) in SYMBOLS.items()) + "."]
+    return "\n".join(lines)
+
+
+BEGIN, END = "<!-- stream-table:begin -->", "<!-- stream-table:end -->"
+
+
+def with_table(document: str) -> str:
+    """``document`` with the text between its stream-table markers replaced by :func:`markdown_table`."""
+    start, end = document.index(BEGIN) + len(BEGIN), document.index(END)
+    return document[:start] + "\n" + markdown_table() + "\n" + document[end:]
+
+
+def write_table(path: str = "docs/recording.md") -> bool:
+    """Regenerate the stream table in the docs; True if the file changed. From the repository root:
+    ``python -c "from nested_learning.recording.streams import write_table; write_table()"``."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if with_table(text) == text:
+        return False
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(with_table(text))
+    return True

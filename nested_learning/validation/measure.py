@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..ablation import Ablation
 from ..model import HopeTransformer
 from ..state import HopeState
+from ..trace import HopeTrace
 
 FULL = Ablation()
 
@@ -24,10 +25,11 @@ class Scores:
     correct: torch.Tensor  # [B, T] float 1/0 (argmax equals the token); NaN at position 0
     state: HopeState  # after the last token
     logits: torch.Tensor  # [B, T, vocab]
+    trace: HopeTrace | None = None  # the layers' internals, when asked for
 
 
 def score(model: HopeTransformer, tokens: torch.Tensor, state: HopeState | None = None,
-          ablation: Ablation | None = None, trace: dict | None = None) -> Scores:
+          ablation: Ablation | None = None, trace: bool = False) -> Scores:
     tokens = tokens.to(model.device)
     with torch.inference_mode():  # no autograd bookkeeping: about 10% faster than no_grad here
         out = model(tokens, state=state, ablation=ablation or FULL, trace=trace)
@@ -39,7 +41,7 @@ def score(model: HopeTransformer, tokens: torch.Tensor, state: HopeState | None 
         predicted = logits[:, :-1]
         loss[:, 1:] = F.cross_entropy(predicted.reshape(-1, V), tokens[:, 1:].reshape(-1), reduction="none").view(B, T - 1)
         correct[:, 1:] = (predicted.argmax(-1) == tokens[:, 1:]).float()
-    return Scores(loss.cpu(), correct.cpu(), out.state, logits)
+    return Scores(loss.cpu(), correct.cpu(), out.state, logits, out.trace)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

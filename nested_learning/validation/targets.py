@@ -317,12 +317,11 @@ def phrase(model: HopeTransformer, text: str = "the cat sat on the mat. ", times
 
 def _segment_rates(model: HopeTransformer, texts: list[str], ablation: Ablation = FULL) -> dict[int, dict[str, torch.Tensor]]:
     """Per layer with a memory: the learning rate and the surprise per token [B, T] (mean over heads)."""
-    trace = {}
-    score(model, _tokens(texts), ablation=ablation, trace=trace)
-    return {i: {"rate": layer["memory"]["learning_rate"].float().mean(1).cpu(),
-                "surprise": layer["memory"]["surprise"].float().mean(1).cpu(),
-                "all_rates": layer["memory"]["learning_rate"].float().cpu()}
-            for i, layer in sorted(trace.get("layers", {}).items()) if "memory" in layer}
+    trace = score(model, _tokens(texts), ablation=ablation, trace=True).trace
+    return {i: {"rate": layer.memory.learning_rate.float().mean(1).cpu(),
+                "surprise": layer.memory.surprise.float().mean(1).cpu(),
+                "all_rates": layer.memory.learning_rate.float().cpu()}
+            for i, layer in enumerate(trace.layers) if layer.memory is not None}
 
 
 def surprise_slope(rate: torch.Tensor, surprise: torch.Tensor) -> torch.Tensor:

@@ -55,10 +55,10 @@ def test_level_switched_off_is_identity_and_keeps_state():
     cms = ContinuumMemorySystem(16, 8, (1, 4))
     x = torch.randn(1, 12, 16)
     states = cms.init_state(1)
-    y_all_off, s_off = cms(x, states, 0, Ablation(cms_levels_off=frozenset({0, 1})))
+    y_all_off, s_off, _ = cms(x, states, 0, Ablation(cms_levels_off=frozenset({0, 1})))
     assert torch.equal(y_all_off, x)
     assert all(a is b for a, b in zip(s_off, states))
-    y_one, s_one = cms(x, states, 0, Ablation(cms_levels_off=frozenset({1})))
+    y_one, s_one, _ = cms(x, states, 0, Ablation(cms_levels_off=frozenset({1})))
     assert s_one[1] is states[1] and s_one[0] is not states[0]
 
 

@@ -177,12 +177,11 @@ def test_cms_event_statistics_equal_direct_computation():
     tokens = random_tokens(1, 21)[0]
     _, state = record(model, tokens[:6])  # the second recording starts inside a period-4 block
     recording, _ = record(model, tokens[6:], state=state)
-    trace = {}
-    recording._replay_cms(0, trace)
+    _, trace = recording._replay_cms(0, trace=True)
     events = recording.cms_events()
     for level, period in ((0, 1), (1, 4)):
-        keys = trace[f"levels.{level}"]["keys"][0].double()
-        values = trace[f"levels.{level}"]["values"][0].double()
+        keys = trace.levels[level].keys[0].double()
+        values = trace.levels[level].values[0].double()
         for _, event in events[(events.layer == 0) & (events.level == level)].iterrows():
             t = int(event.token_index)
             before, after = recording.cms_weights(0, level, t - 1).double(), recording.cms_weights(0, level, t).double()

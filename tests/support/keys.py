@@ -7,11 +7,10 @@ from nested_learning.recording import Recording, streams
 def traced_keys(model, tokens: torch.Tensor) -> dict[int, torch.Tensor]:
     """Per memory layer, the keys phi(k) [T, H, dk] the memory wrote with, straight from the model's trace
     (under inference_mode, as ``record`` runs it)."""
-    trace: dict = {}
     with torch.inference_mode():
-        model(tokens[None], trace=trace)
-    return {i: layer["memory"]["keys"][0].transpose(0, 1).clone() for i, layer in trace["layers"].items()
-            if "memory" in layer}
+        trace = model(tokens[None], trace=True).trace
+    return {i: layer.memory.keys[0].transpose(0, 1).clone() for i, layer in enumerate(trace.layers)
+            if layer.memory is not None}
 
 
 def with_stored_keys(recording: Recording, keys: dict[int, torch.Tensor]) -> Recording:
