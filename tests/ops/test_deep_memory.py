@@ -186,7 +186,8 @@ DEFAULT_RATE = float(torch.sigmoid(torch.tensor(2.0))) / 64  # the gate's start 
 DEFAULT_LOG_RETENTION = float(torch.log1p(-0.1 * torch.sigmoid(torch.tensor(-3.0))))  # retention ~0.995
 
 
-def stream(n_keys, value_scale, fixed_values, T=16384, dk=1024, dv=128, h=128, C=64, seed=0):
+def stream(n_keys, value_scale, fixed_values, T=16384, dk=1024, dv=128, h=128, C=64, seed=0,
+           log_retention=DEFAULT_LOG_RETENTION):
     """The shipped model's sizes (keys 1,024 wide, values and hidden 128) over T tokens at the default
     gates, retention toward the initial weights; keys drawn from ``n_keys`` unit keys (None: fresh ones),
     values random (``fixed_values``: one value per key). Returns per-chunk weight norms and the mean
@@ -201,7 +202,7 @@ def stream(n_keys, value_scale, fixed_values, T=16384, dk=1024, dv=128, h=128, C
         index = torch.randint(0, pool.shape[1], (C,), generator=g) if n_keys else torch.arange(c * C, (c + 1) * C)
         k, q = pool[:, index], l2norm(torch.randn(1, C, dk, generator=g))
         v = pool_values[:, index] if fixed_values else torch.randn(1, C, dv, generator=g) * value_scale
-        out = deep_memory_chunk(q, k, v, torch.full((1, C), DEFAULT_RATE), torch.full((1, C), DEFAULT_LOG_RETENTION),
+        out = deep_memory_chunk(q, k, v, torch.full((1, C), DEFAULT_RATE), torch.full((1, C), log_retention),
                                 w1, w2, w1_anchor=anchors[0], w2_anchor=anchors[1], return_error=True)
         w1, w2 = out.w1, out.w2
         norms.append((float(w1.norm()), float(w2.norm())))
@@ -226,8 +227,9 @@ def test_weights_stay_finite_and_bounded_over_16k_tokens(n_keys, value_scale):
 
 @pytest.mark.slow
 def test_a_repeated_set_of_associations_is_learned():
-    """Eight keys, each with its own fixed value: the error before the write falls far below the empty
-    memory's (1) and stays down: the MLP memory stores what it is shown."""
-    norms, errors, _ = stream(8, 1.0, fixed_values=True, T=8192)
-    assert errors[:4].mean() > 0.9
-    assert errors[-16:].mean() < 0.2
+    """Eight keys, each with its own fixed value, nothing forgotten (retention 1): the error before the
+    write falls from the empty memory's (1) far down: the MLP memory stores what it is shown. (At the
+    default retention it levels off where forgetting balances the 1/64 rate: docs/deep-memory.md.)"""
+    norms, errors, _ = stream(8, 1.0, fixed_values=True, T=8192, log_retention=0.0)
+    assert errors[0] > 0.9
+    assert errors[-16:].mean() < 0.01  # measured 0.0003
