@@ -33,6 +33,7 @@ INT_BOUNDS = {
     "cms_hidden": (1, 65536),
     "ffn_mult": (1, 64),
     "key_expansion": (1, 16),
+    "memory_depth": (1, 2),
 }
 MAX_ATTENTION_WINDOW = 1 << 20  # tokens; or None for full causal attention
 MAX_CMS_LEVELS = 16
@@ -92,6 +93,9 @@ class HopeConfig:
     # keys and queries through DPFP (ops.dpfp, nu = n / 2) and the memory is d x n d: sparser, wider keys
     # overlap less, so a head holds more before new writes overwrite old ones (docs/model.md "Wider keys").
     key_expansion: int = 1
+    # Layers of the memory: 1 = the linear matrix M (eq 88); 2 = the paper's MLP M(x) = x + W1 silu(W2 x)
+    # (eq 89, hidden width = head width), written by mini-batch gradients per memory chunk (docs/deep-memory.md).
+    memory_depth: int = 1
     # Continuum Memory System: one level per period (tokens between updates).
     cms_periods: tuple[int, ...] = (1, 2, 4, 8)
     cms_hidden: int = 64
@@ -116,6 +120,8 @@ class HopeConfig:
             if not inside:  # NaN fails every comparison, so it lands here too
                 interval = f"{'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
                 raise ValueError(f"config.{name} must be a number in {interval}, got {short(value)}")
+        if self.memory_depth > 1 and self.momentum:
+            raise ValueError("config.memory_depth 2 has no momentum yet: set momentum false (or memory_depth 1)")
         if self.momentum and self.max_momentum == 0:  # the momentum gate is log-scaled by it
             raise ValueError("config.max_momentum must be above 0 with momentum on (or set momentum false)")
         if self.d_model % self.n_heads:

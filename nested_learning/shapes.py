@@ -33,8 +33,11 @@ def block_parameter_shapes(config: HopeConfig) -> Shapes:
     if config.memory:
         H, d = config.n_memory_heads, config.memory_head_dim
         n_gates = (3 if config.momentum else 2) * H
-        shapes.update({"memory.surprise_weight": (H,), "memory.initial_memory": (H, d, config.memory_key_dim),
+        deep = config.memory_depth > 1  # the MLP memory: W1 [H, d, d] and W2 [H, d, dk]
+        shapes.update({"memory.surprise_weight": (H,), "memory.initial_memory": (H, d, d if deep else config.memory_key_dim),
                        "memory.in_proj.weight": ((3 + config.self_modifying - config.shifted_keys) * D, D)})
+        if deep:
+            shapes["memory.initial_hidden_memory"] = (H, d, config.memory_key_dim)
         if config.shifted_keys:
             shapes["memory.initial_query"] = (D,)
         if config.local_conv > 1:  # width 1 is no conv

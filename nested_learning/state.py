@@ -4,7 +4,8 @@ Modules hold only learned parameters; everything that changes while the model re
 is passed in and out of each call. Two users, two states: nothing leaks between them.
 
 Shapes (B batch, H heads, d head width, D model width, h hidden width of a fast MLP):
-    MemoryState.memory / reference / momentum    [B, H, d, d]
+    MemoryState.memory / reference / momentum    [B, H, d, d]   (depth 2: W1 [B, H, d, h])
+    MemoryState.hidden_memory / hidden_reference [B, H, h, d]   (depth 2 only: W2)
     ProjectionMemoryState.w_in / pending_in      [B, 3, h, D]   (key, value, gate memories)
     ProjectionMemoryState.w_out / pending_out    [B, 3, D, h]
     CMSLevelState.memory / pending               [B, 1, D, h]
@@ -81,6 +82,9 @@ class MemoryState(_StateOps):
     projections: ProjectionMemoryState | None = None
     conv: torch.Tensor | None = None  # [B, conv width - 1, conv channels] last inputs of the causal conv
     previous_query: torch.Tensor | None = None  # [B, 1, D] the last token's query features (shifted keys)
+    # memory_depth 2: the MLP's first layer W2 (memory and reference then hold its second layer W1)
+    hidden_memory: torch.Tensor | None = None
+    hidden_reference: torch.Tensor | None = None
 
 
 @dataclass

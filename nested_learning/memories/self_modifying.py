@@ -14,6 +14,9 @@ Per head, per token (B batch, H memory heads, T tokens, d head width, D = H d):
     M_t = retention_t M_{t-1} + learning_rate_t (v_t - M_{t-1} k_t) k_t^T     (DGD, Hope eq 88)
     y_t = M_t q_t
 With ``momentum`` the Titans update replaces the last line (see ``ops/momentum.py``).
+With ``memory_depth`` 2 the memory is the paper's MLP M(x) = x + W1 silu(W2 x) (eq 89; x the unit key or
+query before its feature map), written by mini-batch gradient steps of rate learning_rate_t / chunk size
+(``ops/deep_memory.py``, docs/deep-memory.md); surprise is still ||v_t - M_{t-1}(k_t)||.
 
 Chunking (``memory_chunk_size``, aligned to the stream's token clock): the learning-rate gate sees
 ``gate_surprise_t = ||v_t - M_c k_t||`` against the memory M_c at the start of t's chunk, and the
@@ -32,7 +35,7 @@ import torch.nn.functional as F
 from ..ablation import Ablation
 from ..config import HopeConfig
 from ..layers import CausalConv, RMSNorm
-from ..ops import gated_delta_chunk, key_feature_map, l2norm, momentum_rule_chunk
+from ..ops import deep_memory_chunk, gated_delta_chunk, key_feature_map, l2norm, mlp_read, momentum_rule_chunk, reference_pass
 from ..ops.common import cat_tokens, float32_kernel, last_axis_norm
 from ..state import MemoryState
 from ..trace import MemoryTrace
@@ -102,7 +105,8 @@ class SelfModifyingMemory(nn.Module):
         # >0: surprising tokens are written harder. Starts so that a novel value (relative error 1) gets
         # sigmoid(2) = 0.88 of the max rate and a held one (error 0) sigmoid(-2) = 0.12 (the lr bias below).
         self.surprise_weight = nn.Parameter(torch.full((H,), 4.0))
-        self.initial_memory = nn.Parameter(torch.zeros(H, d, config.memory_key_dim))  # learned M_0
+        self.deep = config.memory_depth > 1  # the MLP memory: initial_memory is then W1 [H, d, h = d]
+        self.initial_memory = nn.Parameter(torch.zeros(H, d, d if self.deep else config.memory_key_dim))  # learned M_0
         if self.shifted_keys:  # the key of a stream's first token: a learned "start of text" context
             self.initial_query = nn.Parameter(torch.randn(D) * D ** -0.5)
         self.out_norm = RMSNorm(d)
@@ -110,18 +114,22 @@ class SelfModifyingMemory(nn.Module):
         nn.init.zeros_(self.gates.bias)
         nn.init.constant_(self.gates.bias[:H], -2.0)
         nn.init.constant_(self.gates.bias[H:2 * H], -3.0)  # retention starts near 1 - 0.05 (1 - min)
+        if self.deep:  # W2: unit keys give its hidden units unit-variance inputs (silu's curved range)
+            self.initial_hidden_memory = nn.Parameter(torch.randn(H, d, config.memory_key_dim))
 
     def init_state(self, batch_size: int) -> MemoryState:
         memory = self.initial_memory.unsqueeze(0).expand(batch_size, -1, -1, -1)
         conv = None
         if self.conv is not None:
             conv = memory.new_zeros(batch_size, self.conv.width - 1, self.conv.weight.shape[0])
+        hidden = self.initial_hidden_memory.unsqueeze(0).expand(batch_size, -1, -1, -1) if self.deep else None
         return MemoryState(
             memory=memory, reference=memory,
             momentum=torch.zeros_like(memory) if self.config.momentum else None,
             projections=self.projections.init_state(batch_size) if self.projections is not None else None,
             conv=conv,
-            previous_query=self.initial_query.expand(batch_size, 1, -1) if self.shifted_keys else None)
+            previous_query=self.initial_query.expand(batch_size, 1, -1) if self.shifted_keys else None,
+            hidden_memory=hidden, hidden_reference=hidden)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, n, D] -> [B, H, n, d]
         return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
@@ -144,28 +152,43 @@ class SelfModifyingMemory(nn.Module):
         momentum = self._fold(state.momentum) if state.momentum is not None else None
         projections = state.projections
         limits = self.projections.norm_limits() if projections is not None else None
+        hidden = hidden_reference = unit_queries = anchors = None
+        if self.deep:  # W2 and its reference; the residual of a query is the unit query before phi
+            anchors = (self.initial_memory.repeat(B, 1, 1), self.initial_hidden_memory.repeat(B, 1, 1))  # [N, ., .]
+            hidden = self._fold(state.hidden_memory)
+            hidden_reference = hidden if state.hidden_reference is state.hidden_memory else self._fold(state.hidden_reference)
+            unit_queries = queries if self.key_expansion == 1 else self._fold(
+                l2norm(self._heads(inputs[..., :D]))).split([b - a for a, b, _ in runs], dim=1)
         outputs, traces = [], []
-        for (a, b, on_boundary), qc, chunk_input in zip(runs, queries, chunk_inputs):
+        for i, ((a, b, on_boundary), qc, chunk_input) in enumerate(zip(runs, queries, chunk_inputs)):
             projected = ProjectionMemories.apply(projections, *chunk_input) if projections is not None else None
             keys_full, values_full, gate_features = projected.unbind(1) if projected is not None else chunk_input
             unit_keys = l2norm(self._heads(keys_full))  # [B, H, n, d]: phi's input, what a recording keeps
             k = self._fold(key_feature_map(unit_keys, self.key_expansion))  # [N, n, dk]
             v = self._fold(self._heads(values_full))  # [N, n, d]
-            gate = self._gate(k, v, reference, gate_features, ablation)
-            write = self._write(qc, k, v, gate, memory, reference, momentum, ablation, trace)
+            if self.deep:
+                gate, write, hidden = self._deep_chunk(qc, unit_queries[i], unit_keys, k, v, gate_features, memory,
+                                                       hidden, reference, hidden_reference, anchors, ablation, trace)
+            else:
+                gate = self._gate(k, v, reference, gate_features, ablation)
+                write = self._write(qc, k, v, gate, memory, reference, momentum, ablation, trace)
             memory, momentum = write.memory, write.momentum
             if updates and projections is not None and ablation.self_modification:
                 projections = self._step_projections(projections, projected, gate, limits, b - a, on_boundary)
             if updates and on_boundary:
-                reference = memory
+                reference, hidden_reference = memory, hidden
             outputs.append(write.output)
             if trace:
                 traces.append(self._trace_item(unit_keys, k, v, gate, write, updates))
         y = self.out_norm(cat_tokens(outputs, dim=1)).view(B, H, T, d).transpose(1, 2).reshape(B, T, D)
         new_memory = self._unfold(memory)
         new_reference = new_memory if reference is memory else self._unfold(reference)
+        new_hidden = new_hidden_reference = None
+        if self.deep:
+            new_hidden = self._unfold(hidden)
+            new_hidden_reference = new_hidden if hidden_reference is hidden else self._unfold(hidden_reference)
         new_state = MemoryState(new_memory, new_reference, self._unfold(momentum) if momentum is not None else None,
-                                projections, conv_state, previous_query)
+                                projections, conv_state, previous_query, new_hidden, new_hidden_reference)
         return self.out_proj(y), new_state, MemoryTrace.cat(traces) if trace else None
 
     def _key_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -206,12 +229,15 @@ class SelfModifyingMemory(nn.Module):
         return queries, zip(inputs[..., D:2 * D].split(sizes, dim=1), inputs[..., 2 * D:].split(sizes, dim=1),
                             x.split(sizes, dim=1))
 
-    def _gate(self, k, v, reference, gate_features, ablation: Ablation) -> Gate:
+    def _gate(self, k, v, reference, gate_features, ablation: Ablation, reference_error=None) -> Gate:
         """The chunk's learning rates and retentions [B, H, n] from its gate features and its surprise
-        against the chunk-start memory."""
+        against the chunk-start memory (``reference_error``: v - M_c(k), given by the deep memory)."""
         B, n = gate_features.shape[0], k.shape[1]
-        reference_keys = _predict(k, reference)
-        error = torch.linalg.vector_norm(v - reference_keys, dim=-1)  # [N, n]
+        reference_keys = None
+        if reference_error is None:
+            reference_keys = _predict(k, reference)
+            reference_error = v - reference_keys
+        error = torch.linalg.vector_norm(reference_error, dim=-1)  # [N, n]
         surprise = error / (torch.linalg.vector_norm(v, dim=-1) + SURPRISE_EPS)
         logits = self.gates(gate_features).transpose(1, 2)  # [B, gates * H, n]
         learning_rate, log_retention = self._rates(logits, surprise.view(B, self.n_heads, n), ablation)
@@ -242,6 +268,26 @@ class SelfModifyingMemory(nn.Module):
                                 return_error=traced, log_retention_floor=floor)
         surprise = torch.linalg.vector_norm(out.error, dim=-1) if traced else None
         return Write(out.output, out.memory, momentum, out.error, surprise, None)
+
+    def _deep_chunk(self, qc, unit_queries, unit_keys, k, v, gate_features, memory, hidden, reference,
+                    hidden_reference, anchors, ablation: Ablation, traced: bool) -> tuple[Gate, Write, torch.Tensor]:
+        """memory_depth 2: one chunk's gate, reads and writes of M(x) = x + W1 silu(W2 x) (memory = W1,
+        hidden = W2). The residual x is the unit key (query) before phi; the kernel fits the rest, v - x.
+        Each token's step is its learning rate / chunk size: with no error feedback inside a chunk (all
+        gradients at the chunk start), a chunk's summed step then stays within max_learning_rate.
+        Retention pulls the weights toward the learned initial ones (``anchors``): zero weights are dead."""
+        target = v - self._fold(unit_keys)
+        at_reference = reference_pass(k, target, reference, hidden_reference)
+        gate = self._gate(k, v, reference, gate_features, ablation, reference_error=at_reference.error)
+        if not ablation.test_time_updates:
+            error = at_reference.error if reference is memory else target - mlp_read(k, memory, hidden)
+            surprise = torch.linalg.vector_norm(error, dim=-1) if traced else None
+            return gate, Write(mlp_read(qc, memory, hidden) + unit_queries, memory, None, None, surprise, None), hidden
+        rate = self._fold(gate.learning_rate) * (1 / self.config.memory_chunk_size)
+        out = deep_memory_chunk(qc, k, target, rate, self._fold(gate.log_retention), memory, hidden, reference,
+                                hidden_reference, at_reference, *anchors, return_error=traced)
+        surprise = torch.linalg.vector_norm(out.error, dim=-1) if traced else None
+        return gate, Write(out.output + unit_queries, out.w1, None, out.error, surprise, None), out.w2
 
     def _step_projections(self, projections, projected, gate: Gate, limits, n: int, on_boundary: bool):
         """The projection memories' mini-batch step: the mean over the chunk's tokens of lr_t * grad_t

@@ -57,6 +57,8 @@ def record(model: HopeTransformer, text_or_tokens, state: HopeState | None = Non
     """
     if not 1 <= top_k <= model.config.vocab_size:
         raise RecordingError(f"top_k must be in [1, {model.config.vocab_size}], got {top_k}")
+    if model.config.memory and model.config.memory_depth > 1:  # its factors rebuild a linear memory only
+        raise RecordingError("recording a model with memory_depth 2 is not supported yet")
     tokens, text = _tokens(model, text_or_tokens, max_tokens)
     if tokens.numel() == 0:
         raise RecordingError("nothing to record: the input is empty")

@@ -23,7 +23,8 @@ def _fast_weights(layer):
     fields = {}
     if memory is not None:
         fields = {"memory": memory.memory, "reference": memory.reference, "momentum": memory.momentum,
-                  "projections": memory.projections}
+                  "projections": memory.projections, "hidden_memory": memory.hidden_memory,
+                  "hidden_reference": memory.hidden_reference}
     return fields, [{"memory": level.memory, "pending": level.pending} for level in layer.cms]
 
 

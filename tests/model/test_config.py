@@ -85,7 +85,8 @@ def small_configs(draw):
                 max_learning_rate=draw(edge(1e-9, 1.0)), min_retention=draw(edge(1e-9, 1.0)),
                 max_momentum=draw(edge(0.0, 0.5, 0.999)), local_conv=draw(st.integers(0, 5)),
                 cms_periods=tuple(draw(st.lists(st.integers(1, 9), max_size=3))), cms_hidden=draw(st.integers(1, 4)),
-                ffn_mult=draw(st.integers(1, 3)), init_std=draw(edge(1e-9, 0.02, 1.0)))
+                ffn_mult=draw(st.integers(1, 3)), init_std=draw(edge(1e-9, 0.02, 1.0)),
+                memory_depth=draw(st.integers(1, 2)))
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,0 +1,128 @@
+"""memory_depth 2: the paper's MLP memory inside the model (kernel tests: tests/ops/test_deep_memory.py)."""
+import pytest
+import torch
+
+from nested_learning import Ablation, HopeConfig
+from nested_learning.recording.recorder import record
+from nested_learning.validation.controls import replace_memory, reset_memory
+from tests.conftest import random_tokens, tiny_model
+from tests.ops.test_deep_memory import oracle
+
+SPLITS = [(0, 7), (7, 40), (40, 41), (41, 67)]
+
+
+def deep_model(preset="hope", **overrides):
+    return tiny_model(preset, memory_depth=2, **overrides)
+
+
+def test_config_field():
+    assert HopeConfig().memory_depth == 1 and HopeConfig.preset("hope").memory_depth == 1
+    assert HopeConfig.from_dict({"memory_depth": 2}).memory_depth == 2
+    with pytest.raises(ValueError, match=r"config.memory_depth must be a positive integer at most 2"):
+        HopeConfig(memory_depth=3)
+    with pytest.raises(ValueError, match="memory_depth 2 has no momentum yet"):
+        HopeConfig.preset("titans", memory_depth=2)
+
+
+def test_depth_one_state_has_no_hidden_layer():
+    state = tiny_model().init_state(1)
+    assert all(layer.memory.hidden_memory is None and layer.memory.hidden_reference is None for layer in state.layers)
+
+
+@pytest.mark.parametrize("key_expansion", [1, 4])
+def test_forward_backward_reaches_every_memory_parameter(key_expansion):
+    """Training differentiates through the writes: the initial weights of both layers, the gates (whose
+    rates only act through the writes) and the projections get finite, nonzero gradients."""
+    model = deep_model(key_expansion=key_expansion).train()
+    out = model(random_tokens(2, 40))
+    memory = model.blocks[0].memory
+    assert memory.initial_memory.shape == (2, 16, 16)  # W1 [H, d, h = d]
+    assert memory.initial_hidden_memory.shape == (2, 16, 16 * key_expansion)  # W2 [H, h, dk]
+    state = out.state.layers[0].memory
+    assert state.memory.shape == (2, 2, 16, 16) and state.hidden_memory.shape == (2, 2, 16, 16 * key_expansion)
+    out.logits.logsumexp(-1).mean().backward()
+    for name in ("initial_memory", "initial_hidden_memory", "gates.weight", "surprise_weight", "in_proj.weight"):
+        grad = memory.get_parameter(name).grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("preset", ["hope", "hope-paper"])
+def test_streaming_equals_one_call(preset):
+    """Calls split inside memory chunks (chunk 8) carry both layers and their chunk-start references."""
+    model = deep_model(preset, momentum=False, dtype=torch.float64, attention_window=12, cms_periods=(1, 3, 8))
+    tokens = random_tokens(2, 67)
+    with torch.no_grad():
+        full = model(tokens)
+        state, pieces = None, []
+        for a, b in SPLITS:
+            out = model(tokens[:, a:b], state=state)
+            state, pieces = out.state, pieces + [out.logits]
+    assert torch.allclose(torch.cat(pieces, 1), full.logits, atol=1e-10, rtol=0)
+    for name, t in full.state.tensors().items():
+        assert torch.allclose(state.tensors()[name], t, atol=1e-10, rtol=0), name
+
+
+def test_trace_rebuilds_with_the_per_token_oracle():
+    """The model's writes are the kernel's semantics: from the recorded keys, values, rates and
+    retentions the per-token oracle (mini-batch gradients at each chunk's start, rate / chunk size,
+    retention toward the learned initial weights) rebuilds the final W1, W2, and the surprise is its
+    error before each write, ||v_t - M_{t-1}(k_t)|| with the residual (the unit key)."""
+    model = deep_model(dtype=torch.float64)
+    with torch.no_grad():
+        out = model(random_tokens(1, 20), trace=True)
+    memory, item, chunk = model.blocks[0].memory, out.trace.layers[0].memory, model.config.memory_chunk_size
+    fold = lambda x: x[0]  # batch 1: heads on the first axis
+    k, v, unit = fold(item.keys), fold(item.values), fold(item.unit_keys)
+    eta, log_retention = fold(item.learning_rate) / chunk, fold(item.retention).log()
+    w1, w2 = memory.initial_memory.detach(), memory.initial_hidden_memory.detach()
+    anchors, surprises = (w1, w2), []
+    with torch.enable_grad():
+        for a in range(0, 20, chunk):
+            part = lambda x: x[:, a:a + chunk]
+            _, error, w1, w2 = oracle(part(k), part(k), part(v - unit), part(eta), part(log_retention), w1, w2, w1, w2,
+                                      anchors=anchors)
+            surprises.append(error.norm(dim=-1))
+    final = out.state.layers[0].memory
+    torch.testing.assert_close(final.memory[0], w1.detach(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(final.hidden_memory[0], w2.detach(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(item.surprise[0], torch.cat(surprises, 1).detach(), rtol=1e-9, atol=1e-12)
+
+
+def test_updates_off_keeps_both_layers_and_reads_the_initial_memory():
+    model = deep_model()
+    start = model.init_state(1)
+    with torch.no_grad():
+        off = model(random_tokens(1, 30), ablation=Ablation(test_time_updates=False))
+        on = model(random_tokens(1, 30))
+    for before, after in zip(start.layers, off.state.layers):
+        assert torch.equal(before.memory.memory, after.memory.memory)
+        assert torch.equal(before.memory.hidden_memory, after.memory.hidden_memory)
+    assert not torch.equal(start.layers[0].memory.hidden_memory, on.state.layers[0].memory.hidden_memory)
+    assert not torch.equal(start.layers[0].memory.memory, on.state.layers[0].memory.memory)
+
+
+@pytest.mark.parametrize("switch", ["test_time_updates", "retention", "adaptive_lr", "self_modification", "memory"])
+def test_each_memory_switch_changes_the_output(switch):
+    model = deep_model()
+    tokens = random_tokens(1, 40)
+    with torch.no_grad():
+        assert not torch.allclose(model(tokens).logits, model(tokens, ablation=Ablation(**{switch: False})).logits)
+
+
+def test_controls_replace_both_layers():
+    """Another sequence's memory, or the reset memory, replaces W2 and its reference too."""
+    model = deep_model()
+    with torch.no_grad():
+        state = model(random_tokens(2, 30)).state
+    other = model.init_state(2)
+    swapped = replace_memory(state, other).layers[0].memory
+    assert torch.equal(swapped.hidden_memory, other.layers[0].memory.hidden_memory)
+    assert torch.equal(swapped.hidden_reference, other.layers[0].memory.hidden_reference)
+    reset = reset_memory(state, model).layers[0].memory
+    assert torch.equal(reset.hidden_memory, model.init_state(2).layers[0].memory.hidden_memory)
+
+
+def test_recording_a_deep_memory_is_refused():
+    with pytest.raises(ValueError, match="memory_depth 2") as error:
+        record(deep_model(), "some text")
+    assert "\n" not in str(error.value)
