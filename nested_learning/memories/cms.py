@@ -7,7 +7,7 @@
 update at the block's end: the sum over the block of its objective's gradients times its learning
 rate, with a per-level retention.
 
-Objective ("local", the only one implemented): predict the next level input,
+Objective ``"local"`` (the default): predict the next level input,
 ``1/2 ||level(z_{t-1}) - z_t||^2``, whose gradient w.r.t. W is the delta rule with key phi(z_{t-1})
 and value z_t - z_{t-1}. It needs no labels, is causal (the pair is complete at token t) and makes
 every level a delta-rule memory, so the block-masked chunk kernel (``ops/block_delta.py``) runs any
@@ -15,6 +15,11 @@ period in parallel. Why only W and not U is fast: updating U makes the update no
 weights and forces a per-token Python loop for the period-1 level.
 Stability: keys are unit vectors and the learning rate is at most 1/period, so a block update
 ``W (I - lr sum k k^T)`` never overshoots.
+
+Objective ``"lm"`` (the paper's eq 71 with the task objective; docs/model-options.md): the level's
+pending sum collects ``-lr`` times the gradient of the next-token loss w.r.t. ``W``. That gradient
+needs the whole model above the level, so the model computes it (``HopeTransformer.forward`` with
+``targets``) and hands it to :meth:`CMSLevel.lm_step`; here an lm level only reads its frozen ``W``.
 """
 from __future__ import annotations
 
@@ -27,9 +32,10 @@ from ..state import CMSLevelState
 
 
 class CMSLevel(nn.Module):
-    def __init__(self, d_model: int, hidden: int, period: int):
+    def __init__(self, d_model: int, hidden: int, period: int, objective: str = "local"):
         super().__init__()
         self.period = period
+        self.objective = objective
         self.key_proj = nn.Linear(d_model, hidden, bias=False)
         self.initial_memory = nn.Parameter(torch.zeros(d_model, hidden))
         self.lr_logit = nn.Parameter(torch.tensor(0.0))  # learning rate = sigmoid(.) / period
@@ -50,7 +56,9 @@ class CMSLevel(nn.Module):
                 trace: dict | None = None) -> tuple[torch.Tensor, CMSLevelState]:
         """z [B, T, D] -> (level(z) [B, T, D], new state)."""
         B, T, _ = z.shape
-        if not ablation.test_time_updates:
+        if self.objective == "lm" and trace is not None:
+            raise ValueError("recording (trace) needs cms_objective 'local': an lm level's updates come from the model's loss")
+        if not ablation.test_time_updates or self.objective == "lm":  # lm: updates come from lm_step
             read = self.features(z) @ state.memory[:, 0].transpose(-1, -2)
             return z + read, state
         # Inputs with the previous token's in front: token t writes (phi(z_{t-1}) -> z_t - z_{t-1}), reads phi(z_t).
@@ -71,12 +79,24 @@ class CMSLevel(nn.Module):
         # previous_input is copied: a view would keep the whole [B, T, D] input alive with the state.
         return result.output[:, 0].add_(z), CMSLevelState(result.memory, result.pending, z[:, -1].clone())
 
+    def lm_step(self, state: CMSLevelState, gradient: torch.Tensor | None, end: int,
+                ablation: Ablation) -> CMSLevelState:
+        """Objective "lm": add ``-lr * gradient`` (the next-token loss's gradient w.r.t. the ``W`` read
+        by the tokens before stream position ``end``; None when they had no targets) to the pending
+        sum, and apply ``W <- retention W + pending`` when ``end`` closes a block."""
+        pending = state.pending if gradient is None else state.pending - self.learning_rate() * gradient
+        if end % self.period:
+            return CMSLevelState(state.memory, pending, state.previous_input)
+        retention = torch.sigmoid(self.retention_logit) if ablation.retention else 1.0
+        return CMSLevelState(retention * state.memory + pending, torch.zeros_like(pending), state.previous_input)
+
 
 class ContinuumMemorySystem(nn.Module):
-    def __init__(self, d_model: int, hidden: int, periods: tuple[int, ...]):
+    def __init__(self, d_model: int, hidden: int, periods: tuple[int, ...], objective: str = "local"):
         super().__init__()
         self.periods = tuple(periods)
-        self.levels = nn.ModuleList(CMSLevel(d_model, hidden, p) for p in periods)
+        self.objective = objective
+        self.levels = nn.ModuleList(CMSLevel(d_model, hidden, p, objective) for p in periods)
 
     def init_state(self, batch_size: int) -> list[CMSLevelState]:
         return [level.init_state(batch_size) for level in self.levels]
