@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .ablation import Ablation
 from .attention import CausalSelfAttention
-from .memories.cms import ContinuumMemorySystem
+from .memories.cms import ContinuumMemorySystem, lm_pieces, with_fast_weights
 from .config import HopeConfig
 from .device import resolve_device
 from .layers import FeedForward, RMSNorm
@@ -42,27 +42,6 @@ class Generation:
 
 MAX_NEW_TOKENS = 65536
 IGNORE = -100  # a target that carries no loss (cross_entropy's ignore_index)
-
-
-def lm_pieces(start: int, length: int, periods) -> list[tuple[int, int]]:
-    """Split a call of ``length`` tokens starting at stream position ``start`` where any period's block
-    ends: [(a, b), ...] relative to the call."""
-    cuts = {length}
-    for period in set(periods):
-        cuts.update(range((start // period + 1) * period - start, length, period))
-    edges = sorted(cuts)
-    return list(zip([0] + edges[:-1], edges))
-
-
-def _with_fast_weights(state: HopeState, outer_grad: bool) -> HopeState:
-    """The state with every CMS level's W replaced by a new autograd node: the lm gradient is taken
-    w.r.t. it, so it counts the uses of W in this piece only. Under an outer graph it is a view (training
-    still reaches W's history); otherwise a fresh leaf."""
-    def fast(w):
-        return w.view_as(w) if outer_grad and w.requires_grad else w.detach().requires_grad_()
-    layers = [dataclasses.replace(layer, cms=[dataclasses.replace(level, memory=fast(level.memory)) for level in layer.cms])
-              for layer in state.layers]
-    return HopeState(state.position, layers)
 
 
 class HopeBlock(nn.Module):
@@ -267,7 +246,7 @@ class HopeTransformer(nn.Module):
             piece_targets = targets[:, a:b] if targets is not None and updates else None
             gradients = None
             if piece_targets is not None and bool((piece_targets != IGNORE).any()):
-                state = _with_fast_weights(state, outer_grad)
+                state = with_fast_weights(state, outer_grad)
                 with torch.enable_grad():
                     out = self._forward(tokens[:, a:b], state, ablation, None, False)
                     loss = F.cross_entropy(out.logits.float().flatten(0, 1), piece_targets.flatten(),

@@ -23,12 +23,14 @@ needs the whole model above the level, so the model computes it (``HopeTransform
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 
 from ..ablation import Ablation
 from ..ops import block_delta_rule, l2norm
-from ..state import CMSLevelState
+from ..state import CMSLevelState, HopeState
 
 
 class CMSLevel(nn.Module):
@@ -116,3 +118,25 @@ class ContinuumMemorySystem(nn.Module):
                     trace[f"levels.{i}"] = level_trace
             new_states.append(state)
         return x, new_states
+
+
+def lm_pieces(start: int, length: int, periods) -> list[tuple[int, int]]:
+    """Split a call of ``length`` tokens starting at stream position ``start`` where any period's block
+    ends: [(a, b), ...] relative to the call."""
+    cuts = {length}
+    for period in set(periods):
+        cuts.update(range((start // period + 1) * period - start, length, period))
+    edges = sorted(cuts)
+    return list(zip([0] + edges[:-1], edges))
+
+
+def with_fast_weights(state: HopeState, outer_grad: bool) -> HopeState:
+    """The state with every CMS level's W replaced by a new autograd node: the lm gradient is taken
+    w.r.t. it, so it counts the uses of W in this piece only. Under an outer graph it is a view (training
+    still reaches W's history); otherwise a fresh leaf."""
+    def fast(w):
+        return w.view_as(w) if outer_grad and w.requires_grad else w.detach().requires_grad_()
+    layers = [dataclasses.replace(layer, cms=[dataclasses.replace(level, memory=fast(level.memory)) for level in layer.cms])
+              for layer in state.layers]
+    return HopeState(state.position, layers)
+

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from nested_learning import Ablation, HopeState
-from nested_learning.model import IGNORE, lm_pieces
+from nested_learning.memories.cms import lm_pieces
+from nested_learning.model import IGNORE
 from nested_learning.training.loss import segmented_loss
 from tests.conftest import random_tokens, tiny_model
 
