@@ -8,6 +8,8 @@ Presets (docs/model.md "Presets"):
     hope-attention  attention + CMS
     titans          attention + memory with static projections, momentum, retention + FFN
     transformer     attention + FFN: the same-size baseline
+Paper-size presets (``PAPER_PRESETS``, docs/model-options.md): hope-paper at the paper's 340 M, 760 M and
+1.3 B parameters, 32 K vocabulary, CMS levels of periods 16, 128, 1,024 learning the next-token loss.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ FLOAT_BOUNDS = {
     "max_momentum": (0.0, 1.0, True, False),
     "init_std": (0.0, 1.0, False, True),
 }
+CMS_OBJECTIVES = ("local", "lm")
 BOOL_FIELDS = ("attention", "memory", "self_modifying", "momentum", "shifted_keys", "ffn")
 
 
@@ -99,7 +102,9 @@ class HopeConfig:
     # Continuum Memory System: one level per period (tokens between updates).
     cms_periods: tuple[int, ...] = (1, 2, 4, 8)
     cms_hidden: int = 64
-    cms_objective: str = "local"  # only "local": predict the next level input (docs/model.md explains why)
+    # "local": predict the next level input (docs/model.md explains why it is the default); "lm": the
+    # next-token loss's gradient, from the targets passed to the forward (docs/model-options.md)
+    cms_objective: str = "local"
     # Feed-forward network.
     ffn: bool = True
     ffn_mult: int = 4
@@ -145,8 +150,8 @@ class HopeConfig:
             if isinstance(period, bool) or not isinstance(period, int) or not 1 <= period <= MAX_CMS_PERIOD:
                 raise ValueError(f"config.cms_periods must be token counts in [1, {MAX_CMS_PERIOD}], got {short(periods)}")
         object.__setattr__(self, "cms_periods", tuple(periods))
-        if self.cms_objective != "local":
-            raise ValueError(f"config.cms_objective must be 'local', got {short(self.cms_objective)}")
+        if self.cms_objective not in CMS_OBJECTIVES:
+            raise ValueError(f"config.cms_objective must be 'local' or 'lm', got {short(self.cms_objective)}")
 
     @property
     def head_dim(self) -> int:
@@ -166,9 +171,10 @@ class HopeConfig:
 
     @classmethod
     def preset(cls, name: str = "hope", **overrides) -> "HopeConfig":
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {short(name)}; choose one of {', '.join(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
+        presets = {**PRESETS, **PAPER_PRESETS}
+        if name not in presets:
+            raise ValueError(f"unknown preset {short(name)}; choose one of {', '.join(presets)}")
+        return cls(**{**presets[name], **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -210,4 +216,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "hope-attention": dict(memory=False, ffn=False, n_persistent_tokens=0),
     "titans": dict(self_modifying=False, momentum=True, cms_periods=()),
     "transformer": dict(memory=False, cms_periods=(), n_persistent_tokens=0),
+}
+
+# The paper's sizes (its Table of 340 M / 760 M / 1.3 B models, 32 K Llama-2 vocabulary, parameters counted
+# with the tied embedding once; tests/model/test_paper_presets.py counts them). 24 layers of 16 heads;
+# the CMS (three levels, 2 D h parameters each, hidden h = 1.25 D) stands in for the FFN. Kept out of
+# PRESETS: the dashboard lists PRESETS, and a 1.3 B model has no place on a CPU dashboard.
+_PAPER = dict(PRESETS["hope-paper"], vocab_size=32000, n_layers=24, n_heads=16, cms_periods=(16, 128, 1024),
+              cms_objective="lm")
+PAPER_PRESETS: dict[str, dict[str, Any]] = {
+    "hope-paper-340m": dict(_PAPER, d_model=1024, cms_hidden=1280),
+    "hope-paper-760m": dict(_PAPER, d_model=1536, cms_hidden=1920),
+    "hope-paper-1.3b": dict(_PAPER, d_model=2048, cms_hidden=2560),
 }

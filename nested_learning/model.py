@@ -9,14 +9,16 @@ switched off contributes nothing and leaves its state as it was.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .ablation import Ablation
 from .attention import CausalSelfAttention
-from .memories.cms import ContinuumMemorySystem
+from .memories.cms import ContinuumMemorySystem, lm_pieces, with_fast_weights
 from .config import HopeConfig
 from .device import resolve_device
 from .layers import FeedForward, RMSNorm
@@ -41,6 +43,7 @@ class Generation:
 
 
 MAX_NEW_TOKENS = 65536
+IGNORE = -100  # a target that carries no loss (cross_entropy's ignore_index)
 
 
 class HopeBlock(nn.Module):
@@ -48,7 +51,8 @@ class HopeBlock(nn.Module):
         super().__init__()
         self.attention = CausalSelfAttention(config) if config.attention else None
         self.memory = SelfModifyingMemory(config) if config.memory else None
-        self.cms = ContinuumMemorySystem(config.d_model, config.cms_hidden, config.cms_periods) if config.cms_periods else None
+        self.cms = (ContinuumMemorySystem(config.d_model, config.cms_hidden, config.cms_periods, config.cms_objective)
+                    if config.cms_periods else None)
         self.ffn = FeedForward(config.d_model, config.ffn_mult) if config.ffn else None
         self.norms = nn.ModuleDict({name: RMSNorm(config.d_model) for name in ("attention", "memory", "cms", "ffn")
                                     if getattr(self, name) is not None})
@@ -126,25 +130,40 @@ class HopeTransformer(nn.Module):
         return state.clone()
 
     def forward(self, tokens: torch.Tensor, state: HopeState | None = None, ablation: Ablation | None = None,
-                trace: bool = False, trace_attention: bool = False) -> HopeOutput:
+                trace: bool = False, trace_attention: bool = False,
+                targets: torch.Tensor | None = None) -> HopeOutput:
         """tokens [B, T] of byte ids -> logits [B, T, vocab] and the state after the last token.
 
         ``trace``: also hand out the layers' per-token internals (``HopeOutput.trace``, a
         :class:`~nested_learning.trace.HopeTrace`: used by the recorder), with ``trace_attention`` the
         attention weights too.
+
+        ``targets`` [B, T]: each position's next token (-100: none), the teacher-forced text that levels of a
+        ``cms_objective="lm"`` model learn from (docs/model-options.md); other models ignore them.
         """
         if not isinstance(trace, bool):  # it was a dict the layers filled: fail loudly, not untraced
             raise TypeError(f"trace must be True or False (the trace is HopeOutput.trace), got {type(trace).__name__}")
         ablation = ablation or FULL
         tokens = self._check_tokens(tokens)
-        if not torch.is_grad_enabled() and not trace and not torch.is_inference_mode_enabled():
+        lm = self.config.cms_objective == "lm" and bool(self.config.cms_periods)
+        if lm:
+            targets = None if targets is None else self._check_targets(targets, tokens)
+            if trace:
+                raise ValueError("recording (trace) needs cms_objective 'local': an lm level learns from the model's loss")
+            if targets is not None and torch.is_inference_mode_enabled():
+                raise ValueError("targets need autograd (the lm levels' gradient): call outside torch.inference_mode()")
+        if not torch.is_grad_enabled() and not trace and not torch.is_inference_mode_enabled() and (
+                not lm or targets is None):
             # Nothing here will be differentiated: run under inference_mode, which skips the view and
             # version bookkeeping of the memories' thousands of small ops (hope 4-7% faster here),
             # then copy the results out as normal tensors, so the caller may still modify them in place
             # or hand the state to a training call (inference tensors allow neither).
             with torch.inference_mode():
-                out = self._forward(tokens, state, ablation, False, False)
+                out = self._forward_lm(tokens, None, state, ablation) if lm else self._forward(
+                    tokens, state, ablation, False, False)
             return HopeOutput(out.logits.clone(), out.state.clone())
+        if lm:
+            return self._forward_lm(tokens, targets, state, ablation)
         return self._forward(tokens, state, ablation, trace, trace_attention)
 
     @torch.no_grad()
@@ -153,7 +172,11 @@ class HopeTransformer(nn.Module):
         """Continue ``tokens`` [B, T] (T >= 1) from ``state``, one token per call, the memory learning as it
         reads its own output. ``temperature`` 0 is greedy; otherwise sampling from softmax(logits /
         temperature), restricted to the ``top_k`` likeliest when given, seeded: the same seed gives the same
-        text on any device (the draw happens on the CPU)."""
+        text on any device (the draw happens on the CPU).
+
+        With ``cms_objective="lm"`` the CMS levels learn from the prompt (its own next tokens are its targets;
+        the last prompt token's is unknown) and not from generated tokens (each one's target is chosen only
+        after it is read); their clocks run on, so block ends still apply retention and the pending sum."""
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
             raise ValueError(f"max_new_tokens must be an integer in [0, {MAX_NEW_TOKENS}], got {max_new_tokens!r}")
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature < float("inf"):
@@ -164,7 +187,10 @@ class HopeTransformer(nn.Module):
         if tokens.shape[1] == 0:
             raise ValueError("generate needs at least one prompt token")
         generator = torch.Generator().manual_seed(seed)
-        out = self(tokens, state=state, ablation=ablation)
+        targets = None
+        if self.config.cms_objective == "lm":
+            targets = torch.cat([tokens[:, 1:], torch.full_like(tokens[:, :1], IGNORE)], dim=1)
+        out = self(tokens, state=state, ablation=ablation, targets=targets)
         new = []
         for _ in range(max_new_tokens):
             logits = out.logits[:, -1].float().cpu()
@@ -199,6 +225,63 @@ class HopeTransformer(nn.Module):
             layer_traces.append(layer_trace)
         logits = self.lm_head(self.final_norm(x))
         return HopeOutput(logits, HopeState(state.position + T, new_layers), HopeTrace(tuple(layer_traces)) if trace else None)
+
+    def _forward_lm(self, tokens: torch.Tensor, targets: torch.Tensor | None, state: HopeState | None,
+                    ablation: Ablation) -> HopeOutput:
+        """cms_objective "lm": the call is read in pieces that end where some level's block ends. After each
+        piece, the summed next-token loss of its targeted tokens is differentiated w.r.t. the ``W`` each
+        level read in it; the piece's incoming state is a constant for this gradient (paths inside the
+        piece only), so memory beyond the piece's own graph is the levels' pending sums. Each level then
+        takes its ``lm_step``. Outside autograd the piece runs under enable_grad and its results are detached."""
+        B, T = tokens.shape
+        if T == 0:
+            return self._forward(tokens, state, ablation, False, False)
+        state = self.init_state(B) if state is None else state
+        updates = ablation.cms and ablation.test_time_updates
+        outer_grad = torch.is_grad_enabled()
+        logits = []
+        for a, b in lm_pieces(state.position, T, self.config.cms_periods):
+            piece_targets = targets[:, a:b] if targets is not None and updates else None
+            gradients = None
+            if piece_targets is not None and bool((piece_targets != IGNORE).any()):
+                state = with_fast_weights(state, outer_grad)
+                with torch.enable_grad():
+                    out = self._forward(tokens[:, a:b], state, ablation, False, False)
+                    loss = F.cross_entropy(out.logits.float().flatten(0, 1), piece_targets.flatten(),
+                                           ignore_index=IGNORE, reduction="sum")
+                fast = [level.memory for layer in state.layers for level in layer.cms]
+                gradients = iter(torch.autograd.grad(loss, fast, retain_graph=outer_grad, allow_unused=True))
+            else:
+                out = self._forward(tokens[:, a:b], state, ablation, False, False)
+            layers = []
+            for block, layer in zip(self.blocks, out.state.layers):
+                levels = []
+                for i, level_state in enumerate(layer.cms):
+                    gradient = next(gradients) if gradients is not None else None
+                    if updates and ablation.cms_level(i):
+                        level_state = block.cms.levels[i].lm_step(level_state, gradient, out.state.position, ablation)
+                    levels.append(level_state)
+                layers.append(dataclasses.replace(layer, cms=levels))
+            state = HopeState(out.state.position, layers)
+            if not outer_grad:
+                state = state.detach()
+            logits.append(out.logits if outer_grad else out.logits.detach())
+        return HopeOutput(torch.cat(logits, dim=1), state)
+
+    def _check_targets(self, targets, tokens: torch.Tensor) -> torch.Tensor:
+        if not isinstance(targets, torch.Tensor):
+            targets = torch.as_tensor(targets, dtype=torch.long)
+        if targets.dim() == 1:
+            targets = targets.unsqueeze(0)
+        if targets.shape != tokens.shape:
+            raise ValueError(f"targets must have the shape of tokens {tuple(tokens.shape)}, got {tuple(targets.shape)}")
+        if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+            raise ValueError(f"targets must be integer ids, got dtype {targets.dtype}")
+        targets = targets.to(device=self.device, dtype=torch.long)
+        known = targets[targets != IGNORE]
+        if known.numel() and (int(known.min()) < 0 or int(known.max()) >= self.config.vocab_size):
+            raise ValueError(f"targets must be ids in [0, {self.config.vocab_size}) or {IGNORE} (none)")
+        return targets
 
     def _check_tokens(self, tokens) -> torch.Tensor:
         if not isinstance(tokens, torch.Tensor):

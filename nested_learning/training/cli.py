@@ -13,7 +13,7 @@ import sys
 import torch
 
 from ..cli import CommandError
-from ..config import PRESETS
+from ..config import PAPER_PRESETS, PRESETS
 from .tasks import TASKS, TRAINING_PHRASINGS
 from .recipe import RECIPES, load_recipe, run_recipe
 from .trainer import TrainConfig, train
@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser):
                       help="share of documents held out for evaluation, by id hash (default %(default)s)")
     data.add_argument("--data-note", default="", help="where the data came from (recorded in the checkpoint)")
     model = parser.add_argument_group("model")
-    model.add_argument("--preset", default=None, choices=list(PRESETS), help="model preset (default hope, or the recipe's)")
+    model.add_argument("--preset", default=None, choices=[*PRESETS, *PAPER_PRESETS], help="model preset (default hope, or the recipe's)")
     model.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="KEY=VALUE",
                        help="override a model config field, e.g. --set d_model=128 --set cms_periods=[1,4]")
     run = parser.add_argument_group("training")

@@ -30,7 +30,8 @@ def segmented_loss(model, tokens: torch.Tensor, weights: torch.Tensor, segment_l
         defer_sync = backward_scale is not None and end < length and hasattr(model, "no_sync")
         with model.no_sync() if defer_sync else contextlib.nullcontext():
             with torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext():
-                out = model(inputs[:, start:end], state=state, **kwargs)
+                # targets: the text's next bytes, which cms_objective "lm" levels learn from (others ignore them)
+                out = model(inputs[:, start:end], state=state, targets=targets[:, start:end], **kwargs)
             nats = F.cross_entropy(out.logits.float().flatten(0, 1), targets[:, start:end].flatten(), reduction="none")
             segment = (nats * target_weights[:, start:end].flatten()).sum()
             if backward_scale is not None:

@@ -43,7 +43,7 @@ def test_json_round_trip_for_every_preset():
     ({"init_std": float("inf")}, "init_std"),
     ({"attention": "yes"}, "true or false"),
     ({"warp_drive": 1}, "unknown config field"),
-    ({"cms_objective": "lm"}, "cms_objective"),
+    ({"cms_objective": "task"}, "cms_objective must be 'local' or 'lm'"),
     ({"cms_objective": "x\ny" * 50}, "cms_objective"),
 ])
 def test_invalid_configs_raise_one_line(data, message):
