@@ -23,7 +23,8 @@ import torch.nn as nn
 
 from ..ablation import Ablation
 from ..ops import block_delta_rule, l2norm
-from ..state import CMSLevelState
+from ..ops.shape_check import shapes
+from ..state import CMS_LEVEL_STATE_SHAPES, CMSLevelState
 
 
 class CMSLevel(nn.Module):
@@ -35,6 +36,7 @@ class CMSLevel(nn.Module):
         self.lr_logit = nn.Parameter(torch.tensor(0.0))  # learning rate = sigmoid(.) / period
         self.retention_logit = nn.Parameter(torch.tensor(4.0))  # retention = sigmoid(.), starts at 0.98
 
+    @shapes(batch_size="B", returns=CMS_LEVEL_STATE_SHAPES)
     def init_state(self, batch_size: int) -> CMSLevelState:
         memory = self.initial_memory[None, None].expand(batch_size, 1, -1, -1)
         return CMSLevelState(memory, torch.zeros_like(memory),
@@ -46,9 +48,10 @@ class CMSLevel(nn.Module):
     def features(self, z: torch.Tensor) -> torch.Tensor:
         return l2norm(torch.nn.functional.silu(self.key_proj(z)))
 
+    @shapes(z="B T D", state=CMS_LEVEL_STATE_SHAPES, returns=("B T D", CMS_LEVEL_STATE_SHAPES))
     def forward(self, z: torch.Tensor, state: CMSLevelState, position: int, ablation: Ablation,
                 trace: dict | None = None) -> tuple[torch.Tensor, CMSLevelState]:
-        """z [B, T, D] -> (level(z) [B, T, D], new state)."""
+        """z [B, T, D] -> (level(z) [B, T, D], new state). The level's memory is D x h: values D wide, keys h."""
         B, T, _ = z.shape
         if not ablation.test_time_updates:
             read = self.features(z) @ state.memory[:, 0].transpose(-1, -2)
@@ -81,6 +84,7 @@ class ContinuumMemorySystem(nn.Module):
     def init_state(self, batch_size: int) -> list[CMSLevelState]:
         return [level.init_state(batch_size) for level in self.levels]
 
+    @shapes(x="B T D", returns=("B T D", None))  # each level checks its own state
     def forward(self, x: torch.Tensor, states: list[CMSLevelState], position: int, ablation: Ablation = Ablation(),
                 trace: dict | None = None, trace_levels: bool = True) -> tuple[torch.Tensor, list[CMSLevelState]]:
         """``trace`` gets the chain's input and, with ``trace_levels``, each level's write pairs

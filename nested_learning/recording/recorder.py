@@ -91,7 +91,7 @@ def _record(model, tokens, text, state, ablation, top_k, attention, full_states,
     meta = {"torch": torch.__version__, "nested_learning": __version__, "python": platform.python_version(),
             "device": str(model.device), "top_k": top_k, "forward_seconds": round(forward_seconds, 4),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if getattr(model, "checkpoint_metadata", None) is not None:
+    if model.checkpoint_metadata is not None:
         meta["checkpoint"] = model.checkpoint_metadata
     recording = Recording(model.config, tensors, text, ablation, state.position, meta)
     return recording, out.state

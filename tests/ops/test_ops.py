@@ -182,6 +182,36 @@ def test_delta_rule_memory_chunked_equals_reference(T):
     assert rel(torch.cat([y1, y2], 1), y) < 1e-4 and rel(m2, memory) < 1e-4
 
 
+def test_the_models_memory_with_hopes_additions_off_writes_what_delta_rule_memory_writes():
+    """DeltaRuleMemory is the reference of the model's memory layer: SelfModifyingMemory with static
+    projections and no surprise term in its gate (no momentum, conv, shifted or widened keys), given the
+    same weights, writes the same memory and sees the same per-token surprise, across calls and chunks."""
+    from nested_learning import HopeConfig, SelfModifyingMemory
+    torch.manual_seed(0)
+    config = HopeConfig(d_model=32, n_heads=2, self_modifying=False, momentum=False, local_conv=0, shifted_keys=False,
+                        key_expansion=1, memory_chunk_size=16)
+    model_memory = SelfModifyingMemory(config)
+    reference = DeltaRuleMemory(32, n_heads=2, max_learning_rate=config.max_learning_rate,
+                                min_retention=config.min_retention, chunk_size=16)
+    with torch.no_grad():
+        model_memory.surprise_weight.zero_()
+        torch.nn.init.normal_(model_memory.initial_memory)
+        torch.nn.init.normal_(model_memory.gates.weight)
+        reference.qkv.weight.copy_(model_memory.in_proj.weight)
+        reference.gates.load_state_dict(model_memory.gates.state_dict())
+        reference.initial_memory.copy_(model_memory.initial_memory)
+    x = torch.randn(2, 70, 32)
+    state, trace = model_memory.init_state(2), {}
+    _, state = model_memory(x[:, :30], state, 0, trace=trace)
+    first = trace["surprise"]
+    trace = {}
+    _, state = model_memory(x[:, 30:], state, 30, trace=trace)
+    _, memory, surprise = reference(x, return_surprise=True)
+    assert state.memory.shape == memory.shape == (2, 2, 16, 16)
+    assert rel(state.memory, memory) < 1e-5
+    assert rel(torch.cat([first, trace["surprise"]], dim=2), surprise) < 1e-5
+
+
 KERNEL_CALLS = {  # each kernel on bf16-rounded inputs, as a mixed-precision model hands them over
     "gated_delta": lambda q, k, v, eta, lr, m: gated_delta_rule(q, k, v, eta, lr, m),
     "gated_delta_chunk": lambda q, k, v, eta, lr, m: gated_delta_chunk(*map(fold, (q, k, v, eta, lr, m))),
