@@ -138,7 +138,8 @@ class HopeTransformer(nn.Module):
         """tokens [B, T] of byte ids -> logits [B, T, vocab] and the state after the last token.
 
         ``trace``: an optional dict the layers fill with per-token internals (used by the recorder):
-        ``trace["layers"][i]`` holds "memory" (surprise, rates, unit keys, keys, values, errors [B, H, T(, d)]),
+        ``trace["layers"][i]`` holds "memory" (surprise and rates [B, H, T]; unit keys, values and errors
+        [B, H, T, d]; keys [B, H, T, dk], dk = key_expansion d),
         "cms" (the chain input, which replays every level exactly) and, with ``trace_attention``,
         "attention.weights" [B, H, T, keys].
         """

@@ -127,7 +127,7 @@ def _memory_streams(layer: int, trace: dict, initial_state, full_states: bool, k
     else:  # M_{t-1} k_t = v_t - error_t
         norms, deltas = memory_norms(initial, keys, writes, values - errors, out[prefix + "retention"])
     out[prefix + "memory_norm"], out[prefix + "write_norm"] = norms.float(), deltas.float()
-    if full_states:  # every M_t, float16: 2 d^2 bytes per head per token
+    if full_states:  # every M_t, float16: 2 d dk bytes per head per token
         full = replay(initial, keys, writes, out[prefix + "retention"], out.get(prefix + "momentum_gate"),
                       out.get(prefix + "initial.momentum"))
         out[streams.full_memory(layer)] = torch.stack(list(full)).half()

@@ -1,6 +1,7 @@
 """Checkpoints: exact round trip; every damaged or foreign file raises one clear CheckpointError."""
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -252,7 +253,8 @@ def test_parameter_shapes_of_the_largest_config_cost_no_memory_and_no_compiler()
             "shapes = parameter_shapes(config); "
             "import json; print(json.dumps([shapes['embed.weight'], len(shapes), "
             "sum(k.startswith('blocks.127.') for k in shapes), 'torch._dynamo' in sys.modules]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300, cwd=root)
     embed, n_shapes, per_layer, compiler_imported = json.loads(out.stdout)
     assert embed == [131072, 16384] and n_shapes == 128 * per_layer + 2 and not compiler_imported
 

@@ -94,6 +94,15 @@ def test_shape_contracts_are_checked_in_the_tests():
         gated_delta_chunk(q, k, v, eta, log_retention, memory[..., :32])
     with pytest.raises(shape_check.ShapeError, match=r"argument 'v'.*B = 2"):  # values of another batch
         gated_delta_rule(*inputs(8, d=64, dv=8)[:2], inputs(8, B=1, d=64, dv=8)[2], *inputs(8, d=64, dv=8)[3:])
+    # the memories' states too: a state whose memory is as wide as the values (d x d), in a model whose keys
+    # are 8x wider (the hope preset), is refused at the call, naming the field
+    from dataclasses import replace
+    from nested_learning import HopeConfig, SelfModifyingMemory
+    memory = SelfModifyingMemory(HopeConfig.preset("hope", d_model=16, projection_hidden=4))
+    state = memory.init_state(2)
+    assert state.memory.shape == (2, 1, 16, 128)
+    with pytest.raises(shape_check.ShapeError, match=r"argument 'state'.reference.*dk = 128"):
+        memory(torch.randn(2, 5, 16), replace(state, reference=state.memory[..., :16]), 0)
     with pytest.raises(shape_check.ShapeError, match="result"):  # a result breaking its contract is caught too
         shape_check.shapes(x="N d", returns="N d")(lambda x: x.T)(torch.zeros(2, 3))
 
