@@ -76,7 +76,7 @@ with right:
                        mime="application/octet-stream", key="model_download", on_click="ignore")
 
 st.subheader("Training curve")
-metadata = getattr(model, "checkpoint_metadata", None) or {}
+metadata = model.checkpoint_metadata or {}
 figure = training_view.training_figure(models.training_metrics(model, choice))
 if figure is None:
     st.caption("No training metrics for this model (a training run writes them next to its checkpoint as "

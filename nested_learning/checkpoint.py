@@ -87,7 +87,7 @@ def _validate_header(data: bytes, name: str):
 def load_checkpoint(source, device: str | torch.device = "auto") -> HopeTransformer:
     """Load a checkpoint (path or bytes) into a new model in eval mode on ``device``.
 
-    The checkpoint's user metadata is attached as ``model.checkpoint_metadata``."""
+    The checkpoint's user metadata is set as ``model.checkpoint_metadata`` (declared on the model class)."""
     data, name = read_bytes(source, MAX_BYTES, CheckpointError)
     config, user_metadata, _, _ = _validate_header(data, name)
     try:

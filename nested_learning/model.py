@@ -88,6 +88,10 @@ class HopeBlock(nn.Module):
 
 
 class HopeTransformer(nn.Module):
+    # The user metadata of the checkpoint the model was loaded from (load_checkpoint sets it: a JSON object,
+    # e.g. its training config, evaluation and thinned metrics); None for a model built in this process.
+    checkpoint_metadata: dict | None = None
+
     def __init__(self, config: HopeConfig | None = None):
         super().__init__()
         self.config = config = config or HopeConfig()

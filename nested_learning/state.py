@@ -3,13 +3,17 @@
 Modules hold only learned parameters; everything that changes while the model reads lives here and
 is passed in and out of each call. Two users, two states: nothing leaks between them.
 
-Shapes (B batch, H heads, d head width, D model width, h hidden width of a fast MLP):
-    MemoryState.memory / reference / momentum    [B, H, d, d]   (depth 2: W1 [B, H, d, h])
-    MemoryState.hidden_memory / hidden_reference [B, H, h, d]   (depth 2 only: W2)
+Shapes (B batch, H heads, D model width, h hidden width of a fast MLP; a memory head reads values of
+width dv = D / H through keys of width dk = key_expansion dv: the shipped memory is one head, 128 x 1,024):
+    MemoryState.memory / reference / momentum    [B, H, dv, dk]   (values x keys: M k is a value)
+    MemoryState.memory, memory_depth 2           [B, H, dv, h]    (W1 of the MLP memory; h = dv)
+    MemoryState.hidden_memory / hidden_reference [B, H, h, dk]    (memory_depth 2 only: W2)
     ProjectionMemoryState.w_in / pending_in      [B, 3, h, D]   (key, value, gate memories)
     ProjectionMemoryState.w_out / pending_out    [B, 3, D, h]
-    CMSLevelState.memory / pending               [B, 1, D, h]
-    AttentionCache.keys / values                 [B, H, S, d]   positions [S]
+    CMSLevelState.memory / pending               [B, 1, D, h]   (values D wide, keys h wide)
+    AttentionCache.keys / values                 [B, H, S, d]   positions [S] (d = D / n_heads)
+The same shapes as contracts (``ops/shape_check.py``), checked on the memories' calls in the tests:
+``MEMORY_STATE_SHAPES``, ``CMS_LEVEL_STATE_SHAPES``.
 """
 from __future__ import annotations
 
@@ -56,6 +60,13 @@ class _StateOps:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return dict(named_tensors(self))
+
+
+PROJECTION_STATE_SHAPES = {"w_in": "B 3 h D", "w_out": "B 3 D h", "pending_in": "B 3 h D", "pending_out": "B 3 D h",
+                           "pending_log_retention": "B"}
+MEMORY_STATE_SHAPES = {"memory": "B H dv dk", "reference": "B H dv dk", "momentum": "B H dv dk",
+                       "projections": PROJECTION_STATE_SHAPES, "conv": "B width channels", "previous_query": "B 1 D"}
+CMS_LEVEL_STATE_SHAPES = {"memory": "B 1 D h", "pending": "B 1 D h", "previous_input": "B D"}
 
 
 @dataclass

@@ -1,3 +1,9 @@
+import os
+
+# Every test runs with the shape contracts checked (nested_learning/ops/shape_check.py): read once, when the
+# package is first imported, so it is set before that import.
+os.environ["NESTED_LEARNING_CHECK_SHAPES"] = "1"
+
 import pytest
 import torch
 

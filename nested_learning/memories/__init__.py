@@ -1,7 +1,8 @@
 """The memories: fast weights written while the model reads.
 
     associative.py        Hebbian and delta-rule associative memory, on its own
-    delta_memory.py       DeltaRuleMemory: a gated delta-rule layer with static projections
+    delta_memory.py       DeltaRuleMemory: a gated delta-rule layer with static projections (the model's
+                          memory with Hope's additions off: its tested reference)
     self_modifying.py     SelfModifyingMemory: the Hope layer's test-time memory (surprise-driven rate)
     projection_memory.py  the self-modifying key/value/gate projection memories it uses
     cms.py                the Continuum Memory System: levels updating every 1, 2, 4, 8 ... tokens

@@ -30,7 +30,8 @@ import torch.nn as nn
 
 from ..ablation import Ablation
 from ..ops import block_delta_rule, l2norm
-from ..state import CMSLevelState, HopeState
+from ..ops.shape_check import shapes
+from ..state import CMS_LEVEL_STATE_SHAPES, CMSLevelState, HopeState
 from ..trace import CMSLevelTrace, CMSTrace
 
 
@@ -44,6 +45,7 @@ class CMSLevel(nn.Module):
         self.lr_logit = nn.Parameter(torch.tensor(0.0))  # learning rate = sigmoid(.) / period
         self.retention_logit = nn.Parameter(torch.tensor(4.0))  # retention = sigmoid(.), starts at 0.98
 
+    @shapes(batch_size="B", returns=CMS_LEVEL_STATE_SHAPES)
     def init_state(self, batch_size: int) -> CMSLevelState:
         memory = self.initial_memory[None, None].expand(batch_size, 1, -1, -1)
         return CMSLevelState(memory, torch.zeros_like(memory),
@@ -55,10 +57,11 @@ class CMSLevel(nn.Module):
     def features(self, z: torch.Tensor) -> torch.Tensor:
         return l2norm(torch.nn.functional.silu(self.key_proj(z)))
 
+    @shapes(z="B T D", state=CMS_LEVEL_STATE_SHAPES, returns=("B T D", CMS_LEVEL_STATE_SHAPES))
     def forward(self, z: torch.Tensor, state: CMSLevelState, position: int, ablation: Ablation,
                 trace: bool = False) -> tuple[torch.Tensor, CMSLevelState, CMSLevelTrace | None]:
         """z [B, T, D] -> (level(z) [B, T, D], new state, the level's write pairs with ``trace`` and
-        test-time updates on, else None)."""
+        test-time updates on, else None). The level's memory is D x h: values D wide, keys h."""
         B, T, _ = z.shape
         if self.objective == "lm" and trace:
             raise ValueError("recording (trace) needs cms_objective 'local': an lm level's updates come from the model's loss")
@@ -105,6 +108,7 @@ class ContinuumMemorySystem(nn.Module):
     def init_state(self, batch_size: int) -> list[CMSLevelState]:
         return [level.init_state(batch_size) for level in self.levels]
 
+    @shapes(x="B T D", returns=("B T D", None))  # each level checks its own state
     def forward(self, x: torch.Tensor, states: list[CMSLevelState], position: int, ablation: Ablation = Ablation(),
                 trace: bool = False, trace_levels: bool = True
                 ) -> tuple[torch.Tensor, list[CMSLevelState], CMSTrace | None]:

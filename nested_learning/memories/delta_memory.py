@@ -4,9 +4,19 @@
     learning_rate_t = max_lr * sigmoid(w_lr . x_t),  retention_t in [min_retention, 1] from x_t
     M_t = retention_t M_{t-1} + learning_rate_t (v_t - M_{t-1} k_t) k_t^T;   y_t = W_o (M_t q_t)
 
-The chunk-wise exact kernel runs by default; ``use_reference=True`` runs the per-token oracle loop
-(same result, kept for tests and the benchmark). This is the Gated DeltaNet-style memory without
-self-modification; the Hope layer uses :class:`SelfModifyingMemory`.
+Keys and values are one head wide here (d = D / H), so each head's M is d x d (values x keys, as in
+``ops``). The kernel the model runs (``ops.gated_delta_chunk``, looped over chunks by
+``ops.gated_delta_rule``) computes it; ``use_reference=True`` runs the per-token oracle loop instead
+(same result, kept for tests and the benchmark).
+
+Why it is kept (decision, issue 30): it is the model's memory layer with everything Hope adds taken
+away: the Gated DeltaNet-style layer in a few lines, the public standalone layer, and the reference the
+model's memory is tested against: :class:`SelfModifyingMemory` with static projections, no surprise
+term in its gate, no momentum, conv, shifted or widened keys writes exactly the memory this layer writes
+(tests/ops/test_ops.py). No preset builds on it: every preset's memory is SelfModifyingMemory switched by
+HopeConfig (the ``titans`` preset's is the static-projection one with momentum and the surprise gate,
+which this layer lacks), so a preset on DeltaRuleMemory would duplicate a config switch and its
+checkpoints' parameter names.
 """
 from __future__ import annotations
 
@@ -15,6 +25,7 @@ import torch.nn as nn
 
 from ..ops import gated_delta_rule, gated_delta_rule_reference, l2norm
 from ..ops.gated_delta import DEFAULT_CHUNK
+from ..ops.shape_check import shapes
 
 
 class DeltaRuleMemory(nn.Module):
@@ -31,12 +42,14 @@ class DeltaRuleMemory(nn.Module):
         self.initial_memory = nn.Parameter(torch.zeros(n_heads, self.head_dim, self.head_dim))
         nn.init.constant_(self.gates.bias[n_heads:], -3.0)
 
+    @shapes(batch_size="B", returns="B H dv dk")
     def init_state(self, batch_size: int) -> torch.Tensor:
         return self.initial_memory.unsqueeze(0).expand(batch_size, -1, -1, -1)
 
+    @shapes(x="B T D", memory="B H dv dk", returns=("B T D", "B H dv dk", "B H T"))
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, use_reference: bool = False,
                 return_surprise: bool = False):
-        """x [B, T, D] -> (y [B, T, D], memory [B, H, d, d]) (+ surprise [B, H, T] if asked)."""
+        """x [B, T, D] -> (y [B, T, D], memory [B, H, dv, dk], dv = dk = D / H) (+ surprise [B, H, T] if asked)."""
         B, T, D = x.shape
         memory = self.init_state(B) if memory is None else memory
         heads = lambda t: t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)

@@ -26,7 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.common import last_axis_norm
-from ..state import ProjectionMemoryState
+from ..ops.shape_check import shapes
+from ..state import PROJECTION_STATE_SHAPES, ProjectionMemoryState
 
 N_PROJECTIONS = 3  # key, value, gate
 
@@ -56,6 +57,7 @@ class ProjectionMemories(nn.Module):
         not something to learn (detached)."""
         return tuple(NORM_LIMIT * w.detach().flatten(1).norm(dim=1)[:, None, None] for w in (self.initial_in, self.initial_out))
 
+    @shapes(batch_size="B", returns=PROJECTION_STATE_SHAPES)
     def init_state(self, batch_size: int) -> ProjectionMemoryState:
         w_in = self.initial_in.unsqueeze(0).expand(batch_size, -1, -1, -1)
         w_out = self.initial_out.unsqueeze(0).expand(batch_size, -1, -1, -1)

@@ -1,6 +1,7 @@
 """SelfModifyingMemory: the test-time-learning memory of a Hope layer.
 
-Per head, per token (B batch, H memory heads, T tokens, d head width, D = H d):
+Per head, per token (B batch, H memory heads, T tokens, d head width, D = H d; values are d = dv wide,
+keys and queries dk = key_expansion d wide, so M is dv x dk: 128 x 1,024 in the shipped model):
     q_t = phi(l2norm(W_q x_t))                            static query (the paper's ablation)
     k_t, v_t, g_t = P_k, P_v, P_g (static maps of x_t)    self-modifying projection memories
         with ``shifted_keys`` the key's input is token t-1's query features instead, k_t = P_k(W_q x_{t-1})
@@ -37,7 +38,8 @@ from ..config import HopeConfig
 from ..layers import CausalConv, RMSNorm
 from ..ops import deep_memory_chunk, gated_delta_chunk, key_feature_map, l2norm, mlp_read, momentum_rule_chunk, reference_pass
 from ..ops.common import cat_tokens, float32_kernel, last_axis_norm
-from ..state import MemoryState
+from ..ops.shape_check import shapes
+from ..state import MEMORY_STATE_SHAPES, MemoryState
 from ..trace import MemoryTrace
 from .projection_memory import ProjectionMemories
 
@@ -77,7 +79,7 @@ def chunk_runs(position: int, length: int, chunk: int):
 
 @float32_kernel  # M k feeds the delta rule's kernel (memory_keys): it must not be rounded to bf16 first
 def _predict(k, memory):
-    """M x per head, heads folded: keys or queries [N, n, d], memories [N, d, d] -> [N, n, d]."""
+    """M x per head, heads folded: keys or queries [N, n, dk], memories [N, dv, dk] -> [N, n, dv]."""
     return torch.bmm(k, memory.transpose(1, 2))
 
 
@@ -117,6 +119,7 @@ class SelfModifyingMemory(nn.Module):
         if self.deep:  # W2: unit keys give its hidden units unit-variance inputs (silu's curved range)
             self.initial_hidden_memory = nn.Parameter(torch.randn(H, d, config.memory_key_dim))
 
+    @shapes(batch_size="B", returns=MEMORY_STATE_SHAPES)
     def init_state(self, batch_size: int) -> MemoryState:
         memory = self.initial_memory.unsqueeze(0).expand(batch_size, -1, -1, -1)
         conv = None
@@ -134,13 +137,14 @@ class SelfModifyingMemory(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, n, D] -> [B, H, n, d]
         return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
 
+    @shapes(x="B T D", state=MEMORY_STATE_SHAPES, returns=("B T D", MEMORY_STATE_SHAPES))
     def forward(self, x: torch.Tensor, state: MemoryState, position: int, ablation: Ablation = Ablation(),
                 trace: bool = False) -> tuple[torch.Tensor, MemoryState, MemoryTrace | None]:
         """x [B, T, D] (normalised layer input) -> (y [B, T, D], new state, the per-token internals with
         ``trace``, else None).
 
         Inside the chunk loop batch and heads are folded into one axis (N = B H): every step is one
-        3-D op with no reshapes per chunk (the loop is dispatch-bound). The state keeps [B, H, d, d]."""
+        3-D op with no reshapes per chunk (the loop is dispatch-bound). The state keeps [B, H, dv, dk]."""
         B, T, D = x.shape
         H, d = self.n_heads, self.head_dim
         inputs, conv_state, previous_query = self._input_features(x, state)

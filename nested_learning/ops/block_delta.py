@@ -23,6 +23,7 @@ import torch
 
 from .chunk_scan import chunk_scan
 from .common import cat_tokens, float32_kernel, solve_unit_lower
+from .shape_check import shapes
 
 
 class BlockDeltaResult(NamedTuple):
@@ -32,6 +33,8 @@ class BlockDeltaResult(NamedTuple):
     writes: torch.Tensor | None  # [B, H, T, dv] the u_s of every token (for recording), when asked
 
 
+@shapes(q="B H T dk", k="B H T dk", v="B H T dv", eta="B H T", memory="B H dv dk", pending="B H dv dk",
+        returns=("B H T dv", "B H dv dk", "B H dv dk", "B H T dv"))
 def block_delta_rule_reference(q, k, v, eta, log_retention, memory, pending, start: int, period: int):
     """Per-token loop: the oracle of :func:`block_delta_rule`."""
     retention = torch.as_tensor(log_retention, dtype=memory.dtype, device=memory.device).exp()
@@ -56,6 +59,8 @@ def _runs(start: int, length: int, span: int):
         a = b
 
 
+@shapes(q="B H T dk", k="B H T dk", v="B H T dv", eta="B H T", memory="B H dv dk", pending="B H dv dk",
+        returns=("B H T dv", "B H dv dk", "B H dv dk", "B H T dv"))
 @float32_kernel
 def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, period: int,
                      chunk_tokens: int = 64, return_writes: bool = True) -> BlockDeltaResult:
@@ -142,7 +147,7 @@ def _full_runs(q, k, v, eta, la, memory, span: int, period: int, return_writes: 
     reads = torch.bmm(q, k.transpose(1, 2)).view(N, n, span, span).mul_(decay).view(N * n, span, span)
     out, writes, memory = chunk_scan(q, k, v, eta, seen, reads, start_decay, start_decay, end_decay,
                                      per_run(((span // period) * la).exp()), memory,
-                                     "writes" if return_writes else None)
+                                     return_writes)
     return out.view(N, T, dv), None if writes is None else writes.reshape(N, T, dv), memory
 
 

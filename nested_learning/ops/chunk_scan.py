@@ -1,4 +1,4 @@
-"""The sequential part shared by the chunk-wise kernels, in two exact forms chosen by shape.
+"""The sequential part of the block-frozen delta rule (``block_delta.py``), in two exact forms chosen by shape.
 
 For each chunk of C tokens with start memory M [dv, dk] (axis glossary in ``common.py``), a kernel
 supplies its decays and masks and the scan computes
@@ -32,17 +32,17 @@ from .common import solve_unit_lower
 
 
 def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory,
-               returns: str | None = None):
+               return_writes: bool = False):
     """Shapes: q, k [N n, C, dk]; v [N n, C, dv]; eta [N n, C]; seen, reads [N n, C, C]; memory
     [N, dv, dk] (n chunks per sequence); read_start, write_start, write_end [N n, C] and run_decay
     [N n, 1, 1], or [1, C] and [1, 1, 1] when every chunk shares them.
-    ``returns``: None, "errors" (e: the delta rule's per-token surprise) or "writes" (u: a CMS trace).
+    ``return_writes``: also return the writes u (a CMS level's trace).
 
-    Returns (out [N n, C, dv], e or u [N n, C, dv] or None, memory after the last chunk [N, dv, dk])."""
+    Returns (out [N n, C, dv], u [N n, C, dv] or None, memory after the last chunk [N, dv, dk])."""
     N, dv, dk = memory.shape
     if dv <= dk:
         return _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory,
-                            returns)
+                            return_writes)
     n = k.shape[0] // N
     k_t = k.transpose(1, 2)
     system = seen * eta[:, :, None]
@@ -68,18 +68,14 @@ def chunk_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, ru
     start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
     # In place on bmm's fresh output (bmm's backward needs only its inputs): no copy of it.
     out = torch.bmm(mixing * eta[:, None, :], v).baddbmm_(read_keys, start_memory.transpose(1, 2))
-    if returns is None:
+    if not return_writes:
         return out, None, memory
     # The writes themselves: u = T^-1 diag(eta) (V - diag(write_start) K M^T), one dv-wide matmul
     residual = v - write_start[:, :, None] * torch.bmm(k, start_memory.transpose(1, 2))
-    writes = torch.bmm(inverse, eta[:, :, None] * residual)
-    if returns == "writes":
-        return out, writes, memory
-    # e = residual - G u (the earlier writes each token's prediction saw)
-    return out, torch.baddbmm(residual, seen.tril(-1), writes, alpha=-1), memory
+    return out, torch.bmm(inverse, eta[:, :, None] * residual), memory
 
 
-def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory, returns):
+def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, run_decay, memory, return_writes):
     """chunk_scan with the writes formed: u = U_v - U_m M^T, (U_v, U_m) = T^-1 diag(eta) [V, diag(write_start) K]."""
     N, dv, dk = memory.shape
     n, C = k.shape[0] // N, k.shape[1]
@@ -98,8 +94,4 @@ def _direct_scan(q, k, v, eta, seen, reads, read_start, write_start, write_end, 
     start_memory = torch.stack(starts, 1).view(N * n, dv, dk)
     writes = torch.stack(writes, 1).view(N * n, C, dv)
     out = (read_start[:, :, None] * torch.bmm(q, start_memory.transpose(1, 2))).baddbmm_(reads, writes)
-    if returns != "errors":
-        return out, writes if returns == "writes" else None, memory
-    # e = V - M_{t-1} k_t: the start memory's part plus the earlier writes seen
-    memory_keys = torch.bmm(k, start_memory.transpose(1, 2))
-    return out, v - torch.baddbmm(write_start[:, :, None] * memory_keys, seen.tril(-1), writes), memory
+    return out, writes if return_writes else None, memory

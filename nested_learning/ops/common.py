@@ -1,8 +1,10 @@
 """Small numerical helpers shared by the memory kernels.
 
-Axis glossary used throughout ``nested_learning.ops``:
-    B batch, H heads, T tokens, C tokens in one chunk, dk key width, dv value width.
-A memory matrix ``M`` has shape [B, H, dv, dk] and maps a key to a value: ``v = M @ k``.
+Axis glossary used throughout ``nested_learning.ops`` (and the shape contracts, ``shape_check.py``):
+    B batch, H heads, T tokens, C tokens in one chunk, N = B H (batch and heads folded),
+    dk key width, dv value width.
+A memory matrix ``M`` has shape [B, H, dv, dk] and maps a key to a value: ``v = M @ k``. Keys may be
+wider than values: the shipped memory is 128 x 1,024 (dv = 128, keys widened 8x by DPFP to dk = 1,024).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from .shape_check import shapes
 
 HALF_TYPES = (torch.float16, torch.bfloat16)
 
@@ -38,12 +41,14 @@ def last_axis_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(eps)
 
 
+@shapes(x="... d", returns="... d")
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Normalise the last axis to unit length (keys and queries of every memory). F.normalize's
     own arithmetic, without its Python wrappers (called once per chunk, dispatch-bound)."""
     return x / last_axis_norm(x, eps)
 
 
+@shapes(x="... d", returns="... features")
 def dpfp(x: torch.Tensor, nu: int) -> torch.Tensor:
     """Deterministic parameter-free projection (Schlag et al. 2021, "Linear Transformers Are Secretly
     Fast Weight Programmers"): r = relu([x, -x]), features r_i r_{i+j} for j = 1..nu, width 2 nu d.
@@ -55,12 +60,14 @@ def dpfp(x: torch.Tensor, nu: int) -> torch.Tensor:
     return torch.cat([r * r.roll(j, dims=-1) for j in range(1, nu + 1)], dim=-1)
 
 
+@shapes(unit="... d", returns="... dk")
 def key_feature_map(unit: torch.Tensor, key_expansion: int) -> torch.Tensor:
     """phi of the memory's unit keys and queries [..., d] -> [..., key_expansion d]: l2norm . DPFP (nu =
     key_expansion / 2), the identity for 1. Parameter-free: a recording keeps unit keys, rebuilds phi(k) here."""
     return l2norm(dpfp(unit, key_expansion // 2)) if key_expansion > 1 else unit
 
 
+@shapes(log_gate="... C", returns="... C C")
 def segment_sum(log_gate: torch.Tensor) -> torch.Tensor:
     """``out[..., t, s] = sum_{i=s+1..t} log_gate[..., i]`` for s <= t, ``-inf`` above the diagonal.
 
@@ -84,16 +91,6 @@ def solve_unit_lower(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     this form needs no layout copies (faster on CPU for wide right-hand sides: docs/performance.md)."""
     return torch.linalg.solve_triangular(system.transpose(-1, -2), rhs.transpose(-1, -2), upper=True,
                                          left=False, unitriangular=True).transpose(-1, -2)
-
-
-def pad_tokens(x: torch.Tensor, length: int, dim: int = -2, value: float = 0.0) -> torch.Tensor:
-    """Right-pad ``x`` along ``dim`` up to ``length`` tokens."""
-    missing = length - x.shape[dim]
-    if missing <= 0:
-        return x
-    dim = dim % x.dim()
-    pad = [0, 0] * (x.dim() - dim - 1) + [0, missing]
-    return F.pad(x, pad, value=value)
 
 
 def cat_tokens(pieces: list[torch.Tensor], dim: int = 2) -> torch.Tensor:

@@ -20,6 +20,10 @@ from typing import NamedTuple
 import torch
 
 from .common import float32_kernel, segment_sum
+from .shape_check import shapes
+
+SPECS = dict(q="B H T dk", k="B H T dk", v="B H T dv", eta="B H T", log_retention="B H T", memory="B H dv dk",
+             momentum="B H dv dk", reference="B H dv dk", returns=("B H T dv", "B H T dv", "B H dv dk", "B H dv dk"))
 
 
 class MomentumResult(NamedTuple):
@@ -29,6 +33,7 @@ class MomentumResult(NamedTuple):
     momentum: torch.Tensor  # [B, H, dv, dk]
 
 
+@shapes(momentum_gate="B H T", **SPECS)
 def momentum_rule_reference(q, k, v, eta, log_retention, momentum_gate, memory, momentum, reference):
     """Per-token loop with the same reference memory: the oracle. ``momentum_gate`` is beta in [0, 1)."""
     error = v - k @ reference.transpose(-1, -2)
@@ -41,6 +46,7 @@ def momentum_rule_reference(q, k, v, eta, log_retention, momentum_gate, memory, 
     return MomentumResult(torch.stack(outputs, 2), error, memory, momentum)
 
 
+@shapes(log_momentum_gate="B H T", **SPECS)
 @float32_kernel
 def momentum_rule_chunk(q, k, v, eta, log_retention, log_momentum_gate, memory, momentum, reference):
     """Chunk form of :func:`momentum_rule_reference`. ``log_momentum_gate=None`` means beta = 0."""

@@ -93,7 +93,7 @@ def _record(model, tokens, text, state, ablation, top_k, attention, full_states,
     meta = {"torch": torch.__version__, "nested_learning": __version__, "python": platform.python_version(),
             "device": str(model.device), "top_k": top_k, "forward_seconds": round(forward_seconds, 4),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if getattr(model, "checkpoint_metadata", None) is not None:
+    if model.checkpoint_metadata is not None:
         meta["checkpoint"] = model.checkpoint_metadata
     recording = Recording(model.config, tensors, text, ablation, state.position, meta)
     return recording, out.state
@@ -129,7 +129,7 @@ def _memory_streams(layer: int, trace: MemoryTrace, initial_state, full_states: 
     else:  # M_{t-1} k_t = v_t - error_t
         norms, deltas = memory_norms(initial, keys, writes, values - errors, out[prefix + "retention"])
     out[prefix + "memory_norm"], out[prefix + "write_norm"] = norms.float(), deltas.float()
-    if full_states:  # every M_t, float16: 2 d^2 bytes per head per token
+    if full_states:  # every M_t, float16: 2 d dk bytes per head per token
         full = replay(initial, keys, writes, out[prefix + "retention"], out.get(prefix + "momentum_gate"),
                       out.get(prefix + "initial.momentum"))
         out[streams.full_memory(layer)] = torch.stack(list(full)).half()

@@ -140,7 +140,7 @@ def attention_weights(layer: int) -> str:
 
 
 def full_memory(layer: int) -> str:
-    """Every M_t of a layer [T, H, d, dk] (float16), when recorded with ``full_states``."""
+    """Every M_t of a layer [T, H, d, dk] (float16, values x keys), when recorded with ``full_states``."""
     return "full." + memory(layer, "memory")
 
 

@@ -104,7 +104,7 @@ def parse_only(names: str | list[str] | None) -> list[str]:
 
 def heldout_fraction_of(model: HopeTransformer, default: float = 0.03) -> float:
     """The held-out share the checkpoint was trained with (its documents were never trained on)."""
-    meta = getattr(model, "checkpoint_metadata", None) or {}
+    meta = model.checkpoint_metadata or {}
     value = (meta.get("train_config") or {}).get("heldout_fraction", meta.get("heldout_fraction", default))
     return value if isinstance(value, float) and 0.0 < value < 1.0 else default
 
@@ -157,7 +157,7 @@ def run_metadata(model: HopeTransformer, quick: bool, seed: int, settings: Suite
     return {"source": source, "config": model.config.to_dict(), "rules_commit": RULES_COMMIT,
             "attention_window": model.config.attention_window if model.config.attention else None,
             "reach": local_reach(model.config),
-            "checkpoint_metadata": getattr(model, "checkpoint_metadata", None),
+            "checkpoint_metadata": model.checkpoint_metadata,
             "parameters": sum(p.numel() for p in model.parameters()),
             "settings": "quick" if quick else "default", "seed": seed, "suite_settings": settings.to_dict(),
             "wall_time_s": wall_s, "torch": torch.__version__, "threads": torch.get_num_threads(),

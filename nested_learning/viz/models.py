@@ -138,7 +138,7 @@ def training_metrics(model: HopeTransformer, choice: ModelChoice) -> pd.DataFram
     curriculum), else the thinned curves a checkpoint carries in its metadata (an upload), else none."""
     if choice.kind == "shipped":
         return read_metrics(metrics_path(DEFAULT_CHECKPOINT))
-    metadata = getattr(model, "checkpoint_metadata", None) or {}
+    metadata = model.checkpoint_metadata or {}
     return read_metrics(metadata.get("metrics") if isinstance(metadata.get("metrics"), list) else [])
 
 
@@ -175,7 +175,7 @@ def _via_file(write, suffix: str) -> bytes:
 
 def checkpoint_bytes(model: HopeTransformer) -> bytes:
     """The model as a checkpoint file (its metadata kept)."""
-    return _via_file(lambda p: save_checkpoint(model, p, getattr(model, "checkpoint_metadata", None)), ".safetensors")
+    return _via_file(lambda p: save_checkpoint(model, p, model.checkpoint_metadata), ".safetensors")
 
 
 def recording_bytes(recording: Recording) -> bytes:

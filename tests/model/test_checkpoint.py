@@ -1,6 +1,7 @@
 """Checkpoints: exact round trip; every damaged or foreign file raises one clear CheckpointError."""
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,6 +32,7 @@ def test_round_trip_is_exact(saved):
     with torch.no_grad():
         assert torch.equal(model(tokens).logits, loaded(tokens).logits)
     assert loaded.checkpoint_metadata == {"note": "test", "steps": 3}
+    assert model.checkpoint_metadata is None  # declared on the class: a model built here has none
     assert read_checkpoint_info(path)[0] == model.config
     assert torch.equal(load_checkpoint(path.read_bytes(), device="cpu").embed.weight, model.embed.weight)
 
@@ -225,6 +227,8 @@ def test_huge_claims_are_refused_by_arithmetic_without_building(saved, tmp_path,
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_parameter_shapes_match_real_models(preset):
+    """The loaders' shapes (one layer built on the meta device, its fills skipped, its names repeated per
+    layer) equal a whole model's, in the same order."""
     variants = [{}, dict(local_conv=1), dict(local_conv=3, momentum=True, self_modifying=False),
                 dict(n_persistent_tokens=0, cms_periods=(3,)), dict(attention=False, n_persistent_tokens=0, ffn=True),
                 dict(cms_periods=(), memory=False, n_layers=3, vocab_size=300)]
@@ -232,7 +236,27 @@ def test_parameter_shapes_match_real_models(preset):
         config = HopeConfig.preset(preset, **changes)
         with torch.device("meta"):
             model = HopeTransformer(config)
-        assert parameter_shapes(config) == {k: tuple(p.shape) for k, p in model.named_parameters()}, changes
+        expected = {k: tuple(p.shape) for k, p in model.named_parameters()}
+        assert parameter_shapes(config) == expected and list(parameter_shapes(config)) == list(expected), changes
+
+
+def test_parameter_shapes_of_the_largest_config_cost_no_memory_and_no_compiler():
+    """A header may claim the largest config the bounds allow (billions of parameters): its shapes come
+    from modules with no storage, and without torch's Python meta kernels (their first use imports the
+    compiler stack, seconds), as a fresh process shows."""
+    import subprocess
+    import sys
+    code = ("import sys; from nested_learning import HopeConfig; from nested_learning.config import INT_BOUNDS; "
+            "from nested_learning.shapes import parameter_shapes; "
+            "largest = {k: high for k, (low, high) in INT_BOUNDS.items()}; "
+            "config = HopeConfig.preset('hope', **largest, cms_periods=tuple(range(1, 17)), memory_heads=1); "
+            "shapes = parameter_shapes(config); "
+            "import json; print(json.dumps([shapes['embed.weight'], len(shapes), "
+            "sum(k.startswith('blocks.127.') for k in shapes), 'torch._dynamo' in sys.modules]))")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300, cwd=root)
+    embed, n_shapes, per_layer, compiler_imported = json.loads(out.stdout)
+    assert embed == [131072, 16384] and n_shapes == 128 * per_layer + 2 and not compiler_imported
 
 
 def test_a_model_with_a_non_finite_parameter_is_not_saved(tmp_path):

@@ -92,7 +92,7 @@ def small_configs(draw):
 @settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(small_configs(), st.integers(0, 12))
 def test_every_accepted_config_builds_and_runs(fields, length):
-    """What the bounds accept builds, matches the loaders' arithmetic shapes, and runs (also continued)."""
+    """What the bounds accept builds, matches the loaders' meta-device shapes, and runs (also continued)."""
     try:
         config = HopeConfig(**fields)
     except ValueError as e:

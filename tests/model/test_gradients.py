@@ -56,28 +56,40 @@ def test_write_gradients_match_finite_differences(name):
     assert torch.autograd.gradcheck(loss, (params[name].clone().requires_grad_(),), eps=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("T, chunk, floor", [(64, 16, None), (100, 16, None), (64, 64, None), (50, 64, None),
-                                             (50, 64, math.log(0.8))])
-def test_chunked_delta_rule_gradients_equal_the_oracles(T, chunk, floor):
-    """Backprop through the multi-chunk kernel and the one-chunk path (their in-place steps included)
-    equals backprop through the per-token loop, for every input: queries, keys, values, rates,
+@pytest.mark.parametrize("dk, dv", [(8, 8), (64, 8)])  # and keys 8x wider, as in the shipped memory
+@pytest.mark.parametrize("T, chunk, floor, memory_keys", [(64, 16, None, False), (100, 16, None, False),
+                                                          (64, 64, None, False), (50, 64, None, True),
+                                                          (50, 64, math.log(0.8), True)])
+def test_chunked_delta_rule_gradients_equal_the_oracles(T, chunk, floor, memory_keys, dk, dv):
+    """Backprop through the chunk kernel the model runs, looped over chunks (``gated_delta_rule``) or as
+    the self-modifying memory calls it (one chunk, heads folded, M_0 k handed in), with its in-place
+    steps, equals backprop through the per-token loop, for every input: queries, keys, values, rates,
     retention, start memory."""
-    from nested_learning.ops import gated_delta_rule, gated_delta_rule_reference, l2norm
+    from nested_learning.ops import gated_delta_chunk, gated_delta_rule, gated_delta_rule_reference, l2norm
     g = torch.Generator().manual_seed(T)
-    B, H, d = 1, 2, 8
-    leaves = [l2norm(torch.randn(B, H, T, d, generator=g, dtype=torch.float64)),
-              l2norm(torch.randn(B, H, T, d, generator=g, dtype=torch.float64)),
-              torch.randn(B, H, T, d, generator=g, dtype=torch.float64),
+    B, H = 1, 2
+    leaves = [l2norm(torch.randn(B, H, T, dk, generator=g, dtype=torch.float64)),
+              l2norm(torch.randn(B, H, T, dk, generator=g, dtype=torch.float64)),
+              torch.randn(B, H, T, dv, generator=g, dtype=torch.float64),
               torch.rand(B, H, T, generator=g, dtype=torch.float64),
               torch.log(0.8 + 0.2 * torch.rand(B, H, T, generator=g, dtype=torch.float64)),
-              torch.randn(B, H, d, d, generator=g, dtype=torch.float64)]
-    weights = [torch.randn(shape, generator=g, dtype=torch.float64) for shape in ((B, H, T, d), (B, H, T, d), (B, H, d, d))]
+              torch.randn(B, H, dv, dk, generator=g, dtype=torch.float64)]
+    weights = [torch.randn(shape, generator=g, dtype=torch.float64) for shape in ((B, H, T, dv), (B, H, T, dv), (B, H, dv, dk))]
+
+    def as_the_memory_calls_it(q, k, v, eta, log_retention, memory):
+        fold = lambda x: x.flatten(0, 1)
+        q, k, v, eta, log_retention, memory = map(fold, (q, k, v, eta, log_retention, memory))
+        out = gated_delta_chunk(q, k, v, eta, log_retention, memory, k @ memory.transpose(1, 2),
+                                return_error=True, log_retention_floor=floor)
+        return [x.view(B, H, *x.shape[1:]) for x in out]
 
     def grads(kernel, **kwargs):
         inputs = [x.clone().requires_grad_() for x in leaves]
         out = kernel(*inputs, **kwargs)
-        loss = sum((w * t).sum() for w, t in zip(weights, (out.output, out.error, out.memory)))
+        loss = sum((w * t).sum() for w, t in zip(weights, out))
         return torch.autograd.grad(loss, inputs)
 
-    for chunked, reference in zip(grads(gated_delta_rule, chunk_size=chunk, log_retention_floor=floor), grads(gated_delta_rule_reference)):
+    chunked = grads(as_the_memory_calls_it) if memory_keys else grads(gated_delta_rule, chunk_size=chunk,
+                                                                        log_retention_floor=floor)
+    for chunked, reference in zip(chunked, grads(gated_delta_rule_reference)):
         assert torch.allclose(chunked, reference, rtol=1e-8, atol=1e-10)

@@ -1,4 +1,5 @@
-"""Every chunked kernel equals its per-token oracle (fp32 relative error < 1e-4)."""
+"""Every chunked kernel equals its per-token oracle (fp32 relative error < 1e-4), at equal key and value
+widths and at the shipped memory's ratio (keys 8x wider than values: 1,024 x 128 there)."""
 import math
 
 import pytest
@@ -7,30 +8,43 @@ import torch
 from nested_learning import DeltaRuleMemory
 from nested_learning.ops.block_delta import _run_structure
 from nested_learning.memories.self_modifying import _predict
-from nested_learning.ops import (block_delta_rule, block_delta_rule_reference, gated_delta_rule,
+from nested_learning.ops import (block_delta_rule, block_delta_rule_reference, gated_delta_chunk, gated_delta_rule,
                                  gated_delta_rule_reference, l2norm, momentum_rule_chunk, momentum_rule_reference)
+from nested_learning.ops import shape_check
 
 
 def rel(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
-def inputs(T, d=16, B=2, H=3, seed=0):
+# (key width dk, value width dv): equal, and keys 8x wider as in the shipped memory (DPFP, key_expansion 8)
+WIDTHS = [(16, 16), (64, 8)]
+
+
+def inputs(T, d=16, B=2, H=3, seed=0, dv=None):
+    """Unit queries and keys of width d, values of width dv (default d), memory [B, H, dv, d]."""
     g = torch.Generator().manual_seed(seed)
+    dv = dv or d
     q, k = (l2norm(torch.randn(B, H, T, d, generator=g)) for _ in range(2))
-    v = torch.randn(B, H, T, d, generator=g)
+    v = torch.randn(B, H, T, dv, generator=g)
     eta = torch.rand(B, H, T, generator=g)
     log_retention = torch.log(0.8 + 0.2 * torch.rand(B, H, T, generator=g))
-    memory = torch.randn(B, H, d, d, generator=g)
+    memory = torch.randn(B, H, dv, d, generator=g)
     return q, k, v, eta, log_retention, memory
 
 
+def fold(x):  # [B, H, ...] -> [B H, ...]: the self-modifying memory's layout
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+@pytest.mark.parametrize("dk, dv", WIDTHS)
 @pytest.mark.parametrize("T", [64, 128, 100, 7, 1])
 @pytest.mark.parametrize("chunk", [16, 64])
-def test_gated_delta_chunked_equals_oracle(T, chunk):
-    q, k, v, eta, log_retention, memory = inputs(T)
+def test_gated_delta_chunked_equals_oracle(T, chunk, dk, dv):
+    q, k, v, eta, log_retention, memory = inputs(T, d=dk, dv=dv)
     ref = gated_delta_rule_reference(q, k, v, eta, log_retention, memory)
     out = gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=chunk)
+    assert out.memory.shape == (2, 3, dv, dk) and out.output.shape == (2, 3, T, dv)
     assert rel(out.output, ref.output) < 1e-4
     assert rel(out.error, ref.error) < 1e-4
     assert rel(out.memory, ref.memory) < 1e-4
@@ -38,28 +52,27 @@ def test_gated_delta_chunked_equals_oracle(T, chunk):
 
 @pytest.mark.parametrize("T", [100, 64])
 def test_gated_delta_with_wide_values_equals_oracle(T):
-    """Values wider than keys take chunk_scan's wide form: T^-1 formed once, the errors from the writes."""
-    q, k, _, eta, log_retention, _ = inputs(T)
-    g = torch.Generator().manual_seed(1)
-    v = torch.randn(*k.shape[:3], 4 * k.shape[-1], generator=g)
-    memory = torch.randn(*k.shape[:2], v.shape[-1], k.shape[-1], generator=g)
+    """Values wider than keys (dv = 4 dk): the kernel makes no assumption on which is wider."""
+    q, k, v, eta, log_retention, memory = inputs(T, dv=64)
     ref = gated_delta_rule_reference(q, k, v, eta, log_retention, memory)
     out = gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=16)
     for name in ("output", "error", "memory"):
         assert rel(getattr(out, name), getattr(ref, name)) < 1e-4, name
 
 
+@pytest.mark.parametrize("dk, dv", WIDTHS)
 @pytest.mark.parametrize("floor", [None, math.log(0.8)])
 @pytest.mark.parametrize("T", [64, 37])
-def test_one_chunk_with_memory_keys_equals_oracle(T, floor):
-    """The self-modifying memory's call: one chunk, M_0 k handed in instead of recomputed, decays
-    folded into keys and queries when the caller bounds the retention (``floor``)."""
-    q, k, v, eta, log_retention, memory = inputs(T)
+def test_one_chunk_with_memory_keys_equals_oracle(T, floor, dk, dv):
+    """The self-modifying memory's call: one chunk on folded heads, M_0 k handed in instead of
+    recomputed, decays folded into keys and queries when the caller bounds the retention (``floor``)."""
+    q, k, v, eta, log_retention, memory = inputs(T, d=dk, dv=dv)
     ref = gated_delta_rule_reference(q, k, v, eta, log_retention, memory)
-    out = gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=64,
-                           memory_keys=k @ memory.transpose(-1, -2), log_retention_floor=floor)
+    q, k, v, eta, log_retention, memory = map(fold, (q, k, v, eta, log_retention, memory))
+    out = gated_delta_chunk(q, k, v, eta, log_retention, memory, k @ memory.transpose(-1, -2),
+                            return_error=True, log_retention_floor=floor)
     for name in ("output", "error", "memory"):
-        assert rel(getattr(out, name), getattr(ref, name)) < 1e-4, name
+        assert rel(getattr(out, name), fold(getattr(ref, name))) < 1e-4, name
 
 
 def test_scaled_one_chunk_is_used_only_within_its_range():
@@ -68,10 +81,37 @@ def test_scaled_one_chunk_is_used_only_within_its_range():
     q, k, v, eta, _, memory = inputs(60)
     log_retention = torch.full_like(eta, -2.0)
     ref = gated_delta_rule_reference(q, k, v, eta, log_retention, memory)
-    out = gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=64, log_retention_floor=-2.0)
-    assert torch.isfinite(out.memory).all() and rel(out.output, ref.output) < 1e-4
-    with pytest.raises(ValueError, match="single chunk"):
-        gated_delta_rule(q, k, v, eta, log_retention, memory, chunk_size=16, memory_keys=k @ memory.transpose(-1, -2))
+    out = gated_delta_chunk(*map(fold, (q, k, v, eta, log_retention, memory)), log_retention_floor=-2.0)
+    assert torch.isfinite(out.memory).all() and rel(out.output, fold(ref.output)) < 1e-4
+
+
+def test_shape_contracts_are_checked_in_the_tests():
+    """tests/conftest.py switches the contracts on: a memory whose key width is not the keys' is refused
+    with the axis named, before the kernel runs (unchecked, this broadcast would fail deeper or not at all)."""
+    assert shape_check.CHECKING
+    q, k, v, eta, log_retention, memory = map(fold, inputs(8, d=64, dv=8))
+    with pytest.raises(shape_check.ShapeError, match=r"argument 'memory'.*dk = 64"):
+        gated_delta_chunk(q, k, v, eta, log_retention, memory[..., :32])
+    with pytest.raises(shape_check.ShapeError, match=r"argument 'v'.*B = 2"):  # values of another batch
+        gated_delta_rule(*inputs(8, d=64, dv=8)[:2], inputs(8, B=1, d=64, dv=8)[2], *inputs(8, d=64, dv=8)[3:])
+    # the memories' states too: a state whose memory is as wide as the values (d x d), in a model whose keys
+    # are 8x wider (the hope preset), is refused at the call, naming the field
+    from dataclasses import replace
+    from nested_learning import HopeConfig, SelfModifyingMemory
+    memory = SelfModifyingMemory(HopeConfig.preset("hope", d_model=16, projection_hidden=4))
+    state = memory.init_state(2)
+    assert state.memory.shape == (2, 1, 16, 128)
+    with pytest.raises(shape_check.ShapeError, match=r"argument 'state'.reference.*dk = 128"):
+        memory(torch.randn(2, 5, 16), replace(state, reference=state.memory[..., :16]), 0)
+    with pytest.raises(shape_check.ShapeError, match="result"):  # a result breaking its contract is caught too
+        shape_check.shapes(x="N d", returns="N d")(lambda x: x.T)(torch.zeros(2, 3))
+
+
+def test_shape_contracts_cost_nothing_when_off(monkeypatch):
+    """Off (production), the decorator hands back the function itself: no wrapper call at all."""
+    monkeypatch.setattr(shape_check, "CHECKING", False)
+    function = lambda x: x  # noqa: E731
+    assert shape_check.shapes(x="N d")(function) is function
 
 
 @pytest.mark.parametrize("period", [1, 2, 3, 8, 64, 100])
@@ -151,8 +191,39 @@ def test_delta_rule_memory_chunked_equals_reference(T):
     assert rel(torch.cat([y1, y2], 1), y) < 1e-4 and rel(m2, memory) < 1e-4
 
 
+def test_the_models_memory_with_hopes_additions_off_writes_what_delta_rule_memory_writes():
+    """DeltaRuleMemory is the reference of the model's memory layer: SelfModifyingMemory with static
+    projections and no surprise term in its gate (no momentum, conv, shifted or widened keys), given the
+    same weights, writes the same memory and sees the same per-token surprise, across calls and chunks."""
+    from nested_learning import HopeConfig, SelfModifyingMemory
+    torch.manual_seed(0)
+    config = HopeConfig(d_model=32, n_heads=2, self_modifying=False, momentum=False, local_conv=0, shifted_keys=False,
+                        key_expansion=1, memory_chunk_size=16)
+    model_memory = SelfModifyingMemory(config)
+    reference = DeltaRuleMemory(32, n_heads=2, max_learning_rate=config.max_learning_rate,
+                                min_retention=config.min_retention, chunk_size=16)
+    with torch.no_grad():
+        model_memory.surprise_weight.zero_()
+        torch.nn.init.normal_(model_memory.initial_memory)
+        torch.nn.init.normal_(model_memory.gates.weight)
+        reference.qkv.weight.copy_(model_memory.in_proj.weight)
+        reference.gates.load_state_dict(model_memory.gates.state_dict())
+        reference.initial_memory.copy_(model_memory.initial_memory)
+    x = torch.randn(2, 70, 32)
+    state, trace = model_memory.init_state(2), {}
+    _, state = model_memory(x[:, :30], state, 0, trace=trace)
+    first = trace["surprise"]
+    trace = {}
+    _, state = model_memory(x[:, 30:], state, 30, trace=trace)
+    _, memory, surprise = reference(x, return_surprise=True)
+    assert state.memory.shape == memory.shape == (2, 2, 16, 16)
+    assert rel(state.memory, memory) < 1e-5
+    assert rel(torch.cat([first, trace["surprise"]], dim=2), surprise) < 1e-5
+
+
 KERNEL_CALLS = {  # each kernel on bf16-rounded inputs, as a mixed-precision model hands them over
     "gated_delta": lambda q, k, v, eta, lr, m: gated_delta_rule(q, k, v, eta, lr, m),
+    "gated_delta_chunk": lambda q, k, v, eta, lr, m: gated_delta_chunk(*map(fold, (q, k, v, eta, lr, m))),
     "block_delta": lambda q, k, v, eta, lr, m: block_delta_rule(q, k, v, eta, lr[:, :, 0], m, torch.zeros_like(m), 0, 4),
     "momentum": lambda q, k, v, eta, lr, m: momentum_rule_chunk(q, k, v, eta, lr, None, m, torch.zeros_like(m), m),
     # the self-modifying memory hands M k (heads folded) to the kernel
