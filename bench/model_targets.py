@@ -47,7 +47,7 @@ def main():
     parser.add_argument("--n", type=int, default=32, help="sequences per measurement")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer gaps and distances")
-    parser.add_argument("--only", default="", help="comma-separated parts: wordings, gating, variants (default: everything)")
+    parser.add_argument("--only", default="", help="comma-separated parts: wordings, gating, variants, targets (the earlier targets, original wording) (default: everything)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -73,6 +73,17 @@ def main():
         if "gating" in parts:
             for gap in (100, 500):
                 show("gating", targets.gating(model, passages, prose.fillers(n, gap, f"targets/{gap}"), gap))
+        if "targets" in parts:  # the earlier targets in the original wording, at the gaps they are judged
+            show("reread", targets.reread(model, passages, fillers, 1000))
+            show("copy", targets.copy(model, n, 100, filler))
+            show("recall", targets.recall(model, n, 16, 32, filler))
+            for distance in (1000, 4000):
+                show("passkey", targets.passkey(model, n, distance, filler))
+            show("phrase", targets.phrase(model))
+            windows = torch.tensor([list(w.encode("ascii")) for w in prose.windows(n, 2048, "targets")])
+            show("bits_per_byte", {"model": targets.bits_per_byte(model, windows)})
+            for path in args.baseline:
+                show("bits_per_byte", {path: targets.bits_per_byte(load_checkpoint(path, device="cpu"), windows)})
         finish(report, started, args.out)
         return
     gaps = [100, 1000] if args.quick else [100, 250, 500, 1000]
