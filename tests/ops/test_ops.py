@@ -210,15 +210,12 @@ def test_the_models_memory_with_hopes_additions_off_writes_what_delta_rule_memor
         reference.gates.load_state_dict(model_memory.gates.state_dict())
         reference.initial_memory.copy_(model_memory.initial_memory)
     x = torch.randn(2, 70, 32)
-    state, trace = model_memory.init_state(2), {}
-    _, state = model_memory(x[:, :30], state, 0, trace=trace)
-    first = trace["surprise"]
-    trace = {}
-    _, state = model_memory(x[:, 30:], state, 30, trace=trace)
+    _, state, first = model_memory(x[:, :30], model_memory.init_state(2), 0, trace=True)
+    _, state, second = model_memory(x[:, 30:], state, 30, trace=True)
     _, memory, surprise = reference(x, return_surprise=True)
     assert state.memory.shape == memory.shape == (2, 2, 16, 16)
     assert rel(state.memory, memory) < 1e-5
-    assert rel(torch.cat([first, trace["surprise"]], dim=2), surprise) < 1e-5
+    assert rel(torch.cat([first.surprise, second.surprise], dim=2), surprise) < 1e-5
 
 
 KERNEL_CALLS = {  # each kernel on bf16-rounded inputs, as a mixed-precision model hands them over
