@@ -22,6 +22,8 @@ REPORTS = {
     "validation": "reports/validation-hope-default.json",  # python -m nested_learning validate on it
     "balanced": "reports/model-targets-cpu-balanced.json",  # bench/model_targets.py on the cpu-balanced run (not shipped)
     "wordings": "reports/model-targets-wordings.json",  # bench/model_targets.py --only wordings,gating (issue 27)
+    "phrasings": "reports/model-targets-phrasings.json",  # the cpu-phrasings run (issue 27, not shipped)
+    "variants": "reports/reread-variants.json",  # bench/model_targets.py --only variants (issue 27)
 }
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
@@ -270,6 +272,40 @@ def wordings_line(w: dict) -> str:
             f"{100 * rows['recall', 'heldout']['own']['mean']:.1f}% (`{REPORTS['wordings']}`)")
 
 
+def block_phrasings(r: dict) -> str:
+    """The shipped checkpoint against the cpu-phrasings run, task by task and wording by wording."""
+    shipped, phrased = r["targets"], r["phrasings"]
+    wordings = {name: {(x["task"], x["wordings"]): x for x in r[name]["wordings"]} for name in ("wordings", "phrasings")}
+    rows = [[f"{label}, {split.replace('heldout', 'held-out')} wordings", fmt(wordings["wordings"][task, split]["own"]),
+             fmt(wordings["phrasings"][task, split]["own"])]
+            for task, (label, fmt) in WORDING_TASKS.items() for split in ("original", "trained", "heldout")]
+    pair = lambda report, key, field, value: next(x for x in report[key] if x[field] == value)
+    rows += [["128-byte passage reread 1,000 tokens later (second / first)",
+              est(pair(shipped, "reread", "gap", 1000)["ratio_own"]), est(pair(phrased, "reread", "gap", 1000)["ratio_own"])],
+             ["pass key 4,000 bytes back, original wording", pct(pair(shipped, "passkey", "distance", 4000)["own"]),
+              pct(pair(phrased, "passkey", "distance", 4000)["own"])],
+             ["held-out prose, bits per byte", est(shipped["bits_per_byte"][0]["model"]),
+              est(phrased["bits_per_byte"][0]["model"])]]
+    gating = {name: {(g["layer"], g["gap"]): g for layer_rows in r[key]["gating"] for g in layer_rows}
+              for name, key in (("shipped", "wordings"), ("phrased", "phrasings"))}
+    rows += [[f"learning rate, reread minus new at the same position, layer {layer}, {gap} tokens",
+              est(gating["shipped"][layer, gap]["reread_minus_new"]), est(gating["phrased"][layer, gap]["reread_minus_new"])]
+             for layer, gap in sorted(gating["phrased"])]
+    return (f"{source(REPORTS['phrasings'], phrased)} against the shipped checkpoint (`{REPORTS['targets']}`, "
+            f"`{REPORTS['wordings']}`):\n\n" + table(["measure", "shipped (`cpu`)", "`cpu-phrasings`"], rows))
+
+
+def block_variants(r: dict) -> str:
+    v = r["variants"]
+    rows = [[f"{x['gap']:,}", x["variant"], est(x["own"]), est(x["swap"]), est(x["ratio_own_swap"])]
+            for x in v["reread_variants"]]
+    n = v["reread_variants"][0]["own"]["n"]
+    return (f"`{REPORTS['variants']}` (`{v['checkpoint']}`, {n} passages of `validation/paraphrases.py`, 95% bootstrap "
+            "intervals): loss (nats/byte) of the second reading with the sequence's own memory and with another "
+            "passage's at the same stream position:\n\n"
+            + table(["bytes between", "second reading", "own memory", "another passage's memory", "own / another"], rows))
+
+
 # --- README's summary -------------------------------------------------------------------------------------
 
 def block_summary(r: dict) -> str:
@@ -300,7 +336,7 @@ def block_summary(r: dict) -> str:
 
 BLOCKS = {"summary": block_summary, "targets": block_targets, "memory": block_memory,
           "validation": block_validation, "balanced": block_balanced, "wordings": block_wordings,
-          "gating": block_gating}
+          "gating": block_gating, "phrasings": block_phrasings, "variants": block_variants}
 
 
 def refresh(text: str, reports: dict) -> str:
