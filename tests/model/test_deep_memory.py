@@ -6,9 +6,9 @@ from nested_learning import Ablation, HopeConfig
 from nested_learning.recording.recorder import record
 from nested_learning.validation.controls import replace_memory, reset_memory
 from tests.conftest import random_tokens, tiny_model
+from tests.support.streaming import assert_calls_equal_one_call
 from tests.ops.test_deep_memory import oracle
 
-SPLITS = [(0, 7), (7, 40), (40, 41), (41, 67)]
 
 
 def deep_model(preset="hope", **overrides):
@@ -50,16 +50,7 @@ def test_forward_backward_reaches_every_memory_parameter(key_expansion):
 def test_streaming_equals_one_call(preset):
     """Calls split inside memory chunks (chunk 8) carry both layers and their chunk-start references."""
     model = deep_model(preset, momentum=False, dtype=torch.float64, attention_window=12, cms_periods=(1, 3, 8))
-    tokens = random_tokens(2, 67)
-    with torch.no_grad():
-        full = model(tokens)
-        state, pieces = None, []
-        for a, b in SPLITS:
-            out = model(tokens[:, a:b], state=state)
-            state, pieces = out.state, pieces + [out.logits]
-    assert torch.allclose(torch.cat(pieces, 1), full.logits, atol=1e-10, rtol=0)
-    for name, t in full.state.tensors().items():
-        assert torch.allclose(state.tensors()[name], t, atol=1e-10, rtol=0), name
+    assert_calls_equal_one_call(model, random_tokens(2, 67), atol=1e-10)
 
 
 def test_trace_rebuilds_with_the_per_token_oracle():

@@ -4,6 +4,7 @@ import torch
 
 from nested_learning import Ablation, HopeConfig, PRESETS
 from tests.conftest import random_tokens, tiny_model
+from tests.support.streaming import assert_calls_equal_one_call
 
 
 def snapshot(model):
@@ -81,27 +82,13 @@ def test_state_holds_no_view_of_a_larger_buffer(preset):
         assert t.untyped_storage().nbytes() <= t.numel() * t.element_size(), name
 
 
-SPLITS = [(0, 7), (7, 40), (40, 41), (41, 67)]
-
-
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_streaming_equals_one_call(preset):
     """One call over T tokens equals several calls with the state carried; CMS partial blocks,
     memory chunks, conv history and the attention window all cross the call boundaries."""
     overrides = dict(cms_periods=(1, 3, 8)) if preset not in ("titans", "transformer") else {}
     model = tiny_model(preset, dtype=torch.float64, attention_window=12, **overrides)
-    tokens = random_tokens(2, 67)
-    with torch.no_grad():
-        full = model(tokens)
-        state, pieces = None, []
-        for a, b in SPLITS:
-            out = model(tokens[:, a:b], state=state)
-            state = out.state
-            pieces.append(out.logits)
-    assert torch.allclose(torch.cat(pieces, 1), full.logits, atol=1e-5, rtol=0)
-    for name, t in full.state.tensors().items():
-        assert torch.allclose(state.tensors()[name], t, atol=1e-5, rtol=0), name
-    assert state.position == full.state.position == 67
+    assert_calls_equal_one_call(model, random_tokens(2, 67), atol=1e-5)
 
 
 def test_streaming_token_by_token_fp32(model):
