@@ -24,6 +24,7 @@ REPORTS = {
     "wordings": "reports/model-targets-wordings.json",  # bench/model_targets.py --only wordings,gating (issue 27)
     "phrasings": "reports/model-targets-phrasings.json",  # the cpu-phrasings run (issue 27, not shipped)
     "variants": "reports/reread-variants.json",  # bench/model_targets.py --only variants (issue 27)
+    "recording": "reports/recording-budget.json",  # bench/bench_recording.py --budget-report (issue 26)
 }
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
@@ -306,6 +307,16 @@ def block_variants(r: dict) -> str:
             + table(["bytes between", "second reading", "own memory", "another passage's memory", "own / another"], rows))
 
 
+def block_recording(r: dict) -> str:
+    """A default recording's file size at the shipped and the benchmark sizes."""
+    sizes = by(r["recording"]["sizes"], "size")
+    line = lambda x: (f"{x['bytes_per_token'] / 1024:.1f} KiB per token plus {x['fixed_bytes'] / 2**20:.1f} MiB fixed "
+                      f"(d_model {x['d_model']}, {x['n_layers']} layers, keys x {x['key_expansion']})")
+    return (f"A default recording's file costs {line(sizes['shipped'])} at the shipped model's size and "
+            f"{line(sizes['bench'])} at the benchmark size (`{REPORTS['recording']}`, from "
+            "`python bench/bench_recording.py --budget-report`).")
+
+
 # --- README's summary -------------------------------------------------------------------------------------
 
 def block_summary(r: dict) -> str:
@@ -336,7 +347,8 @@ def block_summary(r: dict) -> str:
 
 BLOCKS = {"summary": block_summary, "targets": block_targets, "memory": block_memory,
           "validation": block_validation, "balanced": block_balanced, "wordings": block_wordings,
-          "gating": block_gating, "phrasings": block_phrasings, "variants": block_variants}
+          "gating": block_gating, "phrasings": block_phrasings, "variants": block_variants,
+          "recording": block_recording}
 
 
 def refresh(text: str, reports: dict) -> str:

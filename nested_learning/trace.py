@@ -33,7 +33,7 @@ class MemoryTrace:
     unit_keys: torch.Tensor  # l2norm(k_t) [.., d]: the key feature map's input
     keys: torch.Tensor  # phi(unit key) [.., dk]: what the memory wrote with
     values: torch.Tensor  # v_t [.., d]
-    errors: torch.Tensor  # v_t - M_{t-1} k_t [.., d] (0 with updates off)
+    errors: torch.Tensor  # v_t - M_{t-1} k_t [.., d] (momentum: M_c, the chunk start's; updates off: never written)
     momentum_gate: torch.Tensor | None = None  # beta_t: momentum configs with updates on
 
     @classmethod

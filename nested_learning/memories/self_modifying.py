@@ -61,7 +61,7 @@ class Write(NamedTuple):
     output: torch.Tensor  # M_t q_t [N, n, d]
     memory: torch.Tensor  # after the chunk [N, d, dk]
     momentum: torch.Tensor | None  # after the chunk (momentum configs)
-    error: torch.Tensor | None  # v_t - M_{t-1} k_t [N, n, d]: when traced or with momentum; None with updates off
+    error: torch.Tensor | None  # v_t - M_{t-1} k_t [N, n, d]: when traced or with momentum (updates off: unwritten)
     surprise: torch.Tensor | None  # ||v_t - M_{t-1} k_t|| [N, n], when traced
     log_momentum_gate: torch.Tensor | None  # [B, H, n], momentum configs with momentum on
 
@@ -251,11 +251,12 @@ class SelfModifyingMemory(nn.Module):
         """One chunk's reads and writes: output [N, n, d], the new memory (and momentum), the per-token
         errors and surprise (when traced) and the momentum gate."""
         H, config = self.n_heads, self.config
-        if not ablation.test_time_updates:
-            surprise = None
+        if not ablation.test_time_updates:  # nothing is written: traced, the error the write would have used
+            error = surprise = None
             if traced:
-                surprise = gate.error if reference is memory else torch.linalg.vector_norm(v - _predict(k, memory), dim=-1)
-            return Write(_predict(qc, memory), memory, momentum, None, surprise, None)
+                error = v - (gate.reference_keys if reference is memory else _predict(k, memory))
+                surprise = torch.linalg.vector_norm(error, dim=-1)
+            return Write(_predict(qc, memory), memory, momentum, error, surprise, None)
         if config.momentum:
             log_gate = None
             if ablation.momentum:
@@ -286,7 +287,8 @@ class SelfModifyingMemory(nn.Module):
         if not ablation.test_time_updates:
             error = at_reference.error if reference is memory else target - mlp_read(k, memory, hidden)
             surprise = torch.linalg.vector_norm(error, dim=-1) if traced else None
-            return gate, Write(mlp_read(qc, memory, hidden) + unit_queries, memory, None, None, surprise, None), hidden
+            return gate, Write(mlp_read(qc, memory, hidden) + unit_queries, memory, None, error if traced else None,
+                               surprise, None), hidden
         rate = self._fold(gate.learning_rate) * (1 / self.config.memory_chunk_size)
         out = deep_memory_chunk(qc, k, target, rate, self._fold(gate.log_retention), memory, hidden, reference,
                                 hidden_reference, at_reference, *anchors, return_error=traced)
@@ -319,7 +321,7 @@ class SelfModifyingMemory(nn.Module):
             learning_rate=learning_rate if updates else torch.zeros_like(learning_rate),
             retention=gate.log_retention.exp() if updates else torch.ones_like(learning_rate),
             unit_keys=unit_keys, keys=self._unfold(k), values=self._unfold(v),
-            errors=self._unfold(write.error) if updates else torch.zeros_like(self._unfold(v)),
+            errors=self._unfold(write.error) if write.error is not None else torch.zeros_like(self._unfold(v)),
             momentum_gate=momentum_gate)
 
     def _rates(self, gate_logits, gate_surprise, ablation: Ablation) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,6 +28,7 @@ def _group(kept: str) -> list[str]:
 # What one layer's memory (or CMS) must hold once any of it is there: what the readers rebuild from.
 _MEMORY_GROUP = set(_group("memory"))
 _KEYS = _group("keys")  # one of them: the unit keys, or (older files, a GPU's rounding) the keys
+_WRITE = _group("write")  # one of them: the errors, or (older files) the writes
 _MOMENTUM_PAIR = set(_group("momentum"))
 
 
@@ -157,7 +158,8 @@ def _check_groups(header: dict, config: HopeConfig, name: str) -> None:
     for layer, present in layers.items():
         memory = {n for n in present if n.startswith("memory.")}
         keys = next((n for n in _KEYS if n in memory), _KEYS[0])
-        required = _MEMORY_GROUP | {keys} | (_MOMENTUM_PAIR if memory & _MOMENTUM_PAIR else set())
+        write = next((n for n in _WRITE if n in memory), _WRITE[0])
+        required = _MEMORY_GROUP | {keys, write} | (_MOMENTUM_PAIR if memory & _MOMENTUM_PAIR else set())
         if memory and required - memory:
             raise RecordingError(f"{name}: layer {layer}'s memory lacks tensor 'layers.{layer}.{sorted(required - memory)[0]}'")
         if "full.memory.memory" in present and not memory:

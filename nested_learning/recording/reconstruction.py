@@ -103,3 +103,23 @@ def momentum_norms(initial, initial_momentum, keys, writes, retention, momentum_
         norms.append(memory.square().sum((-1, -2)).sqrt())
         previous = memory
     return torch.stack(norms), torch.stack(deltas)
+
+
+def predictions(initial: torch.Tensor, keys, writes, retention, chunk: int = 64) -> torch.Tensor:
+    """M_{t-1} k_t for every token of a gated-delta memory [T, H, d], float64, replayed chunk by chunk:
+    within a chunk M_{t-1} k_t = e^{c_{t-1}} M_start k_t + sum_{s<t} e^{c_{t-1} - c_s} (k_s . k_t) u_s, with c
+    the chunk's cumulative log retention (so no per-token matrix is formed). Shapes as in :func:`memory_norms`."""
+    T, H = keys.shape[:2]
+    memory = initial.double()  # [H, d, dk]
+    out = []
+    for start in range(0, T, chunk):
+        k = keys[start:start + chunk].double().transpose(0, 1)  # [H, n, dk]
+        u = writes[start:start + chunk].double().transpose(0, 1)  # [H, n, d]
+        c = retention[start:start + chunk].double().log().cumsum(0).T  # [H, n]: c_t, inclusive
+        c_before = torch.cat([c.new_zeros(H, 1), c[:, :-1]], dim=1)  # c_{t-1}
+        n = k.shape[1]
+        earlier = torch.ones(n, n, dtype=torch.bool).tril(-1)  # s < t
+        decay = (c_before[:, :, None] - c[:, None, :]).masked_fill(~earlier, float("-inf")).exp()  # [H, t, s]
+        out.append(c_before.exp()[..., None] * (k @ memory.transpose(1, 2)) + (decay * (k @ k.transpose(1, 2))) @ u)
+        memory = c[:, -1:, None].exp() * memory + ((c[:, -1:] - c).exp()[..., None] * u).transpose(1, 2) @ k
+    return torch.cat(out, dim=1).transpose(0, 1) if out else writes.new_zeros(writes.shape, dtype=torch.float64)

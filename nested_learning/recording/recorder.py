@@ -115,15 +115,15 @@ def _memory_streams(layer: int, trace: MemoryTrace, initial_state, full_states: 
     keys = take("keys")
     out.update(_key_factor(prefix, keys, take("unit_keys"), key_expansion))
     errors, values = take("errors"), take("values")
+    out[prefix + "errors"] = errors  # readers rebuild the writes (lr_t e_t, as below) and the values from them
     writes = errors * out[prefix + "learning_rate"][..., None]  # u_t = lr_t * error_t
-    out[prefix + "writes"] = writes
-    out[prefix + "values"] = values  # v_t: the delta rule's anatomy at a token (error = v_t - M_{t-1} k_t)
     initial = initial_state.memory[0].float().cpu()
     out[prefix + "initial.memory"] = initial
     if trace.momentum_gate is not None:
         out[prefix + "momentum_gate"] = take("momentum_gate")
         momentum = initial_state.momentum[0].float().cpu()
         out[prefix + "initial.momentum"] = momentum
+        out[prefix + "values"] = values  # errors against the chunk-start memory: the values cannot be rebuilt
         norms, deltas = momentum_norms(initial, momentum, keys, writes, out[prefix + "retention"],
                                        out[prefix + "momentum_gate"])
     else:  # M_{t-1} k_t = v_t - error_t

@@ -24,7 +24,7 @@ from ..trace import CMSTrace
 from . import streams
 from .events import level_events
 from .replay import CMSReplay
-from .reconstruction import rebuild_memory
+from .reconstruction import predictions, rebuild_memory
 
 FORMAT = "nested_learning.recording"
 FORMAT_VERSION = "1"
@@ -46,7 +46,7 @@ class Recording:
     meta: dict = field(default_factory=dict)
     _events: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
     _replays: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # {layer: CMSReplay}, at most one
-    _keys: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # {name: keys rebuilt from unit keys}
+    _rebuilt: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # {name: keys, writes, values rebuilt}
 
     # ---- shape of the run -------------------------------------------------------------------
     @property
@@ -66,17 +66,35 @@ class Recording:
         return sorted(int(m.group(1)) for k in self.tensors if (m := re.fullmatch(r"layers\.(\d+)\.cms\.input", k)))
 
     def stream(self, name: str) -> torch.Tensor:
-        """A tensor by name; a memory's keys [T, H, dk] are rebuilt from its unit keys when only those are stored."""
+        """A tensor by name. A memory's keys [T, H, dk], writes and values [T, H, d] are rebuilt (once) from
+        what the file keeps in their place (``streams.REBUILT_FROM``): the unit keys and the errors."""
         if name in self.tensors:
             return self.tensors[name]
         if not self.has_stream(name):
             raise KeyError(f"no stream {name!r} in this recording")
-        if name not in self._keys:  # the model's own feature map, bit for bit (the recorder checked)
-            self._keys[name] = key_feature_map(self.tensors[streams.unit_keys_of(name)], self.config.key_expansion)
-        return self._keys[name]
+        if name not in self._rebuilt:
+            self._rebuilt[name] = self._rebuild(name)
+        return self._rebuilt[name]
 
     def has_stream(self, name: str) -> bool:
-        return name in self.tensors or streams.unit_keys_of(name) in self.tensors
+        if name in self.tensors:
+            return True
+        source = streams.rebuilt_from(name)
+        if source is None or source not in self.tensors:
+            return False
+        # momentum's errors are against the chunk-start memory, which no file keeps: its values are stored
+        return not name.endswith(".values") or name.removesuffix("values") + "momentum_gate" not in self.tensors
+
+    def _rebuild(self, name: str) -> torch.Tensor:
+        source = self.tensors[streams.rebuilt_from(name)]
+        layer = name.removesuffix(name.rsplit(".", 1)[1])  # "layers.{i}.memory."
+        if name.endswith(".keys"):  # the model's own feature map, bit for bit (the recorder checked)
+            return key_feature_map(source, self.config.key_expansion)
+        if name.endswith(".writes"):  # the recorder's own product: bit for bit
+            return source * self.tensors[layer + "learning_rate"][..., None]
+        prediction = predictions(self.tensors[layer + "initial.memory"], self.stream(layer + "keys"),
+                                 self.stream(layer + "writes"), self.tensors[layer + "retention"])
+        return (prediction + source.double()).float()
 
     def memory_stream(self, layer: int, name: str) -> torch.Tensor:
         """A layer's memory stream (``streams.MEMORY_STREAMS``, [T, H]) or factor (keys [T, H, dk], writes and

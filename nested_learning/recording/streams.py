@@ -31,7 +31,8 @@ KEPT = {
     "always": "always",
     "memory": "every memory layer",
     "keys": "every memory layer: one of these two (below)",
-    "values": "every memory layer (files from before it may lack it)",
+    "write": "every memory layer: one of these two (below)",
+    "values": "momentum configs (older files: any memory layer, or none)",
     "momentum": "memory layers of momentum configs (Titans)",
     "cms": "every CMS layer",
     "attention": "with `attention=True`",
@@ -83,8 +84,12 @@ STREAMS = (
     _memory("unit_keys", ("T", "H", "d"), "the key before the key feature map: `k_t = phi(unit key)` (`ops.key_feature_map`, "
             "DPFP then l2norm), rebuilt on read", kept="keys"),
     _memory("keys", ("T", "H", "dk"), "the keys `k_t` themselves, stored in place of the unit keys", kept="keys"),
-    _memory("writes", ("T", "H", "d"), "the write `u_t = lr_t (v_t − M_{t−1} k_t)`: `M_t = a_t M_{t−1} + u_t k_tᵀ`"),
-    _memory("values", ("T", "H", "d"), "the values `v_t`, for the delta rule's anatomy", kept="values"),
+    _memory("errors", ("T", "H", "d"), "the error the write used, `e_t = v_t − M_{t−1} k_t` (momentum: against the "
+            "chunk-start memory; updates off: never written); the writes `u_t = lr_t e_t` are rebuilt on read", kept="write"),
+    _memory("writes", ("T", "H", "d"), "the writes `u_t` (`M_t = a_t M_{t−1} + u_t k_tᵀ`), stored in place of the errors "
+            "by files from before", kept="write"),
+    _memory("values", ("T", "H", "d"), "the values `v_t`; without momentum rebuilt on read as `M_{t−1} k_t + e_t` "
+            "(`M_{t−1}` replayed)", kept="values"),
     _memory("initial.memory", ("H", "d", "dk"), "`M` before the first token (values x keys)"),
     _memory("initial.momentum", ("H", "d", "dk"), "the momentum before the first token", kept="momentum"),
     Stream("full.layers.{i}.memory.memory", ("T", "H", "d", "dk"), "float16", "full", "every `M_t`"),
@@ -124,9 +129,16 @@ def memory(layer: int, name: str) -> str:
     return f"layers.{layer}.memory.{name}"
 
 
-def unit_keys_of(name: str) -> str | None:
-    """``layers.{i}.memory.unit_keys`` for ``layers.{i}.memory.keys`` (the keys phi rebuilds from them), else None."""
-    return name.removesuffix("keys") + "unit_keys" if re.fullmatch(r"layers\.\d+\.memory\.keys", name) else None
+# Streams a reader rebuilds when the file holds what they are rebuilt from instead: keys = phi(unit keys),
+# writes = lr * errors, values = M_{t-1} k + errors.
+REBUILT_FROM = {"keys": "unit_keys", "writes": "errors", "values": "errors"}
+
+
+def rebuilt_from(name: str) -> str | None:
+    """``layers.{i}.memory.unit_keys`` for ``layers.{i}.memory.keys``, ``...errors`` for ``...writes`` and
+    ``...values`` (what a reader rebuilds them from), else None."""
+    match = re.fullmatch(r"(layers\.\d+\.memory\.)(keys|writes|values)", name)
+    return match[1] + REBUILT_FROM[match[2]] if match else None
 
 
 def cms(layer: int, name: str) -> str:

@@ -103,5 +103,8 @@ def explain(a: Anatomy) -> str:
         return "No write at this token (learning rate 0), so its error cannot be shown from this recording."
     error, value = float(np.linalg.norm(a.error)), float(np.linalg.norm(a.value))
     share = error / value if value > 0 else float("nan")
+    if a.learning_rate == 0:
+        return (f"The memory returned a prediction off by {error:.3g} (|v| = {value:.3g}, {share:.0%} of it); its "
+                "learning rate is 0 here, so nothing was written. Red is positive, blue negative.")
     return (f"The memory returned a prediction off by {error:.3g} (|v| = {value:.3g}, {share:.0%} of it); it kept "
             f"{a.retention:.3g} of the memory before this token and added {a.learning_rate:.3g} x error x key. Red is positive, blue negative.")

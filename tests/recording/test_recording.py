@@ -11,7 +11,7 @@ from nested_learning.recording import Recording, RecordingError, record, streams
 from nested_learning.recording.reconstruction import linear_scan
 from tests.conftest import random_tokens, tiny_model
 from tests.support.headers import rewrite_header
-from tests.support.keys import traced_keys, with_stored_keys
+from tests.support.keys import traced_keys, traced_values, with_stored_keys, with_stored_writes
 
 
 def reference_features(x, expansion):
@@ -391,11 +391,55 @@ def test_keys_phi_cannot_rebuild_are_stored_as_they_were():
         assert torch.equal(recording.memory_stream(layer, "keys"), keys.float())
 
 
-def test_a_recording_at_the_bench_size_costs_its_four_factors_per_token(tmp_path):
+def test_a_recording_at_the_bench_size_costs_its_three_factors_per_token(tmp_path):
     """Issue 26: keys x 8 made a recording 44 KiB per token at the bench size (4 layers, d_model 256, one
-    memory head). With unit keys a token costs per layer four float32 vectors of 256 (unit keys, writes,
-    values, CMS input) and six per-token numbers, plus 72 bytes of tokens and predictions: 16,552 bytes."""
+    memory head). With unit keys and errors a token costs per layer three float32 vectors of 256 (unit keys,
+    errors, CMS input) and six per-token numbers, plus 72 bytes of tokens and predictions: 12,456 bytes."""
     model = HopeTransformer.from_preset("hope", n_layers=4, d_model=256, n_heads=4).eval()
     size = lambda T: record(model, random_tokens(1, T)[0])[0].save(tmp_path / f"{T}.safetensors").stat().st_size
     per_token = (size(64) - size(32)) / 32
-    assert per_token <= 16_552 + 64  # + the header's longer offsets
+    assert per_token <= 12_456 + 64  # + the header's longer offsets
+
+
+@pytest.mark.parametrize("updates", [True, False])
+def test_writes_and_values_are_rebuilt_from_the_errors(tmp_path, updates):
+    """A file keeps the errors e_t, not the writes and values: the writes lr_t e_t come back bit for bit as
+    the recorder computed them, the values M_{t-1} k_t + e_t as the model's own to float32 rounding, with
+    updates off too (the error against the unchanging memory), in memory and after a file."""
+    model = tiny_model()
+    tokens = random_tokens(1, 37)[0]  # several chunks of 8 and a partial one
+    ablation = Ablation(test_time_updates=updates)
+    recording, _ = record(model, tokens, ablation=ablation)
+    loaded = Recording.load(recording.save(tmp_path / "run.safetensors"))
+    values = traced_values(model, tokens, ablation=ablation)
+    for layer in recording.memory_layers:
+        assert {streams.memory(layer, n) in recording.tensors for n in ("errors", "writes", "values")} == {True, False}
+        errors, rate = recording.memory_stream(layer, "errors"), recording.memory_stream(layer, "learning_rate")
+        assert errors.abs().amax() > 0.1  # with updates off too: what the memory got wrong
+        assert torch.equal(recording.memory_stream(layer, "writes"), errors * rate[..., None])
+        scale = values[layer].abs().amax()
+        assert (recording.memory_stream(layer, "values") - values[layer]).abs().amax() <= 1e-5 * scale
+        for name in ("writes", "values"):
+            assert torch.equal(loaded.memory_stream(layer, name), recording.memory_stream(layer, name))
+        if not updates:  # nothing written: the value is the initial memory's read plus the error
+            initial = recording.memory_stream(layer, "initial.memory").double()
+            read = torch.einsum("hvk,thk->thv", initial, recording.memory_stream(layer, "keys").double())
+            assert torch.allclose(read + errors.double(), values[layer].double(), atol=1e-5 * float(scale))
+
+
+def test_momentum_keeps_its_values_and_older_files_their_writes(tmp_path):
+    """Momentum's errors are taken against the chunk-start memory, which no file keeps: its values are
+    stored. Files from before hold the writes and values themselves: they read the same."""
+    model = tiny_model("titans")
+    tokens = random_tokens(1, 21)[0]
+    recording, _ = record(model, tokens)
+    for layer, values in traced_values(model, tokens).items():
+        assert torch.equal(recording.tensors[streams.memory(layer, "values")], values)
+    older = Recording.load(with_stored_writes(recording).save(tmp_path / "older.safetensors"))
+    plain, _ = record(tiny_model(), tokens)
+    plain_older = Recording.load(with_stored_writes(plain).save(tmp_path / "plain.safetensors"))
+    for run, old in ((recording, older), (plain, plain_older)):
+        assert streams.memory(0, "errors") not in old.tensors and not old.has_memory_stream(0, "errors")
+        for layer, head, t in itertools.product(run.memory_layers, (0, 1), (-1, 0, 20)):
+            assert torch.equal(run.memory_matrix(layer, head, t), old.memory_matrix(layer, head, t))
+        assert run.per_token().equals(old.per_token())

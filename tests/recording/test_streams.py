@@ -12,7 +12,7 @@ from nested_learning import HopeConfig, HopeTransformer
 from nested_learning.recording import Recording, RecordingError, record, streams
 from nested_learning.shapes import cms_parameter_shapes
 from tests.conftest import random_tokens, tiny_model
-from tests.support.keys import traced_keys, with_stored_keys
+from tests.support.keys import traced_keys, with_stored_keys, with_stored_writes
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "recording.md"
 DTYPES = {"int64": torch.int64, "float32": torch.float32, "float16": torch.float16}
@@ -21,14 +21,14 @@ DTYPES = {"int64": torch.int64, "float32": torch.float32, "float16": torch.float
 @pytest.fixture(scope="module")
 def recordings() -> list[Recording]:
     """The shipped configuration (random weights) with attention and every M_t, a tiny momentum model
-    with CMS and every M_t, and a file that holds the keys themselves: together every row of the table."""
+    with CMS and every M_t, and a file that holds the keys and writes themselves: together every row of the table."""
     torch.manual_seed(0)
     shipped = HopeTransformer(HopeConfig.preset("hope")).eval()
     tokens = random_tokens(1, 9)[0]
     hope, _ = record(shipped, tokens, attention=True, full_states=True, top_k=3)
     momentum_model = tiny_model("hope-paper", key_expansion=2)
     momentum, _ = record(momentum_model, tokens, full_states=True)
-    stored_keys = with_stored_keys(momentum, traced_keys(momentum_model, tokens))
+    stored_keys = with_stored_writes(with_stored_keys(momentum, traced_keys(momentum_model, tokens)))
     return [hope, momentum, stored_keys]
 
 

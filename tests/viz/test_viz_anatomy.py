@@ -6,6 +6,7 @@ from nested_learning import Ablation
 from nested_learning.recording import record
 from nested_learning.viz.anatomy import ERROR, KEY, PREDICTION, VALUE, anatomy, anatomy_figure, explain
 from tests.conftest import tiny_model
+from tests.support.keys import with_stored_writes
 
 
 @pytest.mark.parametrize("t, key_expansion", [(0, 1), (7, 1), (20, 1), (20, 4)])
@@ -24,22 +25,33 @@ def test_the_parts_add_up_to_the_next_memory(t, key_expansion):
     assert "off by" in explain(a)
 
 
+def older_file(rec):
+    """As recordings made before values were kept: writes, no errors, no values."""
+    older = with_stored_writes(rec)
+    for layer in older.memory_layers:
+        del older.tensors[f"layers.{layer}.memory.values"]
+    return older
+
+
 def test_a_recording_without_values_derives_them_from_the_write(model):
     rec, _ = record(model, "the cat sat on the mat.")
     full = anatomy(rec, 0, 0, 5)
-    for layer in (0, 1):
-        del rec.tensors[f"layers.{layer}.memory.values"]  # as recordings made before values were kept
-    derived = anatomy(rec, 0, 0, 5)
+    derived = anatomy(older_file(rec), 0, 0, 5)
     np.testing.assert_allclose(derived.value, full.value, rtol=1e-4, atol=1e-5)
 
 
-def test_without_updates_there_is_no_write_to_explain(model):
+def test_without_updates_the_error_is_shown_and_nothing_written(model):
+    """The recording keeps the error with updates off too: the anatomy shows what the memory got wrong
+    and says nothing was written; a file from before (writes only, all zero) cannot show the error."""
     rec, _ = record(model, "abcdef", ablation=Ablation(test_time_updates=False))
-    for layer in (0, 1):
-        del rec.tensors[f"layers.{layer}.memory.values"]
     a = anatomy(rec, 0, 0, 3)
-    assert a.error is None and a.learning_rate == 0 and "No write" in explain(a)
-    assert list(anatomy_figure(a).data[1].y) == [PREDICTION]  # the prediction only
+    assert a.learning_rate == 0 and not a.write.any() and np.linalg.norm(a.error) > 0
+    assert np.isclose(np.linalg.norm(a.error), float(rec.memory_stream(0, "surprise")[3, 0]), rtol=1e-4)
+    assert "nothing was written" in explain(a)
+    assert list(anatomy_figure(a).data[1].y) == [PREDICTION, VALUE, ERROR]
+    older = anatomy(older_file(rec), 0, 0, 3)
+    assert older.error is None and "No write" in explain(older)
+    assert list(anatomy_figure(older).data[1].y) == [PREDICTION]  # the prediction only
     with pytest.raises(KeyError, match="no test-time memory"):
         anatomy(record(model, "abc", ablation=Ablation(memory=False))[0], 0, 0, 1)
 

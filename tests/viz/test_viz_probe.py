@@ -5,6 +5,7 @@ import torch
 
 from nested_learning.recording import record
 from nested_learning.viz.probe import recall_curve, recall_figure
+from tests.support.keys import with_stored_writes
 
 
 def test_the_curve_is_the_cosine_of_each_earlier_read_with_its_value(model):
@@ -23,8 +24,8 @@ def test_the_curve_is_the_cosine_of_each_earlier_read_with_its_value(model):
 
 
 def test_a_recording_without_values_says_so(model):
-    rec, _ = record(model, "abcdef")
-    del rec.tensors["layers.0.memory.values"]
+    rec = with_stored_writes(record(model, "abcdef")[0])
+    del rec.tensors["layers.0.memory.values"]  # as recordings made before values were kept
     with pytest.raises(KeyError, match="no values"):
         recall_curve(rec, 0, 3)
 
