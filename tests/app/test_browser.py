@@ -15,7 +15,7 @@ from nested_learning import load_checkpoint
 from nested_learning.recording import Recording
 from nested_learning.viz.presets import TEXT_PRESETS
 from tests.conftest import tiny_model
-from tests.support.browser import app_serving, click, go, session_page, wait_idle
+from tests.support.browser import app_serving, click, click_until, go, select_pill, session_page, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -74,18 +74,12 @@ def test_explore_run_scrub_ablate_download(page, tmp_path):
         click(page, "Download per-token CSV")
     assert download.value.suggested_filename == "recording.csv"
     memory_pill = page.get_by_role("button", name="memory", exact=True)
-    for attempt in range(3):  # a click landing while the page redraws (the downloads rerun it) is lost
-        if "off=memory" in page.url:
-            break
-        if not memory_pill.is_visible():
-            page.get_by_text("Input and switches").click()  # Run folded the input away: open it again
-            memory_pill.wait_for()
-            wait_idle(page)
-        memory_pill.click()  # switch the memory off
-        try:
-            page.wait_for_url("**off=memory**", timeout=20_000)  # the pill's rerun has finished
-        except PlaywrightTimeout:
-            assert attempt < 2, "the memory pill never switched the memory off"
+    if not memory_pill.is_visible():
+        page.get_by_text("Input and switches").click()  # Run folded the input away: open it again
+        memory_pill.wait_for()
+        wait_idle(page)
+    select_pill(page, "memory")  # switch the memory off
+    page.wait_for_url("**off=memory**", timeout=180_000)  # the pill's rerun has finished
     wait_idle(page)
     click(page, "Run")
     page.get_by_text("has no test-time memory in this run").wait_for()
@@ -108,11 +102,10 @@ def test_shared_link_with_garbage_is_clamped(browser, server):
 
 def test_compare_learn_validate_model(page, tmp_path):
     go(page, "Compare")
-    click(page, "test-time updates")
-    page.wait_for_url("**off=test_time_updates**")
+    select_pill(page, "test-time updates")
+    page.wait_for_url("**off=test_time_updates**", timeout=180_000)
     wait_idle(page)
-    click(page, "Compare")
-    page.get_by_text("vs B (test-time updates off)").wait_for()
+    click_until(page, "Compare", page.get_by_text("vs B (test-time updates off)"))
     page.get_by_text("Memory of one head, A vs B").wait_for()
     page.locator('[data-testid="stPlotlyChart"]').nth(1).wait_for()  # timelines and the A / B / B - A panels
     wait_idle(page)
@@ -182,11 +175,10 @@ def test_a_compare_link_reproduces_the_comparison_in_a_fresh_browser(browser, se
         first.get_by_label("or type your own (leave empty to use the preset)").fill(text)
         first.get_by_label("or type your own (leave empty to use the preset)").press("Control+Enter")
         wait_idle(first)
-        click(first, "test-time updates")
-        first.wait_for_url("**off=test_time_updates**")
+        select_pill(first, "test-time updates")
+        first.wait_for_url("**off=test_time_updates**", timeout=180_000)  # written by the rerun the pill started
         wait_idle(first)
-        click(first, "Compare")
-        first.get_by_text("Memory of one head, A vs B").wait_for()
+        click_until(first, "Compare", first.get_by_text("Memory of one head, A vs B"))
         wait_idle(first)
         slider = first.locator('input[type="range"][aria-label="Token"]')
         slider.focus()

@@ -112,6 +112,41 @@ def click(page, name: str):
     page.get_by_role("button", name=name, exact=True).click()
 
 
+def select_pill(page, name: str, tries: int = 3):
+    """Click the pill ``name`` until the browser shows it selected: a click landing while the page redraws
+    is lost (on a loaded machine, often). The selection shows in the browser before any rerun, so a
+    retry never undoes a click that landed."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    pill = page.get_by_role("button", name=name, exact=True)
+    selected = page.get_by_role("button", name=name, exact=True, pressed=True)
+    for _ in range(tries):
+        if selected.count():
+            return
+        pill.click()
+        try:
+            selected.wait_for(timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            wait_idle(page)
+    raise AssertionError(f"the pill {name!r} was clicked {tries} times and is not selected")
+
+
+def click_until(page, name: str, shown, tries: int = 3):
+    """Click the button ``name`` until the locator ``shown`` appears (a lost click is clicked again once
+    the page is idle and ``shown`` is still missing)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    for _ in range(tries):
+        click(page, name)
+        try:
+            shown.wait_for()
+            return
+        except PlaywrightTimeout:
+            wait_idle(page)
+            if shown.count():
+                return
+    raise AssertionError(f"clicked {name!r} {tries} times and the page never showed what it should")
+
+
 def go(page, title: str):
     page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
     page.get_by_role("heading", level=1).first.wait_for()
