@@ -24,7 +24,8 @@ config = model.config
 KEYS = {"layer": "compare_layer", "head": "compare_head", "off": "compare_off", "preset": "compare_preset",
         "text": "compare_text"}
 uploaded = st.session_state.get("uploaded_model")  # this session's last uploaded checkpoint, if any
-B_OPTIONS = compare.b_options(PRESETS, models.DEFAULT_CHECKPOINT.is_file(), uploaded is not None, choice.kind)
+B_OPTIONS = compare.b_options(PRESETS, models.DEFAULT_CHECKPOINT.is_file(), uploaded is not None, choice.kind,
+                              models.other_checkpoints(), choice.name)
 
 
 def arrive(view: View):
@@ -67,7 +68,7 @@ st.caption("A is the current model with every component on. B is the same model 
 
 
 def b_label(option: str) -> str:
-    return compare.b_label(option, models.DEFAULT_CHECKPOINT.name)
+    return compare.b_label(option, models.DEFAULT_CHECKPOINT.name, models.CHECKPOINT_NOTES)
 
 
 def model_for(option: str):

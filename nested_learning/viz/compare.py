@@ -19,23 +19,30 @@ from .guard import RunRefused, guarded_record
 from .session import MAX_RUN_TOKENS
 
 
-def b_options(presets, shipped: bool, uploaded: bool, current_kind: str) -> list[str]:
+def b_options(presets, shipped: bool, uploaded: bool, current_kind: str, checkpoints=(), current_name: str = "") -> list[str]:
     """What B can run: "same" (the current model), "shipped" and "upload" when they exist and are not the
-    current model already, and a random-init model of every preset ("preset:<name>")."""
+    current model already, the other shipped checkpoints ("checkpoint:<file name>": the baseline, trained
+    variants) and a random-init model of every preset ("preset:<name>")."""
     return (["same"] + (["shipped"] if shipped and current_kind != "shipped" else [])
-            + (["upload"] if uploaded and current_kind != "upload" else []) + [f"preset:{name}" for name in presets])
+            + (["upload"] if uploaded and current_kind != "upload" else [])
+            + [f"checkpoint:{name}" for name in checkpoints if (current_kind, current_name) != ("checkpoint", name)]
+            + [f"preset:{name}" for name in presets])
 
 
 def b_source(option: str) -> tuple[str, str]:
-    """(kind, name) of the model B option names: ("same", ""), ("upload", ""), ("shipped", "") or
-    ("preset", name)."""
-    if option.startswith("preset:"):
-        return "preset", option.split(":", 1)[1]
+    """(kind, name) of the model B option names: ("same", ""), ("upload", ""), ("shipped", ""),
+    ("checkpoint", file name) or ("preset", name)."""
+    for kind in ("preset", "checkpoint"):
+        if option.startswith(kind + ":"):
+            return kind, option.split(":", 1)[1]
     return option, ""
 
 
-def b_label(option: str, shipped_name: str = "") -> str:
+def b_label(option: str, shipped_name: str = "", notes: dict | None = None) -> str:
     kind, name = b_source(option)
+    if kind == "checkpoint":
+        note = (notes or {}).get(name)
+        return f"the checkpoint {name}" + (f": {note}" if note else "")
     return {"same": "the current model", "shipped": f"the shipped checkpoint ({shipped_name})",
             "upload": "your uploaded checkpoint"}.get(kind, f"random-init '{name}' preset")
 

@@ -29,6 +29,9 @@ DEFAULT_CHECKPOINT = Path(os.environ.get("NLE_DEFAULT_CHECKPOINT") or ROOT / "as
 # The same-size, same-window transformer trained by the same recipe, beside the default checkpoint:
 # what the memory is compared against.
 BASELINE_NAME = "transformer-window16.safetensors"
+# What the other checkpoints shipped in assets/ are, for the pages' labels (a file not named here is listed by name).
+CHECKPOINT_NOTES = {BASELINE_NAME: "the same-size transformer trained alike, same window, no test-time memory",
+                    "hope-deep.safetensors": "Hope with the paper's 2-layer MLP memory (memory_depth 2), trained alike"}
 FALLBACK_PRESET, FALLBACK_SEED = "hope", 0
 # PyTorch threads per script run. One: sessions run in parallel threads, and a busy CPU makes OpenMP's
 # spinning thread teams collapse (measured on 2 cores with one other busy process: a 512-token run took
@@ -51,8 +54,8 @@ class ModelChoice:
 
     @property
     def label(self) -> str:
-        what = {"shipped": f"checkpoint {self.name}", "preset": f"random-init '{self.name}' (seed {FALLBACK_SEED})",
-                "upload": f"uploaded {self.name}"}[self.kind]
+        what = {"shipped": f"checkpoint {self.name}", "checkpoint": f"checkpoint {self.name}",
+                "preset": f"random-init '{self.name}' (seed {FALLBACK_SEED})", "upload": f"uploaded {self.name}"}[self.kind]
         return f"{what} on {self.device}"
 
 
@@ -70,13 +73,25 @@ def default_choice(device: str | None = None) -> tuple[ModelChoice, str | None]:
         f"'{FALLBACK_PRESET}' model. Its memory still learns in context, but its predictions are untrained.")
 
 
+def other_checkpoints() -> list[str]:
+    """The file names of the checkpoints shipped beside the default one (the baseline, trained variants)."""
+    folder = DEFAULT_CHECKPOINT.parent
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.glob("*.safetensors") if p.name != DEFAULT_CHECKPOINT.name and p.is_file())
+
+
 def build_model(choice: ModelChoice) -> HopeTransformer:
-    """Load a shipped or preset model (uploads: :func:`load_upload`)."""
-    if choice.kind not in ("shipped", "preset"):
+    """Load a shipped or preset model (uploads: :func:`load_upload`); ``checkpoint`` names one of
+    :func:`other_checkpoints`."""
+    if choice.kind not in ("shipped", "checkpoint", "preset"):
         raise ValueError(f"a {choice.kind!r} model is not built from a name")
     if choice.kind == "preset" and choice.name not in PRESETS:
         raise ValueError(f"unknown preset {choice.name!r}")
-    checkpoint = DEFAULT_CHECKPOINT if choice.kind == "shipped" else None  # never a path from the request
+    if choice.kind == "checkpoint" and choice.name not in other_checkpoints():
+        raise ValueError(f"no shipped checkpoint named {choice.name!r}")
+    # never a path from the request: the default file, or a name found in its folder
+    checkpoint = {"shipped": DEFAULT_CHECKPOINT, "checkpoint": DEFAULT_CHECKPOINT.with_name(choice.name)}.get(choice.kind)
     model, _ = model_from_source(checkpoint, choice.name, FALLBACK_SEED, choice.device)
     return model
 

@@ -51,6 +51,27 @@ def test_a_compare_link_reproduces_the_comparison(app):
     assert fresh.slider(key="compare_token").value == 5
 
 
+def test_b_runs_another_checkpoint_shipped_beside_the_default(tiny_checkpoint, tmp_path, monkeypatch):
+    """Every other checkpoint in the default one's folder (the baseline, trained variants) is a B choice,
+    by file name only; its label says what it is when the notes know it."""
+    default = tmp_path / tiny_checkpoint.name
+    default.write_bytes(tiny_checkpoint.read_bytes())
+    variant = tiny_model("transformer", seed=3)
+    save_checkpoint(variant, tmp_path / models.BASELINE_NAME)
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", default)
+    at = ok(AppTest.from_file(APP, default_timeout=90).run())
+    ok(at.switch_page("app_pages/compare.py").run())
+    option = f"checkpoint:{models.BASELINE_NAME}"
+    assert "the checkpoint transformer-window16.safetensors: the same-size transformer" in \
+        " ".join(at.selectbox(key="compare_b").options)  # labelled with what it is
+    at.selectbox(key="compare_b").set_value(option).run()
+    ok(at.button(key="compare_run").click().run())
+    summary = table(at, "mean surprise")
+    assert np.isnan(summary.loc["B", "mean surprise"])  # the transformer has no memory
+    assert summary.loc["B", "mean loss (nats)"] != summary.loc["A", "mean loss (nats)"]
+    assert at.query_params["b"] == option
+
+
 def test_learn_demos_each_run_in_one_click(app):
     at = ok(app().run())
     ok(at.switch_page("app_pages/learn.py").run())

@@ -227,6 +227,13 @@ def test_b_options_name_and_resolve_what_b_can_run():
     assert "shipped" not in compare.b_options(presets, True, True, "shipped")
     assert "upload" not in compare.b_options(presets, True, True, "upload")
     assert "shipped" not in compare.b_options(presets, shipped=False, uploaded=False, current_kind="preset")
+    with_files = compare.b_options(presets, True, False, "shipped", ["base.safetensors", "deep.safetensors"])
+    assert with_files == ["same", "checkpoint:base.safetensors", "checkpoint:deep.safetensors", "preset:hope", "preset:transformer"]
+    assert "checkpoint:deep.safetensors" not in compare.b_options(presets, True, False, "checkpoint", ["deep.safetensors"],
+                                                                  "deep.safetensors")
+    assert compare.b_source("checkpoint:deep.safetensors") == ("checkpoint", "deep.safetensors")
+    assert compare.b_label("checkpoint:deep.safetensors", notes={"deep.safetensors": "a variant"}) == \
+        "the checkpoint deep.safetensors: a variant"
     assert compare.b_source("preset:transformer") == ("preset", "transformer")
     assert compare.b_source("shipped") == ("shipped", "")
     assert compare.b_label("shipped", "hope-default.safetensors") == "the shipped checkpoint (hope-default.safetensors)"

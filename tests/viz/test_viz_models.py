@@ -70,6 +70,22 @@ def test_build_model_refuses_unknown_names():
         models.build_model(models.ModelChoice("upload", "x.safetensors"))
 
 
+def test_other_shipped_checkpoints_load_by_name_only(tmp_path, monkeypatch, model):
+    """The checkpoints beside the default one load by their file name; a name not among them (a path, a
+    file elsewhere) is refused before anything is read."""
+    default = save_checkpoint(model, tmp_path / "assets" / "default.safetensors")
+    variant = tiny_model("transformer", seed=2)
+    save_checkpoint(variant, tmp_path / "assets" / "variant.safetensors")
+    save_checkpoint(variant, tmp_path / "elsewhere.safetensors")
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", default)
+    assert models.other_checkpoints() == ["variant.safetensors"]
+    loaded = models.build_model(models.ModelChoice("checkpoint", "variant.safetensors"))
+    assert loaded.config == variant.config and models.ModelChoice("checkpoint", "variant.safetensors").label.startswith("checkpoint")
+    for name in ("../elsewhere.safetensors", str(tmp_path / "elsewhere.safetensors"), "default.safetensors"):
+        with pytest.raises(ValueError, match="no shipped checkpoint"):
+            models.build_model(models.ModelChoice("checkpoint", name))
+
+
 def test_an_upload_loads_from_its_bytes_keyed_by_content_and_a_bad_one_names_the_file():
     model = tiny_model()
     data = models.checkpoint_bytes(model)
