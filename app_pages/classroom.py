@@ -14,7 +14,8 @@ CLASSROOM_CSS = """<style>
 </style>"""
 
 # Classroom mode shows Explore's results one figure at a time, chosen here (in this order).
-FIGURES = ("Timelines", "Memory M_t", "Delta rule", "Probe", "CMS", "Coloured text", "Verdict", "Continue a prompt")
+FIGURES = ("Timelines", "Memory M_t", "Delta rule", "Probe", "Attention window", "CMS", "Coloured text", "Verdict",
+           "Continue a prompt")
 
 
 def in_classroom() -> bool:

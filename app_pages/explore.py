@@ -20,7 +20,7 @@ from nested_learning.viz.explore_state import KEYS, ExploreState
 from nested_learning.viz.run_memo import RunMemo
 from app_pages import classroom, explore_tools, link
 from app_pages.memory import memory_session, reset_button
-from app_pages.explore_panels import lazy_section, memory_panels
+from app_pages.explore_panels import lazy_section, memory_panels, window_panel
 from app_pages.memory_player import memory_player, prepare_payload
 from app_pages.model_loading import current_model
 from app_pages.serving import admitted, page_still_open, run_deadline
@@ -278,6 +278,7 @@ def scrubber(recording, layer: int, head: int):
     t = scrubbed_token(recording)
     t = player_or_slider(recording, layer, head, t)
     memory_panels(recording, layer, head, t)
+    window_panel(model, session.last, t)
     if not classroom.in_classroom():
         reproduce_panel(recording, layer, head, t)
     link.write_view(state().view(t))

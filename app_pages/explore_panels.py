@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 
+import pandas as pd
 import streamlit as st
 
-from nested_learning.viz import anatomy, heatmaps, probe
+from nested_learning.viz import anatomy, attention_window, heatmaps, probe
 from nested_learning.viz.explore_state import CMS_VIEWS, KEYS
 from app_pages import classroom
+from app_pages.serving import admitted
 from app_pages.widgets import PLOT_CONFIG
 
 
@@ -93,3 +95,23 @@ def memory_panels(recording, layer: int, head: int, t: int):
         with lazy_section("The CMS levels' weights at the settled token", "explore_cms") as open_:
             if open_:
                 cms_panel(recording, layer, t)
+
+
+def window_panel(model, result, t: int):
+    """Which tokens attention reads at the settled token, what each branch adds and what the memory's read
+    is worth there (the model runs again up to the token: inside the run budget)."""
+    if not classroom.figure_shown("Attention window"):
+        return
+    with lazy_section("What reaches the settled token: attention's window and the memory", "explore_window") as open_:
+        if not open_:
+            return
+        with admitted():
+            view = attention_window.window_view(model, result.recording, result.start_state, t)
+        st.caption(attention_window.explain(view, model.config.attention_window))
+        if view.layers:
+            st.plotly_chart(attention_window.window_figure(view), config=PLOT_CONFIG, key="attention_window")
+        table = pd.DataFrame(attention_window.updates_table(view))
+        st.dataframe(table.style.format(precision=2, na_rep="off"), hide_index=True)
+        st.caption("Each number is the size (norm) of the vector a branch adds to the token's residual stream in "
+                   "that layer; 'off': not in this model or switched off. 'Without the memory' reads the same "
+                   "state with every layer's memory read switched off for this one token.")

@@ -26,11 +26,20 @@ REPORTS = {
     "variants": "reports/reread-variants.json",  # bench/model_targets.py --only variants (issue 27)
     "recording": "reports/recording-budget.json",  # bench/bench_recording.py --budget-report (issue 26)
 }
+# Other models trained by the shipped model's recipe, measured at every distance (bench/model_targets.py
+# --only curves): (report, column title). Beside the shipped model in docs/results.md "Trained alike".
+TRAINED_ALIKE = {
+    "deep": ("reports/model-targets-hope-deep.json", "`hope`, 2-layer MLP memory (`memory_depth` 2)"),
+    "window512": ("reports/model-targets-transformer-window512.json", "transformer, window 512 (state-matched)"),
+}
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
 
 def load_reports(root: Path = ROOT) -> dict[str, dict]:
-    return {name: json.loads((root / path).read_text()) for name, path in REPORTS.items()}
+    reports = {name: json.loads((root / path).read_text()) for name, path in REPORTS.items()}
+    reports["alike"] = {name: json.loads((root / path).read_text()) for name, (path, _) in TRAINED_ALIKE.items()
+                        if (root / path).is_file()}
+    return reports
 
 
 # --- formatting ------------------------------------------------------------------------------------------
@@ -307,6 +316,29 @@ def block_variants(r: dict) -> str:
             + table(["bytes between", "second reading", "own memory", "another passage's memory", "own / another"], rows))
 
 
+def block_alike(r: dict) -> str:
+    """The shipped model beside the models trained by its recipe, distance by distance (own memory)."""
+    shipped, others = r["targets"], [(name, r["alike"][name]) for name in TRAINED_ALIKE if name in r["alike"]]
+    reports = [shipped] + [report for _, report in others]
+    value = lambda report, key, field, at, stat="own", f=est: next((f(x[stat]) for x in report[key] if x[field] == at), "n/a")
+    rows = []
+    for gap in (100, 250, 500, 1000):
+        rows.append([f"passage reread {gap:,} bytes later, second / first reading"]
+                    + [value(x, "reread", "gap", gap, "ratio_own") for x in reports])
+    for gap in (103, 253, 503, 1003):
+        rows.append([f"32-letter string copied {gap:,} tokens later, nats a letter"] + [value(x, "copy", "gap", gap) for x in reports])
+    for spread in (0, 32, 64):
+        rows.append([f"recall of 16 pairs, spread {spread}"] + [value(x, "recall", "spread", spread, f=pct) for x in reports])
+    for distance in (256, 1000, 2000, 4000):
+        rows.append([f"pass key {distance:,} bytes back"] + [value(x, "passkey", "distance", distance, f=pct) for x in reports])
+    rows.append(["held-out prose, bits per byte"] + [est(x["bits_per_byte"][0]["model"]) for x in reports])
+    header = ["measure (95% bootstrap intervals)", "shipped `hope`"] + [TRAINED_ALIKE[name][1] for name, _ in others]
+    sources = ", ".join(f"`{TRAINED_ALIKE[name][0]}` (`{report['checkpoint']}`)" for name, report in others)
+    return (f"Each trained by the shipped model's recipe (`--recipe cpu`, seed 0, one thread) and measured on the same "
+            f"held-out prose and tasks, {shipped['n']} sequences per measurement: `{REPORTS['targets']}`, {sources}.\n\n"
+            + table(header, rows))
+
+
 def block_recording(r: dict) -> str:
     """A default recording's file size at the shipped and the benchmark sizes."""
     sizes = by(r["recording"]["sizes"], "size")
@@ -348,7 +380,7 @@ def block_summary(r: dict) -> str:
 BLOCKS = {"summary": block_summary, "targets": block_targets, "memory": block_memory,
           "validation": block_validation, "balanced": block_balanced, "wordings": block_wordings,
           "gating": block_gating, "phrasings": block_phrasings, "variants": block_variants,
-          "recording": block_recording}
+          "recording": block_recording, "alike": block_alike}
 
 
 def refresh(text: str, reports: dict) -> str:

@@ -47,7 +47,8 @@ def main():
     parser.add_argument("--n", type=int, default=32, help="sequences per measurement")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer gaps and distances")
-    parser.add_argument("--only", default="", help="comma-separated parts: wordings, gating, variants, targets (the earlier targets, original wording) (default: everything)")
+    parser.add_argument("--only", default="", help="comma-separated parts: wordings, gating, variants, targets (the earlier targets, original wording), "
+                        "curves (reread, copy, recall and pass key at every distance, and bits per byte: any model) (default: everything)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -73,6 +74,12 @@ def main():
         if "gating" in parts:
             for gap in (100, 500):
                 show("gating", targets.gating(model, passages, prose.fillers(n, gap, f"targets/{gap}"), gap))
+        if "curves" in parts:  # every distance of the full report, for any model (a baseline too)
+            measure_curves(model, n, passages, fillers, filler, [100, 250, 500, 1000], show)
+            windows = torch.tensor([list(w.encode("ascii")) for w in prose.windows(n, 2048, "targets")])
+            show("bits_per_byte", {"model": targets.bits_per_byte(model, windows)})
+            for path in args.baseline:
+                show("bits_per_byte", {path: targets.bits_per_byte(load_checkpoint(path, device="cpu"), windows)})
         if "targets" in parts:  # the earlier targets in the original wording, at the gaps they are judged
             show("reread", targets.reread(model, passages, fillers, 1000))
             show("copy", targets.copy(model, n, 100, filler))
@@ -95,12 +102,7 @@ def main():
         for gap in (100, 1000):
             show("reread_between", {"filler": name, **targets.reread(model, passages, [text] * n, gap, controls=("own",))})
     measure_variants(model, prose, show)
-    for gap in gaps:
-        show("copy", targets.copy(model, n, gap, filler))
-    for spread in ([32] if args.quick else [0, 32, 64]):
-        show("recall", targets.recall(model, n, 16, spread, filler))
-    for distance in ([1000] if args.quick else [256, 1000, 2000, 4000]):
-        show("passkey", targets.passkey(model, n, distance, filler))
+    measure_curves(model, n, None, None, filler, gaps, show, quick=args.quick)
     show("phrase", targets.phrase(model))
     for gap in (100, 500):
         show("gating", targets.gating(model, passages, prose.fillers(n, gap, f"targets/{gap}"), gap))
@@ -121,6 +123,20 @@ def main():
     for name, text in inputs.items():
         show("streaming", {"input": name, **targets.streaming(model, (text * (16384 // len(text) + 1))[:16384])})
     finish(report, started, args.out)
+
+
+def measure_curves(model, n: int, passages, fillers, filler, gaps, show, quick: bool = False):
+    """Copy at each gap, recall at each spread and the pass key at each distance (with ``passages``, the
+    reread at each gap first)."""
+    if passages is not None:
+        for gap in gaps:
+            show("reread", targets.reread(model, passages, fillers, gap))
+    for gap in gaps:
+        show("copy", targets.copy(model, n, gap, filler))
+    for spread in ([32] if quick else [0, 32, 64]):
+        show("recall", targets.recall(model, n, 16, spread, filler))
+    for distance in ([1000] if quick else [256, 1000, 2000, 4000]):
+        show("passkey", targets.passkey(model, n, distance, filler))
 
 
 def measure_variants(model, prose, show):

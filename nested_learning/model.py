@@ -67,23 +67,30 @@ class HopeBlock(nn.Module):
                 trace_attention: bool = False) -> tuple[torch.Tensor, LayerState, LayerTrace | None]:
         attention_cache, memory_state, cms_state = state.attention, state.memory, state.cms
         weights = memory_trace = cms_trace = None
+        added = {} if trace and trace_attention else None  # each branch's addition to the residual stream
+
+        def add(x: torch.Tensor, name: str, y: torch.Tensor) -> torch.Tensor:
+            if added is not None:
+                added[name] = torch.linalg.vector_norm(y.float(), dim=-1)
+            return x + y
+
         if self.attention is not None and ablation.attention:
             y, attention_cache, weights = self.attention(self.norms["attention"](x), state.attention, position,
                                                          ablation.persistent_tokens,
                                                          return_weights=trace and trace_attention)
-            x = x + y
+            x = add(x, "attention", y)
         if self.memory is not None and ablation.memory:
             y, memory_state, memory_trace = self.memory(self.norms["memory"](x), state.memory, position, ablation, trace)
-            x = x + y
+            x = add(x, "memory", y)
         if self.cms is not None and ablation.cms:
             h = self.norms["cms"](x)
             # the chain's input only: the levels' write pairs (two dv-wide matmuls per level) are replayed
             # from it when wanted (Recording.cms_events), not paid for on every traced call
             y, cms_state, cms_trace = self.cms(h, state.cms, position, ablation, trace, trace_levels=False)
-            x = x + (y - h)
+            x = add(x, "cms", y - h)
         if self.ffn is not None and ablation.ffn:
-            x = x + self.ffn(self.norms["ffn"](x))
-        layer_trace = LayerTrace(memory_trace, cms_trace, weights) if trace else None
+            x = add(x, "ffn", self.ffn(self.norms["ffn"](x)))
+        layer_trace = LayerTrace(memory_trace, cms_trace, weights, added) if trace else None
         return x, LayerState(attention_cache, memory_state, cms_state), layer_trace
 
 

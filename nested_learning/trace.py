@@ -65,6 +65,9 @@ class LayerTrace:
     memory: MemoryTrace | None = None
     cms: CMSTrace | None = None
     attention_weights: torch.Tensor | None = None  # [B, heads, T, keys], with ``trace_attention``
+    # with ``trace_attention``: the norm [B, T] of what each branch that ran ("attention", "memory", "cms",
+    # "ffn") added to the residual stream at each token
+    residual_updates: dict[str, torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)

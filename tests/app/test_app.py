@@ -331,18 +331,36 @@ def test_the_sidebar_lists_the_runs_and_earlier_runs_overlay(app):
 def test_classroom_mode_shows_one_figure_at_a_time(app):
     at = ok(app().run())
     ok(at.button(key="run").click().run())
-    every = {"timeline", "memory_heatmaps", "anatomy", "probe", "cms_heatmaps"}
-    for panel in ("explore_full_memory", "explore_delta_rule", "explore_probe", "explore_cms"):
+    every = {"timeline", "memory_heatmaps", "anatomy", "probe", "cms_heatmaps", "attention_window"}
+    for panel in ("explore_full_memory", "explore_delta_rule", "explore_probe", "explore_cms", "explore_window"):
         at.session_state[panel] = True  # opened
     ok(at.run())
     assert every <= {e.key for e in at.get("plotly_chart")}  # normally all at once
     ok(at.sidebar.toggle(key="classroom").set_value(True).run())
     assert {e.key for e in at.get("plotly_chart")} & every == {"timeline"}  # the first figure alone
     for name, key in [("Memory M_t", "memory_heatmaps"), ("Delta rule", "anatomy"), ("Probe", "probe"),
-                      ("CMS", "cms_heatmaps")]:
+                      ("Attention window", "attention_window"), ("CMS", "cms_heatmaps")]:
         ok(at.segmented_control(key="classroom_figure").set_value(name).run())
         assert {e.key for e in at.get("plotly_chart")} & every == {key}, name
     ok(at.segmented_control(key="classroom_figure").set_value("Coloured text").run())
     assert memory_player(at)[0]["text"] and not memory_player(at)[0]["panels"]  # the player's text alone
     assert {e.key for e in at.get("plotly_chart")} & every == set()
     assert memory_player(at)[0]["token"] == len(TEXT_PRESETS["phrase"].text) - 1  # the player stays, for every figure
+
+
+def test_the_attention_window_panel_shows_what_reaches_the_settled_token(app):
+    """Opened, the panel runs the model up to the settled token: attention's weights over its window (each
+    row sums to 1), each branch's addition per layer, and the token's cost with and without the memory."""
+    at = ok(app().run())
+    ok(at.button(key="run").click().run())
+    at.session_state["explore_window"] = True
+    ok(at.run())
+    weights = figure(at, "attention_window")["data"]
+    assert len(weights) == 2  # one heatmap per attention layer
+    z = arrays(weights[0]["z"])
+    np.testing.assert_allclose(z.sum(-1), 1, rtol=1e-5)
+    config = load_checkpoint(models.DEFAULT_CHECKPOINT).config
+    assert z.shape[1] == config.attention_window + config.n_persistent_tokens  # the window's tokens and the persistent ones
+    updates = table(at, "memory")
+    assert list(updates["layer"]) == [0, 1] and (updates["memory"] > 0).all()
+    assert any("Attention reads positions" in c.value and "without the memory's read" in c.value for c in at.caption)

@@ -15,7 +15,7 @@ from nested_learning import load_checkpoint
 from nested_learning.recording import Recording
 from nested_learning.viz.presets import TEXT_PRESETS
 from tests.conftest import tiny_model
-from tests.support.browser import app_serving, click, click_until, go, select_pill, session_page, wait_idle
+from tests.support.browser import FIRST_LOAD_MS, app_serving, click, click_until, go, open_app, select_pill, session_page, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -32,8 +32,7 @@ def server(tmp_path_factory):
 @pytest.fixture
 def page(browser, server):
     with session_page(browser, 1800, accept_downloads=True) as page:
-        page.goto(server)
-        wait_idle(page)
+        open_app(page, server)
         yield page
 
 
@@ -91,8 +90,8 @@ def test_explore_run_scrub_ablate_download(page, tmp_path):
 
 def test_shared_link_with_garbage_is_clamped(browser, server):
     with session_page(browser) as page:
-        page.goto(server + "/?preset=facts&layer=7&head=x&token=99999&off=cms.1,%3Cscript%3E")
-        page.get_by_text("Tokens in this run").wait_for()  # the preset ran from the link
+        page.goto(server + "/?preset=facts&layer=7&head=x&token=99999&off=cms.1,%3Cscript%3E", timeout=FIRST_LOAD_MS)
+        page.get_by_text("Tokens in this run").wait_for(timeout=FIRST_LOAD_MS)  # the preset ran from the link
         wait_idle(page)
         text = page.locator('[data-testid="stMain"]').inner_text()
         assert "layer=7 is out of range" in text and "head=x is not a whole number" in text
@@ -139,8 +138,8 @@ def test_compare_learn_validate_model(page, tmp_path):
 def test_explore_has_its_own_address_too(browser, server):
     """/explore is the default page (served at /), with the link's parameters kept; not "Page not found"."""
     with session_page(browser) as page:
-        page.goto(server + "/explore?preset=facts&layr=1")
-        page.get_by_text("Tokens in this run").wait_for()  # the linked preset ran
+        page.goto(server + "/explore?preset=facts&layr=1", timeout=FIRST_LOAD_MS)
+        page.get_by_text("Tokens in this run").wait_for(timeout=FIRST_LOAD_MS)  # the linked preset ran
         wait_idle(page)
         text = page.locator('[data-testid="stMain"]').inner_text()
         assert "Page not found" not in page.content() and "Unknown link parameter layr" in text
@@ -150,16 +149,15 @@ def test_explore_has_its_own_address_too(browser, server):
 def test_a_link_to_typed_text_reproduces_the_run_in_a_fresh_browser(browser, server):
     text = "Alice met Bob at noon. Alice met Bob at noon."
     with session_page(browser) as first, session_page(browser) as second:  # second: another browser
-        first.goto(server)
-        wait_idle(first)
+        open_app(first, server)
         type_text(first, text)
         click(first, "Run")
         first.get_by_text("Tokens in this run").wait_for()
         wait_idle(first)
         link = first.url
         assert "text=" in link and "preset=" not in link
-        second.goto(link)  # no session state there, only the link
-        second.get_by_text("Tokens in this run").wait_for()
+        second.goto(link, timeout=FIRST_LOAD_MS)  # no session state there, only the link
+        second.get_by_text("Tokens in this run").wait_for(timeout=FIRST_LOAD_MS)
         wait_idle(second)
         assert second.get_by_label("Text").input_value() == text
         assert second.get_by_text("Key-value facts").count() == 0  # not the facts preset
@@ -169,8 +167,7 @@ def test_a_compare_link_reproduces_the_comparison_in_a_fresh_browser(browser, se
     """Typed text, B's switches and the token travel in the link; the comparison runs on arrival."""
     text = "Alice met Bob at noon. Alice met Bob at noon."
     with session_page(browser) as first, session_page(browser) as second:
-        first.goto(server)
-        wait_idle(first)
+        open_app(first, server)
         go(first, "Compare")
         first.get_by_label("or type your own (leave empty to use the preset)").fill(text)
         first.get_by_label("or type your own (leave empty to use the preset)").press("Control+Enter")
@@ -187,8 +184,8 @@ def test_a_compare_link_reproduces_the_comparison_in_a_fresh_browser(browser, se
         wait_idle(first)
         link = first.url
         assert "text=" in link and "off=test_time_updates" in link
-        second.goto(link)  # no session there: only the link
-        second.get_by_text("vs B (test-time updates off)").wait_for()
+        second.goto(link, timeout=FIRST_LOAD_MS)  # no session there: only the link
+        second.get_by_text("vs B (test-time updates off)").wait_for(timeout=FIRST_LOAD_MS)
         second.get_by_text("Memory of one head, A vs B").wait_for()
         wait_idle(second)
         box = second.get_by_label("or type your own (leave empty to use the preset)")
@@ -346,6 +343,26 @@ def test_the_tour_search_hover_and_guesses_in_the_player(page):
     assert page.locator(".player .text span.hover").get_attribute("data-first") == "10"
 
 
+def test_the_attention_window_follows_the_scrubbed_token(page):
+    """Opened, the panel names the window attention reads at the settled token and the token's guesses with
+    and without the memory's read; a scrub moves the window with it."""
+    click(page, "Run")
+    page.get_by_text("Tokens in this run").wait_for()
+    wait_idle(page)
+    n = len(TEXT_PRESETS["phrase"].text)
+    page.get_by_text("What reaches the settled token: attention's window and the memory").click()
+    page.get_by_text(f"Attention reads positions {n - 16}-{n - 1}").wait_for()
+    page.locator('[data-testid="stPlotlyChart"] >> visible=true').nth(1).wait_for()  # the weights beside the timelines
+    wait_idle(page)
+    assert page.get_by_text("without the memory's read").count() >= 1
+    slider = page.locator('input[type="range"][aria-label="Token"]')  # the player's
+    slider.focus()
+    for _ in range(5):
+        slider.press("ArrowLeft")
+    page.get_by_text(f"Attention reads positions {n - 21}-{n - 6}").wait_for()  # the settled token's window
+    wait_idle(page)
+
+
 def test_typed_markup_is_shown_as_text(page):
     """Typed markup reaches the player's coloured text as characters: no element, no script runs."""
     text = "<img src=x onerror=window.__xss=1> <b>bold</b>"
@@ -385,8 +402,7 @@ def test_on_a_laptop_screen_the_run_shows_its_timelines_without_scrolling(browse
     """1280 x 720: Run folds the input away, so the whole loss panel is in view at the top of the page (the
     surprise panel starts at the fold)."""
     with session_page(browser, 720, 1280) as laptop:
-        laptop.goto(server + "/explore")
-        wait_idle(laptop)
+        open_app(laptop, server + "/explore")
         click(laptop, "Run")
         laptop.get_by_text("Tokens in this run").wait_for()
         wait_idle(laptop)
@@ -400,8 +416,7 @@ def test_on_a_laptop_screen_the_run_shows_its_timelines_without_scrolling(browse
 
 def test_on_a_phone_the_panels_stack_and_reset_is_in_reach(browser, server):
     with session_page(browser, 844, 390, is_mobile=True, has_touch=True) as phone:
-        phone.goto(server + "/explore")
-        wait_idle(phone)
+        open_app(phone, server + "/explore")
         click(phone, "Run")
         phone.get_by_text("Tokens in this run").wait_for()
         wait_idle(phone)

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.conftest import tiny_model
-from tests.support.browser import app_serving, click, session_page, wait_idle
+from tests.support.browser import app_serving, click, open_app, session_page, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -36,8 +36,7 @@ def reset(page):
 
 def test_reset_pressed_mid_run_wins_and_the_counters_agree(browser, slow_app):
     with session_page(browser) as page:
-        page.goto(slow_app)
-        wait_idle(page)
+        open_app(page, slow_app)
         page.get_by_text("Type", exact=True).click()
         wait_idle(page)
         page.get_by_label("Text").fill("abcdefghij" * 200)
@@ -64,8 +63,7 @@ def test_reset_right_after_pause_is_not_lost(browser, slow_app):
     """The player's Pause reports its token (a fragment's rerun); a Reset clicked right after was lost and
     the next Run continued the old memory."""
     with session_page(browser) as page:
-        page.goto(slow_app)
-        wait_idle(page)
+        open_app(page, slow_app)
         for _ in range(3):
             click(page, "Run")
             page.get_by_text("Tokens in this run").wait_for()

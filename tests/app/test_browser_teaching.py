@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import tiny_model
-from tests.support.browser import app_serving, click, go, session_page, wait_idle
+from tests.support.browser import app_serving, click, go, open_app, session_page, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -21,8 +21,7 @@ def server(tmp_path_factory):
 @pytest.fixture
 def laptop(browser, server):
     with session_page(browser, 720, 1280) as page:
-        page.goto(server)
-        wait_idle(page)
+        open_app(page, server)
         yield page
 
 

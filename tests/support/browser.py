@@ -96,10 +96,19 @@ def session_page(browser, height: int = 1400, width: int = 1400, **options):
         context.close()
 
 
-def wait_idle(page):
-    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
+FIRST_LOAD_MS = 180_000  # a fresh session's first script run loads PyTorch and the model: minutes on a loaded CI box
+
+
+def wait_idle(page, timeout_ms: float | None = None):
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=timeout_ms)
     page.wait_for_timeout(150)  # let the last deltas render
     assert_no_errors(page)
+
+
+def open_app(page, url: str):
+    """Open ``url`` in ``page`` and wait for its first script run to finish (see FIRST_LOAD_MS)."""
+    page.goto(url, timeout=FIRST_LOAD_MS)
+    wait_idle(page, FIRST_LOAD_MS)
 
 
 def assert_no_errors(page):
