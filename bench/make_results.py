@@ -30,6 +30,7 @@ REPORTS = {
 # --only curves): (report, column title). Beside the shipped model in docs/results.md "Trained alike".
 TRAINED_ALIKE = {
     "deep": ("reports/model-targets-hope-deep.json", "`hope`, 2-layer MLP memory (`memory_depth` 2)"),
+    "window16": ("reports/model-targets-transformer-window16.json", "transformer, window 16 (the baseline)"),
     "window512": ("reports/model-targets-transformer-window512.json", "transformer, window 512 (state-matched)"),
 }
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)

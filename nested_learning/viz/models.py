@@ -31,6 +31,8 @@ DEFAULT_CHECKPOINT = Path(os.environ.get("NLE_DEFAULT_CHECKPOINT") or ROOT / "as
 BASELINE_NAME = "transformer-window16.safetensors"
 # What the other checkpoints shipped in assets/ are, for the pages' labels (a file not named here is listed by name).
 CHECKPOINT_NOTES = {BASELINE_NAME: "the same-size transformer trained alike, same window, no test-time memory",
+                    "transformer-window512.safetensors": "the transformer with a 512-token window (as many numbers in "
+                                                         "its cache as one memory layer), trained alike",
                     "hope-deep.safetensors": "Hope with the paper's 2-layer MLP memory (memory_depth 2), trained alike"}
 FALLBACK_PRESET, FALLBACK_SEED = "hope", 0
 # PyTorch threads per script run. One: sessions run in parallel threads, and a busy CPU makes OpenMP's
