@@ -7,25 +7,50 @@ import streamlit as st
 from app_pages.model_loading import shared_baseline
 from app_pages.serving import admitted, refusals_shown
 from app_pages.widgets import PLOT_CONFIG, selected_rows
-from nested_learning.viz import explore_state, generation, timelines
+from nested_learning.viz import explore_state, generation, models, timelines
 from nested_learning.viz.explore_state import ExploreState
 from nested_learning.viz.repeats import MIN_REPEAT
+from nested_learning.viz.safe_text import escape_markdown
 from nested_learning.viz.verdict import BLOCK, run_verdict
 
 
+SAVED_RUNS = 4  # recordings loaded back from files, per session
+
+
 def overlay_panel(session):
-    """Earlier runs of this session overlaid on this one (by token index in each run)."""
-    earlier = [name for name in session.recordings if session.recordings[name] is not session.last.recording]
-    if not earlier:
-        return
-    with st.expander("Overlay earlier runs of this session", key="explore_overlay", on_change="rerun") as panel:
+    """Earlier runs of this session, and recordings saved before (downloaded, loaded back), overlaid on this
+    one: by token index in each run, or aligned on a text they share."""
+    with st.expander("Overlay earlier runs and saved recordings", key="explore_overlay", on_change="rerun") as panel:
         if not panel.open:  # a closed panel builds and sends nothing
             return
-        chosen = st.multiselect("Runs", earlier, default=earlier[-1:], key="overlay_runs")
-        shown = {name: session.recordings[name] for name in chosen if name in session.recordings}
+        saved = st.session_state.setdefault("saved_runs", {})
+        upload = st.file_uploader("Load a saved recording (.safetensors, from 'Download recording')", type=["safetensors"],
+                                  key="overlay_upload")
+        if upload is not None and upload.file_id != st.session_state.get("overlay_upload_seen"):
+            st.session_state.overlay_upload_seen = upload.file_id
+            try:
+                with admitted():
+                    recording = models.load_saved_recording(upload.name, upload.getvalue())
+            except ValueError as e:
+                st.error(escape_markdown(str(e), limit=300), icon=":material/block:")
+            else:
+                saved[f"{upload.name} (saved)"] = timelines.overlay_streams(recording)
+                while len(saved) > SAVED_RUNS:
+                    saved.pop(next(iter(saved)))
+        earlier = [name for name in session.recordings if session.recordings[name] is not session.last.recording]
+        choices = earlier + list(saved)
+        if not choices:
+            st.caption("No earlier run yet: press Run again, or load a recording saved with 'Download recording'.")
+            return
+        chosen = st.multiselect("Runs", choices, default=choices[-1:], key="overlay_runs")
+        align_on = st.text_input("Align on the text (optional)", key="overlay_align", max_chars=200,
+                                 help="Each run's tokens are counted from the first time it read this text.")
+        shown = {name: session.recordings.get(name) or saved.get(name) for name in chosen}
+        shown = {name: recording for name, recording in shown.items() if recording is not None}
         shown[f"{session.history[-1].name} (this run)"] = session.last.recording
-        st.plotly_chart(timelines.overlay_figure(shown), config=PLOT_CONFIG, key="overlay")
-        st.caption(f"The last {len(session.recordings)} runs are kept for overlays; the sidebar lists every run since Reset.")
+        st.plotly_chart(timelines.overlay_figure(shown, align_on), config=PLOT_CONFIG, key="overlay")
+        st.caption(f"The last {len(session.recordings)} runs are kept for overlays; the sidebar lists every run since "
+                   f"Reset. Up to {SAVED_RUNS} saved recordings stay loaded in this session.")
 
 
 def verdict_panel(model, choice, result):

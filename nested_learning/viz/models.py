@@ -199,5 +199,15 @@ def recording_bytes(recording: Recording) -> bytes:
     return _via_file(recording.save, ".safetensors")
 
 
+def load_saved_recording(name: str, data: bytes) -> Recording:
+    """A recording file a user saved before (``recording_bytes``) and uploads again, read by the checked
+    reader (never unpickled); a bad file raises ValueError whose one line names the file."""
+    from ..recording import RecordingError
+    try:
+        return Recording.load(data)
+    except RecordingError as e:
+        raise ValueError(str(e).replace("uploaded file", name, 1)) from None
+
+
 def recording_csv(recording: Recording) -> bytes:
     return recording.per_token().to_csv(index=False).encode("utf-8")

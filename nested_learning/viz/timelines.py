@@ -4,6 +4,7 @@ as a raster (one row per layer and level, marker area = update norm)."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -277,20 +278,43 @@ def clicked_positions(event) -> tuple[int, ...]:
     return tuple(sorted(points))
 
 
-def overlay_figure(recordings: dict[str, Recording]) -> go.Figure:
+def overlay_streams(recording: Recording) -> Recording:
+    """What :func:`overlay_figure` reads of a recording (tokens, loss, the memories' surprise): a loaded file's
+    few KB kept instead of its MB of memory factors."""
+    kept = {name: t for name, t in recording.tensors.items()
+            if name in ("tokens", "loss") or re.fullmatch(r"layers\.\d+\.memory\.surprise", name)}
+    return Recording(recording.config, kept, recording.text, recording.ablation, recording.start_position, recording.meta)
+
+
+def span_start(recording: Recording, span: str) -> int | None:
+    """The index in the run of the first token of ``span``'s first occurrence (UTF-8 bytes), else None."""
+    needle = span.encode("utf-8")
+    if not needle:
+        return None
+    found = bytes(recording.tokens.tolist()).find(needle) if recording.config.vocab_size <= 256 else -1
+    return found if found >= 0 else None
+
+
+def overlay_figure(recordings: dict[str, Recording], align_on: str = "") -> go.Figure:
     """Loss, and mean surprise when there is a memory, of several runs on one axis: the token's index in
-    its run (runs start at different stream positions)."""
+    its run (runs start at different stream positions); with ``align_on``, tokens counted from the first
+    occurrence of that text in each run (a run without it is left out, and named in the title)."""
+    starts = {name: span_start(rec, align_on) if align_on else 0 for name, rec in recordings.items()}
+    missing = [name for name, start in starts.items() if start is None]
+    recordings = {name: rec for name, rec in recordings.items() if starts[name] is not None}
     has_memory = any(r.memory_layers for r in recordings.values())
+    title = "next-token loss (nats)" + (f"; without the text: {', '.join(missing)}" if missing else "")
     fig = make_subplots(rows=2 if has_memory else 1, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                        subplot_titles=["next-token loss (nats)"] + (["mean surprise (memory layers and heads)"] if has_memory else []))
+                        subplot_titles=[plotly_label(title)] + (["mean surprise (memory layers and heads)"] if has_memory else []))
     for i, (name, rec) in enumerate(recordings.items()):
         color = f"hsl({(i * 137) % 360}, 60%, 45%)"
-        x = np.arange(rec.n_tokens)
-        fig.add_trace(go.Scatter(x=x, y=rec.stream("loss").double().numpy(), mode="lines", name=name,
+        x = np.arange(rec.n_tokens) - starts[name]
+        fig.add_trace(go.Scatter(x=x, y=rec.stream("loss").double().numpy(), mode="lines", name=plotly_label(name),
                                  line=dict(width=1.2, color=color), legendgroup=name), row=1, col=1)
         if has_memory and rec.memory_layers:
-            fig.add_trace(go.Scatter(x=x, y=mean_surprise(rec), mode="lines", name=name, showlegend=False,
+            fig.add_trace(go.Scatter(x=x, y=mean_surprise(rec), mode="lines", name=plotly_label(name), showlegend=False,
                                      line=dict(width=1.2, color=color), legendgroup=name), row=2, col=1)
-    fig.update_xaxes(title_text="token index in its run", row=2 if has_memory else 1, col=1)
+    axis = "tokens from the start of the aligned text" if align_on else "token index in its run"
+    fig.update_xaxes(title_text=axis, row=2 if has_memory else 1, col=1)
     fig.update_layout(height=420 if has_memory else 260, margin=dict(l=10, r=10, t=40, b=40), hovermode="x unified")
     return fig

@@ -328,6 +328,30 @@ def test_the_sidebar_lists_the_runs_and_earlier_runs_overlay(app):
     assert "Run 1" in names and "Run 2 (this run)" in names
 
 
+def test_a_saved_recording_loads_back_into_the_overlay_aligned_on_a_span(app):
+    """A downloaded recording, uploaded again (another session, another day), joins the overlay under its
+    file name; aligned on a text, each run counts tokens from where it read that text; a bad file is one
+    line naming it and the panel stays."""
+    saved, _ = record(load_checkpoint(models.DEFAULT_CHECKPOINT), "xyz " * 10 + "the cat sat on the mat")
+    at = ok(app().run())
+    ok(at.button(key="run").click().run())  # the phrase preset
+    at.session_state["explore_overlay"] = True
+    ok(at.run())
+    at.file_uploader(key="overlay_upload").set_value(("bad.safetensors", b"not a recording", "application/octet-stream"))
+    at.run()
+    assert not at.exception and "bad.safetensors: not a safetensors file" in at.error[0].value.replace("\\", "")
+    assert not has_chart(at, "overlay")
+    at.file_uploader(key="overlay_upload").set_value(("monday.safetensors", models.recording_bytes(saved),
+                                                      "application/octet-stream"))
+    ok(at.run())
+    at.multiselect(key="overlay_runs").set_value(["monday.safetensors (saved)"]).run()
+    traces = {t["name"]: t for t in figure(at, "overlay")["data"] if t.get("showlegend") is not False}
+    assert set(traces) == {"monday.safetensors (saved)", "Run 1 (this run)"}
+    at.text_input(key="overlay_align").set_value("the cat").run()
+    traces = {t["name"]: t for t in figure(at, "overlay")["data"] if t.get("showlegend") is not False}
+    assert arrays(traces["monday.safetensors (saved)"]["x"])[40] == 0  # "the cat" starts at byte 40 there
+
+
 def test_classroom_mode_shows_one_figure_at_a_time(app):
     at = ok(app().run())
     ok(at.button(key="run").click().run())

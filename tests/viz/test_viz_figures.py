@@ -270,3 +270,21 @@ def test_a_long_run_is_drawn_in_bins_that_keep_its_spikes(monkeypatch, runs):
     first = events[(events.layer == 0) & (events.level == 0)]["update_norm"].to_numpy().reshape(80, 4).max(1)
     np.testing.assert_allclose(np.asarray(raster.z)[0], first, rtol=1e-6)
     assert len(targets) == 5 and {t.yaxis for t in targets} == {t.yaxis for t in (loss, surprise, lr, retention, raster)}
+
+
+def test_overlay_aligns_runs_on_a_text_and_names_the_ones_without_it():
+    model = tiny_model()
+    early, _ = record(model, "the cat sat. and more")
+    late, _ = record(model, "zzzz zzzz the cat sat.")
+    other, _ = record(model, "nothing like it")
+    figure = timelines.overlay_figure({"early": early, "late": late, "other": other}, align_on="the cat")
+    lines = {t.name: t for t in figure.data if t.showlegend is not False}
+    assert set(lines) == {"early", "late"} and "without the text: other" in figure.layout.annotations[0].text
+    assert lines["early"].x[0] == 0 and lines["late"].x[10] == 0  # each counted from where it read the text
+    assert figure.layout.xaxis2.title.text == "tokens from the start of the aligned text"
+    slim = timelines.overlay_streams(late)
+    assert set(slim.tensors) == {"tokens", "loss", "layers.0.memory.surprise", "layers.1.memory.surprise"}
+    same = timelines.overlay_figure({"late": slim}, align_on="the cat")
+    assert np.array_equal(same.data[0].y, timelines.overlay_figure({"late": late}, align_on="the cat").data[0].y,
+                          equal_nan=True)
+    assert timelines.span_start(late, "") is None and timelines.span_start(late, "cat") == 14

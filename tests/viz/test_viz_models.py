@@ -110,3 +110,11 @@ def test_training_metrics_come_from_the_shipped_file_or_the_checkpoint_metadata(
                                                {"metrics": [{"kind": "train", "step": 3, "loss": 2.5}]}))
     assert list(models.training_metrics(uploaded, models.ModelChoice("upload", "up", "cpu", "abc"))["loss"]) == [2.5]
     assert models.training_metrics(model, models.ModelChoice("preset", "hope", "cpu")).empty
+
+
+def test_a_saved_recording_loads_back_by_the_checked_reader(model):
+    rec, _ = record(model, "saved for later")
+    again = models.load_saved_recording("monday.safetensors", models.recording_bytes(rec))
+    assert torch.equal(again.tokens, rec.tokens)
+    with pytest.raises(ValueError, match="monday.safetensors"):
+        models.load_saved_recording("monday.safetensors", b"not a recording at all")
