@@ -363,6 +363,28 @@ def test_the_attention_window_follows_the_scrubbed_token(page):
     wait_idle(page)
 
 
+def test_a_repeat_table_row_scrubs_to_its_repeat(page):
+    """Picking a row of the repeats table moves the player to the start of that repeat."""
+    click(page, "Run")
+    page.get_by_text("Tokens in this run").wait_for()
+    wait_idle(page)
+    grid = page.locator('[data-testid="stDataFrame"]').first  # the repeats table: the page's first table
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    row_height = 35  # Streamlit's default row height; the header is one row too
+    player = page.locator(".player")
+    for row, start in ((2, 72), (0, 24)):
+        for attempt in range(3):  # a click landing while the page redraws is lost: click again
+            page.mouse.click(box["x"] + 12, box["y"] + row_height * (row + 1.5))
+            try:
+                page.locator(f'.player[data-token="{start}"]').wait_for(timeout=20_000)
+                break
+            except PlaywrightTimeout:
+                assert attempt < 2, f"row {row} never scrubbed to {start}: at {player.get_attribute('data-token')}"
+                wait_idle(page)
+        wait_idle(page)
+
+
 def test_typed_markup_is_shown_as_text(page):
     """Typed markup reaches the player's coloured text as characters: no element, no script runs."""
     text = "<img src=x onerror=window.__xss=1> <b>bold</b>"
