@@ -174,15 +174,18 @@ def show_run(result):
     if (partial := result.partial_notice(run_deadline())) is not None:
         st.warning(partial, icon=":material/timer:")
     stats = recording.summary()
-    cols = st.columns(6)
-    cols[0].metric("Tokens in this run", recording.n_tokens)
-    cols[1].metric("Stream positions", f"{recording.start_position}-{recording.start_position + recording.n_tokens - 1}")
-    cols[2].metric("Mean loss (nats)", f"{stats['mean_loss']:.3f}")
-    cols[3].metric("Bits per byte", f"{stats['bits_per_byte']:.2f}")
     no_memory = math.isnan(stats["mean_surprise"])
-    cols[4].metric("Mean surprise", "n/a" if no_memory else f"{stats['mean_surprise']:.3f}",
-                   help="No test-time memory in this run (switched off or not in this model)." if no_memory else None)
-    cols[5].metric("Run time", f"{result.seconds:.2f} s")
+    surprise = ("Mean surprise", "n/a" if no_memory else f"{stats['mean_surprise']:.3f}",
+                "No test-time memory in this run (switched off or not in this model)." if no_memory else None)
+    if classroom.in_classroom():  # three numbers a projector shows whole, above the figure
+        metrics = [("Tokens", recording.n_tokens, None), ("Mean loss (nats)", f"{stats['mean_loss']:.3f}", None), surprise]
+    else:
+        metrics = [("Tokens in this run", recording.n_tokens, None),
+                   ("Stream positions", f"{recording.start_position}-{recording.start_position + recording.n_tokens - 1}", None),
+                   ("Mean loss (nats)", f"{stats['mean_loss']:.3f}", None), ("Bits per byte", f"{stats['bits_per_byte']:.2f}", None),
+                   surprise, ("Run time", f"{result.seconds:.2f} s", None)]
+    for column, (label, value, help_text) in zip(st.columns(len(metrics)), metrics):
+        column.metric(label, value, help=help_text)
     if recording.ablation.names_off():
         st.caption("Switched off in this run: " + ", ".join(map(switch_label, recording.ablation.names_off())))
     classroom.figure_picker()

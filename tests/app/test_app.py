@@ -362,6 +362,7 @@ def test_classroom_mode_shows_one_figure_at_a_time(app):
     assert every <= {e.key for e in at.get("plotly_chart")}  # normally all at once
     ok(at.sidebar.toggle(key="classroom").set_value(True).run())
     assert {e.key for e in at.get("plotly_chart")} & every == {"timeline"}  # the first figure alone
+    assert [m.label for m in at.metric if m.label != "Memory holds"] == ["Tokens", "Mean loss (nats)", "Mean surprise"]
     for name, key in [("Memory M_t", "memory_heatmaps"), ("Delta rule", "anatomy"), ("Probe", "probe"),
                       ("Attention window", "attention_window"), ("CMS", "cms_heatmaps")]:
         ok(at.segmented_control(key="classroom_figure").set_value(name).run())
