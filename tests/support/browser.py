@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("NLE_CHROMIUM", "/usr/bin/chromium")
-TIMEOUT_MS = 60_000
+TIMEOUT_MS = 120_000  # a ceiling on state waits, not a wait: a loaded CI box needs room (issue 29 item 8)
 
 
 def free_port() -> int:
