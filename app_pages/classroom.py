@@ -1,5 +1,5 @@
-"""Classroom mode (the sidebar's toggle): larger type on every page, one figure at a time on Explore, and
-a prediction before each lesson's reveal on Learn."""
+"""Classroom mode (the sidebar's toggle): larger type on every page, one figure at a time on Explore (the
+page scrolls to it when it is picked), and a prediction before each lesson's reveal on Learn."""
 from __future__ import annotations
 
 import streamlit as st
@@ -16,6 +16,28 @@ CLASSROOM_CSS = """<style>
 # Classroom mode shows Explore's results one figure at a time, chosen here (in this order).
 FIGURES = ("Timelines", "Memory M_t", "Delta rule", "Probe", "Attention window", "CMS", "Coloured text", "Verdict",
            "Continue a prompt")
+
+
+# Scrolls the page so the element with the class st-key-<target> is at the top, once per new nonce (a
+# rerun that keeps the figure leaves the page where the lecturer scrolled it).
+SCROLL_JS = """
+export default function (component) {
+  const { data } = component;
+  if (!data || !data.target) return;
+  const done = (window.__nleScrolled = window.__nleScrolled || {});
+  if (done[data.target] === data.nonce) return;
+  done[data.target] = data.nonce;
+  // again as the page settles: the panels above may still change height after the first scroll
+  const scroll = (attempt) => {
+    const element = document.querySelector(`.st-key-${data.target}`);
+    if (element && done[data.target] === data.nonce) element.scrollIntoView({ block: "start", behavior: "instant" });
+    if (attempt < 12) setTimeout(() => scroll(attempt + 1), 150);
+  };
+  scroll(0);
+}
+"""
+SCROLL = st.components.v2.component("nle_scroll_to", js=SCROLL_JS)
+ANCHOR = "classroom_figure_top"  # the scroll component's own key: its element marks the place
 
 
 def in_classroom() -> bool:
@@ -41,3 +63,10 @@ def figure_shown(name: str) -> bool:
     if not in_classroom():
         return True
     return (st.session_state.get("classroom_figure") or FIGURES[0]) == name
+
+
+def anchor(name: str) -> None:
+    """Where the figure ``name`` starts: in classroom mode, while it is the one shown, the page scrolls here
+    when it is picked (on a 720-px projector the run's controls would otherwise fill the first screen)."""
+    if in_classroom() and figure_shown(name):
+        SCROLL(key=ANCHOR, data={"target": ANCHOR, "nonce": name})

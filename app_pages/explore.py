@@ -190,12 +190,16 @@ def show_run(result):
         st.caption("Switched off in this run: " + ", ".join(map(switch_label, recording.ablation.names_off())))
     classroom.figure_picker()
     if classroom.figure_shown("Timelines"):
+        classroom.anchor("Timelines")
         timelines_section(recording)
     if classroom.figure_shown("Verdict"):
+        classroom.anchor("Verdict")
         explore_tools.verdict_panel(model, choice, result)
     if not classroom.in_classroom():
         explore_tools.overlay_panel(session)
         downloads(recording)
+    for name in ("Memory M_t", "Coloured text"):  # the player's own figures; the panels below anchor themselves
+        classroom.anchor(name)  # at most one is shown
     st.subheader("Inside the memory at one token")
     c1, c2, _ = st.columns([1, 1, 2])
     layer = c1.selectbox("Layer", range(config.n_layers), key=KEYS["layer"], persist_state="session")
@@ -338,5 +342,6 @@ if session.last is None:
     link.write_view(state().view(state().pending_token))
 else:
     show_run(session.last)
+    classroom.anchor("Continue a prompt")
     if classroom.figure_shown("Continue a prompt"):
         explore_tools.generation_panel(model, choice, session)

@@ -88,10 +88,13 @@ def memory_panels(recording, layer: int, head: int, t: int):
         st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
     for figure, title, key, draw in MEMORY_PANELS:
         if has_memory and classroom.figure_shown(figure):
+            if figure != "Memory M_t":  # that one starts with the player's heatmaps, anchored above them
+                classroom.anchor(figure)
             with lazy_section(title, key) as open_:
                 if open_:
                     draw(recording, layer, head, t)
     if layer in recording.cms_layers and classroom.figure_shown("CMS"):
+        classroom.anchor("CMS")
         with lazy_section("The CMS levels' weights at the settled token", "explore_cms") as open_:
             if open_:
                 cms_panel(recording, layer, t)
@@ -102,6 +105,7 @@ def window_panel(model, result, t: int):
     is worth there (the model runs again up to the token: inside the run budget)."""
     if not classroom.figure_shown("Attention window"):
         return
+    classroom.anchor("Attention window")
     with lazy_section("What reaches the settled token: attention's window and the memory", "explore_window") as open_:
         if not open_:
             return

@@ -57,8 +57,7 @@ def main():
             if figure == "Verdict":
                 click(page, "What did test-time learning do here?")
                 settle(page)
-            page.mouse.move(0, 0)  # no tooltip over the figure
-            page.locator('[data-testid="stMain"]').evaluate("main => main.scrollTo(0, 0)")
+            page.mouse.move(0, 0)  # no tooltip over the figure (the page has scrolled to it)
             page.screenshot(path=out / f"explore-{slug(figure)}.png")
         go(page, "Learn")
         settle(page)

@@ -91,7 +91,9 @@ def anatomy_figure(a: Anatomy) -> go.Figure:
                                  showscale=col != 1, colorbar=dict(y=0.3, len=0.6, thickness=10, x=0.64 if col == 2 else 1.0),
                                  hovertemplate=f"{name}[%{{y}}, %{{x}}{'..' if block > 1 else ''}] = %{{z:.4g}}<extra></extra>"),
                       row=3, col=col)
-        fig.update_yaxes(autorange="reversed", title_text="value dimension" if col == 1 else None, row=3, col=col)
+        # one value axis, labelled on the left: the write's colour bar sits where the next panel's labels would
+        fig.update_yaxes(autorange="reversed", title_text="value dimension" if col == 1 else None,
+                         showticklabels=col == 1, row=3, col=col)
         fig.update_xaxes(title_text="key dimension" + (suffix if col == 2 else ""), row=3, col=col)
     fig.update_layout(height=640, margin=dict(l=10, r=10, t=50, b=50))
     return fig

@@ -385,6 +385,26 @@ def test_a_repeat_table_row_scrubs_to_its_repeat(page):
         wait_idle(page)
 
 
+def test_on_a_projector_classroom_mode_scrolls_to_the_picked_figure(browser, server):
+    """At 1280 x 720 the run's controls fill the first screen: picking a figure brings it into view."""
+    with session_page(browser, height=720, width=1280) as page:
+        open_app(page, server)
+        click(page, "Run")
+        page.get_by_text("Tokens in this run").wait_for()
+        wait_idle(page)
+        page.locator('[data-testid="stSidebar"]').get_by_text("Classroom mode").click()
+        picker = page.locator('[data-testid="stButtonGroup"]').filter(has_text="Continue a prompt")
+        picker.wait_for()
+        wait_idle(page)
+        picker.get_by_role("radio", name="Delta rule", exact=True).click()
+        title = page.get_by_text("How the settled token was written")
+        title.wait_for()
+        wait_idle(page)
+        page.wait_for_function("() => { const e = document.querySelector('.st-key-classroom_figure_top');"
+                               " return e && e.getBoundingClientRect().top < 200; }")
+        assert 0 <= title.bounding_box()["y"] < 720  # the figure's title is on the first screen
+
+
 def test_typed_markup_is_shown_as_text(page):
     """Typed markup reaches the player's coloured text as characters: no element, no script runs."""
     text = "<img src=x onerror=window.__xss=1> <b>bold</b>"

@@ -65,3 +65,6 @@ def test_the_figure_speaks_plainly_and_keeps_tick_labels_off_the_titles(model):
     assert figure.layout.xaxis.showticklabels is False and figure.layout.xaxis2.showticklabels is False
     write, after = figure.data[3], figure.data[4]
     assert write.zmax != after.zmax  # the write on its own scale, not the memory's
+    # one value axis labelled on the left: the write's colour bar would cover the next panel's labels
+    assert figure.layout[write.yaxis.replace("y", "yaxis")].showticklabels is False
+    assert figure.layout[after.yaxis.replace("y", "yaxis")].showticklabels is False
