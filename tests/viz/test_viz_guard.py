@@ -1,5 +1,6 @@
 """The dashboard's one finiteness guard: memory, state and output (loss, probabilities) are checked,
 the first bad token and layer named; Explore, Compare and the lessons all refuse through it."""
+import re
 import pytest
 import torch
 
@@ -7,7 +8,7 @@ from nested_learning import Ablation
 from nested_learning.recording import record
 from nested_learning.viz import compare, lessons
 from nested_learning.viz import guard
-from nested_learning.viz.guard import OUTPUT_LAYER, RunRefused, guarded_record, locate_divergence, non_finite
+from nested_learning.viz.guard import OUTPUT_LAYER, RunRefused, guarded_record, guarded_record_in_pieces, locate_divergence, non_finite
 from nested_learning.viz.session import MemorySession
 from tests.conftest import tiny_model
 from tests.support.models import diverging_model, exploding_output_model
@@ -109,3 +110,14 @@ def test_a_degenerate_model_is_named_in_one_line_and_the_memory_kept(model):
 def test_an_untrained_model_is_not_called_degenerate(model):
     recording, _ = guarded_record(model, "the cat sat on the mat.")  # a random init's predictions are not uniform
     assert guard.degenerate(recording) is None
+
+
+@pytest.mark.parametrize("overrides, says", [(dict(memory_depth=2), "memory_depth 2"), (dict(cms_objective="lm"), "cms_objective 'lm'")])
+def test_a_model_the_recorder_cannot_follow_is_refused_in_one_line(overrides, says):
+    """A valid checkpoint of the paper's options (an upload, a variant) would reach the recorder's own
+    error as an exception: the guard refuses it first, in one line, in one call and in pieces."""
+    model = tiny_model(**overrides)
+    for run in (lambda: guarded_record(model, "hello"), lambda: guarded_record_in_pieces(model, "hello")):
+        with pytest.raises(RunRefused, match=re.escape(says)) as refused:
+            run()
+        assert "\n" not in str(refused.value)
