@@ -73,6 +73,11 @@ def source(path: str, report: dict) -> str:
 
 # --- the shipped checkpoint's targets (reports/model-targets.json) ----------------------------------------
 
+def with_control(measured: list[str], control: str, values: list[float], digits: int) -> str:
+    """The measurements, then the control's range: "a; b; <control> lo-hi"."""
+    return "; ".join(measured) + f"; {control} {min(values):.{digits}f}-{max(values):.{digits}f}"
+
+
 def target_rows(t: dict) -> list[list[str]]:
     """One row per target: what it asks, what was measured, whether the mean meets it."""
     model, baseline = t["bits_per_byte"][0]["model"], next(iter(t["bits_per_byte"][1].values()))
@@ -97,15 +102,13 @@ def target_rows(t: dict) -> list[list[str]]:
          ", ".join(f"{x:.2f}" for x in phrase), yes(all(b < a for a, b in zip(phrase, phrase[1:])) and phrase[-1] <= 0.3)],
         ["a 32-letter random string copied 100-1,000 tokens later at most 0.5 nats/letter; without the first "
          "reading at least 2.5",
-         "; ".join(f"{est(c['own'])} at {c['gap']:,} tokens" for c in copies)
-         + f"; without the first reading {min(c['no_first_reading']['mean'] for c in copies):.2f}-"
-           f"{max(c['no_first_reading']['mean'] for c in copies):.2f}",
+         with_control([f"{est(c['own'])} at {c['gap']:,} tokens" for c in copies], "without the first reading",
+                      [c["no_first_reading"]["mean"] for c in copies], 2),
          yes(all(c["own"]["mean"] <= 0.5 and c["no_first_reading"]["mean"] >= 2.5 for c in copies))],
         ["a 128-byte passage reread 100-1,000 tokens later: second/first at most 0.5; with another document's "
          "memory at least 0.9",
-         "; ".join(f"{est(r['ratio_own'])} at {r['gap']:,}" for r in rereads)
-         + f"; another document's memory {min(r['ratio_swap']['mean'] for r in rereads):.3f}-"
-           f"{max(r['ratio_swap']['mean'] for r in rereads):.3f}",
+         with_control([f"{est(r['ratio_own'])} at {r['gap']:,}" for r in rereads], "another document's memory",
+                      [r["ratio_swap"]["mean"] for r in rereads], 3),
          yes(all(r["ratio_own"]["mean"] <= 0.5 and r["ratio_swap"]["mean"] >= 0.9 for r in rereads))],
         ["associative recall, 16 pairs spread beyond the window, at least 80%",
          "; ".join(f"{pct(r['own'])} with pairs {r['pair_distance']} tokens apart (another document's memory "

@@ -32,8 +32,7 @@ BASELINE_NAME = "transformer-window16.safetensors"
 # What the other checkpoints shipped in assets/ are, for the pages' labels (a file not named here is listed by name).
 CHECKPOINT_NOTES = {BASELINE_NAME: "the same-size transformer trained alike, same window, no test-time memory",
                     "transformer-window512.safetensors": "the transformer with a 512-token window (as many numbers in "
-                                                         "its cache as one memory layer), trained alike",
-                    "hope-deep.safetensors": "Hope with the paper's 2-layer MLP memory (memory_depth 2), trained alike"}
+                                                         "its cache as one memory layer), trained alike"}
 FALLBACK_PRESET, FALLBACK_SEED = "hope", 0
 # PyTorch threads per script run. One: sessions run in parallel threads, and a busy CPU makes OpenMP's
 # spinning thread teams collapse (measured on 2 cores with one other busy process: a 512-token run took

@@ -413,7 +413,8 @@ def test_writes_and_values_are_rebuilt_from_the_errors(tmp_path, updates):
     loaded = Recording.load(recording.save(tmp_path / "run.safetensors"))
     values = traced_values(model, tokens, ablation=ablation)
     for layer in recording.memory_layers:
-        assert {streams.memory(layer, n) in recording.tensors for n in ("errors", "writes", "values")} == {True, False}
+        kept = {n for n in ("errors", "writes", "values") if streams.memory(layer, n) in recording.tensors}
+        assert kept == {"errors"}  # the writes and the values are rebuilt, not stored
         errors, rate = recording.memory_stream(layer, "errors"), recording.memory_stream(layer, "learning_rate")
         assert errors.abs().amax() > 0.1  # with updates off too: what the memory got wrong
         assert torch.equal(recording.memory_stream(layer, "writes"), errors * rate[..., None])
