@@ -74,13 +74,17 @@ def verdict_panel(model, choice, result):
     (st.success if helped else st.warning)(headline, icon=":material/check_circle:" if helped else ":material/info:")
     for better, sentence in verdict.sentences:
         (st.success if better else st.info)(sentence, icon=":material/check_circle:" if better else ":material/info:")
-    with st.expander("The numbers"):
-        st.dataframe(verdict.table.style.format(precision=3, na_rep=""), hide_index=True, key="verdict_table")
-        st.caption(f"Losses in nats per byte. Differences are this run minus the control (negative: this run did "
-                   f"better), per token, with 95% intervals from a bootstrap over {BLOCK}-token blocks. Repeats are "
-                   f"the words and sentences of {MIN_REPEAT}+ bytes this run had read before (the green bands).")
+    # Keyed with their open state tracked: a rerun (a row picked below scrubs the player) keeps them open.
+    with st.expander("The numbers", key="verdict_numbers", on_change="rerun") as numbers:
+        if numbers.open:
+            st.dataframe(verdict.table.style.format(precision=3, na_rep=""), hide_index=True, key="verdict_table")
+            st.caption(f"Losses in nats per byte. Differences are this run minus the control (negative: this run did "
+                       f"better), per token, with 95% intervals from a bootstrap over {BLOCK}-token blocks. Repeats are "
+                       f"the words and sentences of {MIN_REPEAT}+ bytes this run had read before (the green bands).")
     if not verdict.gains.empty:
-        with st.expander("The tokens the memory helped most"):
+        with st.expander("The tokens the memory helped most", key="verdict_gains_panel", on_change="rerun") as panel:
+            if not panel.open:
+                return
             gains = verdict.gains
             explore_state.update(st.session_state, ExploreState.click_row, "gains", selected_rows("verdict_gains"),
                                  gains["token"].tolist())

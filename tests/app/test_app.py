@@ -296,6 +296,9 @@ def test_a_run_gets_a_verdict_against_its_controls_in_one_click(app):
     assert any(s.startswith(("Test-time learning", "No clear sign")) for s in sentences)  # the answer first
     assert any(s.startswith("Against test-time updates off") for s in sentences)  # a control that cannot learn
     assert any(s.startswith("Against another document's memory") for s in sentences)
+    assert not any("lowered by" in e.value.columns or "condition" in e.value.columns for e in at.dataframe)  # closed
+    at.session_state["verdict_numbers"] = at.session_state["verdict_gains_panel"] = True  # both panels opened
+    ok(at.run())
     conditions = list(table(at, "condition")["condition"])
     assert conditions[:2] == ["this run", "test-time updates off"] and "another document's memory" in conditions
     gains = table(at, "lowered by")  # the tokens the writes helped most, largest first, beside the verdict

@@ -363,28 +363,81 @@ def test_the_attention_window_follows_the_scrubbed_token(page):
     wait_idle(page)
 
 
+def pick_row(page, grid, row: int, token: int):
+    """Click row ``row`` (0 = the first under the header) of the table ``grid`` until the player is at ``token``."""
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    row_height = 35  # Streamlit's default row height; the header is one row too
+    player = page.locator(".player")
+    for attempt in range(3):  # a click landing while the page redraws is lost: click again
+        page.mouse.click(box["x"] + 12, box["y"] + row_height * (row + 1.5))
+        try:
+            page.locator(f'.player[data-token="{token}"]').wait_for(timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            wait_idle(page)  # a landed but slow click: clicking again would unselect its row
+            if player.get_attribute("data-token") == str(token):
+                break
+            assert attempt < 2, f"row {row} never scrubbed to {token}: at {player.get_attribute('data-token')}"
+    wait_idle(page)
+
+
 def test_a_repeat_table_row_scrubs_to_its_repeat(page):
     """Picking a row of the repeats table moves the player to the start of that repeat."""
     click(page, "Run")
     page.get_by_text("Tokens in this run").wait_for()
     wait_idle(page)
     grid = page.locator('[data-testid="stDataFrame"]').first  # the repeats table: the page's first table
-    grid.scroll_into_view_if_needed()
-    box = grid.bounding_box()
-    row_height = 35  # Streamlit's default row height; the header is one row too
-    player = page.locator(".player")
     for row, start in ((2, 72), (0, 24)):
-        for attempt in range(3):  # a click landing while the page redraws is lost: click again
-            page.mouse.click(box["x"] + 12, box["y"] + row_height * (row + 1.5))
-            try:
-                page.locator(f'.player[data-token="{start}"]').wait_for(timeout=20_000)
-                break
-            except PlaywrightTimeout:
-                wait_idle(page)  # a landed but slow click: clicking again would unselect its row
-                if player.get_attribute("data-token") == str(start):
-                    break
-                assert attempt < 2, f"row {row} never scrubbed to {start}: at {player.get_attribute('data-token')}"
-        wait_idle(page)
+        pick_row(page, grid, row, start)
+
+
+def test_a_row_of_the_tokens_the_memory_helped_most_scrubs_there(page):
+    """The verdict's gains table lists tokens; picking a row moves the player to the token it names."""
+    click(page, "Run")
+    page.get_by_text("Tokens in this run").wait_for()
+    wait_idle(page)
+    click(page, "What did test-time learning do here?")
+    helped = page.get_by_text("The tokens the memory helped most")
+    helped.wait_for()
+    wait_idle(page)
+    helped.click()
+    grid = page.locator('[data-testid="stDataFrame"]').filter(has_text="lowered by")
+    grid.wait_for()
+    wait_idle(page)
+    # The grid draws on a canvas; its accessible twin holds each cell's text (column 1: the token).
+    tokens = [int(grid.get_by_test_id(f"glide-cell-1-{row}").inner_text()) for row in (0, 2)]
+    assert len(set(tokens)) == 2
+    for row, token in zip((2, 0), tokens[::-1]):
+        pick_row(page, grid, row, token)
+
+
+def test_a_downloaded_recording_loads_back_into_the_overlay(page, tmp_path):
+    """A recording saved from a run and uploaded again is overlaid on the run by its file name; a file that is
+    not a recording gets one line naming it and the overlay keeps what it had."""
+    click(page, "Run")
+    page.get_by_text("Tokens in this run").wait_for()
+    wait_idle(page)
+    with page.expect_download() as download:
+        click(page, "Download recording (.safetensors)")
+    saved = tmp_path / "first run.safetensors"
+    download.value.save_as(saved)
+    page.get_by_text("Overlay earlier runs and saved recordings").click()
+    page.get_by_text("No earlier run yet").wait_for()
+    wait_idle(page)
+    upload = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+    upload.set_input_files(saved)
+    page.locator(".legendtext", has_text="first run.safetensors (saved)").wait_for()
+    wait_idle(page)
+    assert page.locator(".legendtext", has_text="(this run)").count() == 1
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a recording at all")
+    upload.set_input_files(broken)
+    error = page.locator('[data-testid="stAlertContentError"]')
+    error.filter(has_text="broken.safetensors").wait_for()
+    message = error.locator('[data-testid="stMarkdownContainer"]').inner_text().strip()  # not the icon's name
+    assert message.startswith("broken.safetensors: not a safetensors file") and len(message.splitlines()) == 1
+    assert page.locator(".legendtext", has_text="first run.safetensors (saved)").count() == 1
 
 
 def test_on_a_projector_classroom_mode_scrolls_to_the_picked_figure(browser, server):
