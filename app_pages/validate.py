@@ -11,7 +11,7 @@ from app_pages.serving import admitted, refusals_shown
 from app_pages.widgets import PLOT_CONFIG
 from nested_learning.validation import run_suite
 from nested_learning.validation.suite import heldout_fraction_of
-from nested_learning.viz import models, validation_view
+from nested_learning.viz import alike, models, validation_view
 
 model, choice = current_model()
 st.title("Validate")
@@ -71,6 +71,21 @@ if choice.kind == "shipped" and (saved := validation_view.saved_report(models.DE
         show_results(saved_results, meta.get("settings") == "quick",
                      f"Saved report, from `{meta.get('command', 'python -m nested_learning validate')}`, finished "
                      f"{meta.get('finished')}, {meta.get('settings')} settings, {meta.get('wall_time_s', 0):.0f} s.", "saved")
+
+# Tracked open state: closed, it reads no report and draws nothing.
+with st.expander("Models trained alike, at every distance (saved measurements)", key="validate_alike",
+                 on_change="rerun") as alike_panel:
+    if alike_panel.open:
+        curves = alike.curves()
+        if curves.empty:
+            st.caption("No curve reports in reports/ (bench/model_targets.py --only curves,long writes them).")
+        else:
+            st.plotly_chart(alike.curves_figure(curves), key="alike_curves", config=PLOT_CONFIG)
+            st.caption("The shipped model beside models trained by exactly its recipe, measured on the same held-out "
+                       "prose and tasks (48 sequences each, 95% intervals): how far back each still finds what it "
+                       "read. The transformers keep every token of their window exactly; the 512-token window holds "
+                       "as many numbers as one memory layer. Files: "
+                       + ", ".join(f"`{path}`" for path in sorted(set(curves["report"]))) + ".")
 
 if clicked:  # full settings share the server's validation slot(s); quick ones are short model runs
     with controls, refusals_shown(), admitted("validation" if settings == "full" else "run"):

@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from nested_learning.viz import alike  # noqa: E402
+
 REPORTS = {
     "targets": "reports/model-targets.json",  # bench/model_targets.py on the shipped checkpoint
     "validation": "reports/validation-hope-default.json",  # python -m nested_learning validate on it
@@ -26,20 +29,15 @@ REPORTS = {
     "variants": "reports/reread-variants.json",  # bench/model_targets.py --only variants (issue 27)
     "recording": "reports/recording-budget.json",  # bench/bench_recording.py --budget-report (issue 26)
 }
-# Other models trained by the shipped model's recipe, measured at every distance (bench/model_targets.py
-# --only curves): (report, column title). Beside the shipped model in docs/results.md "Trained alike".
-TRAINED_ALIKE = {
-    "deep": ("reports/model-targets-hope-deep.json", "`hope`, 2-layer MLP memory (`memory_depth` 2)"),
-    "window16": ("reports/model-targets-transformer-window16.json", "transformer, window 16 (the baseline)"),
-    "window512": ("reports/model-targets-transformer-window512.json", "transformer, window 512 (state-matched)"),
-}
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
 
 def load_reports(root: Path = ROOT) -> dict[str, dict]:
     reports = {name: json.loads((root / path).read_text()) for name, path in REPORTS.items()}
-    reports["alike"] = {name: json.loads((root / path).read_text()) for name, (path, _) in TRAINED_ALIKE.items()
-                        if (root / path).is_file()}
+    # Other models trained by the shipped model's recipe, measured at every distance: the registry the
+    # Validate page draws from (nested_learning/viz/alike.py).
+    reports["alike"] = {model.key: alike.load_reports(model, root) for model in alike.ALIKE}
+    reports["root"] = root
     return reports
 
 
@@ -322,25 +320,23 @@ def block_variants(r: dict) -> str:
 
 def block_alike(r: dict) -> str:
     """The shipped model beside the models trained by its recipe, distance by distance (own memory)."""
-    shipped, others = r["targets"], [(name, r["alike"][name]) for name in TRAINED_ALIKE if name in r["alike"]]
-    reports = [shipped] + [report for _, report in others]
-    value = lambda report, key, field, at, stat="own", f=est: next((f(x[stat]) for x in report[key] if x[field] == at), "n/a")
+    models = [model for model in alike.ALIKE if r["alike"][model.key]]
+    frame = alike.curves(models, r["root"])
     rows = []
-    for gap in (100, 250, 500, 1000):
-        rows.append([f"passage reread {gap:,} bytes later, second / first reading"]
-                    + [value(x, "reread", "gap", gap, "ratio_own") for x in reports])
-    for gap in (103, 253, 503, 1003):
-        rows.append([f"32-letter string copied {gap:,} tokens later, nats a letter"] + [value(x, "copy", "gap", gap) for x in reports])
-    for spread in (0, 32, 64):
-        rows.append([f"recall of 16 pairs, spread {spread}"] + [value(x, "recall", "spread", spread, f=pct) for x in reports])
-    for distance in (256, 1000, 2000, 4000):
-        rows.append([f"pass key {distance:,} bytes back"] + [value(x, "passkey", "distance", distance, f=pct) for x in reports])
-    rows.append(["held-out prose, bits per byte"] + [est(x["bits_per_byte"][0]["model"]) for x in reports])
-    header = ["measure (95% bootstrap intervals)", "shipped `hope`"] + [TRAINED_ALIKE[name][1] for name, _ in others]
-    sources = ", ".join(f"`{TRAINED_ALIKE[name][0]}` (`{report['checkpoint']}`)" for name, report in others)
+    for measure, (_, _, _, title, percent) in alike.MEASURES.items():
+        part = frame[frame["measure"] == measure]
+        for tokens in sorted(set(part["tokens_back"])):
+            cells = []
+            for model in models:
+                hit = part[(part["model"] == model.key) & (part["tokens_back"] == tokens)]
+                cells.append((pct if percent else est)(hit.iloc[0]) if len(hit) else "not measured")
+            rows.append([f"{title}, {tokens:,} tokens back"] + cells)
+    bits = lambda key: next((est(x["bits_per_byte"][0]["model"]) for _, x in r["alike"][key] if x.get("bits_per_byte")), "n/a")
+    rows.append(["held-out prose, bits per byte"] + [bits(model.key) for model in models])
+    sources = ", ".join(f"`{path}` (`{report['checkpoint']}`)" for model in models for path, report in r["alike"][model.key])
     return (f"Each trained by the shipped model's recipe (`--recipe cpu`, seed 0, one thread) and measured on the same "
-            f"held-out prose and tasks, {shipped['n']} sequences per measurement: `{REPORTS['targets']}`, {sources}.\n\n"
-            + table(header, rows))
+            f"held-out prose and tasks, 48 sequences per measurement, 95% bootstrap intervals: {sources}.\n\n"
+            + table(["measure"] + [model.label for model in models], rows))
 
 
 def block_recording(r: dict) -> str:

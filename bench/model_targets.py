@@ -48,7 +48,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer gaps and distances")
     parser.add_argument("--only", default="", help="comma-separated parts: wordings, gating, variants, targets (the earlier targets, original wording), "
-                        "curves (reread, copy, recall and pass key at every distance, and bits per byte: any model) (default: everything)")
+                        "curves (reread, copy, recall and pass key at every distance, and bits per byte: any model), "
+                        "long (reread and copy 2,000-8,000 bytes back, pass key at 8,000) (default: everything)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -80,6 +81,8 @@ def main():
             show("bits_per_byte", {"model": targets.bits_per_byte(model, windows)})
             for path in args.baseline:
                 show("bits_per_byte", {path: targets.bits_per_byte(load_checkpoint(path, device="cpu"), windows)})
+        if "long" in parts:  # the curves past the training windows' 2,048 bytes, to 8,000
+            measure_long(model, n, passages, prose.fillers(n, max(LONG_GAPS), "targets/long"), filler, show)
         if "targets" in parts:  # the earlier targets in the original wording, at the gaps they are judged
             show("reread", targets.reread(model, passages, fillers, 1000))
             show("copy", targets.copy(model, n, 100, filler))
@@ -137,6 +140,19 @@ def measure_curves(model, n: int, passages, fillers, filler, gaps, show, quick: 
         show("recall", targets.recall(model, n, 16, spread, filler))
     for distance in ([1000] if quick else [256, 1000, 2000, 4000]):
         show("passkey", targets.passkey(model, n, distance, filler))
+
+
+LONG_GAPS = (2000, 4000, 8000)  # bytes between a reading and its reread or copy, beyond every training window
+
+
+def measure_long(model, n: int, passages, long_fillers, filler, show):
+    """The reread and the copy at LONG_GAPS, the pass key 8,000 bytes back (fillers of their own: the
+    shorter gaps' fillers hold 2,048 bytes)."""
+    for gap in LONG_GAPS:
+        show("reread", targets.reread(model, passages, long_fillers, gap))
+    for gap in LONG_GAPS:
+        show("copy", targets.copy(model, n, gap, filler))
+    show("passkey", targets.passkey(model, n, max(LONG_GAPS), filler))
 
 
 def measure_variants(model, prose, show):

@@ -32,7 +32,10 @@ BASELINE_NAME = "transformer-window16.safetensors"
 # What the other checkpoints shipped in assets/ are, for the pages' labels (a file not named here is listed by name).
 CHECKPOINT_NOTES = {BASELINE_NAME: "the same-size transformer trained alike, same window, no test-time memory",
                     "transformer-window512.safetensors": "the transformer with a 512-token window (as many numbers in "
-                                                         "its cache as one memory layer), trained alike"}
+                                                         "its cache as one memory layer), trained alike",
+                    "transformer-full.safetensors": "the transformer attending to every token it has read, trained alike",
+                    "titans.safetensors": "the titans preset (memory with momentum beside attention, no self-modification "
+                                          "or CMS), trained alike"}
 FALLBACK_PRESET, FALLBACK_SEED = "hope", 0
 # PyTorch threads per script run. One: sessions run in parallel threads, and a busy CPU makes OpenMP's
 # spinning thread teams collapse (measured on 2 cores with one other busy process: a 512-token run took

@@ -4,7 +4,7 @@ from streamlit.testing.v1 import AppTest
 
 from nested_learning import save_checkpoint
 from nested_learning.validation import run_suite, write_json
-from nested_learning.viz import models, validation_view
+from nested_learning.viz import alike, models, validation_view
 from tests.support.models import diverging_model
 from tests.conftest import tiny_model
 from tests.support.apptest import APP, arrays, figure, has_chart, metric, ok, table
@@ -134,6 +134,17 @@ def test_validate_runs_the_suite_and_shows_the_saved_report(app, tiny_checkpoint
                {"command": "python -m nested_learning validate", "finished": "today", "settings": "quick"})
     ok(at.run())
     assert any("Saved report" in s.value and "not a run of yours" in s.value for s in at.subheader)
+
+
+def test_validate_shows_the_models_trained_alike_on_opening(app):
+    at = ok(app().run())
+    ok(at.switch_page("app_pages/validate.py").run())
+    assert not has_chart(at, "alike_curves")  # closed, it reads no report
+    at.session_state["validate_alike"] = True
+    ok(at.run())
+    names = {t["name"] for t in figure(at, "alike_curves")["data"]}
+    assert {alike.SHIPPED, "transformer, window 16 (the baseline)"} <= names
+    assert any("reports/model-targets.json" in c.value for c in at.caption)
 
 
 def test_model_page_shows_and_switches_models(app, tiny_checkpoint):
