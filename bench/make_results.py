@@ -331,8 +331,10 @@ def block_alike(r: dict) -> str:
                 hit = part[(part["model"] == model.key) & (part["tokens_back"] == tokens)]
                 cells.append((pct if percent else est)(hit.iloc[0]) if len(hit) else "not measured")
             rows.append([f"{title}, {tokens:,} tokens back"] + cells)
-    bits = lambda key: next((est(x["bits_per_byte"][0]["model"]) for _, x in r["alike"][key] if x.get("bits_per_byte")), "n/a")
-    rows.append(["held-out prose, bits per byte"] + [bits(model.key) for model in models])
+    bits = lambda key, field: next((est(x[field][0]["model"]) for _, x in r["alike"][key] if x.get(field)), "not measured")
+    rows.append(["held-out prose on one line, bits per byte"] + [bits(model.key, "bits_per_byte") for model in models])
+    rows.append(["held-out documents with their line breaks, bits per byte"]
+                + [bits(model.key, "bits_per_byte_as_written") for model in models])
     sources = ", ".join(f"`{path}` (`{report['checkpoint']}`)" for model in models for path, report in r["alike"][model.key])
     return (f"Each trained by the shipped model's recipe (`--recipe cpu`, seed 0, one thread) and measured on the same "
             f"held-out prose and tasks, 48 sequences per measurement, 95% bootstrap intervals: {sources}.\n\n"

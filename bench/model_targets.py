@@ -49,7 +49,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer gaps and distances")
     parser.add_argument("--only", default="", help="comma-separated parts: wordings, gating, variants, targets (the earlier targets, original wording), "
                         "curves (reread, copy, recall and pass key at every distance, and bits per byte: any model), "
-                        "long (reread and copy 2,000-8,000 bytes back, pass key at 8,000) (default: everything)")
+                        "long (reread and copy 2,000-8,000 bytes back, pass key at 8,000), written (bits per byte on held-out "
+                        "documents with their line breaks) (default: everything)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -81,6 +82,9 @@ def main():
             show("bits_per_byte", {"model": targets.bits_per_byte(model, windows)})
             for path in args.baseline:
                 show("bits_per_byte", {path: targets.bits_per_byte(load_checkpoint(path, device="cpu"), windows)})
+        if "written" in parts:  # held-out documents with their line breaks, as training reads text
+            windows = torch.tensor([list(w.encode("ascii")) for w in prose.windows(n, 2048, "targets", as_written=True)])
+            show("bits_per_byte_as_written", {"model": targets.bits_per_byte(model, windows)})
         if "long" in parts:  # the curves past the training windows' 2,048 bytes, to 8,000
             measure_long(model, n, passages, prose.fillers(n, max(LONG_GAPS), "targets/long"), filler, show)
         if "targets" in parts:  # the earlier targets in the original wording, at the gaps they are judged

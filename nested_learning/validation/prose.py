@@ -24,6 +24,11 @@ def ascii_prose(text: str) -> str:
     return " ".join("".join(c if " " <= c <= "~" else " " for c in text).split())
 
 
+def ascii_as_written(text: str) -> str:
+    """Printable ASCII keeping the line breaks (as training reads a document); other bytes become spaces."""
+    return "".join(c if " " <= c <= "~" or c == "\n" else " " for c in text).strip()
+
+
 class HeldoutProse:
     """Held-out documents of ``data`` (text folders or files; default: the offline corpus)."""
 
@@ -45,13 +50,14 @@ class HeldoutProse:
         self._passage_text, self.filler = self.text[:cut], tasks.Filler(self.text[cut:])
 
     def _read(self, data: list[str]) -> list[str]:
-        documents = []
+        documents, self.documents_as_written = [], []
         for spec in data:
             for document in open_source(spec).documents():
                 if is_heldout(document.id, self.heldout_fraction):
                     text = ascii_prose(document.text)
                     if text:
                         documents.append(text)
+                        self.documents_as_written.append(ascii_as_written(document.text))
         return documents
 
     def passages(self, n: int, length: int, seed: int | str) -> list[str]:
@@ -68,15 +74,16 @@ class HeldoutProse:
         rng = random.Random(f"prose/fillers/{seed}")
         return [self.filler(rng, length) for _ in range(n)]
 
-    def windows(self, n: int, length: int, seed: int | str) -> list[str]:
+    def windows(self, n: int, length: int, seed: int | str, as_written: bool = False) -> list[str]:
         """``n`` windows of ``length`` bytes, each the held-out documents in its own seeded order (no
-        document twice within a window while the split holds ``length`` bytes)."""
-        out = []
+        document twice within a window while the split holds ``length`` bytes). ``as_written``: with their
+        line breaks, documents a blank line apart (else on one line, single-spaced)."""
+        out, documents, join = [], self.documents_as_written if as_written else self.documents, "\n\n" if as_written else " "
         for i in range(n):
-            order = list(self.documents)
+            order = list(documents)
             random.Random(f"prose/windows/{seed}/{i}").shuffle(order)
-            text = " ".join(order)
+            text = join.join(order)
             while len(text) < length:
-                text += " " + text
+                text += join + text
             out.append(text[:length])
         return out

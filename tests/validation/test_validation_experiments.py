@@ -312,3 +312,17 @@ def test_every_heldout_wording_is_measured_with_its_answers_masked(model, task, 
     out = targets.by_wording(measure, model, heldout, 2 * len(heldout), filler=filler, **settings)
     assert out["wordings"] == len(heldout) and out["_own"].shape == (2 * len(heldout),)
     assert not torch.isnan(out["_own"]).any()
+
+
+def test_prose_windows_as_written_keep_the_line_breaks_the_one_line_windows_drop(tmp_path):
+    from nested_learning.validation.prose import HeldoutProse
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"d{i}.txt").write_text(f"Title {i}\n\n    indented line\tof doc {i} \u00e9\n" * 60)
+    prose = HeldoutProse([str(folder)], heldout_fraction=0.5, min_bytes=1000)
+    one_line = prose.windows(3, 500, "s")
+    written = prose.windows(3, 500, "s", as_written=True)
+    assert all("\n" not in w and "  " not in w for w in one_line)
+    assert all(len(w) == 500 and w.isascii() and "\n\nindented line of doc" in w for w in written)  # as training reads them
+    assert [w.split()[:2] for w in written] == [w.split()[:2] for w in one_line]  # the same documents, same order
