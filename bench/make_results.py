@@ -28,6 +28,7 @@ REPORTS = {
     "phrasings": "reports/model-targets-phrasings.json",  # the cpu-phrasings run (issue 27, not shipped)
     "variants": "reports/reread-variants.json",  # bench/model_targets.py --only variants (issue 27)
     "recording": "reports/recording-budget.json",  # bench/bench_recording.py --budget-report (issue 26)
+    "bindings": "reports/model-targets-bindings.json",  # bench/model_targets.py --only bindings (issue 27)
 }
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
@@ -373,16 +374,43 @@ def block_summary(r: dict) -> str:
         "- a pass key found " + ", ".join(f"{100 * keys[d]['own']['mean']:.1f}% at {keys[d]['token_distance']:,}"
                                           for d in sorted(keys)) + " tokens back;",
         "- in wordings of the tasks the training never saw: " + wordings_line(r["wordings"]) + ";",
+        "- against models trained by the same recipe, a passage reread 1,000 tokens later (second / first reading) "
+        "and the pass key 1,054 tokens back: " + alike_line(r) + ";",
         f"- targets met: {met} of {len(rows)} (`{REPORTS['targets']}`); validation suite: {v['passed']} of "
         f"{v['passed'] + v['failed']} judged results hold (`{REPORTS['validation']}`).",
     ]
     return "\n".join(lines)
 
 
+def block_bindings(r: dict) -> str:
+    """Recall with each binding of the pairs, nearest value first."""
+    b = r["bindings"]
+    sets = {"trained": "trained set", "heldout": "held-out set"}
+    rows = [[f"`{x['binding']}`", sets[x["split"]], str(x["bytes_between"]), pct(x["own"]), pct(x["swap"])]
+            for x in sorted(b["bindings"], key=lambda x: (x["bytes_between"], x["split"] != "trained"))]
+    return (f"{source(REPORTS['bindings'], b)}; 16 pairs spread 48 bytes in the original head, separator and question, "
+            "digits right (chance 10%); the shipped checkpoint was trained in `{k}={v}` alone:\n\n"
+            + table(["binding", "in phrasings.py's", "bytes between key and value", "own memory", "another document's memory"], rows))
+
+
+def alike_line(r: dict) -> str:
+    """Each model trained alike at the distances beyond a 512-token window: "label x / y%"."""
+    frame = alike.curves([model for model in alike.ALIKE if r["alike"][model.key]], r["root"])
+    at = lambda label, measure, tokens: frame[(frame["label"] == label) & (frame["measure"] == measure)
+                                              & (frame["tokens_back"] == tokens)]["mean"]
+    parts = []
+    for label in dict.fromkeys(frame["label"]):
+        reread, key = at(label, "reread", 1000), at(label, "passkey", 1054)
+        if len(reread) and len(key):
+            parts.append(f"{label} {reread.iloc[0]:.3f} / {100 * key.iloc[0]:.1f}%")
+    return "; ".join(parts)
+
+
 BLOCKS = {"summary": block_summary, "targets": block_targets, "memory": block_memory,
           "validation": block_validation, "balanced": block_balanced, "wordings": block_wordings,
           "gating": block_gating, "phrasings": block_phrasings, "variants": block_variants,
-          "recording": block_recording, "alike": block_alike}
+          "recording": block_recording, "alike": block_alike,
+          "bindings": block_bindings}
 
 
 def refresh(text: str, reports: dict) -> str:

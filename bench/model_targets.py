@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nested_learning import phrasings  # noqa: E402
 from nested_learning.ablation import Ablation  # noqa: E402
 from nested_learning.checkpoint import load_checkpoint  # noqa: E402
 from nested_learning.validation import targets  # noqa: E402
@@ -82,6 +83,8 @@ def main():
             show("bits_per_byte", {"model": targets.bits_per_byte(model, windows)})
             for path in args.baseline:
                 show("bits_per_byte", {path: targets.bits_per_byte(load_checkpoint(path, device="cpu"), windows)})
+        if "bindings" in parts:  # recall with each binding of the pairs, the rest of the wording the original
+            measure_bindings(model, n, filler, show)
         if "written" in parts:  # held-out documents with their line breaks, as training reads text
             windows = torch.tensor([list(w.encode("ascii")) for w in prose.windows(n, 2048, "targets", as_written=True)])
             show("bits_per_byte_as_written", {"model": targets.bits_per_byte(model, windows)})
@@ -157,6 +160,17 @@ def measure_long(model, n: int, passages, long_fillers, filler, show):
     for gap in LONG_GAPS:
         show("copy", targets.copy(model, n, gap, filler))
     show("passkey", targets.passkey(model, n, max(LONG_GAPS), filler))
+
+
+def measure_bindings(model, n: int, filler, show):
+    """Recall of 16 pairs spread 48 bytes with each trained and held-out binding ("{k}={v}", "{k} has {v}"
+    ...) in the original head, separator and question: how far the binding puts a value from its key."""
+    original = phrasings.ORIGINAL["recall"]
+    for split in ("trained", "heldout"):
+        for pair, query in dict.fromkeys((w.pair, w.query) for w in phrasings.wordings("recall", split)):
+            wording = phrasings.RecallWording(original.head, pair, query, original.separator, original.ask)
+            out = targets.recall(model, n, 16, 48, filler, controls=("own", "swap"), wording=wording)
+            show("bindings", {"binding": pair, "split": split, "bytes_between": len(pair) - len("{k}{v}"), **out})
 
 
 def measure_variants(model, prose, show):

@@ -28,7 +28,11 @@ ALIKE = (
     AlikeModel("deep", "hope with a 2-layer MLP memory (memory_depth 2)", ("reports/model-targets-hope-deep.json",)),
     AlikeModel("window16", "transformer, window 16 (the baseline)", ("reports/model-targets-transformer-window16.json",)),
     AlikeModel("window512", "transformer, window 512 (state-matched)", ("reports/model-targets-transformer-window512.json",)),
+    AlikeModel("window512-attention", "transformer, window 512, 6,000 copy steps (cpu-attention)",
+               ("reports/model-targets-transformer-window512-attention.json",)),
     AlikeModel("full", "transformer, full attention", ("reports/model-targets-transformer-full.json",)),
+    AlikeModel("full-attention", "transformer, full attention, 6,000 copy steps (cpu-attention)",
+               ("reports/model-targets-transformer-full-attention.json",)),
 )
 
 # measure -> (report list, the field that says how far back, the statistic, axis title, as a percentage)

@@ -1,4 +1,5 @@
 """Training recipes: a curriculum as data, stages chained by their weights, skipped when done; task mixtures."""
+import dataclasses
 import json
 import random
 
@@ -65,6 +66,10 @@ def test_stage_configs_take_the_run_settings_and_the_stage_settings():
     assert all(c.balance_windows for c in balanced) and balanced[-1].task_fraction == 0.5
     assert [c.steps for c in balanced] == [c.steps for c in configs[:4]]  # the same curriculum otherwise
     assert configs[-1].reread_gap > 0 and not any(c.reread_gap for c in configs[:-1])
+    attention = stage_configs(load_recipe("cpu-attention"), dataclasses.replace(base, preset=""))
+    assert attention[0].preset == "transformer" and attention[0].steps == 15 * configs[0].steps  # copying takes longer
+    assert [dataclasses.replace(c, steps=0, preset="") for c in attention] == [dataclasses.replace(c, steps=0, preset="")
+                                                                              for c in stage_configs(recipe, dataclasses.replace(base, preset=""))]
 
 
 @pytest.mark.parametrize("content, message", [
