@@ -37,8 +37,10 @@ def load_reports(root: Path = ROOT) -> dict[str, dict]:
     reports = {name: json.loads((root / path).read_text()) for name, path in REPORTS.items()}
     # Other models trained by the shipped model's recipe, measured at every distance: the registry the
     # Validate page draws from (nested_learning/viz/alike.py).
-    reports["alike"] = {model.key: alike.load_reports(model, root) for model in alike.ALIKE}
-    reports["root"] = root
+    # The same objects where a file is also one of REPORTS: a changed report changes every block quoting it.
+    by_path = {path: reports[name] for name, path in REPORTS.items()}
+    reports["alike"] = {model.key: [(path, by_path.get(path, report)) for path, report in alike.load_reports(model, root)]
+                        for model in alike.ALIKE}
     return reports
 
 
@@ -322,7 +324,7 @@ def block_variants(r: dict) -> str:
 def block_alike(r: dict) -> str:
     """The shipped model beside the models trained by its recipe, distance by distance (own memory)."""
     models = [model for model in alike.ALIKE if r["alike"][model.key]]
-    frame = alike.curves(models, r["root"])
+    frame = alike.curves(models, loaded=r["alike"])
     rows = []
     for measure, (_, _, _, title, percent) in alike.MEASURES.items():
         part = frame[frame["measure"] == measure]
@@ -395,7 +397,7 @@ def block_bindings(r: dict) -> str:
 
 def alike_line(r: dict) -> str:
     """Each model trained alike at the distances beyond a 512-token window: "label x / y%"."""
-    frame = alike.curves([model for model in alike.ALIKE if r["alike"][model.key]], r["root"])
+    frame = alike.curves([model for model in alike.ALIKE if r["alike"][model.key]], loaded=r["alike"])
     at = lambda label, measure, tokens: frame[(frame["label"] == label) & (frame["measure"] == measure)
                                               & (frame["tokens_back"] == tokens)]["mean"]
     parts = []

@@ -57,11 +57,12 @@ def load_reports(model: AlikeModel, root: Path | None = None) -> list[tuple[str,
     return out
 
 
-def curves(models=ALIKE, root: Path | None = None) -> pd.DataFrame:
-    """One row per model, measure and distance (tokens back; the first report giving a distance wins)."""
+def curves(models=ALIKE, root: Path | None = None, loaded: dict | None = None) -> pd.DataFrame:
+    """One row per model, measure and distance (tokens back; the first report giving a distance wins).
+    ``loaded``: each model's (path, report) list already read, by key (else read from ``root``)."""
     rows, seen = [], set()
     for model in models:
-        for path, report in load_reports(model, root):
+        for path, report in (loaded[model.key] if loaded is not None else load_reports(model, root)):
             for measure, (key, field, stat, _, _) in MEASURES.items():
                 for entry in report.get(key, []):
                     at = (model.key, measure, entry.get(field))
