@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import random
 import re
 from dataclasses import dataclass
 
@@ -118,16 +119,41 @@ RECALL_HELDOUT = _recalls(
     asks=(" Questions follow: ", " # "))
 
 ORIGINAL = {"passkey": PASSKEY_TRAINED[0], "repeat": COPY_TRAINED[0], "recall": RECALL_TRAINED[0]}
+
+
+def _binders(n: int = 240, seed: int = 0) -> tuple[RecallWording, ...]:
+    """Recall in the original wording with ``n`` other bindings between a key and its value: a seeded
+    word of 1-8 letters between spaces, or 1-3 marks (``--task-phrasings binders``: keys must reach past
+    the binding). None shares a held-out binding's word or mark, holds a digit or the ask's ``;``."""
+    rng, held_out = random.Random(f"phrasings/binders/{seed}"), [w.pair[3:-3] for w in RECALL_HELDOUT]
+    marks, out, seen = ":=-><|/.,!?*&^%$#@", [], set()
+    while len(out) < n:
+        if rng.random() < 0.7:
+            binder = " " + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 8))) + " "
+        else:
+            binder = "".join(rng.choice(marks) for _ in range(rng.randint(1, 3)))
+        if binder in seen or any(h.strip() and h.strip() in binder for h in held_out):
+            continue
+        seen.add(binder)
+        o = RECALL_TRAINED[0]
+        out.append(RecallWording(o.head, "{k}" + binder + "{v}", "{k}" + binder, o.separator, o.ask))
+    return tuple(out)
+
+
+RECALL_BINDERS = _binders()
 WORDINGS = {"trained": {"passkey": PASSKEY_TRAINED, "repeat": COPY_TRAINED, "recall": RECALL_TRAINED},
             "heldout": {"passkey": PASSKEY_HELDOUT, "repeat": COPY_HELDOUT, "recall": RECALL_HELDOUT}}
-# What a training run draws its wordings from (TrainConfig.task_phrasings): the original alone, or every trained one.
-TRAINING_CHOICES = ("original", "trained")
+# What a training run draws its wordings from (TrainConfig.task_phrasings): the original alone, every trained
+# one, or the original with recall's binding drawn from RECALL_BINDERS (the other tasks original).
+TRAINING_CHOICES = ("original", "trained", "binders")
 
 
 def wordings(task: str, split: str) -> tuple:
     """The templates of ``task`` in ``split``: "original" (one), "trained" or "heldout"."""
-    if split == "original":
+    if split == "original" or (split == "binders" and task != "recall"):
         return (ORIGINAL[task],)
+    if split == "binders":
+        return RECALL_BINDERS
     if split not in WORDINGS:
         raise ValueError(f"unknown wording split {split!r}; choose original, trained or heldout")
     return WORDINGS[split][task]

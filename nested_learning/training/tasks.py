@@ -265,8 +265,9 @@ def pack_tasks(seed, length: int, tasks: list[str] | None = None, options: dict 
 
     ``options`` (see :func:`check_task_options`) set each task's parameter ranges and its weight in the
     draw; a task without options uses ``TRAINING_SIZES``. ``phrasings``: "original" (every sample in the
-    original wording) or "trained" (each sample's wording drawn from the trained templates; never
-    "heldout"). The tail that no sample fits is distractor text with weight 0."""
+    original wording), "trained" (each sample's wording drawn from the trained templates) or "binders"
+    (recall's binding drawn from many); never "heldout". The tail that no sample fits is distractor text
+    with weight 0."""
     if phrasings not in TRAINING_PHRASINGS:
         raise ValueError(f"training phrasings must be one of {', '.join(TRAINING_PHRASINGS)}, got {phrasings!r}")
     _check("length", length, 1)

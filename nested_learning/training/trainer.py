@@ -43,7 +43,7 @@ class TrainConfig:
     reread_gap: int = 0  # most bytes of other text between a reread window's readings (0: back to back)
     balance_windows: bool = False  # every window weighs the same in the loss, however few bytes it scores
     task_options: dict = field(default_factory=dict)  # per task: mixture weight and parameter ranges (tasks.py)
-    task_phrasings: str = "original"  # the tasks' wordings: "original" (one, as earlier runs) or "trained" (phrasings.py)
+    task_phrasings: str = "original"  # the tasks' wordings: "original" (one, as earlier runs), "trained" or "binders" (phrasings.py)
     heldout_fraction: float = 0.02  # share of documents held out (by a hash of the document id)
     steps: int = 1000
     batch_size: int = 8  # windows per step, over all processes

@@ -105,3 +105,21 @@ def test_original_phrasings_keep_a_run_in_the_one_original_wording():
         tasks.pack_tasks(4, 300, phrasings="heldout")
     with pytest.raises(ValueError, match="task-phrasings"):
         TrainConfig(out="x.safetensors", task_phrasings="heldout", task_fraction=1.0).validate()
+
+
+def test_binders_vary_only_recalls_binding_and_never_use_a_heldout_one():
+    """``binders``: recall's binding drawn from many (words and marks of 1-10 bytes), the rest original."""
+    binders = phrasings.wordings("recall", "binders")
+    assert len(binders) == 240 and len({w.pair for w in binders}) == 240
+    assert {phrasings.wordings(t, "binders") for t in ("passkey", "repeat")} == {(phrasings.ORIGINAL["passkey"],),
+                                                                                 (phrasings.ORIGINAL["repeat"],)}
+    heldout = {w.pair for w in phrasings.wordings("recall", "heldout")}
+    lengths = set()
+    for wording in binders:
+        between = wording.pair[len("{k}"):-len("{v}")]
+        assert wording.pair not in heldout and not any(c.isdigit() or c == ";" for c in between)
+        assert (wording.head, wording.separator, wording.ask) == (phrasings.ORIGINAL["recall"].head, " ", " ; ")
+        sample = tasks.make_sample("recall", 5, wording=wording)
+        assert sample.answers.isdigit() and wording.query == "{k}" + between
+        lengths.add(len(between))
+    assert min(lengths) == 1 and max(lengths) == 10  # keys one byte from their values up to ten
