@@ -101,6 +101,11 @@ def curves_figure(frame: pd.DataFrame) -> go.Figure:
         fig.update_xaxes(type="log", title_text="tokens back", row=row + 1, col=col + 1)
         if percent:
             fig.update_yaxes(range=[0, 102], ticksuffix="%", row=row + 1, col=col + 1)
+    # What no memory gives: a reread as dear as the first reading, recall at chance.
+    fig.add_hline(y=1.0, line_dash="dot", line_color="#888", annotation_text="as dear as the first reading",
+                  annotation_font_size=10, row=1, col=1)
+    fig.add_hline(y=10.0, line_dash="dot", line_color="#888", annotation_text="chance", annotation_font_size=10,
+                  row=2, col=1)
     fig.update_layout(height=620, margin=dict(l=50, r=20, t=50, b=40),
                       legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
     return fig
