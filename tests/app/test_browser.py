@@ -9,13 +9,13 @@ import json
 import re
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect
 
 from nested_learning import load_checkpoint
 from nested_learning.recording import Recording
 from nested_learning.viz.presets import TEXT_PRESETS
 from tests.conftest import tiny_model
-from tests.support.browser import FIRST_LOAD_MS, app_serving, click, click_until, go, open_app, select_pill, session_page, wait_idle
+from tests.support.browser import FIRST_LOAD_MS, TIMEOUT_MS, app_serving, click, click_until, go, open_app, select_pill, session_page, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -188,13 +188,9 @@ def test_a_compare_link_reproduces_the_comparison_in_a_fresh_browser(browser, se
         second.get_by_text("vs B (test-time updates off)").wait_for(timeout=FIRST_LOAD_MS)
         second.get_by_text("Memory of one head, A vs B").wait_for()
         wait_idle(second)
-        box = second.get_by_label("or type your own (leave empty to use the preset)")
-        for _ in range(50):  # the box is filled by the run that read the link; poll rather than race it
-            if box.input_value() == text:
-                break
-            second.wait_for_timeout(200)
-        assert box.input_value() == text, link
-        assert second.locator('input[type="range"][aria-label="Token"]').input_value() == str(len(text) - 2)
+        # Filled by the run that read the link: waited for, not raced.
+        expect(second.get_by_label("or type your own (leave empty to use the preset)")).to_have_value(text, timeout=TIMEOUT_MS)
+        expect(second.locator('input[type="range"][aria-label="Token"]')).to_have_value(str(len(text) - 2), timeout=TIMEOUT_MS)
 
 
 def test_a_first_visit_offers_one_click_demos(page):
@@ -279,7 +275,10 @@ def test_every_panel_scrubs_at_2048_and_at_16384_tokens(page):
             continue
         page.get_by_text(f"Token {n - 1} (stream position {run * n + n - 1})").wait_for()
         timeline = page.locator('[data-testid="stPlotlyChart"]').first.locator("g.draglayer rect.nsewdrag")
-        low, high = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.xaxis.range")
+        # The timelines' Plotly element is mounted after the script run ends (late on a loaded machine).
+        low, high = page.evaluate_handle("() => new Promise(done => { const poll = () => { const e = document."
+                                         "querySelector('.js-plotly-plot'); e && e._fullLayout && e._fullLayout.xaxis ? "
+                                         "done(e._fullLayout.xaxis.range) : requestAnimationFrame(poll); }; poll(); })").json_value()
         for panel, fraction in ((0, 0.2), (1, 0.4), (2, 0.6), (3, 0.8), (4, 0.3)):
             token = click_scrubs(page, timeline.nth(panel), fraction)
             clicked = low + fraction * (high - low) - run * n  # the stream position under the click, in the run
