@@ -8,14 +8,24 @@ from nested_learning.viz.presets import TEXT_PRESETS
 from nested_learning.viz.view import View, parse_view, view_to_params
 
 
+# URLs this session wrote or read, newest last. A rerun asked for before the previous run's URL reached the
+# browser carries the URL from before it: one of these, so not a link to follow (it would undo the rerun).
+SEEN_VIEWS = 16
+
+
+def _seen(params: dict):
+    seen = [p for p in st.session_state.get("view_params_seen", []) if p != params]
+    st.session_state.view_params_seen = (seen + [params])[-SEEN_VIEWS:]
+
+
 def arriving_view(config, b_options: tuple[str, ...] = ()) -> tuple[View | None, list[str]]:
-    """The URL's view when it differs from what this session last wrote (a shared link, or an edited URL),
+    """The URL's view when this session has not written or read it before (a shared link, or an edited URL),
     with the notices of values that were clamped or ignored; None when there is nothing new."""
     params = st.query_params.to_dict()
-    if not params or params == st.session_state.get("view_params"):
+    if not params or params in st.session_state.get("view_params_seen", []):
         return None, []
     view, notices = parse_view(params, config, tuple(TEXT_PRESETS), b_options)
-    st.session_state.view_params = params
+    _seen(params)
     return view, notices
 
 
@@ -24,7 +34,7 @@ def write_view(view: View):
     params = view_to_params(view)
     if params != st.query_params.to_dict():
         st.query_params.from_dict(params)
-    st.session_state.view_params = params
+    _seen(params)
 
 
 def show_notices(notices: list[str]):

@@ -183,6 +183,24 @@ def test_a_link_carries_typed_text_and_runs_it_on_arrival(app):
     assert metric(fresh, "Tokens in this run") == str(len(text))
 
 
+def test_a_rerun_carrying_a_url_this_session_wrote_before_is_not_a_new_link(app):
+    """A rerun asked for before the previous run's URL reached the browser carries the URL before it (a
+    loaded server, a quick second click): that is this session's own past view, not a link, and must not
+    replace what was typed with the preset."""
+    text = "Alice met Bob at noon. Alice met Bob at noon."
+    at = ok(app().run())
+    stale = dict(at.query_params)  # the view the first run wrote: the preset
+    assert "preset" in stale
+    at.segmented_control(key="explore_source").set_value("Type").run()
+    ok(at.text_area(key="explore_text").set_value(text).run())
+    assert decode_text(at.query_params["text"]) == text
+    at.query_params.clear()
+    at.query_params.update(stale)  # the next rerun arrives with the URL from before
+    ok(at.run())
+    assert at.text_area(key="explore_text").value == text
+    assert decode_text(at.query_params["text"]) == text and "preset" not in at.query_params
+
+
 def test_garbage_query_parameters_are_clamped_with_notices(app):
     at = app()
     at.query_params.update({"preset": "<script>x</script>", "layer": "99", "head": "two", "token": "100000",
