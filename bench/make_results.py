@@ -339,8 +339,10 @@ def block_alike(r: dict) -> str:
     rows.append(["held-out documents with their line breaks, bits per byte"]
                 + [bits(model.key, "bits_per_byte_as_written") for model in models])
     sources = ", ".join(f"`{path}` (`{report['checkpoint']}`)" for model in models for path, report in r["alike"][model.key])
-    return (f"Each trained by the shipped model's recipe (`--recipe cpu`, seed 0, one thread) and measured on the same "
-            f"held-out prose and tasks, 48 sequences per measurement, 95% bootstrap intervals: {sources}.\n\n"
+    counts = sorted({report["n"] for model in models for _, report in r["alike"][model.key]})
+    return (f"Each trained by the shipped model's recipe (`--recipe cpu`; `cpu-attention` where the column says so), "
+            f"seed 0, one thread, and measured on the same held-out prose and tasks, "
+            f"{' or '.join(map(str, counts))} sequences per measurement, 95% bootstrap intervals: {sources}.\n\n"
             + table(["measure"] + [model.label for model in models], rows))
 
 
@@ -376,7 +378,8 @@ def block_summary(r: dict) -> str:
         "- a pass key found " + ", ".join(f"{100 * keys[d]['own']['mean']:.1f}% at {keys[d]['token_distance']:,}"
                                           for d in sorted(keys)) + " tokens back;",
         "- in wordings of the tasks the training never saw: " + wordings_line(r["wordings"]) + ";",
-        "- against models trained by the same recipe, a passage reread 1,000 tokens later (second / first reading) "
+        "- against models trained alike (the same recipe, or its `cpu-attention` variant where named), a passage "
+        "reread 1,000 tokens later (second / first reading) "
         "and the pass key 1,054 tokens back: " + alike_line(r) + ";",
         f"- targets met: {met} of {len(rows)} (`{REPORTS['targets']}`); validation suite: {v['passed']} of "
         f"{v['passed'] + v['failed']} judged results hold (`{REPORTS['validation']}`).",

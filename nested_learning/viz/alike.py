@@ -1,5 +1,5 @@
-"""Models trained by the shipped model's recipe, measured at every distance (``bench/model_targets.py
---only curves,long``): which report holds each, the curves as one table, and one figure of them for the
+"""Models trained by the shipped model's recipe (or, where the label says so, its `cpu-attention`
+variant), measured at every distance (``bench/model_targets.py --only curves,long,written``): which report holds each, the curves as one table, and one figure of them for the
 Validate page (docs/results.md "Models trained alike" prints the same reports as a table)."""
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ ALIKE = (
                ("reports/model-targets-transformer-full-attention.json",)),
 )
 
-# measure -> (report list, the field that says how far back, the statistic, axis title, as a percentage)
+# measure -> (the report's list of rows, the field that says how far back, the statistic, axis title, as a percentage)
 MEASURES = {
     "reread": ("reread", "gap", "ratio_own", "passage reread: second / first reading", False),
     "copy": ("copy", "gap", "own", "32-letter copy: nats a letter", False),
@@ -83,16 +83,19 @@ def curves_figure(frame: pd.DataFrame) -> go.Figure:
     fig = make_subplots(rows=2, cols=2, subplot_titles=[MEASURES[m][3] for m in MEASURES], vertical_spacing=0.16,
                         horizontal_spacing=0.09)
     order, in_legend = list(dict.fromkeys(frame["label"])), set()
+    # Fixed by the model's place in the registry, so a model keeps its colour when others are missing.
+    place = {model.label: i for i, model in enumerate(ALIKE)}
+    colour = {label: _COLOURS[place.get(label, i) % len(_COLOURS)] for i, label in enumerate(order)}
     for i, (measure, (_, _, _, _, percent)) in enumerate(MEASURES.items()):
         row, col = divmod(i, 2)
         scale = 100.0 if percent else 1.0
-        for j, label in enumerate(order):
+        for label in order:
             part = frame[(frame["label"] == label) & (frame["measure"] == measure)]
             if part.empty:
                 continue
             fig.add_trace(go.Scatter(
                 x=part["tokens_back"], y=part["mean"] * scale, mode="lines+markers", name=label, legendgroup=label,
-                showlegend=label not in in_legend, line=dict(color=_COLOURS[j % len(_COLOURS)], width=3 if label == SHIPPED else 1.5),
+                showlegend=label not in in_legend, line=dict(color=colour[label], width=3 if label == SHIPPED else 1.5),
                 error_y=dict(type="data", symmetric=False, array=(part["ci_high"] - part["mean"]) * scale,
                              arrayminus=(part["mean"] - part["ci_low"]) * scale, thickness=1),
                 hovertemplate=f"{label}<br>%{{x:,}} tokens back: %{{y:.3g}}{'%' if percent else ''}<extra></extra>"),
@@ -111,4 +114,5 @@ def curves_figure(frame: pd.DataFrame) -> go.Figure:
     return fig
 
 
-_COLOURS = ("#1b7837", "#762a83", "#e08214", "#4d4d4d", "#2166ac", "#b2182b")
+# One per model of ALIKE (a repeated colour would draw a baseline as the shipped model's green).
+_COLOURS = ("#1b7837", "#762a83", "#e08214", "#4d4d4d", "#2166ac", "#92c5de", "#b2182b", "#f4a582")

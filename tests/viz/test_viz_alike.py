@@ -59,3 +59,11 @@ def test_every_shipped_report_it_names_reads():
     shipped = frame[frame["model"] == "hope"]
     assert set(shipped["measure"]) == set(alike.MEASURES)
     assert {"window16", "window512"} <= set(frame["model"])
+
+
+def test_every_model_of_the_registry_keeps_a_colour_of_its_own():
+    """A baseline drawn in the shipped model's green would read as the shipped model."""
+    fig = alike.curves_figure(alike.curves())
+    colours = {t.name: t.line.color for t in fig.data}
+    assert len(set(colours.values())) == len(colours) >= 5
+    assert len(alike._COLOURS) >= len(alike.ALIKE)
