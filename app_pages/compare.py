@@ -141,7 +141,8 @@ def memory_panels(rec_a, rec_b):
     t = token_slider(rec_a.n_tokens, "compare_token")
     fig = compare.compare_memory(rec_a, rec_b, layer, head, t)
     if fig is None:
-        st.info(f"Layer {layer}, head {head} has no test-time memory on one side, so there is no M_t to compare.")
+        st.info(f"Layer {layer}, head {head}: no test-time memory of the same form on both sides (switched off or not "
+                "in one model, or a 2-layer memory against a linear one), so there is no M_t to compare.")
     else:
         st.plotly_chart(fig, config=PLOT_CONFIG, key="compare_memory")
     link.write_view(replace(view, token=t))

@@ -16,7 +16,7 @@ from nested_learning.viz.session import MAX_RUN_TOKENS, RunRefused, first_tokens
 from nested_learning.viz.view import MAX_LINK_TEXT, encode_text
 from nested_learning.viz.compare import switch_label
 from nested_learning.viz import explore_state
-from nested_learning.viz.explore_state import KEYS, ExploreState
+from nested_learning.viz.explore_state import KEYS, MATRIX_CHOICES, ExploreState
 from nested_learning.viz.run_memo import RunMemo
 from app_pages import classroom, explore_tools, link
 from app_pages.memory import memory_session, reset_button
@@ -138,10 +138,10 @@ def prepare_figures(recording) -> None:
     """What the run's figures need, derived once: the CMS events, the timelines, the player's payload and, when
     its panel is open, the CMS replay of the shown layer (later reruns reuse them)."""
     now = state()
-    layer = int(now.layer or 0)
+    layer, matrix = int(now.layer or 0), now.matrix or "memory"
     timeline_figure(recording, bool(now.all_heads))
-    if layer in recording.memory_layers and player.has_factors(recording, layer):
-        prepare_payload(memo, recording, layer, int(now.head or 0), run_repeats(recording))
+    if layer in recording.memory_layers and player.has_factors(recording, layer, matrix):
+        prepare_payload(memo, recording, layer, int(now.head or 0), run_repeats(recording), matrix)
     if layer in recording.cms_layers and st.session_state.get("explore_cms"):
         recording.cms_replay(layer)
 
@@ -201,22 +201,28 @@ def show_run(result):
     for name in ("Memory M_t", "Coloured text"):  # the player's own figures; the panels below anchor themselves
         classroom.anchor(name)  # at most one is shown
     st.subheader("Inside the memory at one token")
-    c1, c2, _ = st.columns([1, 1, 2])
+    c1, c2, c3, _ = st.columns([1, 1, 1, 1])
     layer = c1.selectbox("Layer", range(config.n_layers), key=KEYS["layer"], persist_state="session")
     head = c2.selectbox("Head", range(config.n_memory_heads), key=KEYS["head"], persist_state="session")
+    matrix = "memory"
+    if config.memory and config.memory_depth > 1:  # the 2-layer memory: two fast matrices to look into
+        st.session_state.setdefault(KEYS["matrix"], "memory")  # not index=: a link may have set it
+        matrix = c3.selectbox("Matrix", tuple(MATRIX_CHOICES), format_func=MATRIX_CHOICES.get, key=KEYS["matrix"],
+                              persist_state="session", help="The 2-layer memory M(x) = x + W1 silu(W2 x): W2 maps "
+                              "the key to hidden units, W1 the hidden units to the value. Both are written at every token.")
     # The player draws the coloured text; without a player (no memory in this layer) the server does.
-    server_text = classroom.figure_shown("Coloured text") and not has_player(recording, layer)
+    server_text = classroom.figure_shown("Coloured text") and not has_player(recording, layer, matrix)
     if server_text:
         scrub_to_clicked_character(recording, layer)  # before the scrubber, so it starts at the clicked token
     # Scrubbing and Play run in the browser; a settled token reruns only this fragment.
-    st.fragment(scrubber)(recording, layer, head)
+    st.fragment(scrubber)(recording, layer, head, matrix)
     if server_text:
         coloured_text(recording, layer)
 
 
-def has_player(recording, layer: int) -> bool:
+def has_player(recording, layer: int, matrix: str = "memory") -> bool:
     """Whether the browser's player can replay this layer's memory (a one-token run has nothing to scrub)."""
-    return layer in recording.memory_layers and player.has_factors(recording, layer) and recording.n_tokens > 1
+    return layer in recording.memory_layers and player.has_factors(recording, layer, matrix) and recording.n_tokens > 1
 
 
 def timelines_section(recording):
@@ -279,15 +285,16 @@ def settle_at(token: int) -> None:
     change(ExploreState.settle, token)
 
 
-def scrubber(recording, layer: int, head: int):
+def scrubber(recording, layer: int, head: int, matrix: str = "memory"):
     """The player (in the browser) and the panels the server draws at its settled token; a settled token or a
-    setting here reruns only this function (a fragment; see show_run)."""
+    setting here reruns only this function (a fragment; see show_run). ``matrix``: the 2-layer memory's W1
+    ("memory") or W2 ("hidden_memory")."""
     t = scrubbed_token(recording)
-    t = player_or_slider(recording, layer, head, t)
-    memory_panels(recording, layer, head, t)
+    t = player_or_slider(recording, layer, head, t, matrix)
+    memory_panels(recording, layer, head, t, matrix)
     window_panel(model, session.last, t)
     if not classroom.in_classroom():
-        reproduce_panel(recording, layer, head, t)
+        reproduce_panel(recording, layer, head, t, matrix)
     link.write_view(state().view(t))
 
 
@@ -301,14 +308,16 @@ def scrubbed_token(recording) -> int:
     return t
 
 
-def player_or_slider(recording, layer: int, head: int, t: int) -> int:
+def player_or_slider(recording, layer: int, head: int, t: int, matrix: str = "memory") -> int:
     """The browser's player where it can replay the layer's memory, else the server's slider; the token shown."""
-    if has_player(recording, layer):
+    if has_player(recording, layer, matrix):
+        block = player.key_block(recording.matrix_factors(layer, matrix)["keys"].shape[-1])
+        pooled = f"key dimensions averaged in blocks of {block} to fit the panel; " if block > 1 else ""
         st.caption("Drag the slider, press Play or click the loss strip: the heatmaps are redrawn in your browser "
-                   f"(key dimensions averaged in blocks of {player.key_block(config.memory_key_dim)} to fit the panel; "
-                   "full resolution below). The panels under the player follow when it stops.")
+                   f"({pooled}full resolution below). The panels under the player follow when it stops.")
         memory_player(memo, recording, layer, head, t, settle_at, run_repeats(recording),
-                      panels=classroom.figure_shown("Memory M_t"), text=classroom.figure_shown("Coloured text"))
+                      panels=classroom.figure_shown("Memory M_t"), text=classroom.figure_shown("Coloured text"),
+                      matrix=matrix)
         return t
     # No memory to replay in the browser (or one token: nothing to scrub): the server's slider.
     t = token_slider(recording.n_tokens, KEYS["token"], help="Scrub through the run: the panels show the state after this token.")
@@ -318,11 +327,11 @@ def player_or_slider(recording, layer: int, head: int, t: int) -> int:
     return t
 
 
-def reproduce_panel(recording, layer: int, head: int, t: int):
+def reproduce_panel(recording, layer: int, head: int, t: int, matrix: str = "memory"):
     with lazy_section("Reproduce this view in Python", "explore_reproduce") as open_:
         if open_:
             code = snippet.reproduce(choice, state().linked_text or recording.text or "", list(recording.ablation.names_off()),
-                                     layer, head, t, recording.start_position)
+                                     layer, head, t, recording.start_position, matrix)
             st.code(code, language="python")
 
 

@@ -8,7 +8,7 @@ import contextlib
 import pandas as pd
 import streamlit as st
 
-from nested_learning.viz import anatomy, attention_window, heatmaps, probe
+from nested_learning.viz import anatomy, attention_window, heatmaps, player, probe
 from nested_learning.viz.explore_state import CMS_VIEWS, KEYS
 from app_pages import classroom
 from app_pages.serving import admitted
@@ -27,17 +27,30 @@ def lazy_section(title: str, key: str):
         yield bool(panel.open)
 
 
-def full_memory_panel(recording, layer: int, head: int, t: int):
-    memory = recording.memory_matrix(layer, head, t)  # rebuilt once: the delta reuses it
-    now, write = heatmaps.memory_figures(memory, memory - recording.memory_matrix(layer, head, t - 1), f"token {t}")
+def full_memory_panel(recording, layer: int, head: int, t: int, matrix: str = "memory"):
+    memory = recording.memory_matrix(layer, head, t, matrix)  # rebuilt once: the delta reuses it
+    symbol, rows, columns = player.matrix_names(recording, layer, matrix)
+    now, write = heatmaps.memory_figures(memory, memory - recording.memory_matrix(layer, head, t - 1, matrix),
+                                         f"token {t}", symbol, rows, columns)
     left, right = st.columns(2)
     left.plotly_chart(now, config=PLOT_CONFIG, key="memory_heatmaps")
     right.plotly_chart(write, config=PLOT_CONFIG, key="memory_write")
-    st.caption("Every cell: red positive, blue negative, white zero. The write is one outer product "
-               "(a pattern along the value dimension times the key), so it shows as stripes.")
+    if symbol == "M":
+        st.caption("Every cell: red positive, blue negative, white zero. The write is one outer product "
+                   "(a pattern along the value dimension times the key), so it shows as stripes.")
+    else:
+        st.caption(f"Every cell: red positive, blue negative, white zero. {symbol}'s write is one outer product "
+                   f"(along the {rows}s times along the {columns}s) plus retention's pull toward its initial "
+                   "weights, so it shows as stripes on a faint copy of the matrix.")
 
 
-def delta_rule_panel(recording, layer: int, head: int, t: int):
+def delta_rule_panel(recording, layer: int, head: int, t: int, matrix: str = "memory"):
+    if len(recording.memory_matrices(layer)) == 2:  # the 2-layer memory: a gradient step, not the delta rule
+        st.caption(f"Token {t}, layer {layer}, head {head}. M(x) = x + W1 silu(W2 x) is asked for the token's key; "
+                   "one gradient step on 1/2 |M(k) - v|^2 (taken at the chunk start's weights) writes both matrices: "
+                   "W1 += rho e a^T, W2 += rho d k^T, each after keeping a_t of its distance from its initial weights.")
+        st.dataframe(anatomy.deep_write_table(recording, layer, head, t).style.format({"value": "{:.4g}"}), hide_index=True)
+        return
     parts = anatomy.anatomy(recording, layer, head, t)
     st.caption(f"Token {t}, layer {layer}, head {head}. Mₜ = aₜ Mₜ₋₁ + lrₜ (vₜ − Mₜ₋₁ kₜ) kₜᵀ: the memory "
                "is asked for the token's key, compares its answer with the value, and writes the error along the key.")
@@ -56,7 +69,7 @@ def cms_panel(recording, layer: int, t: int):
                     config=PLOT_CONFIG, key="cms_heatmaps")
 
 
-def probe_panel(recording, layer: int, head: int, t: int):
+def probe_panel(recording, layer: int, head: int, t: int, matrix: str = "memory"):
     st.caption(f"After token {t}, layer {layer}.")
     st.session_state.setdefault(KEYS["probe_specific"], True)  # not value=: a link may have set it
     specific = st.toggle("Specificity (minus the match with any other value)", key=KEYS["probe_specific"], persist_state="session")
@@ -72,6 +85,7 @@ def probe_panel(recording, layer: int, head: int, t: int):
                "point one way), however high the plain cosine.")
 
 
+DEEP_WRITE_TITLE = "How the settled token was written: one gradient step on W1 and W2"
 # The memory's panels under the player: (classroom figure, title, session key of its open state, drawer).
 MEMORY_PANELS = (
     ("Memory M_t", "Full-resolution M_t and its write at the settled token", "explore_full_memory", full_memory_panel),
@@ -80,9 +94,9 @@ MEMORY_PANELS = (
 )
 
 
-def memory_panels(recording, layer: int, head: int, t: int):
+def memory_panels(recording, layer: int, head: int, t: int, matrix: str = "memory"):
     """The panels the server draws at the settled token: the memory's (full M_t, the delta rule, the probe)
-    and the CMS levels'."""
+    and the CMS levels'. ``matrix``: the 2-layer memory's W1 ("memory") or W2 ("hidden_memory")."""
     has_memory = layer in recording.memory_layers
     if not has_memory and any(map(classroom.figure_shown, ("Memory M_t", "Delta rule", "Probe"))):
         st.info(f"Layer {layer} has no test-time memory in this run (switched off or not in this model).")
@@ -90,9 +104,11 @@ def memory_panels(recording, layer: int, head: int, t: int):
         if has_memory and classroom.figure_shown(figure):
             if figure != "Memory M_t":  # that one starts with the player's heatmaps, anchored above them
                 classroom.anchor(figure)
+            if figure == "Delta rule" and len(recording.memory_matrices(layer)) == 2:
+                title = DEEP_WRITE_TITLE
             with lazy_section(title, key) as open_:
                 if open_:
-                    draw(recording, layer, head, t)
+                    draw(recording, layer, head, t, matrix)
     if layer in recording.cms_layers and classroom.figure_shown("CMS"):
         classroom.anchor("CMS")
         with lazy_section("The CMS levels' weights at the settled token", "explore_cms") as open_:

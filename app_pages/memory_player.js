@@ -32,10 +32,11 @@ function storeRun(run) {
   for (const wake of [...STORE.waiting]) wake();
 }
 
-// ---- the pooled recurrence: M_t = a_t M_{t-1} + u_t k_t^T (with momentum: S_t = b_t S_{t-1} + u_t k_t^T, M_t = a_t M_{t-1} + S_t)
+// ---- the pooled recurrence: M_t = a_t M_{t-1} + u_t k_t^T (with momentum: S_t = b_t S_{t-1} + u_t k_t^T, M_t = a_t M_{t-1} + S_t;
+// with an anchor A, the 2-layer memory's W1 and W2: W_t = a_t W_{t-1} + (1 - a_t) A + u_t k_t^T)
 function step(run, t, memory, momentum) {
   const { rows, columns } = run.header;
-  const { writes, keys, retention, momentum_gate } = run.arrays;
+  const { writes, keys, retention, momentum_gate, anchor } = run.arrays;
   const a = retention[t];
   for (let i = 0; i < rows; i++) {
     const u = writes[t * rows + i];
@@ -43,10 +44,14 @@ function step(run, t, memory, momentum) {
     for (let j = 0; j < columns; j++) {
       let w = u * keys[t * columns + j];
       if (momentum) w = momentum[base + j] = momentum_gate[t] * momentum[base + j] + w;
+      if (anchor) w += (1 - a) * anchor[base + j];
       memory[base + j] = a * memory[base + j] + w;
     }
   }
 }
+
+// The matrix's symbol with a subscript t ("M" for the linear memory; "W1" or "W2" for the 2-layer one).
+const symbolAt = (header) => `${header.symbol || "M"}\u209c`;
 
 function checkpoints(run) {
   if (run.checkpoints) return run.checkpoints;
@@ -291,8 +296,8 @@ export default function (component) {
     q(".find-next").addEventListener("click", () => nextMatch(player));
     q(".tour-next").addEventListener("click", () => tourStep(player, 1));
     q(".tour-back").addEventListener("click", () => tourStep(player, -1));
-    for (const [cls, name] of [["now", "M\u209c"], ["write", "M\u209c \u2212 M\u209c\u208b\u2081"]]) {
-      q(`canvas.${cls}`).addEventListener("mousemove", (e) => hover(player, e, cls, name));
+    for (const cls of ["now", "write"]) {
+      q(`canvas.${cls}`).addEventListener("mousemove", (e) => hover(player, e, cls));
     }
   }
   // A trigger, not a state: returning to a token reported before must reach the server again.
@@ -372,8 +377,11 @@ function show(player, t, report = true) {
   const [memory, previous] = memoryAt(run, t);
   const write = memory.map((v, i) => v - previous[i]);
   const where = `layer ${header.layer}, head ${header.head}`;
-  q(".title-now").textContent = `The memory M\u209c after token ${t} (${where})`;
-  q(".title-write").textContent = `M\u209c \u2212 M\u209c\u208b\u2081: what token ${t} wrote`;
+  const symbol = symbolAt(header), before = `${header.symbol || "M"}\u209c\u208b\u2081`;
+  q(".title-now").textContent = header.symbol && header.symbol !== "M"
+    ? `The memory's ${symbol} (${header.row_name}s x ${header.column_name}s) after token ${t} (${where})`
+    : `The memory M\u209c after token ${t} (${where})`;
+  q(".title-write").textContent = `${symbol} \u2212 ${before}: what token ${t} wrote`;
   for (const [cls, values] of [["now", memory], ["write", write]]) {
     const limit = drawMatrix(q(`canvas.${cls}`), values, header.rows, header.columns, player.table);
     const scale = q(`canvas.${cls}`).parentElement.querySelector(".scale");
@@ -440,16 +448,18 @@ function markText(player, t, mark = "now") {
   player.marks[mark]?.classList.add(mark);
 }
 
-function hover(player, event, cls, name) {
+function hover(player, event, cls) {
   const { run } = player;
   if (!run) return;
   const box = event.target.getBoundingClientRect();
   const { rows, columns, block, key_width } = run.header;
+  const rowName = run.header.row_name || "value dim", columnName = run.header.column_name || "key dim";
   const i = Math.min(rows - 1, Math.floor(((event.clientY - box.top) / box.height) * rows));
   const j = Math.min(columns - 1, Math.floor(((event.clientX - box.left) / box.width) * columns));
   const value = player.values[cls][i * columns + j];
-  const keys = block > 1 ? `key dims ${j * block}-${Math.min(key_width, (j + 1) * block) - 1} (their mean)` : `key dim ${j}`;
-  player.q(".readout").textContent = `${name} at token ${player.token}: value dim ${i}, ${keys}: ${value.toPrecision(4)}`;
+  const keys = block > 1 ? `${columnName}s ${j * block}-${Math.min(key_width, (j + 1) * block) - 1} (their mean)` : `${columnName} ${j}`;
+  const symbol = symbolAt(run.header), name = cls === "now" ? symbol : `${symbol} \u2212 ${(run.header.symbol || "M")}\u209c\u208b\u2081`;
+  player.q(".readout").textContent = `${name} at token ${player.token}: ${rowName} ${i}, ${keys}: ${value.toPrecision(4)}`;
 }
 
 function receiveRun(bytes) {

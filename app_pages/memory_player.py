@@ -19,22 +19,22 @@ COMPONENT = st.components.v2.component("nle_memory_player", js=(HERE / "memory_p
                                        css=(HERE / "memory_player.css").read_text())
 
 
-def prepare_payload(memo: RunMemo, recording, layer: int, head: int, found: list) -> tuple[str, bytes]:
-    """(run id, bytes) for the last (recording, layer, head) of this session: a rerun sends the same bytes,
-    which Streamlit then sends by reference only."""
+def prepare_payload(memo: RunMemo, recording, layer: int, head: int, found: list, matrix: str = "memory") -> tuple[str, bytes]:
+    """(run id, bytes) for the last (recording, layer, head, matrix) of this session: a rerun sends the same
+    bytes, which Streamlit then sends by reference only."""
     def build():
         run_id = uuid.uuid4().hex[:12]
-        return run_id, player.payload(recording, layer, head, run_id, found=found)
-    return memo.get("player_payload", recording, (layer, head), build)
+        return run_id, player.payload(recording, layer, head, run_id, found=found, matrix=matrix)
+    return memo.get("player_payload", recording, (layer, head, matrix), build)
 
 
 def memory_player(memo: RunMemo, recording, layer: int, head: int, token: int, on_settle, found: list,
-                  panels: bool = True, text: bool = True) -> None:
+                  panels: bool = True, text: bool = True, matrix: str = "memory") -> None:
     """Mount the player at ``token``; ``on_settle(token)`` runs when the browser reports a settled token;
     ``found``: the run's repeats (its tour starts there).
     Without ``panels`` (its heatmaps) or ``text`` (the coloured text) only the rest shows: classroom mode
-    shows one figure at a time."""
-    run_id, data = prepare_payload(memo, recording, layer, head, found)
+    shows one figure at a time. ``matrix``: the 2-layer memory's W1 ("memory") or W2 ("hidden_memory")."""
+    run_id, data = prepare_payload(memo, recording, layer, head, found, matrix)
     COMPONENT(key="memory_player_data", data=data)
 
     def settled():

@@ -4,7 +4,8 @@
 built. Shapes (B batch, H memory heads, T tokens, d memory head width, dk key width = d x key_expansion,
 D model width, h CMS hidden width):
 
-    MemoryTrace   per-token streams [B, H, T]; unit_keys, values, errors [B, H, T, d]; keys [B, H, T, dk]
+    MemoryTrace   per-token streams [B, H, T]; unit_keys, values, errors [B, H, T, d]; keys [B, H, T, dk];
+                  the 2-layer memory's write factors hidden, hidden_errors [B, H, T, d], write_rate [B, H, T]
     CMSTrace      input [B, T, D]: it replays every level exactly; levels' write pairs when asked for
     LayerTrace    one block's memory, CMS and attention weights [B, heads, T, keys] (None: not there or off)
     HopeTrace     one LayerTrace per block
@@ -33,8 +34,12 @@ class MemoryTrace:
     unit_keys: torch.Tensor  # l2norm(k_t) [.., d]: the key feature map's input
     keys: torch.Tensor  # phi(unit key) [.., dk]: what the memory wrote with
     values: torch.Tensor  # v_t [.., d]
-    errors: torch.Tensor  # v_t - M_{t-1} k_t [.., d] (momentum: M_c, the chunk start's; updates off: never written)
+    errors: torch.Tensor  # v_t - M_{t-1} k_t [.., d] (momentum and memory_depth 2: at the chunk start's weights; updates off: never written)
     momentum_gate: torch.Tensor | None = None  # beta_t: momentum configs with updates on
+    # memory_depth 2 (M(x) = r(x) + W1 silu(W2 x)): W1 += rho e a^T and W2 += rho d k^T, a and d at the chunk start's weights
+    hidden: torch.Tensor | None = None  # a_t = silu(W2 k_t) [.., d]: the key of W1's write
+    hidden_errors: torch.Tensor | None = None  # d_t = silu'(W2 k_t) * (W1^T e_t) [.., d]: W2's write direction
+    write_rate: torch.Tensor | None = None  # rho_t: the step each token took (0 with updates off)
 
     @classmethod
     def cat(cls, parts: list[MemoryTrace]) -> MemoryTrace:

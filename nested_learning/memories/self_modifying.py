@@ -56,6 +56,13 @@ class Gate(NamedTuple):
     log_retention: torch.Tensor  # [B, H, n]
 
 
+class DeepWrite(NamedTuple):
+    """memory_depth 2: one chunk's write factors besides the error (W1 += rho e a^T, W2 += rho d k^T)."""
+    hidden: torch.Tensor  # a_t [N, n, d] at the chunk start's weights
+    hidden_error: torch.Tensor  # d_t [N, n, d]
+    rate: torch.Tensor  # rho_t [N, n]
+
+
 class Write(NamedTuple):
     """One chunk's reads and writes, the same fields whatever rule wrote (or none)."""
     output: torch.Tensor  # M_t q_t [N, n, d]
@@ -64,6 +71,7 @@ class Write(NamedTuple):
     error: torch.Tensor | None  # v_t - M_{t-1} k_t [N, n, d]: when traced or with momentum (updates off: unwritten)
     surprise: torch.Tensor | None  # ||v_t - M_{t-1} k_t|| [N, n], when traced
     log_momentum_gate: torch.Tensor | None  # [B, H, n], momentum configs with momentum on
+    deep: DeepWrite | None = None  # memory_depth 2, when traced
 
 
 def chunk_runs(position: int, length: int, chunk: int):
@@ -284,16 +292,24 @@ class SelfModifyingMemory(nn.Module):
         target = v - self._fold(unit_keys)
         at_reference = reference_pass(k, target, reference, hidden_reference)
         gate = self._gate(k, v, reference, gate_features, ablation, reference_error=at_reference.error)
-        if not ablation.test_time_updates:
+        if not ablation.test_time_updates:  # nothing is written: traced, the error against the unchanging weights
             error = at_reference.error if reference is memory else target - mlp_read(k, memory, hidden)
-            surprise = torch.linalg.vector_norm(error, dim=-1) if traced else None
+            surprise = deep = None
+            if traced:
+                surprise = torch.linalg.vector_norm(error, dim=-1)
+                hidden_keys = at_reference.hidden if reference is memory else F.silu(torch.bmm(k, hidden.transpose(1, 2)))
+                deep = DeepWrite(hidden_keys, torch.zeros_like(hidden_keys), torch.zeros_like(error[..., 0]))
             return gate, Write(mlp_read(qc, memory, hidden) + unit_queries, memory, None, error if traced else None,
-                               surprise, None), hidden
+                               surprise, None, deep), hidden
         rate = self._fold(gate.learning_rate) * (1 / self.config.memory_chunk_size)
         out = deep_memory_chunk(qc, k, target, rate, self._fold(gate.log_retention), memory, hidden, reference,
                                 hidden_reference, at_reference, *anchors, return_error=traced)
-        surprise = torch.linalg.vector_norm(out.error, dim=-1) if traced else None
-        return gate, Write(out.output + unit_queries, out.w1, None, out.error, surprise, None), out.w2
+        if not traced:
+            return gate, Write(out.output + unit_queries, out.w1, None, None, None, None), out.w2
+        # surprise: the error before the write; the trace's error: the one the write used (at the chunk start)
+        surprise = torch.linalg.vector_norm(out.error, dim=-1)
+        deep = DeepWrite(at_reference.hidden, out.back, out.rate)
+        return gate, Write(out.output + unit_queries, out.w1, None, at_reference.error, surprise, None, deep), out.w2
 
     def _step_projections(self, projections, projected, gate: Gate, limits, n: int, on_boundary: bool):
         """The projection memories' mini-batch step: the mean over the chunk's tokens of lr_t * grad_t
@@ -322,7 +338,10 @@ class SelfModifyingMemory(nn.Module):
             retention=gate.log_retention.exp() if updates else torch.ones_like(learning_rate),
             unit_keys=unit_keys, keys=self._unfold(k), values=self._unfold(v),
             errors=self._unfold(write.error) if write.error is not None else torch.zeros_like(self._unfold(v)),
-            momentum_gate=momentum_gate)
+            momentum_gate=momentum_gate,
+            **({} if write.deep is None else dict(hidden=self._unfold(write.deep.hidden),
+                                                  hidden_errors=self._unfold(write.deep.hidden_error),
+                                                  write_rate=self._unfold(write.deep.rate))))
 
     def _rates(self, gate_logits, gate_surprise, ablation: Ablation) -> tuple[torch.Tensor, torch.Tensor]:
         """Learning rate in (0, max] and log retention (retention in [min, 1]), each [B, H, n]."""

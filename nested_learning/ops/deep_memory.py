@@ -65,6 +65,8 @@ class DeepMemoryResult(NamedTuple):
     error: torch.Tensor | None  # [N, C, dv] target_t - MLP_{t-1}(k_t): the error before the write
     w1: torch.Tensor  # [N, dv, h] after the chunk
     w2: torch.Tensor  # [N, h, dk]
+    back: torch.Tensor  # [N, C, h] d_t: W2's write direction (W1's is the reference error e_t)
+    rate: torch.Tensor  # [N, C] rho_t: the step each token took (what a recording replays the writes with)
 
 
 def silu_slope(pre: torch.Tensor) -> torch.Tensor:
@@ -124,7 +126,7 @@ def deep_memory_chunk(q, k, v, eta, log_retention, w1, w2, w1_reference=None, w2
     new_w1 = torch.baddbmm(_toward(w1, w1_anchor, run_decay), error.transpose(1, 2), last * hidden)
     new_w2 = torch.baddbmm(_toward(w2, w2_anchor, run_decay), back.transpose(1, 2), last * k)
     if not return_error:
-        return DeepMemoryResult(output, None, new_w1, new_w2)
+        return DeepMemoryResult(output, None, new_w1, new_w2, back, rate)
     # the error before each write: weights at t - 1 (e^{c_{t-1} - c_s} rho_s, s < t)
     before = weights.tril(-1) * (-log_retention).exp().unsqueeze(-1)
     previous = (cum - log_retention).exp().unsqueeze(-1)  # e^{c_{t-1}}
@@ -132,7 +134,7 @@ def deep_memory_chunk(q, k, v, eta, log_retention, w1, w2, w1_reference=None, w2
     key_hidden = F.silu(key_pre)
     prediction = (_decayed(key_hidden, w1, w1_anchor, previous)).baddbmm_(
         torch.bmm(key_hidden, hidden.transpose(1, 2)) * before, error)
-    return DeepMemoryResult(output, v - prediction, new_w1, new_w2)
+    return DeepMemoryResult(output, v - prediction, new_w1, new_w2, back, rate)
 
 
 def _decayed(x, w, anchor, decay):

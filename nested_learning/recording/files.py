@@ -30,6 +30,7 @@ _MEMORY_GROUP = set(_group("memory"))
 _KEYS = _group("keys")  # one of them: the unit keys, or (older files, a GPU's rounding) the keys
 _WRITE = _group("write")  # one of them: the errors, or (older files) the writes
 _MOMENTUM_PAIR = set(_group("momentum"))
+_DEEP = set(_group("deep")) | set(_group("values"))  # depth 2: its errors cannot rebuild the values
 
 
 def _cms_group(config: HopeConfig) -> set[str]:
@@ -69,6 +70,8 @@ def _expected(name: str, config: HopeConfig, T: int, cms: dict) -> tuple[streams
     if found is None:
         return None
     stream, index = found
+    if config.memory_depth == 1 and (stream.kept == "deep" or stream.name.endswith(".hidden_memory")):
+        return None
     if (("layer" in index and int(index["layer"]) >= config.n_layers)
             or ("level" in index and int(index["level"]) >= len(config.cms_periods))
             or ("param" in index and index["param"] not in cms)):
@@ -159,10 +162,11 @@ def _check_groups(header: dict, config: HopeConfig, name: str) -> None:
         memory = {n for n in present if n.startswith("memory.")}
         keys = next((n for n in _KEYS if n in memory), _KEYS[0])
         write = next((n for n in _WRITE if n in memory), _WRITE[0])
-        required = _MEMORY_GROUP | {keys, write} | (_MOMENTUM_PAIR if memory & _MOMENTUM_PAIR else set())
+        required = (_MEMORY_GROUP | {keys, write} | (_MOMENTUM_PAIR if memory & _MOMENTUM_PAIR else set())
+                    | (_DEEP if config.memory_depth > 1 else set()))
         if memory and required - memory:
             raise RecordingError(f"{name}: layer {layer}'s memory lacks tensor 'layers.{layer}.{sorted(required - memory)[0]}'")
-        if "full.memory.memory" in present and not memory:
+        if {"full.memory.memory", "full.memory.hidden_memory"} & present and not memory:
             raise RecordingError(f"{name}: layer {layer} has full memory states but no memory streams")
         cms = {n for n in present if n.startswith("cms.")}
         if cms and cms_group - cms:

@@ -7,7 +7,8 @@ memory matrix has to be materialised per token:
     M_t = a M_{t-1} + u k^T, with p = M_{t-1} k known from the forward pass (p = v - error), gives
     ||M_t||^2           = a^2 ||M_{t-1}||^2 + 2 a (u . p) + ||u||^2 ||k||^2
     ||M_t - M_{t-1}||^2 = (a-1)^2 ||M_{t-1}||^2 + 2 (a-1) (u . p) + ||u||^2 ||k||^2
-A CMS level is the same with one update per block: u k^T becomes the block's sum of writes.
+A CMS level is the same with one update per block: u k^T becomes the block's sum of writes. The deep
+memory's two matrices retain toward their initial weights A: their offsets W - A follow the same rule.
 """
 from __future__ import annotations
 
@@ -56,6 +57,20 @@ def memory_norms(initial: torch.Tensor, keys, writes, predictions, retention):
     return squared.clamp(min=0).sqrt().T, write.clamp(min=0).sqrt().T
 
 
+def anchored_norms(initial: torch.Tensor, anchor: torch.Tensor, keys, writes, retention):
+    """Per-token ||W_t|| and ||W_t - W_{t-1}|| of a matrix whose retention pulls toward ``anchor`` (the deep
+    memory's W1 and W2): W_t - A = a_t (W_{t-1} - A) + u_t k_t^T is a gated-delta memory in the offset
+    O = W - A, and ||W_t||^2 = ||O_t||^2 + 2 <O_t, A> + ||A||^2 with <O_t, A> = a_t <O_{t-1}, A> + u_t . A k_t.
+    initial, anchor [H, o, i]; keys [T, H, i]; writes [T, H, o]; retention [T, H]. Two [T, H] float64 tensors."""
+    offset = initial.double() - anchor.double()
+    norms, deltas = memory_norms(offset, keys, writes, predictions(offset, keys, writes, retention).float(), retention)
+    anchor_keys = torch.einsum("hoi,thi->tho", anchor.double(), keys.double())  # A k_t [T, H, o]
+    along = linear_scan(retention.double().T, torch.linalg.vecdot(writes.double(), anchor_keys).T,
+                        (offset * anchor.double()).sum((-1, -2)))  # <O_t, A> [H, T]
+    squared = norms.square() + 2 * along.T + anchor.double().square().sum((-1, -2))
+    return squared.clamp(min=0).sqrt(), deltas
+
+
 def rebuild_gated_delta(initial: torch.Tensor, keys, writes, retention, t: int) -> torch.Tensor:
     """M_t (after token t) = e^{c_t} M_0 + sum_{s<=t} e^{c_t - c_s} u_s k_s^T, in float64. [H, d, d]."""
     log_a = retention[:t + 1].double().log()  # [t+1, H]
@@ -83,11 +98,15 @@ def replay(initial, keys, writes, retention, momentum_gate=None, initial_momentu
 
 def rebuild_memory(factors: dict, head: int, t: int) -> torch.Tensor:
     """M_t of one head from a layer's factors by name ("keys", "writes", "retention", "initial.memory", and
-    "momentum_gate", "initial.momentum" with momentum). [d, dk] float64."""
+    "momentum_gate", "initial.momentum" with momentum, "anchor" where retention pulls toward it: the deep
+    memory's matrices). [d, dk] float64."""
     pick = lambda name: factors[name][:, head:head + 1]
     initial = factors["initial.memory"][head:head + 1]
     if t < 0:
         return initial[0].double()
+    if "anchor" in factors:  # W_t - A is a gated-delta memory
+        anchor = factors["anchor"][head].double()
+        return rebuild_gated_delta(initial.double() - anchor, pick("keys"), pick("writes"), pick("retention"), t)[0] + anchor
     if "momentum_gate" in factors:
         *_, memory = replay(initial, pick("keys"), pick("writes"), pick("retention"), pick("momentum_gate"),
                             factors["initial.momentum"][head:head + 1], steps=t + 1)

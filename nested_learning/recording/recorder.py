@@ -22,7 +22,7 @@ from ..tokenizer import ByteTokenizer
 from ..trace import CMSTrace, MemoryTrace
 from . import streams
 from .recording import Recording, RecordingError
-from .reconstruction import memory_norms, momentum_norms, replay
+from .reconstruction import anchored_norms, memory_norms, momentum_norms, replay
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -57,8 +57,6 @@ def record(model: HopeTransformer, text_or_tokens, state: HopeState | None = Non
     """
     if not 1 <= top_k <= model.config.vocab_size:
         raise RecordingError(f"top_k must be in [1, {model.config.vocab_size}], got {top_k}")
-    if model.config.memory and model.config.memory_depth > 1:  # its factors rebuild a linear memory only
-        raise RecordingError("recording a model with memory_depth 2 is not supported yet")
     tokens, text = _tokens(model, text_or_tokens, max_tokens)
     if tokens.numel() == 0:
         raise RecordingError("nothing to record: the input is empty")
@@ -84,7 +82,10 @@ def _record(model, tokens, text, state, ablation, top_k, attention, full_states,
     tensors = _token_streams(out.logits[0].float().cpu(), tokens, top_k, next_token)
     for i, layer_trace in enumerate(out.trace.layers):
         layer_state = state.layers[i]
-        if layer_trace.memory is not None:
+        if layer_trace.memory is not None and layer_trace.memory.hidden is not None:
+            tensors.update(_deep_memory_streams(i, layer_trace.memory, layer_state.memory, model.blocks[i].memory,
+                                                full_states, model.config.key_expansion))
+        elif layer_trace.memory is not None:
             tensors.update(_memory_streams(i, layer_trace.memory, layer_state.memory, full_states, model.config.key_expansion))
         if layer_trace.cms is not None:
             tensors.update(_cms_streams(i, layer_trace.cms, layer_state.cms, model.blocks[i].cms))
@@ -133,6 +134,35 @@ def _memory_streams(layer: int, trace: MemoryTrace, initial_state, full_states: 
         full = replay(initial, keys, writes, out[prefix + "retention"], out.get(prefix + "momentum_gate"),
                       out.get(prefix + "initial.momentum"))
         out[streams.full_memory(layer)] = torch.stack(list(full)).half()
+    return out
+
+
+def _deep_memory_streams(layer: int, trace: MemoryTrace, initial_state, module, full_states: bool,
+                         key_expansion: int) -> dict[str, torch.Tensor]:
+    """memory_depth 2: M(x) = r(x) + W1 silu(W2 x). Each matrix's offset from its anchor (the learned initial
+    weights retention pulls toward) is a gated-delta memory, W1 written rho e a^T and W2 rho d k^T: the
+    recording keeps the error e, the hidden a and its error d (all at the chunk start's weights), the rate
+    rho, the values (the errors are not against the weights before the write, so they cannot rebuild them)
+    and the starting weights and anchors."""
+    take = lambda name: getattr(trace, name)[0].transpose(0, 1).float().cpu()  # [H, T, ...] -> [T, H, ...]
+    prefix = streams.memory(layer, "")
+    out = {prefix + n: take(n) for n in ("surprise", "gate_surprise", "learning_rate", "retention", "write_rate",
+                                         "errors", "values", "hidden", "hidden_errors")}
+    keys = take("keys")
+    out.update(_key_factor(prefix, keys, take("unit_keys"), key_expansion))
+    rate = out[prefix + "write_rate"][..., None]
+    matrices = {"memory": (initial_state.memory, module.initial_memory, out[prefix + "hidden"], out[prefix + "errors"] * rate),
+                "hidden_memory": (initial_state.hidden_memory, module.initial_hidden_memory, keys,
+                                  out[prefix + "hidden_errors"] * rate)}
+    for name, (start, anchor, matrix_keys, writes) in matrices.items():
+        start, anchor = start[0].float().cpu(), anchor.detach().float().cpu()
+        out[prefix + f"initial.{name}"], out[prefix + f"anchor.{name}"] = start, anchor
+        norms, deltas = anchored_norms(start, anchor, matrix_keys, writes, out[prefix + "retention"])
+        out[prefix + f"{name}_norm"], out[prefix + ("write_norm" if name == "memory" else "hidden_write_norm")] = \
+            norms.float(), deltas.float()
+        if full_states:  # every W_t, float16
+            full = replay(start - anchor, matrix_keys, writes, out[prefix + "retention"])
+            out[streams.full_memory(layer, name)] = (torch.stack(list(full)) + anchor.double()).half()
     return out
 
 

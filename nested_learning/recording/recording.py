@@ -30,6 +30,8 @@ FORMAT = "nested_learning.recording"
 FORMAT_VERSION = "1"
 EVENT_FIELDS = ("token_index", "update_norm", "objective_before", "objective_after")
 MEMORY_FACTORS = ("keys", "writes", "retention", "initial.memory", "momentum_gate", "initial.momentum")
+# A memory layer's fast matrices and what they are called on screen (memory_depth 2 has two).
+MATRICES = {"memory": "memory M (depth 2: W1, values x hidden)", "hidden_memory": "W2 (hidden x keys, depth 2)"}
 
 
 class RecordingError(ValueError):
@@ -82,16 +84,18 @@ class Recording:
         source = streams.rebuilt_from(name)
         if source is None or source not in self.tensors:
             return False
-        # momentum's errors are against the chunk-start memory, which no file keeps: its values are stored
-        return not name.endswith(".values") or name.removesuffix("values") + "momentum_gate" not in self.tensors
+        # momentum's and depth 2's errors are against the chunk-start memory, which no file keeps: their values are stored
+        layer = name.removesuffix(name.rsplit(".", 1)[1])
+        return not name.endswith(".values") or not {layer + "momentum_gate", layer + "write_rate"} & self.tensors.keys()
 
     def _rebuild(self, name: str) -> torch.Tensor:
         source = self.tensors[streams.rebuilt_from(name)]
         layer = name.removesuffix(name.rsplit(".", 1)[1])  # "layers.{i}.memory."
         if name.endswith(".keys"):  # the model's own feature map, bit for bit (the recorder checked)
             return key_feature_map(source, self.config.key_expansion)
-        if name.endswith(".writes"):  # the recorder's own product: bit for bit
-            return source * self.tensors[layer + "learning_rate"][..., None]
+        if name.endswith(".writes") or name.endswith(".hidden_writes"):  # the recorder's own product: bit for bit
+            rate = self.tensors.get(layer + "write_rate", self.tensors[layer + "learning_rate"])  # depth 2: rho_t
+            return source * rate[..., None]
         prediction = predictions(self.tensors[layer + "initial.memory"], self.stream(layer + "keys"),
                                  self.stream(layer + "writes"), self.tensors[layer + "retention"])
         return (prediction + source.double()).float()
@@ -137,8 +141,9 @@ class Recording:
             T, H = self.memory_stream(layer, "surprise").shape
             columns = {"token_index": torch.arange(T).repeat_interleave(H).numpy(), "layer": layer,
                        "head": torch.arange(H).repeat(T).numpy()}
-            for name in streams.MEMORY_STREAMS:
-                columns[name] = self.memory_stream(layer, name).double().reshape(-1).numpy()
+            for name in streams.MEMORY_STREAMS + streams.DEEP_MEMORY_STREAMS:
+                if self.has_memory_stream(layer, name):
+                    columns[name] = self.memory_stream(layer, name).double().reshape(-1).numpy()
             parts.append(pd.DataFrame(columns))
         if not parts:
             return tokens
@@ -187,21 +192,55 @@ class Recording:
             raise IndexError(f"token {t} is outside this recording (0..{self.n_tokens - 1}, or -1 for the start)")
         return int(t)
 
-    def memory_matrix(self, layer: int, head: int, t: int) -> torch.Tensor:
-        """M_t of one head (after token t; t = -1 gives the memory before the first token). [d, dk] float64."""
+    def memory_matrices(self, layer: int) -> tuple[str, ...]:
+        """The layer's fast weight matrices by name: ("memory",) for M, or with ``memory_depth`` 2
+        ("memory", "hidden_memory") for W1 (values x hidden) and W2 (hidden x keys)."""
+        return tuple(name for name in MATRICES if self.has_memory_stream(layer, f"initial.{name}"))
+
+    def matrix_factors(self, layer: int, matrix: str = "memory") -> dict[str, torch.Tensor]:
+        """What rebuilds one of the layer's matrices (:func:`reconstruction.rebuild_memory`'s names): each is
+        W_t = A + a_t (W_{t-1} - A) + u_t k_t^T (A = 0 for the linear memory), its keys and writes [T, H, .]."""
+        if matrix not in self.memory_matrices(layer):
+            raise KeyError(f"layer {layer} has no recorded {MATRICES.get(matrix, repr(matrix))}")
+        if matrix == "memory" and not self.has_memory_stream(layer, "anchor.memory"):  # the linear memory
+            return {name: self.memory_stream(layer, name) for name in MEMORY_FACTORS if self.has_memory_stream(layer, name)}
+        keys, writes = ("hidden", "writes") if matrix == "memory" else ("keys", "hidden_writes")
+        pick = lambda name: self.memory_stream(layer, name)
+        return {"keys": pick(keys), "writes": pick(writes), "retention": pick("retention"),
+                "initial.memory": pick(f"initial.{matrix}"), "anchor": pick(f"anchor.{matrix}")}
+
+    def memory_matrix(self, layer: int, head: int, t: int, matrix: str = "memory") -> torch.Tensor:
+        """M_t of one head (after token t; t = -1 gives the memory before the first token). [d, dk] float64.
+        ``matrix``: one of :meth:`memory_matrices` (depth 2: "memory" is W1 [d, d], "hidden_memory" W2 [d, dk])."""
         t = self._check_token(t)
         if not self.has_memory_stream(layer, "initial.memory"):
             raise KeyError(f"layer {layer} has no recorded memory")
         if not 0 <= head < self.config.n_memory_heads:
             raise IndexError(f"head {head} is outside this model (0..{self.config.n_memory_heads - 1})")
-        if streams.full_memory(layer) in self.tensors and t >= 0:
-            return self.tensors[streams.full_memory(layer)][t, head].double()
-        factors = {name: self.memory_stream(layer, name) for name in MEMORY_FACTORS if self.has_memory_stream(layer, name)}
-        return rebuild_memory(factors, head, t)
+        if streams.full_memory(layer, matrix) in self.tensors and t >= 0:
+            return self.tensors[streams.full_memory(layer, matrix)][t, head].double()
+        return rebuild_memory(self.matrix_factors(layer, matrix), head, t)
 
-    def memory_delta(self, layer: int, head: int, t: int) -> torch.Tensor:
+    def read_memory(self, layer: int, head: int, t: int, tokens) -> torch.Tensor:
+        """M_t(k_s): what the memory after token t returns for the keys of ``tokens`` (indices or a slice of this
+        run), [n, d] float64. The linear memory: M_t k_s; the 2-layer one: r(k_s) + W1_t silu(W2_t k_s), r the
+        unit key before the key feature map (the residual the model adds)."""
+        keys = self.memory_stream(layer, "keys")[tokens, head].double()
+        if len(self.memory_matrices(layer)) == 1:
+            return keys @ self.memory_matrix(layer, head, t).T
+        if self.has_memory_stream(layer, "unit_keys"):
+            residual = self.memory_stream(layer, "unit_keys")[tokens, head].double()
+        elif self.config.key_expansion == 1:  # phi is then only l2norm, which the unit key already had
+            residual = keys
+        else:
+            raise KeyError(f"layer {layer} was recorded with its keys in place of the unit keys: the 2-layer memory's "
+                           "residual cannot be rebuilt from them")
+        w1, w2 = (self.memory_matrix(layer, head, t, m) for m in ("memory", "hidden_memory"))
+        return residual + torch.nn.functional.silu(keys @ w2.T) @ w1.T
+
+    def memory_delta(self, layer: int, head: int, t: int, matrix: str = "memory") -> torch.Tensor:
         """M_t - M_{t-1}: what token t wrote (including what retention removed)."""
-        return self.memory_matrix(layer, head, t) - self.memory_matrix(layer, head, t - 1)
+        return self.memory_matrix(layer, head, t, matrix) - self.memory_matrix(layer, head, t - 1, matrix)
 
     def cms_weights(self, layer: int, level: int, t: int) -> torch.Tensor:
         """Fast weights of a CMS level after token t (what token t+1 reads); t = -1 gives the initial ones.
@@ -246,7 +285,7 @@ class Recording:
     def join(cls, parts: list["Recording"], text: str | None = None) -> "Recording":
         """One recording of consecutive runs, each continuing the state the one before left (recorded
         with ``next_token`` so no loss is missing at a seam). Per-token streams are concatenated; the
-        initial states and CMS parameters are the first part's, from which every later matrix is rebuilt."""
+        initial states, anchors and CMS parameters are the first part's, from which every later matrix is rebuilt."""
         if not parts:
             raise RecordingError("nothing to join")
         first = parts[0]
@@ -258,8 +297,8 @@ class Recording:
                 raise RecordingError("recordings to join must come from one model, ablation and set of streams")
         if any(name.endswith("attention.weights") for name in first.tensors):
             raise RecordingError("recordings with attention weights cannot be joined")
-        tensors = {name: (tensor if ".initial." in name or ".params." in name
-                          else torch.cat([part.tensors[name] for part in parts]))
+        per_token = lambda name: (row := streams.find(name)[0]).shape is not None and row.shape[0] == "T"
+        tensors = {name: torch.cat([part.tensors[name] for part in parts]) if per_token(name) else tensor
                    for name, tensor in first.tensors.items()}
         meta = {**first.meta, "pieces": len(parts)}
         if all("forward_seconds" in part.meta for part in parts):

@@ -21,6 +21,8 @@ SYMBOLS = {
     "H": ("memory heads (`n_memory_heads`)", lambda c: c.n_memory_heads),
     "d": ("memory head width, the values' (`memory_head_dim`)", lambda c: c.memory_head_dim),
     "dk": ("memory key width, d x `key_expansion` (`memory_key_dim`)", lambda c: c.memory_key_dim),
+    "m": ("the columns of M: dk, or with `memory_depth` 2 (W1, values x hidden) the hidden width d",
+          lambda c: c.memory_head_dim if c.memory_depth > 1 else c.memory_key_dim),
     "D": ("model width (`d_model`)", lambda c: c.d_model),
     "h": ("CMS hidden width (`cms_hidden`)", lambda c: c.cms_hidden),
     "n": ("attention heads (`n_heads`)", lambda c: c.n_heads),
@@ -32,8 +34,9 @@ KEPT = {
     "memory": "every memory layer",
     "keys": "every memory layer: one of these two (below)",
     "write": "every memory layer: one of these two (below)",
-    "values": "momentum configs (older files: any memory layer, or none)",
+    "values": "momentum configs and `memory_depth` 2 (older files: any memory layer, or none)",
     "momentum": "memory layers of momentum configs (Titans)",
+    "deep": "memory layers with `memory_depth` 2 (the 2-layer MLP memory)",
     "cms": "every CMS layer",
     "attention": "with `attention=True`",
     "full": "with `full_states=True`",
@@ -88,11 +91,24 @@ STREAMS = (
             "chunk-start memory; updates off: never written); the writes `u_t = lr_t e_t` are rebuilt on read", kept="write"),
     _memory("writes", ("T", "H", "d"), "the writes `u_t` (`M_t = a_t M_{t−1} + u_t k_tᵀ`), stored in place of the errors "
             "by files from before", kept="write"),
-    _memory("values", ("T", "H", "d"), "the values `v_t`; without momentum rebuilt on read as `M_{t−1} k_t + e_t` "
-            "(`M_{t−1}` replayed)", kept="values"),
-    _memory("initial.memory", ("H", "d", "dk"), "`M` before the first token (values x keys)"),
+    _memory("values", ("T", "H", "d"), "the values `v_t`; without momentum or depth 2 rebuilt on read as "
+            "`M_{t−1} k_t + e_t` (`M_{t−1}` replayed)", kept="values"),
+    _memory("initial.memory", ("H", "d", "m"), "`M` before the first token (values x keys; depth 2: W1, values x hidden)"),
     _memory("initial.momentum", ("H", "d", "dk"), "the momentum before the first token", kept="momentum"),
-    Stream("full.layers.{i}.memory.memory", ("T", "H", "d", "dk"), "float16", "full", "every `M_t`"),
+    # memory_depth 2, M(x) = r(x) + W1 silu(W2 x): W1 - A1 and W2 - A2 are gated-delta memories (docs/deep-memory.md)
+    _memory("write_rate", ("T", "H"), "depth 2: the step `rho_t` each token took (learning rate / chunk size / the "
+            "normaliser); `errors` are then `e_t` at the chunk start's weights and the writes `rho_t e_t`", kept="deep"),
+    _memory("hidden", ("T", "H", "d"), "depth 2: `a_t = silu(W2 k_t)` at the chunk start's weights, the key of "
+            "W1's write (`W1_t − A1 = a_t (W1_{t−1} − A1) + rho_t e_t a_tᵀ`)", kept="deep"),
+    _memory("hidden_errors", ("T", "H", "d"), "depth 2: `d_t = silu′(W2 k_t) ⊙ W1ᵀ e_t`, W2's write direction "
+            "(`W2_t − A2 = a_t (W2_{t−1} − A2) + rho_t d_t k_tᵀ`); `hidden_writes` `rho_t d_t` rebuilt on read", kept="deep"),
+    _memory("hidden_memory_norm", ("T", "H"), "depth 2: `‖W2_t‖_F` (`memory_norm` and `write_norm` are W1's)", kept="deep"),
+    _memory("hidden_write_norm", ("T", "H"), "depth 2: `‖W2_t − W2_{t−1}‖_F`", kept="deep"),
+    _memory("initial.hidden_memory", ("H", "d", "dk"), "depth 2: W2 before the first token (hidden x keys)", kept="deep"),
+    _memory("anchor.memory", ("H", "d", "d"), "depth 2: A1, the learned initial W1 that retention pulls toward", kept="deep"),
+    _memory("anchor.hidden_memory", ("H", "d", "dk"), "depth 2: A2, the learned initial W2", kept="deep"),
+    Stream("full.layers.{i}.memory.memory", ("T", "H", "d", "m"), "float16", "full", "every `M_t` (depth 2: W1)"),
+    Stream("full.layers.{i}.memory.hidden_memory", ("T", "H", "d", "dk"), "float16", "full", "depth 2: every W2"),
     _cms("input", ("T", "D"), "the chain's input: replays every level exactly"),
     _cms("initial.{j}.memory", ("D", "h"), "level j's fast weights before the first token"),
     _cms("initial.{j}.pending", ("D", "h"), "level j's update pending inside its block"),
@@ -110,6 +126,9 @@ def per_token_memory_streams() -> tuple[str, ...]:
 
 # Per-token memory streams [T, H], each one number per token and head (with momentum, ``momentum_gate`` too).
 MEMORY_STREAMS = per_token_memory_streams()
+# memory_depth 2's per-token streams [T, H], besides those.
+DEEP_MEMORY_STREAMS = tuple(s.name.removeprefix("layers.{i}.memory.") for s in STREAMS
+                            if s.name.startswith("layers.{i}.memory.") and s.shape == ("T", "H") and s.kept == "deep")
 
 
 _PATTERNS = [(re.compile(stream.pattern), stream) for stream in STREAMS]
@@ -130,14 +149,15 @@ def memory(layer: int, name: str) -> str:
 
 
 # Streams a reader rebuilds when the file holds what they are rebuilt from instead: keys = phi(unit keys),
-# writes = lr * errors, values = M_{t-1} k + errors.
-REBUILT_FROM = {"keys": "unit_keys", "writes": "errors", "values": "errors"}
+# writes = lr * errors (depth 2: write_rate * errors), values = M_{t-1} k + errors, and (depth 2 only)
+# hidden_writes = write_rate * hidden_errors.
+REBUILT_FROM = {"keys": "unit_keys", "writes": "errors", "values": "errors", "hidden_writes": "hidden_errors"}
 
 
 def rebuilt_from(name: str) -> str | None:
     """``layers.{i}.memory.unit_keys`` for ``layers.{i}.memory.keys``, ``...errors`` for ``...writes`` and
-    ``...values`` (what a reader rebuilds them from), else None."""
-    match = re.fullmatch(r"(layers\.\d+\.memory\.)(keys|writes|values)", name)
+    ``...values``, ``...hidden_errors`` for ``...hidden_writes`` (what a reader rebuilds them from), else None."""
+    match = re.fullmatch(r"(layers\.\d+\.memory\.)(keys|writes|values|hidden_writes)", name)
     return match[1] + REBUILT_FROM[match[2]] if match else None
 
 
@@ -151,16 +171,17 @@ def attention_weights(layer: int) -> str:
     return f"layers.{layer}.attention.weights"
 
 
-def full_memory(layer: int) -> str:
-    """Every M_t of a layer [T, H, d, dk] (float16, values x keys), when recorded with ``full_states``."""
-    return "full." + memory(layer, "memory")
+def full_memory(layer: int, matrix: str = "memory") -> str:
+    """Every M_t of a layer [T, H, d, dk] (float16, values x keys), when recorded with ``full_states``;
+    ``matrix`` "hidden_memory": the 2-layer memory's W2 (its "memory" is W1)."""
+    return "full." + memory(layer, matrix)
 
 
 def markdown_table(shipped: HopeConfig | None = None) -> str:
     """The docs' stream table: every row of ``STREAMS``, its shape in symbols and for the ``shipped`` config
     (the default ``hope`` preset), then what the symbols stand for."""
     shipped = shipped or HopeConfig.preset("hope")
-    size = lambda s: s if s in ("T", "k", "S") else f"{SYMBOLS[s][1](shipped):,}"
+    size = lambda s: s if s in ("T", "k", "S") else f"{SYMBOLS[s][1](shipped):,}"  # m: the shipped (linear) memory's
     lines = ["| stream | shape | shipped model | dtype | kept | meaning |", "|---|---|---|---|---|---|"]
     for s in STREAMS:
         shape = "as the parameter" if s.shape is None else f"[{', '.join(s.shape)}]"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
@@ -110,3 +111,29 @@ def explain(a: Anatomy) -> str:
                 "learning rate is 0 here, so nothing was written. Red is positive, blue negative.")
     return (f"The memory returned a prediction off by {error:.3g} (|v| = {value:.3g}, {share:.0%} of it); it kept "
             f"{a.retention:.3g} of the memory before this token and added {a.learning_rate:.3g} x error x key. Red is positive, blue negative.")
+
+
+def deep_write_table(recording: Recording, layer: int, head: int, t: int) -> pd.DataFrame:
+    """The 2-layer memory's write at token ``t`` as numbers (quantity, value, what it is): one gradient step on
+    both matrices of M(x) = r(x) + W1 silu(W2 x) (docs/deep-memory.md), the error before and after it."""
+    if len(recording.memory_matrices(layer)) != 2:
+        raise KeyError(f"layer {layer} has no 2-layer memory in this recording")
+    pick = lambda name: recording.memory_stream(layer, name)[t, head].double()
+    norm = lambda x: float(torch.linalg.vector_norm(x))
+    value = pick("values")
+    rows = [("|v_t|", norm(value), "the value to store"),
+            ("surprise |v_t - M_(t-1)(k_t)|", float(pick("surprise")), "the error of the memory before the write"),
+            ("|e_t|", norm(pick("errors")), "the error at the chunk start's weights, which the write uses")]
+    try:
+        after = norm(value - recording.read_memory(layer, head, t, [t])[0])
+        rows.append(("|v_t - M_t(k_t)|", after, "the error left after the write"))
+    except KeyError:  # keys stored in place of the unit keys: no residual to read with
+        pass
+    rows += [("learning rate eta_t", float(pick("learning_rate")), "the gate's rate, before the chunk's share"),
+             ("step rho_t", float(pick("write_rate")), "eta_t / chunk size, divided by the step's curvature bound when over 1"),
+             ("retention a_t", float(pick("retention")), "the share of W - A kept (A: the initial weights)"),
+             ("|a_t|", norm(pick("hidden")), "silu(W2 k_t): the hidden units, W1's write key"),
+             ("|d_t|", norm(pick("hidden_errors")), "silu'(W2 k_t) * W1^T e_t: W2's write direction"),
+             ("|W1_t - W1_(t-1)|", float(pick("write_norm")), "W1's change: a_t (W1 - A1) decay plus rho_t e_t a_t^T"),
+             ("|W2_t - W2_(t-1)|", float(pick("hidden_write_norm")), "W2's change: decay plus rho_t d_t k_t^T")]
+    return pd.DataFrame(rows, columns=["quantity", "value", "what it is"])

@@ -135,6 +135,8 @@ def compare_memory(a: Recording, b: Recording, layer: int, head: int, t: int) ->
     shape = lambda c: (c.memory_head_dim, c.memory_key_dim)
     if layer not in a.memory_layers or layer not in b.memory_layers or shape(a.config) != shape(b.config):
         return None
+    if a.memory_matrices(layer) != b.memory_matrices(layer):  # a linear M against a 2-layer memory's W1: unlike
+        return None
     if head >= min(a.config.n_memory_heads, b.config.n_memory_heads):
         return None
     return ab_figure(a.memory_matrix(layer, head, t), b.memory_matrix(layer, head, t),

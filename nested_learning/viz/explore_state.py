@@ -21,12 +21,14 @@ from ..config import HopeConfig
 from .view import View, clamp_token, fit_choices
 
 CMS_VIEWS = ("weights", "change in this run")  # the CMS panels: View.cms_change picks the second
+# The 2-layer memory's matrices (Recording.memory_matrices) as the Matrix choice names them; View.hidden_matrix picks W2.
+MATRIX_CHOICES = {"memory": "W1 (values x hidden)", "hidden_memory": "W2 (hidden x keys)"}
 CHARTS = ("timeline", "text", "repeats", "gains")  # the charts and tables whose clicks scrub
 
 # Field -> session key. The widgets' keys are kept as they were: links, tests and the browser use them.
 KEYS = {
     "source": "explore_source", "text": "explore_text", "preset": "view_preset",
-    "layer": "view_layer", "head": "view_head", "off": "view_off",
+    "layer": "view_layer", "head": "view_head", "matrix": "view_matrix", "off": "view_off",
     "all_heads": "explore_all_heads", "cms_view": "cms_view", "probe_specific": "probe_specific",
     "token": "explore_token", "pending_token": "pending_token",
     "autorun": "autorun", "run_asked_at": "run_asked_at", "input_folded": "explore_input_folded",
@@ -43,6 +45,7 @@ class ExploreState:
     preset: str | None = None
     layer: int | None = None
     head: int | None = None
+    matrix: str | None = None  # the 2-layer memory's matrix shown: "memory" (W1) or "hidden_memory" (W2)
     off: tuple[str, ...] | None = None
     all_heads: bool | None = None
     cms_view: str | None = None  # one of CMS_VIEWS
@@ -101,13 +104,14 @@ class ExploreState:
         text = self.linked_text
         return View(None if text is not None else self.preset, int(self.layer or 0), int(self.head or 0), token,
                     tuple(self.off or ()), text, None, bool(self.all_heads), self.cms_view == CMS_VIEWS[1],
-                    self.probe_specific is False)
+                    self.probe_specific is False, self.matrix == "hidden_memory")
 
     # ---- transitions
     def arrive(self, view: View) -> ExploreState:
         """A link (or an edited URL) arrives: its view goes into the widgets. One with a text or a preset
         runs once, from a fresh memory; its token waits for that run."""
         new = replace(self, layer=view.layer, head=view.head, off=tuple(view.off), all_heads=view.all_heads,
+                      matrix="hidden_memory" if view.hidden_matrix else "memory",
                       probe_specific=not view.probe_cosine, cms_view=CMS_VIEWS[view.cms_change],
                       pending_token=view.token)
         if view.text is not None:
@@ -121,7 +125,8 @@ class ExploreState:
     def fit(self, config: HopeConfig) -> ExploreState:
         """Remembered choices made valid for the current model (another model may have fewer layers)."""
         layer, head, off = fit_choices(config, self.layer, self.head, self.off)
-        return replace(self, layer=layer, head=head, off=off)
+        matrix = self.matrix if config.memory and config.memory_depth > 1 else None  # one matrix: nothing to choose
+        return replace(self, layer=layer, head=head, off=off, matrix=matrix)
 
     def start_demo(self, preset: str) -> ExploreState:
         return replace(self, preset=preset, source="Preset", autorun=True, input_folded=True)

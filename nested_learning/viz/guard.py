@@ -118,9 +118,6 @@ def degenerate(recording: Recording) -> str | None:
 def check_recordable(model: HopeTransformer) -> None:
     """Models whose runs the recorder cannot follow are refused in one line (RunRefused) before anything runs."""
     config = model.config
-    if config.memory and config.memory_depth > 1:
-        raise RunRefused("This model's memory is the 2-layer MLP (memory_depth 2), which the dashboard cannot record "
-                         "yet; its numbers come from bench/model_targets.py (docs/deep-memory.md).")
     if config.cms_objective == "lm" and config.cms_periods:
         raise RunRefused("This model's CMS levels learn from the next-token loss (cms_objective 'lm'), which the "
                          "dashboard cannot record (docs/model-options.md).")

@@ -65,12 +65,15 @@ def _panels(panels: list[tuple[str, object, float]], height: int, x_title: str, 
     return fig
 
 
-def memory_figures(memory, delta, token_label: str = "") -> tuple[go.Figure, go.Figure]:
+def memory_figures(memory, delta, token_label: str = "", symbol: str = "M", rows: str = "value dim",
+                   columns: str = "key dim") -> tuple[go.Figure, go.Figure]:
     """M_t and M_t - M_{t-1} of one head, each its own figure on its own symmetric scale (side by side in
-    page columns, which stack on a phone)."""
+    page columns, which stack on a phone). ``symbol``, ``rows``, ``columns``: the matrix's names
+    (``player.matrix_names``: the 2-layer memory's W1 and W2 have hidden units on one side)."""
     suffix = f" after {token_label}" if token_label else ""
-    return (_panels([(f"M_t{suffix}", memory, symmetric_limit(memory))], 400, "key dimension", "value dimension"),
-            _panels([("M_t - M_(t-1)", delta, symmetric_limit(delta))], 400, "key dimension", "value dimension"))
+    x_title, y_title = columns.replace(" dim", " dimension"), rows.replace(" dim", " dimension")
+    return (_panels([(f"{symbol}_t{suffix}", memory, symmetric_limit(memory))], 400, x_title, y_title),
+            _panels([(f"{symbol}_t - {symbol}_(t-1)", delta, symmetric_limit(delta))], 400, x_title, y_title))
 
 
 def cms_figure(weights: list, periods: tuple[int, ...], title: str = "W") -> go.Figure:

@@ -35,7 +35,9 @@ CHECKPOINT_NOTES = {BASELINE_NAME: "the same-size transformer trained alike, sam
                                                          "its cache as one memory layer), trained alike",
                     "transformer-full.safetensors": "the transformer attending to every token it has read, trained alike",
                     "titans.safetensors": "the titans preset (memory with momentum beside attention, no self-modification "
-                                          "or CMS), trained alike"}
+                                          "or CMS), trained alike",
+                    "hope-deep.safetensors": "Hope with the paper's 2-layer MLP memory (memory_depth 2) in place of the "
+                                             "linear one, trained alike"}
 FALLBACK_PRESET, FALLBACK_SEED = "hope", 0
 # PyTorch threads per script run. One: sessions run in parallel threads, and a busy CPU makes OpenMP's
 # spinning thread teams collapse (measured on 2 cores with one other busy process: a 512-token run took

@@ -1,7 +1,8 @@
 """The memory player's payload: what a browser needs to redraw M_t and its write at any token of a run,
 sent once per run, layer and head, so that scrubbing and Play never wait for the server.
 
-M_t = a_t M_{t-1} + u_t k_t^T is linear in M, so the key dimensions can be pooled before the scan:
+M_t = a_t M_{t-1} + u_t k_t^T is linear in M, so the key dimensions can be pooled before the scan
+(the 2-layer memory's W1 and W2 follow it too, each around its anchor A: W_t = a_t W_{t-1} + (1 - a_t) A + u_t k_t^T):
 with P the [dk, c] block-mean matrix, M_t P = a_t (M_{t-1} P) + u_t (P^T k_t)^T. The browser starts from
 the pooled initial memory and applies the pooled rank-one writes: every pooled M_t exactly, at display
 resolution (c columns, at most POOLED_COLUMNS), from [T, d + c] numbers instead of [T, d, dk]. The run's
@@ -52,28 +53,50 @@ def pooled(matrix: torch.Tensor, block: int) -> torch.Tensor:
     return matrix.double() @ pooling_matrix(matrix.shape[-1], block)
 
 
-def has_factors(recording: Recording, layer: int) -> bool:
-    """Whether the layer's memory can be replayed from its recorded write factors."""
-    return all(recording.has_memory_stream(layer, name) for name in ("keys", "writes", "retention", "initial.memory"))
+# How the player names a matrix: (its symbol, its rows, its columns). The 2-layer memory (memory_depth 2)
+# has two: W1 maps the hidden units to values, W2 the keys to the hidden units.
+MATRIX_NAMES = {("memory", 1): ("M", "value dim", "key dim"), ("memory", 2): ("W1", "value dim", "hidden unit"),
+                ("hidden_memory", 2): ("W2", "hidden unit", "key dim")}
+
+
+def matrix_names(recording: Recording, layer: int, matrix: str = "memory") -> tuple[str, str, str]:
+    """(symbol, row name, column name) of one of the layer's matrices."""
+    return MATRIX_NAMES[matrix, len(recording.memory_matrices(layer))]
+
+
+def has_factors(recording: Recording, layer: int, matrix: str = "memory") -> bool:
+    """Whether the layer's memory (``matrix``: one of ``Recording.memory_matrices``) can be replayed from its
+    recorded write factors."""
+    try:
+        factors = recording.matrix_factors(layer, matrix)
+    except KeyError:
+        return False
+    return all(name in factors for name in ("keys", "writes", "retention", "initial.memory"))
 
 
 def payload(recording: Recording, layer: int, head: int, run_id: str, columns: int = POOLED_COLUMNS,
-            found: list | None = None) -> bytes:
+            found: list | None = None, matrix: str = "memory") -> bytes:
     """The player's bytes for one head of one memory layer (see the module docstring); ``found``: the run's
-    repeats when the caller has them (else found here), for the tour."""
-    if layer not in recording.memory_layers or not has_factors(recording, layer):
+    repeats when the caller has them (else found here), for the tour. ``matrix``: which of the layer's
+    matrices (the 2-layer memory's W1 "memory" or W2 "hidden_memory": each W_t - A follows the same rule,
+    A its anchor, so the browser adds (1 - a_t) A)."""
+    if layer not in recording.memory_layers or not has_factors(recording, layer, matrix):
         raise KeyError(f"layer {layer} has no recorded memory factors")
-    pick = lambda name: recording.memory_stream(layer, name)[:, head]
+    factors = recording.matrix_factors(layer, matrix)
+    pick = lambda name: factors[name][:, head]
     keys = pick("keys")  # [T, dk]
     block = key_block(keys.shape[-1], columns)
     pool = pooling_matrix(keys.shape[-1], block)
-    arrays = {"initial": recording.memory_stream(layer, "initial.memory")[head].double() @ pool,
+    arrays = {"initial": factors["initial.memory"][head].double() @ pool,
               "writes": pick("writes"), "keys": keys.double() @ pool, "retention": pick("retention"),
               "loss": recording.stream("loss")}
-    momentum = recording.has_memory_stream(layer, "momentum_gate")
+    momentum = "momentum_gate" in factors
     if momentum:
-        arrays["initial_momentum"] = recording.memory_stream(layer, "initial.momentum")[head].double() @ pool
+        arrays["initial_momentum"] = factors["initial.momentum"][head].double() @ pool
         arrays["momentum_gate"] = pick("momentum_gate")
+    if "anchor" in factors:
+        arrays["anchor"] = factors["anchor"][head].double() @ pool
+    symbol, row_name, column_name = matrix_names(recording, layer, matrix)
     # Per memory layer, the mean over its heads of surprise, learning rate and retention: the caption's numbers.
     arrays["summary"] = torch.stack([torch.stack([recording.memory_stream(i, name).double().mean(1)
                                                   for name in ("surprise", "learning_rate", "retention")])
@@ -85,7 +108,8 @@ def payload(recording: Recording, layer: int, head: int, run_id: str, columns: i
     header = {"version": 1, "run": run_id, "layer": layer, "head": head, "n_tokens": recording.n_tokens,
               "start_position": recording.start_position, "rows": int(arrays["initial"].shape[0]),
               "columns": int(arrays["initial"].shape[1]), "key_width": int(keys.shape[-1]), "block": block,
-              "momentum": momentum, "memory_layers": recording.memory_layers,
+              "momentum": momentum, "anchor": "anchor" in arrays, "matrix": matrix, "symbol": symbol,
+              "row_name": row_name, "column_name": column_name, "memory_layers": recording.memory_layers,
               "tokens": recording.tokens.tolist(), "labels": [ByteTokenizer.token_label(i) for i in range(256)],
               "spans": [[span.label, span.first, span.last, 2 if span.newline else int(span.control)] for span in spans],
               "tour": tour_stops(recording, find_repeats(recording.tokens.tolist()) if found is None else found),
@@ -116,10 +140,11 @@ def replay_pooled(header: dict, arrays: dict[str, np.ndarray], t: int) -> np.nda
     the player's drawing is tested against."""
     memory = arrays["initial"].astype(np.float64)
     momentum = arrays["initial_momentum"].astype(np.float64) if header["momentum"] else None
+    anchor = arrays["anchor"].astype(np.float64) if header.get("anchor") else 0.0
     for s in range(t + 1):
         write = np.outer(arrays["writes"][s], arrays["keys"][s])
         if momentum is not None:
             momentum = arrays["momentum_gate"][s] * momentum + write
             write = momentum
-        memory = arrays["retention"][s] * memory + write
+        memory = arrays["retention"][s] * memory + (1 - arrays["retention"][s]) * anchor + write
     return memory

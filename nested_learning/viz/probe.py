@@ -1,5 +1,5 @@
 """Memory probe: what the memory still holds after token t. For every earlier token s, query M_t with
-the key k_s and compare what comes back with the value v_s written at s (cosine similarity): a
+the key k_s (the 2-layer memory: M_t(k_s), its residual included) and compare what comes back with the value v_s written at s (cosine similarity): a
 forgetting curve per head. The specificity subtracts the read's mean cosine with every other value
 written so far: when a head's values all point one way, every read matches every value, and only the
 specificity says whether the memory holds anything particular to token s. No Streamlit here."""
@@ -17,13 +17,11 @@ def recall_curve(recording: Recording, layer: int, t: int, specific: bool = Fals
     values (recordings made before values were kept raise KeyError)."""
     if not recording.has_memory_stream(layer, "values"):
         raise KeyError("this recording has no values (made before they were kept): record it again")
-    keys = recording.memory_stream(layer, "keys")[:t + 1].double()  # [s, H, d]
-    values = recording.memory_stream(layer, "values")[:t + 1].double()
-    heads = keys.shape[1]
+    values = recording.memory_stream(layer, "values")[:t + 1].double()  # [s, H, d]
+    heads = values.shape[1]
     out = np.full((heads, t + 1), np.nan)
     for head in range(heads):
-        memory = recording.memory_matrix(layer, head, t)  # [d_v, d_k]
-        read = keys[:, head] @ memory.T  # M_t k_s for every s
+        read = recording.read_memory(layer, head, t, slice(0, t + 1))  # M_t(k_s) for every s
         norms = read.norm(dim=-1) * values[:, head].norm(dim=-1)
         cosine = (read * values[:, head]).sum(-1) / norms
         if specific:  # every read against every value: the mean is what any value would score

@@ -38,6 +38,7 @@ class View:
     all_heads: bool = False
     cms_change: bool = False
     probe_cosine: bool = False
+    hidden_matrix: bool = False  # the 2-layer memory's W2 (hidden x keys) in place of its W1
 
 
 def encode_text(text: str) -> str | None:
@@ -137,10 +138,10 @@ def _int(params, key: str, default, low: int, high: int | None, notices: list[st
     return clamped
 
 
-VIEW_PARAMS = ("preset", "text", "b", "layer", "head", "token", "off", "heads", "cms", "probe")
+VIEW_PARAMS = ("preset", "text", "b", "layer", "head", "token", "off", "heads", "cms", "probe", "matrix")
 # Explore's figure settings: link key -> (View field, the default's value, the other's); only the other is written.
 SETTINGS = {"heads": ("all_heads", "mean", "all"), "cms": ("cms_change", "weights", "change"),
-            "probe": ("probe_cosine", "specific", "cosine")}
+            "probe": ("probe_cosine", "specific", "cosine"), "matrix": ("hidden_matrix", "w1", "w2")}
 STREAMLIT_PARAMS = ("embed", "embed_options")  # Streamlit's own
 MAX_NAMED = 5  # unknown keys named in the notice; the rest are counted
 
@@ -181,6 +182,9 @@ def parse_view(params: Mapping, config: HopeConfig, presets: tuple[str, ...],
                 notices.append(f"off={escape_markdown(name)} is not a component of this model: ignored.")
     settings = {field: _choice(params, key, values, "a setting", " or ".join(values), notices) == values[1]
                 for key, (field, *values) in SETTINGS.items()}
+    if settings["hidden_matrix"] and not (config.memory and config.memory_depth > 1):
+        notices.append("matrix=w2 is the 2-layer memory's second matrix; this model's memory has one: ignored.")
+        settings["hidden_matrix"] = False
     return View(preset, layer, head, token, tuple(Ablation.from_names(off).names_off()), text, b, **settings), notices
 
 

@@ -5,6 +5,7 @@ the environment at import; nothing in a request can change it)."""
 import json
 
 import numpy as np
+import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -410,3 +411,52 @@ def test_the_attention_window_panel_shows_what_reaches_the_settled_token(app):
     updates = table(at, "memory")
     assert list(updates["layer"]) == [0, 1] and (updates["memory"] > 0).all()
     assert any("Attention reads positions" in c.value and "without the memory's read" in c.value for c in at.caption)
+
+
+def test_explore_shows_both_matrices_of_a_2_layer_memory(tiny_checkpoint, tmp_path, monkeypatch):
+    """A memory_depth 2 checkpoint runs on Explore: the player replays W1 and, on the Matrix choice, W2 (each
+    as the recording rebuilds it), the full panel draws the chosen matrix at full resolution, the write panel
+    gives the gradient step's numbers, the probe reads the whole memory, and a link carries matrix=w2."""
+    from nested_learning import save_checkpoint
+    from tests.conftest import tiny_model
+    model = tiny_model(memory_depth=2)
+    with torch.no_grad():  # like a trained one: W1 does not start at zero
+        for block in model.blocks:
+            block.memory.initial_memory.normal_(0, 0.3, generator=torch.Generator().manual_seed(2))
+    path = save_checkpoint(model, tmp_path / "deep.safetensors", {"note": "tests"})
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", path)
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params.update({"preset": "phrase", "token": "6"})
+    ok(at.run())
+    text = TEXT_PRESETS["phrase"].text
+    recording, _ = record(load_checkpoint(path, device="cpu"), text)
+    _, header, parts = memory_player(at)
+    assert header["symbol"] == "W1" and (header["rows"], header["columns"]) == (16, 16)
+    np.testing.assert_allclose(replay_pooled(header, parts, 6), recording.memory_matrix(0, 0, 6).numpy(), rtol=1e-4, atol=1e-5)
+    at.session_state["explore_full_memory"] = at.session_state["explore_delta_rule"] = True
+    at.session_state["explore_probe"] = True
+    ok(at.selectbox(key="view_matrix").set_value("hidden_memory").run())
+    _, header, parts = memory_player(at)
+    assert header["symbol"] == "W2" and at.query_params["matrix"] == "w2"
+    w2 = recording.memory_matrix(0, 0, 6, "hidden_memory")
+    np.testing.assert_allclose(replay_pooled(header, parts, 6), pooled(w2, header["block"]).numpy(), rtol=1e-4, atol=1e-5)
+    full = figure(at, "memory_heatmaps")
+    np.testing.assert_allclose(arrays(full["data"][0]["z"]), w2.numpy(), rtol=1e-5, atol=1e-6)
+    assert full["layout"]["yaxis"]["title"]["text"] == "hidden unit"
+    steps = table(at, "quantity").set_index("quantity")["value"]
+    assert steps["step rho_t"] == pytest.approx(float(recording.memory_stream(0, "write_rate")[6, 0]), rel=1e-5)
+    assert steps["|v_t - M_t(k_t)|"] < steps["surprise |v_t - M_(t-1)(k_t)|"]  # the write moved the read toward v
+    probe = figure(at, "probe")["data"]
+    assert len(probe) == 2 and len(arrays(probe[0]["x"])) == 7
+    linked = AppTest.from_file(APP, default_timeout=90)  # the link reopens W2
+    linked.query_params.update({"preset": "phrase", "matrix": "w2"})
+    ok(linked.run())
+    assert linked.selectbox(key="view_matrix").value == "hidden_memory" and memory_player(linked)[1]["symbol"] == "W2"
+
+
+def test_a_w2_link_on_a_one_matrix_memory_is_ignored_with_a_notice(app):
+    at = app()
+    at.query_params.update({"preset": "phrase", "matrix": "w2"})
+    ok(at.run())
+    assert any("matrix=w2" in w.value for w in at.warning) and memory_player(at)[1]["symbol"] == "M"
+    assert not [s for s in at.selectbox if s.key == "view_matrix"]

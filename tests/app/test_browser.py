@@ -5,6 +5,7 @@ Needs the `playwright` package and /usr/bin/chromium (CI installs both; see .ci/
 is a failure, not a skip."""
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
@@ -309,6 +310,36 @@ def test_the_player_draws_the_recorded_memory_at_every_token(page):
         write = memory - pooled(recording.memory_matrix(0, 0, t - 1), block)
         expected = [float(memory.abs().max()), float(write.abs().max())]
         assert drawn == pytest.approx(expected, rel=1e-3), t
+
+
+def test_the_player_draws_both_matrices_of_a_2_layer_memory(browser, tmp_path):
+    """memory_depth 2: the browser replays W1 and W2 around their anchors (W1's made non-zero, as training
+    makes it) and draws what the recording rebuilds, each opened by a link (matrix=w2 for W2)."""
+    import torch
+    from nested_learning.recording import record
+    from nested_learning.viz.player import key_block, pooled
+    from tests.support.browser import app_serving
+    model = tiny_model(memory_depth=2)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.memory.initial_memory.normal_(0, 0.3, generator=torch.Generator().manual_seed(3))
+    text = TEXT_PRESETS["phrase"].text
+    recording, _ = record(model, text)
+    with contextlib.ExitStack() as stack, app_serving(model, tmp_path) as url:
+        for link, matrix, symbol in (("", "memory", "W1"), ("&matrix=w2", "hidden_memory", "W2")):
+            page = stack.enter_context(session_page(browser))  # a fresh session: its memory starts at 0
+            open_app(page, f"{url}/?preset=phrase&token=70{link}")
+            page.get_by_text(f"Token 70 (stream position 70)").wait_for()
+            expect(page.locator(".player .title-now")).to_contain_text(f"{symbol}\u209c", timeout=TIMEOUT_MS)
+            for t in (70, 64):  # after a checkpoint's replay, and at one
+                if t != 70:
+                    page.locator('input[type="range"][aria-label="Token"]').fill(str(t))
+                    page.get_by_text(f"Token {t} (stream position {t})").wait_for()
+                weights = recording.memory_matrix(0, 0, t, matrix)
+                block = key_block(weights.shape[1])
+                now, before = pooled(weights, block), pooled(recording.memory_matrix(0, 0, t - 1, matrix), block)
+                drawn = json.loads(page.locator(".player").get_attribute("data-limits"))
+                assert drawn == pytest.approx([float(now.abs().max()), float((now - before).abs().max())], rel=1e-3), (matrix, t)
 
 
 def test_the_tour_search_hover_and_guesses_in_the_player(page):

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from nested_learning import Ablation, HopeConfig
+from nested_learning.recording import Recording
 from nested_learning.recording.recorder import record
 from nested_learning.validation.controls import replace_memory, reset_memory
 from tests.conftest import random_tokens, tiny_model
@@ -113,7 +114,63 @@ def test_controls_replace_both_layers():
     assert torch.equal(reset.hidden_memory, model.init_state(2).layers[0].memory.hidden_memory)
 
 
-def test_recording_a_deep_memory_is_refused():
-    with pytest.raises(ValueError, match="memory_depth 2") as error:
-        record(deep_model(), "some text")
-    assert "\n" not in str(error.value)
+@pytest.mark.parametrize("chunk", [4, 64])
+def test_recording_rebuilds_both_matrices_as_the_model_holds_them(chunk):
+    """Every W1_t and W2_t rebuilt from the recorded factors equals the model's state after token t (chunks
+    cut mid-way by the prefix, and a recording that starts mid-chunk); the norm streams are theirs."""
+    model = deep_model(memory_chunk_size=chunk)
+    tokens = random_tokens(1, 29)[0]
+    with torch.no_grad():
+        start = model(tokens[None, :3]).state  # a recording that starts inside a chunk
+    recording, _ = record(model, tokens[3:], state=start)
+    assert recording.memory_matrices(0) == ("memory", "hidden_memory")
+    for t in (0, 5, 12, 25):
+        with torch.no_grad():
+            state = model(tokens[None, :t + 4]).state
+        for layer, head in ((0, 0), (1, 1)):
+            expected = state.layers[layer].memory
+            w1, w2 = (recording.memory_matrix(layer, head, t, m) for m in ("memory", "hidden_memory"))
+            assert torch.allclose(w1, expected.memory[0, head].double(), rtol=1e-4, atol=1e-5)
+            assert torch.allclose(w2, expected.hidden_memory[0, head].double(), rtol=1e-4, atol=1e-5)
+            stream = lambda name: float(recording.memory_stream(layer, name)[t, head])
+            assert stream("memory_norm") == pytest.approx(w1.norm().item(), rel=1e-4)
+            assert stream("hidden_memory_norm") == pytest.approx(w2.norm().item(), rel=1e-4)
+            assert stream("hidden_write_norm") == pytest.approx(
+                recording.memory_delta(layer, head, t, "hidden_memory").norm().item(), rel=1e-3, abs=1e-6)
+            assert stream("write_norm") == pytest.approx(recording.memory_delta(layer, head, t).norm().item(), rel=1e-3, abs=1e-6)
+    assert recording.memory_stream(0, "write_rate").gt(0).all()  # every token wrote
+    assert torch.equal(recording.memory_matrix(1, 0, -1, "hidden_memory"), start.layers[1].memory.hidden_memory[0, 0].double())
+
+
+def test_a_deep_recording_keeps_surprise_its_meaning_and_reads_back_from_its_file(tmp_path):
+    """surprise is ||v_t - M_{t-1}(k_t)||, M the whole memory (residual included) before the write; the file
+    loads back with every stream, and refuses one without the factors that rebuild W2."""
+    model = deep_model()
+    tokens = random_tokens(1, 20)[0]
+    recording, _ = record(model, tokens, full_states=True)
+    t, head = 11, 1
+    w1, w2 = (recording.memory_matrix(0, head, t - 1, m) for m in ("memory", "hidden_memory"))
+    unit_key = recording.memory_stream(0, "unit_keys")[t, head].double()
+    key = recording.memory_stream(0, "keys")[t, head].double()
+    before = unit_key + w1 @ torch.nn.functional.silu(w2 @ key)
+    value = recording.memory_stream(0, "values")[t, head].double()
+    assert float(recording.memory_stream(0, "surprise")[t, head]) == pytest.approx((value - before).norm().item(), rel=1e-4)
+    factors_only = Recording(recording.config, {k: v for k, v in recording.tensors.items() if not k.startswith("full.")})
+    for matrix in ("memory", "hidden_memory"):  # full_states: every W_t in float16, what the factors rebuild
+        full = recording.stream(f"full.layers.0.memory.{matrix}")[t, head].double()
+        assert torch.allclose(full, factors_only.memory_matrix(0, head, t, matrix), rtol=2e-3, atol=2e-3)
+    path = recording.save(tmp_path / "deep.safetensors")
+    loaded = Recording.load(path)
+    assert torch.equal(loaded.memory_matrix(0, head, t, "hidden_memory"), recording.memory_matrix(0, head, t, "hidden_memory"))
+    assert set(loaded.per_token().columns) >= {"write_rate", "hidden_memory_norm", "hidden_write_norm", "surprise"}
+    without = Recording(recording.config, {k: v for k, v in recording.tensors.items()
+                                           if k != "layers.1.memory.hidden_errors" and not k.startswith("full.")})
+    with pytest.raises(ValueError, match="lacks tensor 'layers.1.memory.hidden_errors'"):
+        Recording.load(without.save(tmp_path / "broken.safetensors"))
+
+
+def test_a_deep_recording_with_updates_off_writes_nothing():
+    recording, _ = record(deep_model(), random_tokens(1, 12)[0], ablation=Ablation(test_time_updates=False))
+    for matrix in ("memory", "hidden_memory"):
+        assert torch.equal(recording.memory_matrix(0, 0, 11, matrix), recording.memory_matrix(0, 0, -1, matrix))
+    assert recording.memory_stream(0, "write_rate").eq(0).all() and recording.memory_stream(0, "surprise").gt(0).all()

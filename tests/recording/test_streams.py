@@ -21,7 +21,8 @@ DTYPES = {"int64": torch.int64, "float32": torch.float32, "float16": torch.float
 @pytest.fixture(scope="module")
 def recordings() -> list[Recording]:
     """The shipped configuration (random weights) with attention and every M_t, a tiny momentum model
-    with CMS and every M_t, and a file that holds the keys and writes themselves: together every row of the table."""
+    with CMS and every M_t, a file that holds the keys and writes themselves, and a 2-layer memory with every
+    W1 and W2: together every row of the table."""
     torch.manual_seed(0)
     shipped = HopeTransformer(HopeConfig.preset("hope")).eval()
     tokens = random_tokens(1, 9)[0]
@@ -29,7 +30,8 @@ def recordings() -> list[Recording]:
     momentum_model = tiny_model("hope-paper", key_expansion=2)
     momentum, _ = record(momentum_model, tokens, full_states=True)
     stored_keys = with_stored_writes(with_stored_keys(momentum, traced_keys(momentum_model, tokens)))
-    return [hope, momentum, stored_keys]
+    deep, _ = record(tiny_model("hope", memory_depth=2, key_expansion=2), tokens, full_states=True)  # W1 and W2
+    return [hope, momentum, stored_keys, deep]
 
 
 def expected_shape(recording: Recording, name: str):
@@ -108,8 +110,8 @@ def test_the_docs_table_shows_the_shipped_shapes():
             if line.startswith("| `")}
     assert rows["layers.{i}.memory.keys"][1:3] == ["[T, H, dk]", "[T, 1, 1,024]"]
     assert rows["layers.{i}.memory.unit_keys"][1:3] == ["[T, H, d]", "[T, 1, 128]"]
-    assert rows["layers.{i}.memory.initial.memory"][1:3] == ["[H, d, dk]", "[1, 128, 1,024]"]
-    assert rows["full.layers.{i}.memory.memory"][1:3] == ["[T, H, d, dk]", "[T, 1, 128, 1,024]"]
+    assert rows["layers.{i}.memory.initial.memory"][1:3] == ["[H, d, m]", "[1, 128, 1,024]"]  # m = dk at depth 1
+    assert rows["full.layers.{i}.memory.memory"][1:3] == ["[T, H, d, m]", "[T, 1, 128, 1,024]"]
 
 
 def test_write_table_rewrites_only_between_the_markers(tmp_path):

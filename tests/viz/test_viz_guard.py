@@ -112,7 +112,18 @@ def test_an_untrained_model_is_not_called_degenerate(model):
     assert guard.degenerate(recording) is None
 
 
-@pytest.mark.parametrize("overrides, says", [(dict(memory_depth=2), "memory_depth 2"), (dict(cms_objective="lm"), "cms_objective 'lm'")])
+def test_a_deep_memory_is_recorded_in_one_call_and_in_pieces_alike():
+    """The 2-layer memory (memory_depth 2) runs on the dashboard: a run read in pieces rebuilds both of its
+    matrices as one call does (anchors and initial weights are the first piece's, not concatenated)."""
+    model = tiny_model(memory_depth=2)
+    whole, _ = guarded_record(model, "the cat sat on the mat. the cat sat.")
+    pieces = guarded_record_in_pieces(model, "the cat sat on the mat. the cat sat.", piece_tokens=8).recording
+    assert pieces.meta["pieces"] > 1
+    for matrix in ("memory", "hidden_memory"):
+        assert torch.allclose(pieces.memory_matrix(1, 0, 30, matrix), whole.memory_matrix(1, 0, 30, matrix), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides, says", [(dict(cms_objective="lm"), "cms_objective 'lm'")])
 def test_a_model_the_recorder_cannot_follow_is_refused_in_one_line(overrides, says):
     """A valid checkpoint of the paper's options (an upload, a variant) would reach the recorder's own
     error as an exception: the guard refuses it first, in one line, in one call and in pieces."""

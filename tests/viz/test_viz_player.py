@@ -38,6 +38,26 @@ def test_the_replayed_payload_is_the_pooled_memory_at_every_token(preset):
     np.testing.assert_allclose(arrays["summary"][-1, 0], surprise, rtol=1e-6)
 
 
+@pytest.mark.parametrize("matrix, symbol", [("memory", "W1"), ("hidden_memory", "W2")])
+def test_the_2_layer_memorys_payloads_replay_each_matrix_around_its_anchor(matrix, symbol):
+    """memory_depth 2: W_t = a_t W_{t-1} + (1 - a_t) A + u_t k_t^T, replayed as the browser does, gives each
+    pooled matrix at every token; the header names its rows and columns."""
+    model = tiny_model("hope", memory_depth=2, key_expansion=4)
+    with torch.no_grad():  # W1's anchor starts at zero; training moves it (a zero anchor would test nothing)
+        model.blocks[1].memory.initial_memory.normal_(0, 0.3)
+    recording, _ = record(model, TEXT)
+    layer, head = 1, 0
+    header, arrays = read_payload(payload(recording, layer, head, "run-1", columns=16, matrix=matrix))
+    assert header["anchor"] and header["matrix"] == matrix and header["symbol"] == symbol
+    assert (header["row_name"], header["column_name"]) == (("value dim", "hidden unit") if symbol == "W1" else ("hidden unit", "key dim"))
+    assert np.abs(arrays["anchor"]).max() > 0.1
+    for t in (-1, 0, 9, recording.n_tokens - 1):
+        exact = pooled(recording.memory_matrix(layer, head, t, matrix), header["block"]).numpy()
+        np.testing.assert_allclose(replay_pooled(header, arrays, t), exact, rtol=1e-4, atol=1e-5)
+    with pytest.raises(KeyError, match="no recorded memory"):  # a linear memory has no W2
+        payload(record(tiny_model("hope"), TEXT)[0], 0, 0, "r", matrix="hidden_memory")
+
+
 def test_a_payload_is_about_one_pooled_row_and_write_per_token():
     recording, _ = record(tiny_model("hope", key_expansion=8), TEXT * 4)
     data = payload(recording, 0, 0, "r", columns=16)
