@@ -24,7 +24,7 @@ from .device import resolve_device
 from .layers import FeedForward, RMSNorm
 from .memories.self_modifying import SelfModifyingMemory
 from .state import HopeState, LayerState
-from .trace import HopeTrace, LayerTrace
+from .trace import CMSLevelUpdates, CMSTrace, HopeTrace, LayerTrace, MemoryTrace
 
 FULL = Ablation()
 
@@ -159,8 +159,6 @@ class HopeTransformer(nn.Module):
         lm = self.config.cms_objective == "lm" and bool(self.config.cms_periods)
         if lm:
             targets = None if targets is None else self._check_targets(targets, tokens)
-            if trace:
-                raise ValueError("recording (trace) needs cms_objective 'local': an lm level learns from the model's loss")
             if targets is not None and torch.is_inference_mode_enabled():
                 raise ValueError("targets need autograd (the lm levels' gradient): call outside torch.inference_mode()")
         if not torch.is_grad_enabled() and not trace and not torch.is_inference_mode_enabled() and (
@@ -174,7 +172,7 @@ class HopeTransformer(nn.Module):
                     tokens, state, ablation, False, False)
             return HopeOutput(out.logits.clone(), out.state.clone())
         if lm:
-            return self._forward_lm(tokens, targets, state, ablation)
+            return self._forward_lm(tokens, targets, state, ablation, trace, trace_attention)
         return self._forward(tokens, state, ablation, trace, trace_attention)
 
     @torch.no_grad()
@@ -238,46 +236,57 @@ class HopeTransformer(nn.Module):
         return HopeOutput(logits, HopeState(state.position + T, new_layers), HopeTrace(tuple(layer_traces)) if trace else None)
 
     def _forward_lm(self, tokens: torch.Tensor, targets: torch.Tensor | None, state: HopeState | None,
-                    ablation: Ablation) -> HopeOutput:
+                    ablation: Ablation, trace: bool = False, trace_attention: bool = False) -> HopeOutput:
         """cms_objective "lm": the call is read in pieces that end where some level's block ends. After each
         piece, the summed next-token loss of its targeted tokens is differentiated w.r.t. the ``W`` each
         level read in it; the piece's incoming state is a constant for this gradient (paths inside the
         piece only), so memory beyond the piece's own graph is the levels' pending sums. Each level then
-        takes its ``lm_step``. Outside autograd the piece runs under enable_grad and its results are detached."""
+        takes its ``lm_step``. Outside autograd the piece runs under enable_grad and its results are detached.
+        ``trace``: the pieces' traces joined, with each level's weights after every update it applied
+        (``CMSTrace.updates``: what a recording replays an lm level from)."""
         B, T = tokens.shape
         if T == 0:
-            return self._forward(tokens, state, ablation, False, False)
+            return self._forward(tokens, state, ablation, trace, trace_attention)
         state = self.init_state(B) if state is None else state
         updates = ablation.cms and ablation.test_time_updates
         outer_grad = torch.is_grad_enabled()
-        logits = []
-        for a, b in lm_pieces(state.position, T, self.config.cms_periods):
+        pieces = lm_pieces(state.position, T, self.config.cms_periods)
+        if trace_attention and len(pieces) > 1:  # each piece attends to its own key range: they do not join
+            raise ValueError("attention weights of a cms_objective 'lm' model are traced one piece at a time: "
+                             "trace a call inside one block of the shortest period")
+        logits, traces, applied = [], [], {}  # applied: (layer, level) -> [(token index in the call, W after)]
+        for a, b in pieces:
             piece_targets = targets[:, a:b] if targets is not None and updates else None
             gradients = None
             if piece_targets is not None and bool((piece_targets != IGNORE).any()):
                 state = with_fast_weights(state, outer_grad)
                 with torch.enable_grad():
-                    out = self._forward(tokens[:, a:b], state, ablation, False, False)
+                    out = self._forward(tokens[:, a:b], state, ablation, trace, trace_attention)
                     loss = F.cross_entropy(out.logits.float().flatten(0, 1), piece_targets.flatten(),
                                            ignore_index=IGNORE, reduction="sum")
                 fast = [level.memory for layer in state.layers for level in layer.cms]
                 gradients = iter(torch.autograd.grad(loss, fast, retain_graph=outer_grad, allow_unused=True))
             else:
-                out = self._forward(tokens[:, a:b], state, ablation, False, False)
+                out = self._forward(tokens[:, a:b], state, ablation, trace, trace_attention)
             layers = []
-            for block, layer in zip(self.blocks, out.state.layers):
+            for j, (block, layer) in enumerate(zip(self.blocks, out.state.layers)):
                 levels = []
                 for i, level_state in enumerate(layer.cms):
                     gradient = next(gradients) if gradients is not None else None
                     if updates and ablation.cms_level(i):
                         level_state = block.cms.levels[i].lm_step(level_state, gradient, out.state.position, ablation)
+                        if trace and out.state.position % block.cms.levels[i].period == 0:
+                            applied.setdefault((j, i), []).append((b - 1, level_state.memory[:, 0].detach()))
                     levels.append(level_state)
                 layers.append(dataclasses.replace(layer, cms=levels))
             state = HopeState(out.state.position, layers)
             if not outer_grad:
                 state = state.detach()
             logits.append(out.logits if outer_grad else out.logits.detach())
-        return HopeOutput(torch.cat(logits, dim=1), state)
+            if trace:
+                traces.append(out.trace)
+        joined = _join_lm_traces(traces, applied, self.blocks, B) if trace else None
+        return HopeOutput(torch.cat(logits, dim=1), state, joined)
 
     def _check_targets(self, targets, tokens: torch.Tensor) -> torch.Tensor:
         if not isinstance(targets, torch.Tensor):
@@ -306,3 +315,26 @@ class HopeTransformer(nn.Module):
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.config.vocab_size):
             raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), got {int(tokens.min())}..{int(tokens.max())}")
         return tokens.to(device=self.device, dtype=torch.long)
+
+
+def _join_lm_traces(traces: list[HopeTrace], applied: dict, blocks, batch: int) -> HopeTrace:
+    """The lm pieces' traces as one call's: per-token streams joined along the tokens, the CMS input too, and
+    each level's applied updates (token index and W after, [B, U, D, h]; U may be 0)."""
+    layers = []
+    for j, (block, first) in enumerate(zip(blocks, traces[0].layers)):
+        parts = [t.layers[j] for t in traces]
+        memory = MemoryTrace.cat([p.memory for p in parts]).detach() if first.memory is not None else None
+        cms = None
+        if first.cms is not None:
+            levels = []
+            for i, level in enumerate(block.cms.levels):
+                done = applied.get((j, i), [])
+                empty = level.initial_memory.new_zeros(batch, 0, *level.initial_memory.shape)
+                levels.append(CMSLevelUpdates(torch.tensor([t for t, _ in done], dtype=torch.long),
+                                              torch.stack([w for _, w in done], dim=1) if done else empty.detach()))
+            cms = CMSTrace(torch.cat([p.cms.input for p in parts], dim=1).detach(), updates=tuple(levels))
+        weights = first.attention_weights.detach() if first.attention_weights is not None else None
+        added = {k: v.detach() for k, v in first.residual_updates.items()} if first.residual_updates else first.residual_updates
+        layers.append(LayerTrace(memory, cms, weights, added))
+    return HopeTrace(tuple(layers))
+

@@ -6,7 +6,8 @@ D model width, h CMS hidden width):
 
     MemoryTrace   per-token streams [B, H, T]; unit_keys, values, errors [B, H, T, d]; keys [B, H, T, dk];
                   the 2-layer memory's write factors hidden, hidden_errors [B, H, T, d], write_rate [B, H, T]
-    CMSTrace      input [B, T, D]: it replays every level exactly; levels' write pairs when asked for
+    CMSTrace      input [B, T, D]: it replays every "local" level exactly; levels' write pairs when asked for;
+                  an "lm" level's weights after each of its updates
     LayerTrace    one block's memory, CMS and attention weights [B, heads, T, keys] (None: not there or off)
     HopeTrace     one LayerTrace per block
 The recorder turns these into a recording's streams (recording/streams.py names them).
@@ -47,6 +48,11 @@ class MemoryTrace:
         return cls(**{f.name: None if getattr(parts[0], f.name) is None else _cat_tokens([getattr(p, f.name) for p in parts])
                       for f in fields(cls)})
 
+    def detach(self) -> MemoryTrace:
+        """The same streams outside any autograd graph (an lm model traces inside its gradient pieces)."""
+        return type(self)(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).detach()
+                             for f in fields(self)})
+
 
 @dataclass(frozen=True)
 class CMSLevelTrace:
@@ -59,10 +65,20 @@ class CMSLevelTrace:
 
 
 @dataclass(frozen=True)
+class CMSLevelUpdates:
+    """A ``cms_objective="lm"`` level's updates in a call: its weights come from the model's loss, which no
+    replay of the chain recomputes, so the trace keeps the weights after each update."""
+    tokens: torch.Tensor  # [U] int64: the call's token whose block end applied the update
+    memory: torch.Tensor  # [B, U, D, h]: W after it
+
+
+@dataclass(frozen=True)
 class CMSTrace:
     input: torch.Tensor  # the chain's input [B, T, D]
     # Per level, with ``trace_levels``: its write pairs, None for a level switched off or not writing.
     levels: tuple[CMSLevelTrace | None, ...] = ()
+    # cms_objective "lm": per level, the updates it applied (none for a level switched off)
+    updates: tuple[CMSLevelUpdates, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ _DEEP = set(_group("deep")) | set(_group("values"))  # depth 2: its errors canno
 
 def _cms_group(config: HopeConfig) -> set[str]:
     names = set()
-    for name in _group("cms"):
+    lm = config.cms_objective == "lm"  # its levels' weights after each update, which no replay recomputes
+    for name in _group("cms") + (_group("lm") if lm else []):
         names |= ({name.format(param=p) for p in cms_parameter_shapes(config)} if "{param}" in name
                   else {name.format(j=j) for j in range(len(config.cms_periods))})
     return names
@@ -71,6 +72,8 @@ def _expected(name: str, config: HopeConfig, T: int, cms: dict) -> tuple[streams
         return None
     stream, index = found
     if config.memory_depth == 1 and (stream.kept == "deep" or stream.name.endswith(".hidden_memory")):
+        return None
+    if stream.kept == "lm" and config.cms_objective != "lm":
         return None
     if (("layer" in index and int(index["layer"]) >= config.n_layers)
             or ("level" in index and int(index["level"]) >= len(config.cms_periods))
@@ -147,6 +150,12 @@ def load_recording(source) -> Recording:
         ids = tensors[key]
         if ids.numel() and (ids.min() < 0 or ids.max() >= config.vocab_size):
             raise RecordingError(f"{name}: token ids out of range" + ("" if key == "tokens" else f" in {key!r}"))
+    for key, updates in tensors.items():  # lm levels: increasing token indices inside the recording
+        if key.endswith(".tokens") and key != "tokens" and updates.numel() and (
+                updates.min() < 0 or updates.max() >= T or (updates.diff() <= 0).any()):
+            raise RecordingError(f"{name}: tensor {key!r} must hold increasing token indices in [0, {T})")
+        if key.endswith(".tokens") and key != "tokens" and updates.shape[0] != tensors[key.removesuffix("tokens") + "memory"].shape[0]:
+            raise RecordingError(f"{name}: tensors {key!r} and its memory must count the same updates")
     return Recording(config, tensors, text, ablation, start_position, extra)
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..ablation import Ablation
-from ..model import HopeTransformer
+from ..model import IGNORE, HopeTransformer
 from ..ops import key_feature_map
 from ..state import HopeState
 from ..tokenizer import ByteTokenizer
@@ -68,8 +68,10 @@ def record(model: HopeTransformer, text_or_tokens, state: HopeState | None = Non
         raise RecordingError("a recording follows one sequence: pass a state with batch size 1")
     # inference_mode, like the model's own no_grad path: no autograd bookkeeping for the forward's
     # thousands of small ops. Its tensors could be neither modified in place nor used by autograd
-    # later, so the recording and the state are handed out as ordinary copies (a few MB).
-    with torch.inference_mode():
+    # later, so the recording and the state are handed out as ordinary copies (a few MB). An lm model's
+    # levels take gradients of the text's next-token loss: it needs autograd, so no_grad.
+    lm = model.config.cms_objective == "lm" and bool(model.config.cms_periods)
+    with torch.no_grad() if lm else torch.inference_mode():
         recording, new_state = _record(model, tokens, text, state, ablation, top_k, attention, full_states, next_token)
     return (dataclasses.replace(recording, tensors={name: t.clone() for name, t in recording.tensors.items()}),
             new_state.clone())
@@ -77,7 +79,12 @@ def record(model: HopeTransformer, text_or_tokens, state: HopeState | None = Non
 
 def _record(model, tokens, text, state, ablation, top_k, attention, full_states, next_token):
     started = time.perf_counter()
-    out = model(tokens[None].to(model.device), state=state, ablation=ablation, trace=True, trace_attention=attention)
+    targets = None
+    if model.config.cms_objective == "lm" and model.config.cms_periods:  # its levels learn from the text it reads
+        last = torch.tensor([IGNORE if next_token is None else int(next_token)])
+        targets = torch.cat([tokens[1:], last])[None].to(model.device)
+    out = model(tokens[None].to(model.device), state=state, ablation=ablation, trace=True, trace_attention=attention,
+                targets=targets)
     forward_seconds = time.perf_counter() - started
     tensors = _token_streams(out.logits[0].float().cpu(), tokens, top_k, next_token)
     for i, layer_trace in enumerate(out.trace.layers):
@@ -186,4 +193,7 @@ def _cms_streams(layer: int, trace: CMSTrace, initial_levels, cms_module) -> dic
         out[f"{prefix}initial.{j}.memory"] = level_state.memory[0, 0].float().cpu()
         out[f"{prefix}initial.{j}.pending"] = level_state.pending[0, 0].float().cpu()
         out[f"{prefix}initial.{j}.previous_input"] = level_state.previous_input[0].float().cpu()
+    for j, updates in enumerate(trace.updates):  # lm levels: W after each update (none for a level off)
+        out[f"{prefix}updates.{j}.tokens"] = updates.tokens.cpu()
+        out[f"{prefix}updates.{j}.memory"] = updates.memory[0].float().cpu()
     return out

@@ -23,7 +23,7 @@ from ..tokenizer import ByteTokenizer
 from ..trace import CMSTrace
 from . import streams
 from .events import level_events
-from .replay import CMSReplay
+from .replay import CMSReplay, LMUpdatesReplay
 from .reconstruction import predictions, rebuild_memory
 
 FORMAT = "nested_learning.recording"
@@ -149,11 +149,20 @@ class Recording:
             return tokens
         return tokens.merge(pd.concat(parts, ignore_index=True), on="token_index", how="right")
 
+    @property
+    def cms_learns_from_loss(self) -> bool:
+        """Whether the CMS levels learn from the next-token loss (``cms_objective="lm"``): their weights are
+        then the recorded ones after each update, not a replay of the chain."""
+        return self.config.cms_objective == "lm" and bool(self.config.cms_periods)
+
     def cms_events(self) -> pd.DataFrame:
         """One row per CMS level update: layer, level, period, token index and position, update norm and the
         level's objective (mean over the block's pairs of 1/2||W k - v||^2) before and after the update.
 
-        Derived exactly by replaying each layer's CMS chain from the recorded input (cached)."""
+        Derived exactly by replaying each layer's CMS chain from the recorded input (cached). An lm level's
+        objective is the model's loss, not replayed: its rows give the update norm and NaN objectives."""
+        if self._events is None and self.cms_learns_from_loss:
+            self._events = self._lm_events()
         if self._events is None:
             rows = []
             for layer in self.cms_layers:
@@ -175,6 +184,20 @@ class Recording:
             columns = ["layer", "level", "period", "token_index", "position", *EVENT_FIELDS[1:]]
             self._events = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
         return self._events
+
+    def _lm_events(self) -> pd.DataFrame:
+        rows = []
+        for layer in self.cms_layers:
+            for level, period in enumerate(self.config.cms_periods):
+                tokens = self.tensors[streams.cms(layer, f"updates.{level}.tokens")]
+                memory = self.tensors[streams.cms(layer, f"updates.{level}.memory")].double()
+                before = torch.cat([self.tensors[streams.cms(layer, f"initial.{level}.memory")].double()[None], memory[:-1]])
+                norms = (memory - before).flatten(1).norm(dim=1)
+                rows += [{"layer": layer, "level": level, "period": period, "token_index": int(t),
+                          "position": int(t) + self.start_position, "update_norm": float(n),
+                          "objective_before": math.nan, "objective_after": math.nan} for t, n in zip(tokens, norms)]
+        columns = ["layer", "level", "period", "token_index", "position", *EVENT_FIELDS[1:]]
+        return pd.DataFrame(rows, columns=columns)
 
     @property
     def events_ready(self) -> bool:
@@ -246,14 +269,17 @@ class Recording:
         """Fast weights of a CMS level after token t (what token t+1 reads); t = -1 gives the initial ones.
         [D, h] float32, replayed exactly from the layer's recorded CMS input, initial state and parameters
         (from a cached checkpoint at most 31 tokens before t: scrubbing stays fast)."""
-        return self.cms_replay(layer).states(self._check_token(t))[level].memory[0, 0]
+        return self.cms_replay(layer).weights(self._check_token(t))[level]
 
-    def cms_replay(self, layer: int) -> CMSReplay:
-        """The layer's checkpointed CMS replay. Only the last layer asked for is kept: a replay of a long
-        run holds tens of MB of checkpoints, and a dashboard session scrubs one layer at a time."""
+    def cms_replay(self, layer: int) -> CMSReplay | LMUpdatesReplay:
+        """The layer's checkpointed CMS replay (lm levels: their recorded updates). Only the last layer asked
+        for is kept: a replay of a long run holds tens of MB of checkpoints, and a dashboard session scrubs
+        one layer at a time."""
+        if streams.cms(layer, "input") not in self.tensors:
+            raise KeyError(f"layer {layer} has no recorded CMS")
         if layer not in self._replays:
             self._replays.clear()
-            self._replays[layer] = CMSReplay(self, layer)
+            self._replays[layer] = LMUpdatesReplay(self, layer) if self.cms_learns_from_loss else CMSReplay(self, layer)
         return self._replays[layer]
 
     def cms_chain(self, layer: int) -> tuple[ContinuumMemorySystem, list[CMSLevelState]]:
@@ -297,8 +323,11 @@ class Recording:
                 raise RecordingError("recordings to join must come from one model, ablation and set of streams")
         if any(name.endswith("attention.weights") for name in first.tensors):
             raise RecordingError("recordings with attention weights cannot be joined")
-        per_token = lambda name: (row := streams.find(name)[0]).shape is not None and row.shape[0] == "T"
-        tensors = {name: torch.cat([part.tensors[name] for part in parts]) if per_token(name) else tensor
+        per_token = lambda name: (row := streams.find(name)[0]).shape is not None and row.shape[0] in ("T", "U")
+        # an lm level's update tokens count from each part's start: from the first's once joined
+        offsets = [sum(part.n_tokens for part in parts[:k]) for k in range(len(parts))]
+        shifted = lambda name, k: parts[k].tensors[name] + offsets[k] if name.endswith(".tokens") else parts[k].tensors[name]
+        tensors = {name: torch.cat([shifted(name, k) for k in range(len(parts))]) if per_token(name) else tensor
                    for name, tensor in first.tensors.items()}
         meta = {**first.meta, "pieces": len(parts)}
         if all("forward_seconds" in part.meta for part in parts):

@@ -53,3 +53,26 @@ class CMSReplay:
     def weights(self, t: int) -> list[torch.Tensor]:
         """Every level's fast weights after token t, [D, h] each."""
         return [s.memory[0, 0] for s in self.states(t)]
+
+
+class LMUpdatesReplay:
+    """An lm level's weights at any token (``cms_objective="lm"``): it learns from the model's loss, so the
+    recording keeps its weights after each update and the weights after token t are the last kept at or
+    before t (the initial ones before the first)."""
+
+    def __init__(self, recording: Recording, layer: int):
+        n_levels = len(recording.config.cms_periods)
+        self.initial = [recording.tensors[streams.cms(layer, f"initial.{j}.memory")] for j in range(n_levels)]
+        self.tokens = [recording.tensors[streams.cms(layer, f"updates.{j}.tokens")] for j in range(n_levels)]
+        self.memory = [recording.tensors[streams.cms(layer, f"updates.{j}.memory")] for j in range(n_levels)]
+        self.n_tokens = recording.n_tokens
+
+    def weights(self, t: int) -> list[torch.Tensor]:
+        """Every level's fast weights after token t, [D, h] each."""
+        if not -1 <= t < self.n_tokens:
+            raise IndexError(f"token {t} is outside this recording")
+        out = []
+        for initial, tokens, memory in zip(self.initial, self.tokens, self.memory):
+            k = int(torch.searchsorted(tokens, torch.tensor(t), right=True))  # updates at tokens <= t
+            out.append(memory[k - 1] if k else initial)
+        return out

@@ -27,6 +27,7 @@ SYMBOLS = {
     "h": ("CMS hidden width (`cms_hidden`)", lambda c: c.cms_hidden),
     "n": ("attention heads (`n_heads`)", lambda c: c.n_heads),
     "S": ("keys attended: persistent tokens and the window's", lambda c: None),
+    "U": ("updates a CMS level applied during the recording", lambda c: None),
 }
 # When a stream is there; the file reader requires each layer's group once any of it is there.
 KEPT = {
@@ -38,6 +39,7 @@ KEPT = {
     "momentum": "memory layers of momentum configs (Titans)",
     "deep": "memory layers with `memory_depth` 2 (the 2-layer MLP memory)",
     "cms": "every CMS layer",
+    "lm": "every CMS layer of `cms_objective` 'lm' models",
     "attention": "with `attention=True`",
     "full": "with `full_states=True`",
 }
@@ -114,6 +116,11 @@ STREAMS = (
     _cms("initial.{j}.pending", ("D", "h"), "level j's update pending inside its block"),
     _cms("initial.{j}.previous_input", ("D",), "level j's input at the token before the first"),
     _cms("params.{param}", None, "the layer's CMS parameters (`shapes.cms_parameter_shapes`)"),
+    # cms_objective "lm": a level learns from the model's loss, which no replay of the chain recomputes
+    Stream("layers.{i}.cms.updates.{j}.tokens", ("U",), "int64", "lm", "lm levels: the token whose block end "
+           "applied each update (`W <- retention W + pending`), increasing"),
+    Stream("layers.{i}.cms.updates.{j}.memory", ("U", "D", "h"), "float32", "lm", "lm levels: the level's fast "
+           "weights after each update"),
     Stream("layers.{i}.attention.weights", ("n", "T", "S"), "float32", "attention", "attention weights"),
 )
 
@@ -181,7 +188,7 @@ def markdown_table(shipped: HopeConfig | None = None) -> str:
     """The docs' stream table: every row of ``STREAMS``, its shape in symbols and for the ``shipped`` config
     (the default ``hope`` preset), then what the symbols stand for."""
     shipped = shipped or HopeConfig.preset("hope")
-    size = lambda s: s if s in ("T", "k", "S") else f"{SYMBOLS[s][1](shipped):,}"  # m: the shipped (linear) memory's
+    size = lambda s: s if s in ("T", "k", "S", "U") else f"{SYMBOLS[s][1](shipped):,}"  # m: the shipped (linear) memory's
     lines = ["| stream | shape | shipped model | dtype | kept | meaning |", "|---|---|---|---|---|---|"]
     for s in STREAMS:
         shape = "as the parameter" if s.shape is None else f"[{', '.join(s.shape)}]"

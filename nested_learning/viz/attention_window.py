@@ -64,10 +64,13 @@ def window_view(model: HopeTransformer, recording: Recording, start_state: HopeS
         raise IndexError(f"token {t} is outside this run (0..{recording.n_tokens - 1})")
     ablation = recording.ablation
     tokens = recording.tokens.to(model.device)[None]
-    with torch.inference_mode():
+    lm = model.config.cms_objective == "lm" and bool(model.config.cms_periods)
+    # an lm model's CMS levels learned from the text's next tokens as the run read it: so does the prefix
+    # (autograd for their gradient, hence no_grad rather than inference_mode)
+    with torch.no_grad() if lm else torch.inference_mode():
         state = start_state
         if t > 0:
-            state = model(tokens[:, :t], state=state, ablation=ablation).state
+            state = model(tokens[:, :t], state=state, ablation=ablation, targets=tokens[:, 1:t + 1] if lm else None).state
         out = model(tokens[:, t:t + 1], state=state, ablation=ablation, trace=True, trace_attention=True)
         memory_ran = ablation.memory and any(layer.memory is not None for layer in out.trace.layers)
         off = model(tokens[:, t:t + 1], state=state, ablation=replace(ablation, memory=False)) if memory_ran else None

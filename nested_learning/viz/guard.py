@@ -115,19 +115,10 @@ def degenerate(recording: Recording) -> str | None:
             f"ln {vocab} = {math.log(vocab):.3f} nats), whatever the text; its weights are broken (e.g. overflowed).")
 
 
-def check_recordable(model: HopeTransformer) -> None:
-    """Models whose runs the recorder cannot follow are refused in one line (RunRefused) before anything runs."""
-    config = model.config
-    if config.cms_objective == "lm" and config.cms_periods:
-        raise RunRefused("This model's CMS levels learn from the next-token loss (cms_objective 'lm'), which the "
-                         "dashboard cannot record (docs/model-options.md).")
-
-
 def guarded_record(model: HopeTransformer, text_or_tokens, state: HopeState | None = None,
                    ablation: Ablation | None = None, **options) -> tuple[Recording, HopeState]:
     """:func:`record`, refused (RunRefused, one line) instead of returning results that mean nothing: bytes the
     model has no token for, the first non-finite token, a degenerate model. ``state`` is never modified."""
-    check_recordable(model)
     state = state if state is not None else model.init_state(1)
     ablation = ablation or Ablation()
     if isinstance(text_or_tokens, str):
@@ -170,7 +161,6 @@ def guarded_record_in_pieces(model: HopeTransformer, text: str, state: HopeState
     data = text.encode("utf-8", errors="replace")
     if len(data) > max_tokens:
         raise RunRefused(f"The input is {len(data)} tokens; a run takes at most {max_tokens}.")
-    check_recordable(model)
     check_vocabulary(model, data)
     tokens = torch.tensor(list(data), dtype=torch.long)
     start = state if state is not None else model.init_state(1)

@@ -460,3 +460,21 @@ def test_a_w2_link_on_a_one_matrix_memory_is_ignored_with_a_notice(app):
     ok(at.run())
     assert any("matrix=w2" in w.value for w in at.warning) and memory_player(at)[1]["symbol"] == "M"
     assert not [s for s in at.selectbox if s.key == "view_matrix"]
+
+
+def test_explore_runs_an_lm_objective_model_and_shows_its_levels_as_they_learned(tmp_path, monkeypatch):
+    """cms_objective "lm": Explore records the run with the levels learning from the text's next tokens; the
+    CMS panels draw each level's weights at the scrubbed token as the recording kept them."""
+    from nested_learning import save_checkpoint
+    from tests.conftest import tiny_model
+    path = save_checkpoint(tiny_model(cms_objective="lm", cms_periods=[4, 16]), tmp_path / "lm.safetensors")
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", path)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"preset": "phrase", "token": "40"})
+    at.session_state["explore_cms"] = True
+    ok(at.run())
+    recording, _ = record(load_checkpoint(path, device="cpu"), TEXT_PRESETS["phrase"].text)
+    for level, trace in enumerate(figure(at, "cms_heatmaps")["data"]):
+        weights = recording.cms_weights(0, level, 40)
+        assert not torch.equal(weights, recording.cms_weights(0, level, -1))  # it learned by token 40
+        np.testing.assert_allclose(arrays(trace["z"]), weights.T.numpy(), rtol=1e-5, atol=1e-6)

@@ -214,3 +214,33 @@ def test_slow_periods_keep_a_fixed_size_state():
     assert torch.equal(memory(state, 2), memory(start, 2))  # 144 < 1,024: still accumulating
     assert state.layers[0].cms[2].pending.abs().sum() > 0
     assert lm_pieces(1000, 60, (16, 128, 1024)) == [(0, 8), (8, 24), (24, 40), (40, 56), (56, 60)]
+
+
+def test_a_recording_follows_the_lm_levels_as_the_model_holds_them(tmp_path):
+    """record() lets the levels learn from the text's next tokens (as generate() does for a prompt) and keeps
+    each level's weights after every update: cms_weights after token t equals the state of the model run up
+    to it with the same targets and the same call edge (the recording starts mid-block); the traced call's
+    logits are the untraced call's; a saved file with disordered update tokens is refused."""
+    from nested_learning.recording import Recording, RecordingError, record
+    model = tiny_model(cms_objective="lm", cms_periods=[2, 4])
+    tokens = random_tokens(1, 23)[0]
+    next_tokens = torch.cat([tokens[1:], torch.tensor([IGNORE])])
+    with torch.no_grad():
+        start = model(tokens[None, :3], targets=next_tokens[None, :3]).state
+    recording, _ = record(model, tokens[3:], state=start)
+    for t in (0, 4, 8, 19):  # after updates of both levels, of one, and between
+        with torch.no_grad():
+            state = model(tokens[None, 3:t + 4], state=start, targets=next_tokens[None, 3:t + 4]).state
+        for level in (0, 1):
+            assert torch.allclose(recording.cms_weights(1, level, t), state.layers[1].cms[level].memory[0, 0], rtol=1e-5, atol=1e-7)
+    with torch.no_grad():
+        logits = model(tokens[None, 3:], state=start, targets=next_tokens[None, 3:]).logits[0]
+    expected = F.cross_entropy(logits[:-1], tokens[4:], reduction="none")
+    torch.testing.assert_close(recording.stream("loss")[:-1], expected, rtol=1e-5, atol=1e-6)
+    events = recording.cms_events()
+    assert events[(events.layer == 0) & (events.level == 1)]["position"].tolist() == [3, 7, 11, 15, 19]  # block ends
+    assert events["objective_before"].isna().all()  # the level's objective is the model's loss: not replayed
+    bad = dict(recording.tensors)
+    bad["layers.0.cms.updates.1.tokens"] = bad["layers.0.cms.updates.1.tokens"].flip(0)
+    with pytest.raises(RecordingError, match="increasing token indices"):
+        Recording.load(Recording(recording.config, bad).save(tmp_path / "bad.safetensors"))

@@ -21,8 +21,8 @@ DTYPES = {"int64": torch.int64, "float32": torch.float32, "float16": torch.float
 @pytest.fixture(scope="module")
 def recordings() -> list[Recording]:
     """The shipped configuration (random weights) with attention and every M_t, a tiny momentum model
-    with CMS and every M_t, a file that holds the keys and writes themselves, and a 2-layer memory with every
-    W1 and W2: together every row of the table."""
+    with CMS and every M_t, a file that holds the keys and writes themselves, a 2-layer memory with every
+    W1 and W2 and CMS levels learning from the loss: together every row of the table."""
     torch.manual_seed(0)
     shipped = HopeTransformer(HopeConfig.preset("hope")).eval()
     tokens = random_tokens(1, 9)[0]
@@ -31,7 +31,8 @@ def recordings() -> list[Recording]:
     momentum, _ = record(momentum_model, tokens, full_states=True)
     stored_keys = with_stored_writes(with_stored_keys(momentum, traced_keys(momentum_model, tokens)))
     deep, _ = record(tiny_model("hope", memory_depth=2, key_expansion=2), tokens, full_states=True)  # W1 and W2
-    return [hope, momentum, stored_keys, deep]
+    lm, _ = record(tiny_model("hope", key_expansion=2, cms_objective="lm", cms_periods=[2, 4]), tokens)  # lm updates
+    return [hope, momentum, stored_keys, deep, lm]
 
 
 def expected_shape(recording: Recording, name: str):
@@ -81,7 +82,12 @@ def test_the_file_reader_takes_its_shapes_from_the_table(recordings, tmp_path):
             bad = dataclasses.replace(recording, tensors={**recording.tensors, name: grown})
             with pytest.raises(RecordingError, match=re.escape(f"tensor '{name}' has shape")):
                 Recording.load(bad.save(tmp_path / "bad.safetensors"))
-    assert len(checked) == len(streams.STREAMS) - 1  # all but tokens
+    assert len(checked) == len(streams.STREAMS) - 2  # all but tokens and an lm level's update tokens (below)
+    lm = recordings[-1]  # its update tokens have no fixed length: their count must be the weights'
+    name = "layers.1.cms.updates.0.tokens"
+    more = torch.cat([torch.zeros(1, dtype=torch.long), lm.tensors[name]])
+    with pytest.raises(RecordingError, match="must count the same updates"):
+        Recording.load(dataclasses.replace(lm, tensors={**lm.tensors, name: more}).save(tmp_path / "bad.safetensors"))
 
 
 def test_names_outside_the_table_or_the_config_are_refused(recordings, tmp_path):
