@@ -60,7 +60,7 @@ def run_chunks(q, k, v, eta, log_retention, w1, w2, chunk, position=0, kernel=de
         if kernel is deep_memory_chunk:
             anchor = {} if anchors is None else dict(w1_anchor=anchors[0], w2_anchor=anchors[1])
             out = kernel(*map(part, (q, k, v, eta, log_retention)), w1, w2, w1_ref, w2_ref, return_error=True, **anchor)
-            output, error, w1, w2 = out
+            output, error, w1, w2 = out[:4]  # (its write factors, out.back and out.rate, are the recorder's)
         else:
             output, error, w1, w2 = kernel(*map(part, (q, k, v, eta, log_retention)), w1, w2, w1_ref, w2_ref,
                                            anchors=(0.0, 0.0) if anchors is None else anchors)
