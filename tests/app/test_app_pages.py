@@ -282,3 +282,20 @@ def test_tables_are_formatted_for_people():
     text = for_people(frame).to_string()
     assert "9.92e-17" in text and "0.123" in text and "n/a" in text and "654,056" in text
     assert "0.123456" not in text and "nan" not in text
+
+
+def test_b_runs_the_2_layer_memory_beside_the_linear_one(tiny_checkpoint, tmp_path, monkeypatch):
+    """The deep-memory checkpoint shipped beside the default is a B choice that runs: both memories report
+    their surprise, and the memory panel says why one M_t cannot be drawn against the other."""
+    default = tmp_path / tiny_checkpoint.name
+    default.write_bytes(tiny_checkpoint.read_bytes())
+    save_checkpoint(tiny_model(memory_depth=2, seed=3), tmp_path / "hope-deep.safetensors")
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", default)
+    at = ok(AppTest.from_file(APP, default_timeout=90).run())
+    ok(at.switch_page("app_pages/compare.py").run())
+    assert "2-layer MLP memory" in " ".join(at.selectbox(key="compare_b").options)
+    at.selectbox(key="compare_b").set_value("checkpoint:hope-deep.safetensors").run()
+    ok(at.button(key="compare_run").click().run())
+    summary = table(at, "mean surprise")
+    assert summary["mean surprise"].notna().all()
+    assert not has_chart(at, "compare_memory") and "2-layer memory against a linear one" in at.info[0].value
