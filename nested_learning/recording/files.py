@@ -150,11 +150,11 @@ def load_recording(source) -> Recording:
         ids = tensors[key]
         if ids.numel() and (ids.min() < 0 or ids.max() >= config.vocab_size):
             raise RecordingError(f"{name}: token ids out of range" + ("" if key == "tokens" else f" in {key!r}"))
-    for key, updates in tensors.items():  # lm levels: increasing token indices inside the recording
-        if key.endswith(".tokens") and key != "tokens" and updates.numel() and (
-                updates.min() < 0 or updates.max() >= T or (updates.diff() <= 0).any()):
+    for key in (k for k in tensors if k.endswith(".tokens") and streams.find(k)[0].kept == "lm"):
+        updates = tensors[key]  # an lm level's update tokens: increasing, inside the recording, one per weights
+        if updates.numel() and (updates.min() < 0 or updates.max() >= T or (updates.diff() <= 0).any()):
             raise RecordingError(f"{name}: tensor {key!r} must hold increasing token indices in [0, {T})")
-        if key.endswith(".tokens") and key != "tokens" and updates.shape[0] != tensors[key.removesuffix("tokens") + "memory"].shape[0]:
+        if updates.shape[0] != tensors[key.removesuffix("tokens") + "memory"].shape[0]:
             raise RecordingError(f"{name}: tensors {key!r} and its memory must count the same updates")
     return Recording(config, tensors, text, ablation, start_position, extra)
 
