@@ -6,7 +6,9 @@
    path computes outputs and the final memory; the per-token errors, asked for when recording,
    cost two more matmuls per chunk).
 3. ``--checkpoints A B ...``: the given checkpoints' own forwards at 512 and 2,048 tokens, interleaved,
-   against the first (the shipped models' cost at their own size).
+   against the first (the shipped models' cost at their own size). With ``--targets`` each forward gets
+   the text's next tokens, as ``record()`` reads text: a ``cms_objective="lm"`` model then learns from
+   them (its pieces' backward passes are part of reading), the others ignore them.
 Timings on shared VMs swing 10-15%: only the ratios are meaningful.
 """
 from __future__ import annotations
@@ -41,14 +43,17 @@ def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def forward_times(models: dict, rounds: int, T: int) -> dict[str, float]:
-    """One T-token forward of each model (batch 1, no_grad), interleaved; median seconds per name."""
-    tokens = torch.randint(0, 256, (1, T), generator=torch.Generator().manual_seed(0))
+def forward_times(models: dict, rounds: int, T: int, targets: bool = False) -> dict[str, float]:
+    """One T-token forward of each model (batch 1, no_grad), interleaved; median seconds per name.
+    ``targets``: pass each position's next token (the last has none), as the recorder does."""
+    tokens = torch.randint(0, 256, (1, T + 1), generator=torch.Generator().manual_seed(0))
+    tokens, next_tokens = tokens[:, :-1], tokens[:, 1:].clone()
+    next_tokens[:, -1] = -100
 
     def run(model):
         def go():
-            with torch.no_grad():
-                model(tokens)
+            with torch.no_grad():  # an lm model's levels take their gradients inside, under enable_grad
+                model(tokens, targets=next_tokens if targets else None)
         return go
     return interleaved({name: run(m) for name, m in models.items()}, rounds)
 
@@ -58,9 +63,9 @@ def model_ratio(rounds: int, presets=("hope", "transformer"), T: int = 512) -> d
                           for p in presets}, rounds, T)
 
 
-def checkpoint_times(paths: list[str], rounds: int, T: int) -> dict[str, float]:
+def checkpoint_times(paths: list[str], rounds: int, T: int, targets: bool = False) -> dict[str, float]:
     """The shipped models' own cost: each checkpoint's forward, interleaved."""
-    return forward_times({path: load_checkpoint(path, device="cpu").eval() for path in paths}, rounds, T)
+    return forward_times({path: load_checkpoint(path, device="cpu").eval() for path in paths}, rounds, T, targets)
 
 
 def kernel_ratio(rounds: int, T: int = 2048, d: int = 64, H: int = 4) -> dict[str, float]:
@@ -88,6 +93,8 @@ def main():
                              "print every ratio: on a shared VM one run can land in a slow spell")
     parser.add_argument("--checkpoints", nargs="+", default=[],
                         help="time these checkpoints' forwards instead (512 and 2,048 tokens), against the first")
+    parser.add_argument("--targets", action="store_true",
+                        help="with --checkpoints: give each forward the next tokens (an lm-objective model learns from them)")
     args = parser.parse_args()
     if args.rounds < 1 or args.repeats < 1 or min(args.threads) < 1:
         parser.error("--rounds, --repeats and --threads must be positive")
@@ -96,9 +103,10 @@ def main():
         for threads in dict.fromkeys(args.threads):
             torch.set_num_threads(threads)
             for T in (512, 2048):
-                times = checkpoint_times(args.checkpoints, args.rounds, T)
+                times = checkpoint_times(args.checkpoints, args.rounds, T, args.targets)
                 base = times[args.checkpoints[0]]
-                print(f"forward of each checkpoint, T={T}, B=1, {threads} threads, median of {args.rounds}:")
+                print(f"forward of each checkpoint{' with targets' if args.targets else ''}, T={T}, B=1, "
+                      f"{threads} threads, median of {args.rounds}:")
                 for path, t in times.items():
                     print(f"  {path:50s} {t * 1e3:8.1f} ms  {t / base:5.2f}x the first")
         return

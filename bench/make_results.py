@@ -29,6 +29,8 @@ REPORTS = {
     "variants": "reports/reread-variants.json",  # bench/model_targets.py --only variants (issue 27)
     "recording": "reports/recording-budget.json",  # bench/bench_recording.py --budget-report (issue 26)
     "bindings": "reports/model-targets-bindings.json",  # bench/model_targets.py --only bindings (issue 27)
+    "reach": "reports/model-targets-reach.json",  # bench/model_targets.py --only reach (issue 27)
+    "copy_far": "reports/model-targets-copy-far.json",  # bench/model_targets.py --only copy_far (issue 27)
 }
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
@@ -261,10 +263,14 @@ def block_wordings(r: dict) -> str:
     w = r["wordings"]
     rows = {(row["task"], row["wordings"]): row for row in w["wordings"]}
     templates = {split: rows["passkey", split]["templates"] for split in ("original", "trained", "heldout")}
-    body = [[label] + [f"{fmt(rows[task, split]['own'])} (swap {fmt(rows[task, split]['swap'])})"
-                       for split in ("original", "trained", "heldout")]
+    cell = lambda row, fmt: f"{fmt(row['own'])} (swap {fmt(row['swap'])})"
+    body = [[label] + [cell(rows[task, split], fmt) for split in ("original", "trained", "heldout")]
             for task, (label, fmt) in WORDING_TASKS.items()]
-    return (f"{source(REPORTS['wordings'], w)}; own memory, and another document's (swap):\n\n"
+    far = {row["wordings"]: row for row in r["copy_far"]["wordings_far"]}  # the copy target's far end
+    body.insert(2, ["32-letter copy 1,000 bytes back (nats/letter)"]
+                + [cell(far[split], est) for split in ("original", "trained", "heldout")])
+    return (f"{source(REPORTS['wordings'], w)} and `{REPORTS['copy_far']}` (the copy 1,000 bytes back); own memory, "
+            "and another document's (swap):\n\n"
             + table(["task", "original wording", f"{templates['trained']} of the trained wordings",
                      f"{templates['heldout']} held-out wordings"], body))
 
@@ -278,6 +284,34 @@ def block_gating(r: dict) -> str:
             "against the same passage read new at the same stream position:\n\n"
             + table(["layer", "tokens between", "first reading", "second reading", "new at the same position",
                      "second minus new", "second minus first"], rows))
+
+
+def heldout_target_rows(r: dict) -> list[list[str]]:
+    """Issue 27's targets on the shipped checkpoint (held-out wordings unless a row says so): target,
+    measured, met (the mean judged, as in the earlier targets)."""
+    w = {(row["task"], row["wordings"]): row for row in r["wordings"]["wordings"]}
+    far = {row["wordings"]: row for row in r["copy_far"]["wordings_far"]}
+    keys = by(r["targets"]["passkey"], "distance")
+    gating = [g for layer_rows in r["wordings"]["gating"] for g in layer_rows]
+    copies = [w["repeat", "heldout"]["own"], far["heldout"]["own"]]
+    rows = [["pass key 1,000 bytes back at least 80%", pct(w["passkey", "heldout"]["own"]),
+             yes(w["passkey", "heldout"]["own"]["mean"] >= 0.8)],
+            ["pass key 4,000 bytes back at least 60% (the original wording, one of the trained)", pct(keys[4000]["own"]),
+             yes(keys[4000]["own"]["mean"] >= 0.6)],
+            ["32-letter copy 100-1,000 bytes back at most 0.5 nats a letter, first letter included",
+             " and ".join(est(c) for c in copies), yes(all(c["mean"] <= 0.5 for c in copies))],
+            ["recall of 16 pairs at least 80%", pct(w["recall", "heldout"]["own"]), yes(w["recall", "heldout"]["own"]["mean"] >= 0.8)],
+            ["learning rate on a reread below the same passage new at the same position, interval excluding 0, "
+             "in every layer", "; ".join(f"layer {g['layer']}, {g['gap']:,} tokens: {est(g['reread_minus_new'])}" for g in gating),
+             yes(all(g["reread_minus_new"]["ci_high"] < 0 for g in gating))]]
+    return rows
+
+
+def block_heldout_targets(r: dict) -> str:
+    return (f"Issue 27's targets, from `{REPORTS['wordings']}`, `{REPORTS['copy_far']}` and `{REPORTS['targets']}` "
+            f"(`{r['wordings']['checkpoint']}`, {r['wordings']['n']} sequences per measurement, 95% bootstrap intervals); "
+            "held-out wordings unless the row says otherwise; *met* judges the mean (the gating row its interval):\n\n"
+            + table(["target", "measured", "met"], heldout_target_rows(r)))
 
 
 def wordings_line(w: dict) -> str:
@@ -308,6 +342,21 @@ def block_phrasings(r: dict) -> str:
              for layer, gap in sorted(gating["phrased"])]
     return (f"{source(REPORTS['phrasings'], phrased)} against the shipped checkpoint (`{REPORTS['targets']}`, "
             f"`{REPORTS['wordings']}`):\n\n" + table(["measure", "shipped (`cpu`)", "`cpu-phrasings`"], rows))
+
+
+REACH_LABELS = {"none": "full model", "retention": "retention off (nothing decays)", "cms": "every CMS level off",
+                "self_modification": "self-modification off", "adaptive_lr": "adaptive learning rate off (a fixed rate)"}
+
+
+def block_reach(r: dict) -> str:
+    """The pass key 4,000 bytes back with each memory component off in turn."""
+    reach = r["reach"]
+    rows = [[REACH_LABELS.get(x["ablation"], f"CMS level {x['ablation'][4:]} off"), pct(x["own"]), est(x["loss_own"])]
+            for x in reach["reach"]]
+    distance = reach["reach"][0]["token_distance"]
+    return (f"{source(REPORTS['reach'], reach)}: the pass key {distance:,} tokens back in the original wording, "
+            "own memory, with one component switched off at a time:\n\n"
+            + table(["model", "whole key right", "loss, nats/digit"], rows))
 
 
 def block_variants(r: dict) -> str:
@@ -360,7 +409,7 @@ def block_recording(r: dict) -> str:
 
 def block_summary(r: dict) -> str:
     t, v = r["targets"], r["validation"]
-    rows = target_rows(t)
+    rows, heldout = target_rows(t), heldout_target_rows(r)
     met = sum(row[2] == "yes" for row in rows)
     rereads, copies = by(t["reread"], "gap"), by(t["copy"], "gap")
     recall = [x for x in t["recall"] if x["spread"] > 0]
@@ -381,7 +430,8 @@ def block_summary(r: dict) -> str:
         "- against models trained alike (the same recipe, or its `cpu-attention` variant where named), a passage "
         "reread 1,000 tokens later (second / first reading) "
         "and the pass key 1,054 tokens back: " + alike_line(r) + ";",
-        f"- targets met: {met} of {len(rows)} (`{REPORTS['targets']}`); validation suite: {v['passed']} of "
+        f"- targets met: {met} of {len(rows)} (`{REPORTS['targets']}`); issue 27's targets in held-out wordings: "
+        f"{sum(row[2] == 'yes' for row in heldout)} of {len(heldout)}; validation suite: {v['passed']} of "
         f"{v['passed'] + v['failed']} judged results hold (`{REPORTS['validation']}`).",
     ]
     return "\n".join(lines)
@@ -415,7 +465,8 @@ BLOCKS = {"summary": block_summary, "targets": block_targets, "memory": block_me
           "validation": block_validation, "balanced": block_balanced, "wordings": block_wordings,
           "gating": block_gating, "phrasings": block_phrasings, "variants": block_variants,
           "recording": block_recording, "alike": block_alike,
-          "bindings": block_bindings}
+          "bindings": block_bindings, "reach": block_reach,
+          "heldout-targets": block_heldout_targets}
 
 
 def refresh(text: str, reports: dict) -> str:

@@ -51,7 +51,9 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated parts: wordings, gating, variants, targets (the earlier targets, original wording), "
                         "curves (reread, copy, recall and pass key at every distance, and bits per byte: any model), "
                         "long (reread and copy 2,000-8,000 bytes back, pass key at 8,000), written (bits per byte on held-out "
-                        "documents with their line breaks) (default: everything)")
+                        "documents with their line breaks), reach (pass key 4,000 bytes back with each memory component off), copy_far (the 32-letter "
+                        "copy 1,000 bytes back in the original, trained and held-out wordings) "
+                        "(default: everything)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -90,6 +92,12 @@ def main():
             show("bits_per_byte_as_written", {"model": targets.bits_per_byte(model, windows)})
         if "long" in parts:  # the curves past the training windows' 2,048 bytes, to 8,000
             measure_long(model, n, passages, prose.fillers(n, max(LONG_GAPS), "targets/long"), filler, show)
+        if "copy_far" in parts:  # the copy target's far end (1,000 bytes back) in every wording split
+            for split, out in targets.across_wordings("repeat", model, n, controls=("own", "swap"), gap=1000,
+                                                      filler=filler, decoy=False).items():
+                show("wordings_far", {"task": "repeat", "gap": 1000, **out, "templates": out["wordings"], "wordings": split})
+        if "reach" in parts:  # what carries a pass key 4,000 bytes back: each component switched off in turn
+            measure_reach(model, n, filler, show)
         if "targets" in parts:  # the earlier targets in the original wording, at the gaps they are judged
             show("reread", targets.reread(model, passages, fillers, 1000))
             show("copy", targets.copy(model, n, 100, filler))
@@ -180,6 +188,18 @@ def measure_variants(model, prose, show):
     for gap in (100, 1000):
         for row in targets.reread_variants(model, pairs, prose.fillers(len(pairs), gap + 200, f"variants/{gap}"), gap):
             show("reread_variants", row)
+
+
+def measure_reach(model, n: int, filler, show, distance: int = 4000):
+    """The pass key ``distance`` bytes back (own memory) with the full model and with each memory component
+    off in turn (retention, the CMS and each of its levels, self-modification, the adaptive learning rate):
+    which part of the memory holds a key that long."""
+    levels = len(model.config.cms_periods)
+    switches = ["", "retention", *(["cms", *(f"cms.{i}" for i in range(levels))] if levels else []),
+                "self_modification", "adaptive_lr"]
+    for names in switches:
+        show("reach", {"ablation": names or "none", **targets.passkey(
+            model, n, distance, filler, ablation=Ablation.from_names(names), controls=("own",))})
 
 
 def measure_wordings(model, n: int, filler, show):

@@ -35,7 +35,7 @@ def test_every_generated_block_is_what_its_report_gives(reports):
 def test_readme_and_results_doc_hold_the_generated_blocks():
     names = lambda path: [m.group("name") for m in make_results.BLOCK.finditer(path.read_text())]
     assert names(ROOT / "README.md") == ["recording", "summary"]
-    assert sorted(names(ROOT / "docs" / "results.md")) == ["alike", "balanced", "bindings", "gating", "memory", "phrasings", "targets", "validation", "variants", "wordings"]
+    assert sorted(names(ROOT / "docs" / "results.md")) == ["alike", "balanced", "bindings", "gating", "heldout-targets", "memory", "phrasings", "reach", "targets", "validation", "variants", "wordings"]
     for path in make_results.documents():
         assert set(names(path)) <= set(make_results.BLOCKS), path.name
         # An opening marker without its closing one would leave the block out of every check.
@@ -55,6 +55,24 @@ def test_a_changed_report_changes_every_place_that_quotes_it(reports):
     row = next(line for line in make_results.block_targets(changed).splitlines() if "128-byte passage" in line)
     assert row.endswith("| no |") and "0.988" in row
     assert "targets met: 7 of 8" in make_results.block_summary(changed)
+
+
+def test_the_held_out_verdicts_follow_their_reports(reports):
+    """Issue 27's table judges each held-out measurement: recall at 85% meets "at least 80%", a copy 1,000
+    bytes back at 0.6 nats misses "at most 0.5", and README's count follows."""
+    changed = copy.deepcopy(reports)
+    recall = next(x for x in changed["wordings"]["wordings"] if x["task"] == "recall" and x["wordings"] == "heldout")
+    recall["own"] = {"mean": 0.85, "ci_low": 0.8, "ci_high": 0.9}
+    far = next(x for x in changed["copy_far"]["wordings_far"] if x["wordings"] == "heldout")
+    far["own"] = {"mean": 0.6, "ci_low": 0.5, "ci_high": 0.7}
+    rows = {row[0]: row for row in make_results.heldout_target_rows(changed)}
+    assert rows["recall of 16 pairs at least 80%"][1:] == ["85.0% [80.0, 90.0]", "yes"]
+    copy_row = next(row for name, row in rows.items() if name.startswith("32-letter copy"))
+    assert "0.600 [0.500, 0.700]" in copy_row[1] and copy_row[2] == "no"
+    met = sum(row[2] == "yes" for row in make_results.heldout_target_rows(reports))
+    summary = make_results.block_summary(changed)
+    assert f"issue 27's targets in held-out wordings: {met} of 5" in make_results.block_summary(reports)
+    assert f"issue 27's targets in held-out wordings: {met} of 5" in summary  # one more met, one fewer
 
 
 def test_readme_quotes_results_only_in_generated_blocks():
