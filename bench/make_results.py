@@ -196,10 +196,11 @@ def validation_numbers(res: dict) -> str:
                 + ", ".join(f"{100 * r['passkey_accuracy']:.0f}% at {r['token_distance']:,}" for r in own)
                 + f"; copy loss own minus swap {metric(res, 'copy_loss_own_minus_swap', 2)} nats/letter: "
                 + ", ".join(f"{r['copy_nats_per_letter']:.2f} at {r['token_distance']:,}" for r in own))
-    if name == "surprise_gating":
-        return "; ".join(f"layer {row['layer']}: rate {row['rate_first']:.3f} -> {row['rate_second']:.3f}, second minus "
-                         f"first {row['second_minus_first']:.3f} [{row['second_minus_first_ci_low']:.3f}, "
-                         f"{row['second_minus_first_ci_high']:.3f}], {100 * row['pinned_share']:.2f}% pinned"
+    if name == "surprise_gating":  # a reread against the same passage read new at the same position
+        interval = lambda row, key: f"{row[key]:.3f} [{row[key + '_ci_low']:.3f}, {row[key + '_ci_high']:.3f}]"
+        return "; ".join(f"layer {row['layer']}, {row['gap']:,} tokens: rate {row['rate_reread']:.3f} on a reread, "
+                         f"{row['rate_new']:.3f} new at the same position, reread minus new "
+                         f"{interval(row, 'reread_minus_new')}, {100 * row['pinned_share']:.2f}% pinned"
                          for row in res["tables"]["rate_by_layer"])
     if name == "loss_by_position":
         return "Hope minus baseline, nats/byte: " + ", ".join(

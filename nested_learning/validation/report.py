@@ -96,8 +96,8 @@ def markdown(results: list[Result], meta: dict) -> str:
     if meta.get("baseline"):
         lines.append(f"Baseline: `{meta['baseline']}` (same rows, paired).")
     if meta.get("rules_commit"):
-        lines.append(f"Pass rules of properties 2-7: docs/validation.md as of commit {meta['rules_commit']}, "
-                     "committed before the checkpoint they judge.")
+        lines.append(f"Pass rules of properties 2-7: docs/validation.md as of commit {meta['rules_commit']} "
+                     "(git log docs/validation.md says which came before the checkpoint).")
     checkpoint = meta.get("checkpoint_metadata")
     if checkpoint:
         shown = [f"{key} {checkpoint[key]}" for key in ("status", "step", "tokens") if key in checkpoint]
