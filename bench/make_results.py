@@ -431,7 +431,7 @@ def block_summary(r: dict) -> str:
         "- against models trained alike (the same recipe, or its `cpu-attention` variant where named), a passage "
         "reread 1,000 tokens later (second / first reading) "
         "and the pass key 1,054 tokens back: " + alike_line(r) + ";",
-        f"- targets met: {met} of {len(rows)} (`{REPORTS['targets']}`); issue 27's targets in held-out wordings: "
+        f"- targets met: {met} of {len(rows)} (`{REPORTS['targets']}`); issue 27's targets: "
         f"{sum(row[2] == 'yes' for row in heldout)} of {len(heldout)}; validation suite: {v['passed']} of "
         f"{v['passed'] + v['failed']} judged results hold (`{REPORTS['validation']}`).",
     ]
