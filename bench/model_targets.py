@@ -95,7 +95,7 @@ def main():
         if "copy_far" in parts:  # the copy target's far end (1,000 bytes back) in every wording split
             for split, out in targets.across_wordings("repeat", model, n, controls=("own", "swap"), gap=1000,
                                                       filler=filler, decoy=False).items():
-                show("wordings_far", {"task": "repeat", "gap": 1000, **out, "templates": out["wordings"], "wordings": split})
+                show("wordings_far", {"task": "repeat", **out, "templates": out["wordings"], "wordings": split})
         if "reach" in parts:  # what carries a pass key 4,000 bytes back: each component switched off in turn
             measure_reach(model, n, filler, show)
         if "targets" in parts:  # the earlier targets in the original wording, at the gaps they are judged
