@@ -31,6 +31,7 @@ REPORTS = {
     "bindings": "reports/model-targets-bindings.json",  # bench/model_targets.py --only bindings (issue 27)
     "reach": "reports/model-targets-reach.json",  # bench/model_targets.py --only reach (issue 27)
     "copy_far": "reports/model-targets-copy-far.json",  # bench/model_targets.py --only copy_far (issue 27)
+    "frames": "reports/model-targets-frames.json",  # bench/model_targets.py --only frames (issue 27)
 }
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
@@ -449,6 +450,27 @@ def block_bindings(r: dict) -> str:
             + table(["binding", "in phrasings.py's", "bytes between key and value", "own memory", "another document's memory"], rows))
 
 
+FRAME_GROUPS = {"trained_shared": "trained, the question ending as the fact did before the key",
+                "trained_different": "trained, the question ending otherwise",
+                "heldout": "held out, as they are (no question ends as its fact did)",
+                "heldout_echoed": "held out, each question followed by its fact's bytes before the key"}
+
+
+def block_frames(r: dict) -> str:
+    """The pass key by how the question ends: with the fact's bytes before the key, or otherwise."""
+    f = r["frames"]
+    rows = []
+    for x in f["passkey_frames"]:
+        shared = x["shared_bytes"]
+        rows.append([FRAME_GROUPS[x["group"]], f"{x['sampled']} of {x['templates']}",
+                     f"{shared[0]}-{shared[-1]}" if shared[0] != shared[-1] else str(shared[0]),
+                     pct(x["own"]), est(x["loss_own"], 2), est(x["loss_swap"], 2)])
+    distance = f["passkey_frames"][0]["distance"]
+    return (f"{source(REPORTS['frames'], f)}; a 5-digit pass key {distance:,} bytes back, 2 rows per wording:\n\n"
+            + table(["wordings", "sampled", "bytes the question's end shares with the fact's", "whole key right",
+                     "nats per digit", "another document's memory, nats per digit"], rows))
+
+
 def alike_line(r: dict) -> str:
     """Each model trained alike at the distances beyond a 512-token window: "label x / y%"."""
     frame = alike.curves([model for model in alike.ALIKE if r["alike"][model.key]], loaded=r["alike"])
@@ -466,7 +488,7 @@ BLOCKS = {"summary": block_summary, "targets": block_targets, "memory": block_me
           "validation": block_validation, "balanced": block_balanced, "wordings": block_wordings,
           "gating": block_gating, "phrasings": block_phrasings, "variants": block_variants,
           "recording": block_recording, "alike": block_alike,
-          "bindings": block_bindings, "reach": block_reach,
+          "bindings": block_bindings, "reach": block_reach, "frames": block_frames,
           "heldout-targets": block_heldout_targets}
 
 

@@ -52,7 +52,8 @@ def main():
                         "curves (reread, copy, recall and pass key at every distance, and bits per byte: any model), "
                         "long (reread and copy 2,000-8,000 bytes back, pass key at 8,000), written (bits per byte on held-out "
                         "documents with their line breaks), reach (pass key 4,000 bytes back with each memory component off), copy_far (the 32-letter "
-                        "copy 1,000 bytes back in the original, trained and held-out wordings) "
+                        "copy 1,000 bytes back in the original, trained and held-out wordings), frames (the pass key when the "
+                        "question ends as the fact did before the key, and when not, in trained and held-out words) "
                         "(default: everything)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
@@ -98,6 +99,8 @@ def main():
                 show("wordings_far", {"task": "repeat", **out, "templates": out["wordings"], "wordings": split})
         if "reach" in parts:  # what carries a pass key 4,000 bytes back: each component switched off in turn
             measure_reach(model, n, filler, show)
+        if "frames" in parts:  # the pass key when the question ends as the fact did before the key, and when not
+            measure_frames(model, n, filler, show)
         if "targets" in parts:  # the earlier targets in the original wording, at the gaps they are judged
             show("reread", targets.reread(model, passages, fillers, 1000))
             show("copy", targets.copy(model, n, 100, filler))
@@ -200,6 +203,22 @@ def measure_reach(model, n: int, filler, show, distance: int = 4000):
     for names in switches:
         show("reach", {"ablation": names or "none", **targets.passkey(
             model, n, distance, filler, ablation=Ablation.from_names(names), controls=("own",))})
+
+
+def measure_frames(model, n: int, filler, show, distance: int = 1000, shared: int = 6):
+    """The pass key ``distance`` bytes back in four groups of wordings: trained words whose question ends
+    with at least ``shared`` bytes of the fact before the key and those whose question does not; the
+    held-out words as they are (none shares) and echoed (each question ending as its fact did)."""
+    trained = phrasings.wordings("passkey", "trained")
+    heldout = phrasings.wordings("passkey", "heldout")
+    groups = {"trained_shared": [w for w in trained if w.shared_ending() >= shared],
+              "trained_different": [w for w in trained if w.shared_ending() < shared],
+              "heldout": list(heldout), "heldout_echoed": [w.echoed() for w in heldout]}
+    for name, group in groups.items():
+        out = targets.by_wording(targets.passkey, model, tuple(group), n, distance=distance, filler=filler,
+                                 controls=("own", "swap"))
+        show("passkey_frames", {"group": name, "templates": len(group), "sampled": out["wordings"],
+                                "shared_bytes": sorted({w.shared_ending() for w in group}), **out})
 
 
 def measure_wordings(model, n: int, filler, show):

@@ -37,6 +37,19 @@ class PasskeyWording:
     def render_fact(self, key: str) -> str:
         return self.fact.replace(KEY, key)
 
+    def shared_ending(self) -> int:
+        """Bytes the question's end shares with what stood before the key: what a memory that fetches a
+        value by the bytes before it has to find the key with (the original wording: 17)."""
+        before, length = self.head + self.fact.split(KEY)[0], 0
+        while length < min(len(before), len(self.question)) and before[-length - 1] == self.question[-length - 1]:
+            length += 1
+        return length
+
+    def echoed(self) -> "PasskeyWording":
+        """The question followed by the fact's words before the key ("Tell me the PIN. It is I set the PIN
+        to "): the same words, with the bytes before the answer those before the key (a probe, not trained)."""
+        return PasskeyWording(self.head, self.fact, self.question + (self.fact.split(KEY)[0] or self.head))
+
     def pattern(self) -> re.Pattern:
         """A whole sample in this wording (filler of any text without a newline)."""
         fact = re.escape(self.fact).replace(re.escape(KEY), "[0-9]+")

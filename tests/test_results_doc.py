@@ -35,7 +35,7 @@ def test_every_generated_block_is_what_its_report_gives(reports):
 def test_readme_and_results_doc_hold_the_generated_blocks():
     names = lambda path: [m.group("name") for m in make_results.BLOCK.finditer(path.read_text())]
     assert names(ROOT / "README.md") == ["recording", "summary"]
-    assert sorted(names(ROOT / "docs" / "results.md")) == ["alike", "balanced", "bindings", "gating", "heldout-targets", "memory", "phrasings", "reach", "targets", "validation", "variants", "wordings"]
+    assert sorted(names(ROOT / "docs" / "results.md")) == ["alike", "balanced", "bindings", "frames", "gating", "heldout-targets", "memory", "phrasings", "reach", "targets", "validation", "variants", "wordings"]
     for path in make_results.documents():
         assert set(names(path)) <= set(make_results.BLOCKS), path.name
         # An opening marker without its closing one would leave the block out of every check.

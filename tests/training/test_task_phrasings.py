@@ -123,3 +123,19 @@ def test_binders_vary_only_recalls_binding_and_never_use_a_heldout_one():
         assert sample.answers.isdigit() and wording.query == "{k}" + between
         lengths.add(len(between))
     assert min(lengths) == 1 and max(lengths) == 10  # keys one byte from their values up to ten
+
+
+def test_a_pass_key_questions_shared_ending_and_its_echo():
+    """What the frames probe groups by: the original question ends with the 17 bytes before its key
+    ("The pass key is "), no held-out question ends as its fact did, and an echoed one does while its
+    sample still puts the answer right after the question."""
+    assert phrasings.ORIGINAL["passkey"].shared_ending() == len(" The pass key is ")
+    heldout = phrasings.wordings("passkey", "heldout")
+    assert max(w.shared_ending() for w in heldout) <= 2
+    for wording in heldout:
+        echo = wording.echoed()
+        before = wording.fact.split(phrasings.KEY)[0]
+        assert echo.question.endswith(before) and echo.shared_ending() >= len(before)
+        sample = tasks.make_sample("passkey", 5, wording=echo, filler_bytes=120)
+        key = sample.text[sample.answer_positions[0]:sample.answer_positions[-1] + 1]
+        assert sample.text.endswith(echo.question + key + ".\n") and wording.render_fact(key) in sample.text
