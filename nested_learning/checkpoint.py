@@ -64,7 +64,7 @@ def _validate_header(data: bytes, name: str):
         raise CheckpointError(f"{name}: bad config: the metadata holds no config")
     config = parse_json(meta["config"], name, "config", CheckpointError)
     try:
-        config = HopeConfig.from_dict(config)
+        config = HopeConfig.from_saved(config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{name}: bad config: {e}") from None
     user_metadata = parse_json(meta.get("metadata", "{}"), name, "metadata", CheckpointError)

@@ -50,7 +50,7 @@ FLOAT_BOUNDS = {
     "init_std": (0.0, 1.0, False, True),
 }
 CMS_OBJECTIVES = ("local", "lm")
-BOOL_FIELDS = ("attention", "memory", "self_modifying", "momentum", "shifted_keys", "ffn")
+BOOL_FIELDS = ("attention", "memory", "self_modifying", "momentum", "momentum_dampening", "shifted_keys", "ffn")
 
 
 def _check_int(name: str, value, low: int, high: int, alternative: str = "") -> None:
@@ -81,6 +81,9 @@ class HopeConfig:
     projection_hidden: int = 32  # hidden width of those projection memories
     projection_learning_rate: float = 0.5  # their rate, relative to the memory's (each step normalised)
     momentum: bool = False  # Titans momentum (mini-batch gradients at the chunk-start memory)
+    # Each step enters the momentum times (1 - beta_t) (SGD's dampening): undamped, one chunk's steps add up
+    # to 1 / (1 - beta) times the rate's bound, and a repeated key drives the memory to inf (docs/model.md).
+    momentum_dampening: bool = True
     # Heads of the test-time memory; None = n_heads. Fewer, wider heads hold more: a head's memory
     # stores about head-width associations before new writes overwrite old ones (docs/model.md).
     memory_heads: int | None = None
@@ -125,8 +128,6 @@ class HopeConfig:
             if not inside:  # NaN fails every comparison, so it lands here too
                 interval = f"{'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
                 raise ValueError(f"config.{name} must be a number in {interval}, got {short(value)}")
-        if self.memory_depth > 1 and self.momentum:
-            raise ValueError("config.memory_depth 2 has no momentum yet: set momentum false (or memory_depth 1)")
         if self.momentum and self.max_momentum == 0:  # the momentum gate is log-scaled by it
             raise ValueError("config.max_momentum must be above 0 with momentum on (or set momentum false)")
         if self.d_model % self.n_heads:
@@ -185,6 +186,15 @@ class HopeConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> "HopeConfig":
+        """:meth:`from_dict` for a config read from a checkpoint or recording: a field added after the file was
+        written takes the value that reproduces what the file's model did (SAVED_BEFORE)."""
+        if isinstance(data, dict):
+            data = {**{name: value for name, (value, applies) in SAVED_BEFORE.items()
+                       if name not in data and applies(data)}, **data}
+        return cls.from_dict(data)
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HopeConfig":
         """Build from a dict, rejecting unknown fields and wrong types with a one-line message."""
         if not isinstance(data, dict):
@@ -207,6 +217,11 @@ class HopeConfig:
             clean[name] = value
         return cls(**clean)
 
+
+# Fields added after files were saved: (the value a file without the field means, when that applies).
+SAVED_BEFORE: dict[str, tuple[Any, Any]] = {
+    "momentum_dampening": (False, lambda data: data.get("momentum") is True),  # trained undamped
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The CMS chain adds four fast MLP levels per layer, so the FFN is half the transformer's width

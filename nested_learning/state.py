@@ -7,7 +7,7 @@ Shapes (B batch, H heads, D model width, h hidden width of a fast MLP; a memory 
 width dv = D / H through keys of width dk = key_expansion dv: the shipped memory is one head, 128 x 1,024):
     MemoryState.memory / reference / momentum    [B, H, dv, dk]   (values x keys: M k is a value)
     MemoryState.memory, memory_depth 2           [B, H, dv, h]    (W1 of the MLP memory; h = dv)
-    MemoryState.hidden_memory / hidden_reference [B, H, h, dk]    (memory_depth 2 only: W2)
+    MemoryState.hidden_memory / hidden_reference [B, H, h, dk]    (memory_depth 2 only: W2; and its momentum)
     ProjectionMemoryState.w_in / pending_in      [B, 3, h, D]   (key, value, gate memories)
     ProjectionMemoryState.w_out / pending_out    [B, 3, D, h]
     CMSLevelState.memory / pending               [B, 1, D, h]   (values D wide, keys h wide)
@@ -96,6 +96,7 @@ class MemoryState(_StateOps):
     # memory_depth 2: the MLP's first layer W2 (memory and reference then hold its second layer W1)
     hidden_memory: torch.Tensor | None = None
     hidden_reference: torch.Tensor | None = None
+    hidden_momentum: torch.Tensor | None = None  # memory_depth 2 with momentum: W2's (momentum then holds W1's)
 
 
 @dataclass

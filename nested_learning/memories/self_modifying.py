@@ -14,7 +14,8 @@ keys and queries dk = key_expansion d wide, so M is dv x dk: 128 x 1,024 in the 
     retention_t     = 1 - (1 - min_retention) * sigmoid(r(g_t))                 bounded in [min, 1]
     M_t = retention_t M_{t-1} + learning_rate_t (v_t - M_{t-1} k_t) k_t^T     (DGD, Hope eq 88)
     y_t = M_t q_t
-With ``momentum`` the Titans update replaces the last line (see ``ops/momentum.py``).
+With ``momentum`` the Titans update replaces the last line (see ``ops/momentum.py``), each step entering the
+momentum times (1 - beta_t) with ``momentum_dampening`` (the default).
 With ``memory_depth`` 2 the memory is the paper's MLP M(x) = x + W1 silu(W2 x) (eq 89; x the unit key or
 query before its feature map), written by mini-batch gradient steps of rate learning_rate_t / chunk size
 (``ops/deep_memory.py``, docs/deep-memory.md); surprise is still ||v_t - M_{t-1}(k_t)||.
@@ -72,6 +73,8 @@ class Write(NamedTuple):
     surprise: torch.Tensor | None  # ||v_t - M_{t-1} k_t|| [N, n], when traced
     log_momentum_gate: torch.Tensor | None  # [B, H, n], momentum configs with momentum on
     deep: DeepWrite | None = None  # memory_depth 2, when traced
+    step: torch.Tensor | None = None  # [N, n] the rate that entered the momentum, where damped (learning rate (1 - beta))
+    hidden_momentum: torch.Tensor | None = None  # memory_depth 2 with momentum: W2's after the chunk
 
 
 def chunk_runs(position: int, length: int, chunk: int):
@@ -98,8 +101,8 @@ class SelfModifyingMemory(nn.Module):
         D, H, d = config.d_model, config.n_memory_heads, config.memory_head_dim
         self.n_heads, self.head_dim = H, d
         self.key_expansion = config.key_expansion  # 1: keys and queries as projected
-        # Mini-batch momentum gets no error feedback inside a chunk: bounding each token's rate by
-        # 1/chunk keeps a chunk's summed step <= max_learning_rate, which heavy-ball momentum tolerates.
+        # Mini-batch momentum gets no error feedback inside a chunk: bounding each token's rate by 1/chunk
+        # keeps a chunk's summed step <= max_learning_rate (with dampening, momentum's echoes included).
         self.max_learning_rate = config.max_learning_rate / (config.memory_chunk_size if config.momentum else 1)
         self.projection_rate = config.projection_learning_rate / config.memory_chunk_size
         self.log_retention_floor = math.log(config.min_retention)  # the retention gate's bound
@@ -140,7 +143,8 @@ class SelfModifyingMemory(nn.Module):
             projections=self.projections.init_state(batch_size) if self.projections is not None else None,
             conv=conv,
             previous_query=self.initial_query.expand(batch_size, 1, -1) if self.shifted_keys else None,
-            hidden_memory=hidden, hidden_reference=hidden)
+            hidden_memory=hidden, hidden_reference=hidden,
+            hidden_momentum=torch.zeros_like(hidden) if self.deep and self.config.momentum else None)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, n, D] -> [B, H, n, d]
         return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
@@ -164,11 +168,12 @@ class SelfModifyingMemory(nn.Module):
         momentum = self._fold(state.momentum) if state.momentum is not None else None
         projections = state.projections
         limits = self.projections.norm_limits() if projections is not None else None
-        hidden = hidden_reference = unit_queries = anchors = None
+        hidden = hidden_reference = unit_queries = anchors = hidden_momentum = None
         if self.deep:  # W2 and its reference; the residual of a query is the unit query before phi
             anchors = (self.initial_memory.repeat(B, 1, 1), self.initial_hidden_memory.repeat(B, 1, 1))  # [N, ., .]
             hidden = self._fold(state.hidden_memory)
             hidden_reference = hidden if state.hidden_reference is state.hidden_memory else self._fold(state.hidden_reference)
+            hidden_momentum = self._fold(state.hidden_momentum) if state.hidden_momentum is not None else None
             unit_queries = queries if self.key_expansion == 1 else self._fold(
                 l2norm(self._heads(inputs[..., :D]))).split([b - a for a, b, _ in runs], dim=1)
         outputs, traces = [], []
@@ -180,7 +185,9 @@ class SelfModifyingMemory(nn.Module):
             v = self._fold(self._heads(values_full))  # [N, n, d]
             if self.deep:
                 gate, write, hidden = self._deep_chunk(qc, unit_queries[i], unit_keys, k, v, gate_features, memory,
-                                                       hidden, reference, hidden_reference, anchors, ablation, trace)
+                                                       hidden, reference, hidden_reference, anchors, momentum,
+                                                       hidden_momentum, ablation, trace)
+                hidden_momentum = write.hidden_momentum
             else:
                 gate = self._gate(k, v, reference, gate_features, ablation)
                 write = self._write(qc, k, v, gate, memory, reference, momentum, ablation, trace)
@@ -199,8 +206,9 @@ class SelfModifyingMemory(nn.Module):
         if self.deep:
             new_hidden = self._unfold(hidden)
             new_hidden_reference = new_hidden if hidden_reference is hidden else self._unfold(hidden_reference)
-        new_state = MemoryState(new_memory, new_reference, self._unfold(momentum) if momentum is not None else None,
-                                projections, conv_state, previous_query, new_hidden, new_hidden_reference)
+        unfold = lambda t: self._unfold(t) if t is not None else None
+        new_state = MemoryState(new_memory, new_reference, unfold(momentum), projections, conv_state, previous_query,
+                                new_hidden, new_hidden_reference, unfold(hidden_momentum))
         return self.out_proj(y), new_state, MemoryTrace.cat(traces) if trace else None
 
     def _key_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -266,14 +274,12 @@ class SelfModifyingMemory(nn.Module):
                 surprise = torch.linalg.vector_norm(error, dim=-1)
             return Write(_predict(qc, memory), memory, momentum, error, surprise, None)
         if config.momentum:
-            log_gate = None
-            if ablation.momentum:
-                log_gate = math.log(config.max_momentum) + F.logsigmoid(gate.logits[:, 2 * H:])
-            out = momentum_rule_chunk(*map(self._unfold, (qc, k, v)), gate.learning_rate, gate.log_retention,
-                                      log_gate, *map(self._unfold, (memory, momentum, reference)))
+            log_gate, step = self._momentum_gate(gate, ablation)
+            out = momentum_rule_chunk(*map(self._unfold, (qc, k, v)), gate.learning_rate if step is None else step,
+                                      gate.log_retention, log_gate, *map(self._unfold, (memory, momentum, reference)))
             # with mini-batch gradients the error IS taken at the chunk-start memory
             return Write(self._fold(out.output), self._fold(out.memory), self._fold(out.momentum),
-                         self._fold(out.error), gate.error, log_gate)
+                         self._fold(out.error), gate.error, log_gate, step=None if step is None else self._fold(step))
         # One chunk; inside an aligned chunk the gate's reference IS the start memory: reuse M k.
         floor = self.log_retention_floor if ablation.retention else 0.0
         out = gated_delta_chunk(qc, k, v, self._fold(gate.learning_rate), self._fold(gate.log_retention), memory,
@@ -282,13 +288,26 @@ class SelfModifyingMemory(nn.Module):
         surprise = torch.linalg.vector_norm(out.error, dim=-1) if traced else None
         return Write(out.output, out.memory, momentum, out.error, surprise, None)
 
+    def _momentum_gate(self, gate: Gate, ablation: Ablation) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """log beta_t [B, H, n] (None with momentum switched off: beta = 0) and, where damped, the rate that
+        enters the momentum, learning_rate_t (1 - beta_t) (None: the learning rate itself)."""
+        if not ablation.momentum:
+            return None, None
+        log_gate = math.log(self.config.max_momentum) + F.logsigmoid(gate.logits[:, 2 * self.n_heads:])
+        if not self.config.momentum_dampening:
+            return log_gate, None
+        return log_gate, gate.learning_rate * -torch.expm1(log_gate)
+
     def _deep_chunk(self, qc, unit_queries, unit_keys, k, v, gate_features, memory, hidden, reference,
-                    hidden_reference, anchors, ablation: Ablation, traced: bool) -> tuple[Gate, Write, torch.Tensor]:
+                    hidden_reference, anchors, momentum, hidden_momentum, ablation: Ablation,
+                    traced: bool) -> tuple[Gate, Write, torch.Tensor]:
         """memory_depth 2: one chunk's gate, reads and writes of M(x) = x + W1 silu(W2 x) (memory = W1,
         hidden = W2). The residual x is the unit key (query) before phi; the kernel fits the rest, v - x.
         Each token's step is its learning rate / chunk size: with no error feedback inside a chunk (all
         gradients at the chunk start), a chunk's summed step then stays within max_learning_rate.
-        Retention pulls the weights toward the learned initial ones (``anchors``): zero weights are dead."""
+        Retention pulls the weights toward the learned initial ones (``anchors``): zero weights are dead.
+        With momentum (``momentum``, ``hidden_momentum``: W1's and W2's) the steps go through it, as for the
+        linear memory; the gate's maximum is then already per chunk."""
         target = v - self._fold(unit_keys)
         at_reference = reference_pass(k, target, reference, hidden_reference)
         gate = self._gate(k, v, reference, gate_features, ablation, reference_error=at_reference.error)
@@ -299,17 +318,25 @@ class SelfModifyingMemory(nn.Module):
                 surprise = torch.linalg.vector_norm(error, dim=-1)
                 hidden_keys = at_reference.hidden if reference is memory else F.silu(torch.bmm(k, hidden.transpose(1, 2)))
                 deep = DeepWrite(hidden_keys, torch.zeros_like(hidden_keys), torch.zeros_like(error[..., 0]))
-            return gate, Write(mlp_read(qc, memory, hidden) + unit_queries, memory, None, error if traced else None,
-                               surprise, None, deep), hidden
-        rate = self._fold(gate.learning_rate) * (1 / self.config.memory_chunk_size)
+            return gate, Write(mlp_read(qc, memory, hidden) + unit_queries, memory, momentum, error if traced else None,
+                               surprise, None, deep, hidden_momentum=hidden_momentum), hidden
+        log_gate = step = None
+        if self.config.momentum:
+            log_gate, step = self._momentum_gate(gate, ablation)
+            rate = self._fold(gate.learning_rate if step is None else step)
+        else:
+            rate = self._fold(gate.learning_rate) * (1 / self.config.memory_chunk_size)
         out = deep_memory_chunk(qc, k, target, rate, self._fold(gate.log_retention), memory, hidden, reference,
-                                hidden_reference, at_reference, *anchors, return_error=traced)
+                                hidden_reference, at_reference, *anchors, return_error=traced, m1=momentum,
+                                m2=hidden_momentum, log_momentum_gate=None if log_gate is None else self._fold(log_gate))
+        written = dict(momentum=out.m1, log_momentum_gate=log_gate, hidden_momentum=out.m2)
         if not traced:
-            return gate, Write(out.output + unit_queries, out.w1, None, None, None, None), out.w2
+            return gate, Write(out.output + unit_queries, out.w1, error=None, surprise=None, **written), out.w2
         # surprise: the error before the write; the trace's error: the one the write used (at the chunk start)
         surprise = torch.linalg.vector_norm(out.error, dim=-1)
         deep = DeepWrite(at_reference.hidden, out.back, out.rate)
-        return gate, Write(out.output + unit_queries, out.w1, None, at_reference.error, surprise, None, deep), out.w2
+        return gate, Write(out.output + unit_queries, out.w1, error=at_reference.error, surprise=surprise, deep=deep,
+                           **written), out.w2
 
     def _step_projections(self, projections, projected, gate: Gate, limits, n: int, on_boundary: bool):
         """The projection memories' mini-batch step: the mean over the chunk's tokens of lr_t * grad_t
@@ -338,7 +365,7 @@ class SelfModifyingMemory(nn.Module):
             retention=gate.log_retention.exp() if updates else torch.ones_like(learning_rate),
             unit_keys=unit_keys, keys=self._unfold(k), values=self._unfold(v),
             errors=self._unfold(write.error) if write.error is not None else torch.zeros_like(self._unfold(v)),
-            momentum_gate=momentum_gate,
+            momentum_gate=momentum_gate, **({} if write.step is None else dict(write_rate=self._unfold(write.step))),
             **({} if write.deep is None else dict(hidden=self._unfold(write.deep.hidden),
                                                   hidden_errors=self._unfold(write.deep.hidden_error),
                                                   write_rate=self._unfold(write.deep.rate))))

@@ -36,8 +36,16 @@ state in the chunk is the start state plus rank-1 terms, W_t = e^{c_t} W_0 + sum
     W2_t q_t = e^{c_t} W2_0 q_t + (1 - e^{c_t}) A2 q_t + sum_s D_ts rho_s (k_s . q_t) d_s
     W1_t b_t = e^{c_t} W1_0 b_t + (1 - e^{c_t}) A1 b_t + sum_s D_ts rho_s (a_s . b_t) e_s   b_t = silu(W2_t q_t)
 
-and the error before each write (the surprise) is the same with e^{c_{t-1}} and s < t. W_0 (the run's
-start) and the reference differ only for a chunk cut by the end of a call.
+and the error before each write (the surprise) is the same at t - 1 (s < t). W_0 (the run's start) and the
+reference differ only for a chunk cut by the end of a call.
+
+Momentum (Titans, optional, as ``ops/momentum.py`` for the linear memory): each matrix has a momentum S,
+
+    S_t = beta_t S_{t-1} + rho_t (-dl/dW),     W_t = A + alpha_t (W_{t-1} - A) + S_t
+
+and with b_t = sum_{i<=t} log beta_i the chunk form keeps its shape: D_ts becomes
+sum_{r=s..t} e^{c_t - c_r} e^{b_r - b_s} (one matmul of the two decay matrices) and W_t gains
+(sum_{r<=t} e^{c_t - c_r} e^{b_r}) S_0, the start momentum carried in.
 Shapes (batch and heads folded into N): q, k [N, C, dk]; v [N, C, dv]; eta, log_retention [N, C];
 w1 [N, dv, h]; w2 [N, h, dk]. Cost per token: about 3 h dk + 4 h dv + C (dk + 2 h + dv) multiply-adds,
 against 3 dv dk + C (2 dk + dv) for the linear memory's chunk (docs/deep-memory.md).
@@ -67,6 +75,8 @@ class DeepMemoryResult(NamedTuple):
     w2: torch.Tensor  # [N, h, dk]
     back: torch.Tensor  # [N, C, h] d_t: W2's write direction (W1's is the reference error e_t)
     rate: torch.Tensor  # [N, C] rho_t: the step each token took (what a recording replays the writes with)
+    m1: torch.Tensor | None = None  # [N, dv, h] W1's momentum after the chunk (momentum only)
+    m2: torch.Tensor | None = None  # [N, h, dk] W2's
 
 
 def silu_slope(pre: torch.Tensor) -> torch.Tensor:
@@ -92,13 +102,15 @@ def reference_pass(k: torch.Tensor, target: torch.Tensor, w1: torch.Tensor, w2: 
 @float32_kernel
 def deep_memory_chunk(q, k, v, eta, log_retention, w1, w2, w1_reference=None, w2_reference=None,
                       reference: ReferencePass | None = None, w1_anchor=None, w2_anchor=None,
-                      return_error: bool = False) -> DeepMemoryResult:
+                      return_error: bool = False, m1=None, m2=None, log_momentum_gate=None) -> DeepMemoryResult:
     """One chunk of the deep memory (module docstring): v is the target (value minus residual).
 
     ``w1_reference`` / ``w2_reference``: the weights the gradients are taken at (None: the start weights
     w1, w2, the case of a chunk that starts on the clock). ``reference``: their :func:`reference_pass` on
     k, when the caller already has it (the learning-rate gate needs its error first).
-    ``w1_anchor`` / ``w2_anchor`` (same shapes as w1, w2): where retention pulls the weights; None: zero."""
+    ``w1_anchor`` / ``w2_anchor`` (same shapes as w1, w2): where retention pulls the weights; None: zero.
+    ``m1`` / ``m2`` (same shapes as w1, w2): the momenta at the start, for a memory with momentum;
+    ``log_momentum_gate`` [N, C] is then log beta_t (None: beta = 0, each step only its own gradient)."""
     w1_reference = w1 if w1_reference is None else w1_reference
     w2_reference = w2 if w2_reference is None else w2_reference
     if reference is None:
@@ -113,28 +125,54 @@ def deep_memory_chunk(q, k, v, eta, log_retention, w1, w2, w1_reference=None, w2
 
     cum = log_retention.cumsum(-1)  # c_t
     decay = (cum[:, :, None] - cum[:, None, :]).clamp(max=0).exp().tril()  # D_ts, s <= t
-    weights = decay * rate[:, None, :]  # D_ts rho_s
+    coefficient, carry, momentum_decay = decay, None, None  # how W_t holds each write, and S_0
+    if m1 is not None:
+        if log_momentum_gate is None:  # beta = 0: S_t is the token's own step; S_0 is dropped
+            momentum_decay = torch.eye(k.shape[1], dtype=k.dtype, device=k.device).expand_as(decay)
+            momentum_from_start = torch.zeros_like(cum)
+        else:
+            b = log_momentum_gate.cumsum(-1)
+            momentum_decay = (b[:, :, None] - b[:, None, :]).clamp(max=0).exp().tril()  # e^{b_r - b_s}
+            momentum_from_start = b.exp()  # e^{b_t}
+            coefficient = torch.bmm(decay, momentum_decay)
+        carry = torch.bmm(decay, momentum_from_start.unsqueeze(-1))  # [N, C, 1]
+    weights = coefficient * rate[:, None, :]  # (D_ts or its momentum form) rho_s
     grown = cum.exp().unsqueeze(-1)  # e^{c_t}  [N, C, 1]
     # reads after the write of token t
-    query_pre = (_decayed(q, w2, w2_anchor, grown)).baddbmm_(torch.bmm(q, k.transpose(1, 2)) * weights, back)
+    query_pre = _read(q, w2, w2_anchor, grown, carry, m2).baddbmm_(torch.bmm(q, k.transpose(1, 2)) * weights, back)
     query_hidden = F.silu(query_pre)
-    output = (_decayed(query_hidden, w1, w1_anchor, grown)).baddbmm_(
+    output = _read(query_hidden, w1, w1_anchor, grown, carry, m1).baddbmm_(
         torch.bmm(query_hidden, hidden.transpose(1, 2)) * weights, error)
-    # the state after the chunk: W_C = A + e^{c_C} (W_0 - A) + sum_s D_Cs rho_s (.)
+    # the state after the chunk: W_C = A + e^{c_C} (W_0 - A) (+ carry_C S_0) + sum_s weights_Cs (.)
     last = weights[:, -1, :, None]  # [N, C, 1]
     run_decay = grown[:, -1:, :]  # [N, 1, 1]
     new_w1 = torch.baddbmm(_toward(w1, w1_anchor, run_decay), error.transpose(1, 2), last * hidden)
     new_w2 = torch.baddbmm(_toward(w2, w2_anchor, run_decay), back.transpose(1, 2), last * k)
+    new_m1 = new_m2 = None
+    if m1 is not None:
+        new_w1 = new_w1.add_(carry[:, -1:] * m1)
+        new_w2 = new_w2.add_(carry[:, -1:] * m2)
+        step = (momentum_decay[:, -1] * rate)[:, :, None]  # e^{b_C - b_s} rho_s
+        start = momentum_from_start[:, -1, None, None]
+        new_m1 = torch.baddbmm(start * m1, error.transpose(1, 2), step * hidden)
+        new_m2 = torch.baddbmm(start * m2, back.transpose(1, 2), step * k)
     if not return_error:
-        return DeepMemoryResult(output, None, new_w1, new_w2, back, rate)
-    # the error before each write: weights at t - 1 (e^{c_{t-1} - c_s} rho_s, s < t)
-    before = weights.tril(-1) * (-log_retention).exp().unsqueeze(-1)
+        return DeepMemoryResult(output, None, new_w1, new_w2, back, rate, new_m1, new_m2)
+    # the error before each write: the weights at t - 1, each row of the coefficients one token back
+    before = F.pad(weights[:, :-1], (0, 0, 1, 0))
     previous = (cum - log_retention).exp().unsqueeze(-1)  # e^{c_{t-1}}
-    key_pre = (_decayed(k, w2, w2_anchor, previous)).baddbmm_(torch.bmm(k, k.transpose(1, 2)) * before, back)
+    carried = None if carry is None else F.pad(carry[:, :-1], (0, 0, 1, 0))
+    key_pre = _read(k, w2, w2_anchor, previous, carried, m2).baddbmm_(torch.bmm(k, k.transpose(1, 2)) * before, back)
     key_hidden = F.silu(key_pre)
-    prediction = (_decayed(key_hidden, w1, w1_anchor, previous)).baddbmm_(
+    prediction = _read(key_hidden, w1, w1_anchor, previous, carried, m1).baddbmm_(
         torch.bmm(key_hidden, hidden.transpose(1, 2)) * before, error)
-    return DeepMemoryResult(output, v - prediction, new_w1, new_w2, back, rate)
+    return DeepMemoryResult(output, v - prediction, new_w1, new_w2, back, rate, new_m1, new_m2)
+
+
+def _read(x, w, anchor, decay, carry, momentum):
+    """x through what the start state leaves at each token: A + decay (W - A) (+ carry S_0)."""
+    out = _decayed(x, w, anchor, decay)
+    return out if carry is None else out.addcmul_(carry, torch.bmm(x, momentum.transpose(1, 2)))
 
 
 def _decayed(x, w, anchor, decay):

@@ -31,6 +31,8 @@ _KEYS = _group("keys")  # one of them: the unit keys, or (older files, a GPU's r
 _WRITE = _group("write")  # one of them: the errors, or (older files) the writes
 _MOMENTUM_PAIR = set(_group("momentum"))
 _DEEP = set(_group("deep")) | set(_group("values"))  # depth 2: its errors cannot rebuild the values
+_STEP = set(_group("step"))  # depth 2 or damped momentum: the writes' rate is not the learning rate
+_DEEP_MOMENTUM = set(_group("deep_momentum"))
 
 
 def _cms_group(config: HopeConfig) -> set[str]:
@@ -71,7 +73,9 @@ def _expected(name: str, config: HopeConfig, T: int, cms: dict) -> tuple[streams
     if found is None:
         return None
     stream, index = found
-    if config.memory_depth == 1 and (stream.kept == "deep" or stream.name.endswith(".hidden_memory")):
+    if config.memory_depth == 1 and (stream.kept in ("deep", "deep_momentum") or stream.name.endswith(".hidden_memory")):
+        return None
+    if stream.kept == "step" and not _has_step(config):
         return None
     if stream.kept == "lm" and config.cms_objective != "lm":
         return None
@@ -86,7 +90,7 @@ def _metadata(meta: dict, name: str):
     """(config, text, ablation, start position, extra) from the file's metadata strings."""
     config = parse_json(meta.get("config", "null"), name, "config", RecordingError)
     try:
-        config = HopeConfig.from_dict(config)
+        config = HopeConfig.from_saved(config)
     except (ValueError, TypeError) as e:
         raise RecordingError(f"{name}: bad metadata: {e}") from None
     text = parse_json(meta.get("text", "null"), name, "text", RecordingError)
@@ -159,6 +163,11 @@ def load_recording(source) -> Recording:
     return Recording(config, tensors, text, ablation, start_position, extra)
 
 
+def _has_step(config: HopeConfig) -> bool:
+    """Whether the memory's writes take a rate of their own (``write_rate``)."""
+    return config.memory_depth > 1 or (config.momentum and config.momentum_dampening)
+
+
 def _check_groups(header: dict, config: HopeConfig, name: str) -> None:
     """A layer's memory or CMS tensors, once any is there, must all be there (what the readers rebuild from)."""
     layers: dict[str, set[str]] = {}
@@ -171,8 +180,11 @@ def _check_groups(header: dict, config: HopeConfig, name: str) -> None:
         memory = {n for n in present if n.startswith("memory.")}
         keys = next((n for n in _KEYS if n in memory), _KEYS[0])
         write = next((n for n in _WRITE if n in memory), _WRITE[0])
-        required = (_MEMORY_GROUP | {keys, write} | (_MOMENTUM_PAIR if memory & _MOMENTUM_PAIR else set())
-                    | (_DEEP if config.memory_depth > 1 else set()))
+        momentum = bool(memory & _MOMENTUM_PAIR)
+        required = (_MEMORY_GROUP | {keys, write} | (_MOMENTUM_PAIR if momentum else set())
+                    | (_DEEP if config.memory_depth > 1 else set())
+                    | (_STEP if config.memory_depth > 1 or (momentum and config.momentum_dampening) else set())
+                    | (_DEEP_MOMENTUM if momentum and config.memory_depth > 1 else set()))
         if memory and required - memory:
             raise RecordingError(f"{name}: layer {layer}'s memory lacks tensor 'layers.{layer}.{sorted(required - memory)[0]}'")
         if {"full.memory.memory", "full.memory.hidden_memory"} & present and not memory:

@@ -104,22 +104,22 @@ def rebuild_memory(factors: dict, head: int, t: int) -> torch.Tensor:
     initial = factors["initial.memory"][head:head + 1]
     if t < 0:
         return initial[0].double()
-    if "anchor" in factors:  # W_t - A is a gated-delta memory
-        anchor = factors["anchor"][head].double()
-        return rebuild_gated_delta(initial.double() - anchor, pick("keys"), pick("writes"), pick("retention"), t)[0] + anchor
+    anchor = factors["anchor"][head].double() if "anchor" in factors else 0.0  # W_t - A follows the rule
     if "momentum_gate" in factors:
-        *_, memory = replay(initial, pick("keys"), pick("writes"), pick("retention"), pick("momentum_gate"),
+        *_, memory = replay(initial - anchor, pick("keys"), pick("writes"), pick("retention"), pick("momentum_gate"),
                             factors["initial.momentum"][head:head + 1], steps=t + 1)
-        return memory[0]
-    return rebuild_gated_delta(initial, pick("keys"), pick("writes"), pick("retention"), t)[0]
+        return memory[0] + anchor
+    return rebuild_gated_delta(initial - anchor, pick("keys"), pick("writes"), pick("retention"), t)[0] + anchor
 
 
-def momentum_norms(initial, initial_momentum, keys, writes, retention, momentum_gate):
-    """Per-token ||M_t|| and ||M_t - M_{t-1}|| for the momentum memory (a replay: momentum presets only)."""
-    norms, deltas, previous = [], [], initial.double()
-    for memory in replay(initial, keys, writes, retention, momentum_gate, initial_momentum):
+def momentum_norms(initial, initial_momentum, keys, writes, retention, momentum_gate, anchor=None):
+    """Per-token ||M_t|| and ||M_t - M_{t-1}|| for the momentum memory (a replay: momentum presets only);
+    with ``anchor`` (the deep memory's matrices), M_t - A follows the rule."""
+    anchor = 0.0 if anchor is None else anchor.double()
+    norms, deltas, previous = [], [], initial.double() - anchor
+    for memory in replay(initial - anchor, keys, writes, retention, momentum_gate, initial_momentum):
         deltas.append((memory - previous).square().sum((-1, -2)).sqrt())
-        norms.append(memory.square().sum((-1, -2)).sqrt())
+        norms.append((memory + anchor).square().sum((-1, -2)).sqrt())
         previous = memory
     return torch.stack(norms), torch.stack(deltas)
 

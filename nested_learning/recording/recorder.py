@@ -124,7 +124,9 @@ def _memory_streams(layer: int, trace: MemoryTrace, initial_state, full_states: 
     out.update(_key_factor(prefix, keys, take("unit_keys"), key_expansion))
     errors, values = take("errors"), take("values")
     out[prefix + "errors"] = errors  # readers rebuild the writes (lr_t e_t, as below) and the values from them
-    writes = errors * out[prefix + "learning_rate"][..., None]  # u_t = lr_t * error_t
+    if trace.write_rate is not None:  # damped momentum: lr_t (1 - beta_t) enters the momentum
+        out[prefix + "write_rate"] = take("write_rate")
+    writes = errors * out.get(prefix + "write_rate", out[prefix + "learning_rate"])[..., None]  # u_t = rate_t * error_t
     initial = initial_state.memory[0].float().cpu()
     out[prefix + "initial.memory"] = initial
     if trace.momentum_gate is not None:
@@ -150,7 +152,7 @@ def _deep_memory_streams(layer: int, trace: MemoryTrace, initial_state, module, 
     weights retention pulls toward) is a gated-delta memory, W1 written rho e a^T and W2 rho d k^T: the
     recording keeps the error e, the hidden a and its error d (all at the chunk start's weights), the rate
     rho, the values (the errors are not against the weights before the write, so they cannot rebuild them)
-    and the starting weights and anchors."""
+    and the starting weights and anchors; with momentum, its gate and both starting momenta."""
     take = lambda name: getattr(trace, name)[0].transpose(0, 1).float().cpu()  # [H, T, ...] -> [T, H, ...]
     prefix = streams.memory(layer, "")
     out = {prefix + n: take(n) for n in ("surprise", "gate_surprise", "learning_rate", "retention", "write_rate",
@@ -158,17 +160,26 @@ def _deep_memory_streams(layer: int, trace: MemoryTrace, initial_state, module, 
     keys = take("keys")
     out.update(_key_factor(prefix, keys, take("unit_keys"), key_expansion))
     rate = out[prefix + "write_rate"][..., None]
-    matrices = {"memory": (initial_state.memory, module.initial_memory, out[prefix + "hidden"], out[prefix + "errors"] * rate),
+    matrices = {"memory": (initial_state.memory, module.initial_memory, out[prefix + "hidden"], out[prefix + "errors"] * rate,
+                           initial_state.momentum, "initial.momentum"),
                 "hidden_memory": (initial_state.hidden_memory, module.initial_hidden_memory, keys,
-                                  out[prefix + "hidden_errors"] * rate)}
-    for name, (start, anchor, matrix_keys, writes) in matrices.items():
+                                  out[prefix + "hidden_errors"] * rate, initial_state.hidden_momentum, "initial.hidden_momentum")}
+    gate = None
+    if trace.momentum_gate is not None:
+        gate = out[prefix + "momentum_gate"] = take("momentum_gate")
+    for name, (start, anchor, matrix_keys, writes, momentum, momentum_name) in matrices.items():
         start, anchor = start[0].float().cpu(), anchor.detach().float().cpu()
         out[prefix + f"initial.{name}"], out[prefix + f"anchor.{name}"] = start, anchor
-        norms, deltas = anchored_norms(start, anchor, matrix_keys, writes, out[prefix + "retention"])
+        if gate is not None:
+            momentum = out[prefix + momentum_name] = momentum[0].float().cpu()
+            norms, deltas = momentum_norms(start, momentum, matrix_keys, writes, out[prefix + "retention"], gate, anchor)
+        else:
+            norms, deltas = anchored_norms(start, anchor, matrix_keys, writes, out[prefix + "retention"])
         out[prefix + f"{name}_norm"], out[prefix + ("write_norm" if name == "memory" else "hidden_write_norm")] = \
             norms.float(), deltas.float()
         if full_states:  # every W_t, float16
-            full = replay(start - anchor, matrix_keys, writes, out[prefix + "retention"])
+            full = replay(start - anchor, matrix_keys, writes, out[prefix + "retention"], gate,
+                          None if gate is None else momentum)
             out[streams.full_memory(layer, name)] = (torch.stack(list(full)) + anchor.double()).half()
     return out
 

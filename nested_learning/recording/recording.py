@@ -141,7 +141,7 @@ class Recording:
             T, H = self.memory_stream(layer, "surprise").shape
             columns = {"token_index": torch.arange(T).repeat_interleave(H).numpy(), "layer": layer,
                        "head": torch.arange(H).repeat(T).numpy()}
-            for name in streams.MEMORY_STREAMS + streams.DEEP_MEMORY_STREAMS:
+            for name in streams.MEMORY_STREAMS + streams.OPTIONAL_MEMORY_STREAMS:
                 if self.has_memory_stream(layer, name):
                     columns[name] = self.memory_stream(layer, name).double().reshape(-1).numpy()
             parts.append(pd.DataFrame(columns))
@@ -229,8 +229,12 @@ class Recording:
             return {name: self.memory_stream(layer, name) for name in MEMORY_FACTORS if self.has_memory_stream(layer, name)}
         keys, writes = ("hidden", "writes") if matrix == "memory" else ("keys", "hidden_writes")
         pick = lambda name: self.memory_stream(layer, name)
-        return {"keys": pick(keys), "writes": pick(writes), "retention": pick("retention"),
-                "initial.memory": pick(f"initial.{matrix}"), "anchor": pick(f"anchor.{matrix}")}
+        factors = {"keys": pick(keys), "writes": pick(writes), "retention": pick("retention"),
+                   "initial.memory": pick(f"initial.{matrix}"), "anchor": pick(f"anchor.{matrix}")}
+        if self.has_memory_stream(layer, "momentum_gate"):  # each matrix has its own momentum
+            factors.update({"momentum_gate": pick("momentum_gate"),
+                            "initial.momentum": pick("initial.momentum" if matrix == "memory" else "initial.hidden_momentum")})
+        return factors
 
     def memory_matrix(self, layer: int, head: int, t: int, matrix: str = "memory") -> torch.Tensor:
         """M_t of one head (after token t; t = -1 gives the memory before the first token). [d, dk] float64.

@@ -38,6 +38,8 @@ KEPT = {
     "values": "momentum configs and `memory_depth` 2 (older files: any memory layer, or none)",
     "momentum": "memory layers of momentum configs (Titans)",
     "deep": "memory layers with `memory_depth` 2 (the 2-layer MLP memory)",
+    "step": "memory layers with `memory_depth` 2 or damped momentum (`momentum_dampening`)",
+    "deep_momentum": "memory layers with `memory_depth` 2 and momentum",
     "cms": "every CMS layer",
     "lm": "every CMS layer of `cms_objective` 'lm' models",
     "attention": "with `attention=True`",
@@ -96,10 +98,11 @@ STREAMS = (
     _memory("values", ("T", "H", "d"), "the values `v_t`; without momentum or depth 2 rebuilt on read as "
             "`M_{t−1} k_t + e_t` (`M_{t−1}` replayed)", kept="values"),
     _memory("initial.memory", ("H", "d", "m"), "`M` before the first token (values x keys; depth 2: W1, values x hidden)"),
-    _memory("initial.momentum", ("H", "d", "dk"), "the momentum before the first token", kept="momentum"),
+    _memory("initial.momentum", ("H", "d", "m"), "the momentum before the first token (depth 2: W1's)", kept="momentum"),
     # memory_depth 2, M(x) = r(x) + W1 silu(W2 x): W1 - A1 and W2 - A2 are gated-delta memories (docs/deep-memory.md)
-    _memory("write_rate", ("T", "H"), "depth 2: the step `rho_t` each token took (learning rate / chunk size / the "
-            "normaliser); `errors` are then `e_t` at the chunk start's weights and the writes `rho_t e_t`", kept="deep"),
+    _memory("write_rate", ("T", "H"), "the step each token took where it is not the learning rate: damped momentum "
+            "`lr_t (1 − beta_t)`, what enters the momentum; depth 2 `rho_t` (learning rate / chunk size / the normaliser, "
+            "times `1 − beta_t` with damped momentum); the writes are then `rate_t e_t`", kept="step"),
     _memory("hidden", ("T", "H", "d"), "depth 2: `a_t = silu(W2 k_t)` at the chunk start's weights, the key of "
             "W1's write (`W1_t − A1 = a_t (W1_{t−1} − A1) + rho_t e_t a_tᵀ`)", kept="deep"),
     _memory("hidden_errors", ("T", "H", "d"), "depth 2: `d_t = silu′(W2 k_t) ⊙ W1ᵀ e_t`, W2's write direction "
@@ -109,6 +112,8 @@ STREAMS = (
     _memory("initial.hidden_memory", ("H", "d", "dk"), "depth 2: W2 before the first token (hidden x keys)", kept="deep"),
     _memory("anchor.memory", ("H", "d", "d"), "depth 2: A1, the learned initial W1 that retention pulls toward", kept="deep"),
     _memory("anchor.hidden_memory", ("H", "d", "dk"), "depth 2: A2, the learned initial W2", kept="deep"),
+    _memory("initial.hidden_momentum", ("H", "d", "dk"), "depth 2 with momentum: W2's momentum before the first token",
+            kept="deep_momentum"),
     Stream("full.layers.{i}.memory.memory", ("T", "H", "d", "m"), "float16", "full", "every `M_t` (depth 2: W1)"),
     Stream("full.layers.{i}.memory.hidden_memory", ("T", "H", "d", "dk"), "float16", "full", "depth 2: every W2"),
     _cms("input", ("T", "D"), "the chain's input: replays every level exactly"),
@@ -131,11 +136,13 @@ def per_token_memory_streams() -> tuple[str, ...]:
                  if s.name.startswith("layers.{i}.memory.") and s.shape == ("T", "H") and s.kept == "memory")
 
 
-# Per-token memory streams [T, H], each one number per token and head (with momentum, ``momentum_gate`` too).
+# Per-token memory streams [T, H], each one number per token and head.
 MEMORY_STREAMS = per_token_memory_streams()
-# memory_depth 2's per-token streams [T, H], besides those.
-DEEP_MEMORY_STREAMS = tuple(s.name.removeprefix("layers.{i}.memory.") for s in STREAMS
-                            if s.name.startswith("layers.{i}.memory.") and s.shape == ("T", "H") and s.kept == "deep")
+# The per-token streams [T, H] some memory layers hold besides those: momentum's gate, the writes' own rate
+# (depth 2, damped momentum) and memory_depth 2's.
+OPTIONAL_MEMORY_STREAMS = tuple(s.name.removeprefix("layers.{i}.memory.") for s in STREAMS
+                                if s.name.startswith("layers.{i}.memory.") and s.shape == ("T", "H")
+                                and s.kept in ("momentum", "step", "deep"))
 
 
 _PATTERNS = [(re.compile(stream.pattern), stream) for stream in STREAMS]

@@ -24,7 +24,7 @@ def _fast_weights(layer):
     if memory is not None:
         fields = {"memory": memory.memory, "reference": memory.reference, "momentum": memory.momentum,
                   "projections": memory.projections, "hidden_memory": memory.hidden_memory,
-                  "hidden_reference": memory.hidden_reference}
+                  "hidden_reference": memory.hidden_reference, "hidden_momentum": memory.hidden_momentum}
     return fields, [{"memory": level.memory, "pending": level.pending} for level in layer.cms]
 
 

@@ -21,8 +21,7 @@ def test_config_field():
     assert HopeConfig.from_dict({"memory_depth": 2}).memory_depth == 2
     with pytest.raises(ValueError, match=r"config.memory_depth must be a positive integer at most 2"):
         HopeConfig(memory_depth=3)
-    with pytest.raises(ValueError, match="memory_depth 2 has no momentum yet"):
-        HopeConfig.preset("titans", memory_depth=2)
+    assert HopeConfig.preset("hope-paper", memory_depth=2).momentum  # the paper's preset with its MLP memory
 
 
 def test_depth_one_state_has_no_hidden_layer():
@@ -47,10 +46,11 @@ def test_forward_backward_reaches_every_memory_parameter(key_expansion):
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("preset", ["hope", "hope-paper"])
-def test_streaming_equals_one_call(preset):
-    """Calls split inside memory chunks (chunk 8) carry both layers and their chunk-start references."""
-    model = deep_model(preset, momentum=False, dtype=torch.float64, attention_window=12, cms_periods=(1, 3, 8))
+@pytest.mark.parametrize("preset, momentum", [("hope", False), ("hope-paper", False), ("hope-paper", True)])
+def test_streaming_equals_one_call(preset, momentum):
+    """Calls split inside memory chunks (chunk 8) carry both layers, their chunk-start references and
+    (the paper's preset) both momenta."""
+    model = deep_model(preset, momentum=momentum, dtype=torch.float64, attention_window=12, cms_periods=(1, 3, 8))
     assert_calls_equal_one_call(model, random_tokens(2, 67), atol=1e-10)
 
 
@@ -114,11 +114,16 @@ def test_controls_replace_both_layers():
     assert torch.equal(reset.hidden_memory, model.init_state(2).layers[0].memory.hidden_memory)
 
 
-@pytest.mark.parametrize("chunk", [4, 64])
-def test_recording_rebuilds_both_matrices_as_the_model_holds_them(chunk):
+@pytest.mark.parametrize("chunk, momentum", [(4, False), (64, False), (4, True)])
+def test_recording_rebuilds_both_matrices_as_the_model_holds_them(chunk, momentum):
     """Every W1_t and W2_t rebuilt from the recorded factors equals the model's state after token t (chunks
-    cut mid-way by the prefix, and a recording that starts mid-chunk); the norm streams are theirs."""
-    model = deep_model(memory_chunk_size=chunk)
+    cut mid-way by the prefix, and a recording that starts mid-chunk, with momentum carried in); the norm
+    streams are theirs."""
+    model = deep_model(memory_chunk_size=chunk, momentum=momentum)
+    if momentum:  # W1 starts at zero, so W2 would get no step (nor momentum) before W1 has one
+        with torch.no_grad():
+            for block in model.blocks:
+                block.memory.initial_memory.normal_(0, 0.1)
     tokens = random_tokens(1, 29)[0]
     with torch.no_grad():
         start = model(tokens[None, :3]).state  # a recording that starts inside a chunk
@@ -140,6 +145,21 @@ def test_recording_rebuilds_both_matrices_as_the_model_holds_them(chunk):
             assert stream("write_norm") == pytest.approx(recording.memory_delta(layer, head, t).norm().item(), rel=1e-3, abs=1e-6)
     assert recording.memory_stream(0, "write_rate").gt(0).all()  # every token wrote
     assert torch.equal(recording.memory_matrix(1, 0, -1, "hidden_memory"), start.layers[1].memory.hidden_memory[0, 0].double())
+    if momentum:  # the momenta carried in from the prefix are what the replay starts from
+        assert start.layers[1].memory.hidden_momentum.abs().sum() > 0
+        assert torch.equal(recording.memory_stream(1, "initial.hidden_momentum"), start.layers[1].memory.hidden_momentum[0])
+
+
+def test_a_deep_momentum_recording_reads_back_from_its_file(tmp_path):
+    """With momentum the file holds both matrices' starting momenta and the gate, and W2 rebuilds from it;
+    a file without W2's momentum is refused."""
+    recording, _ = record(deep_model(momentum=True), random_tokens(1, 20)[0])
+    loaded = Recording.load(recording.save(tmp_path / "momentum.safetensors"))
+    assert torch.equal(loaded.memory_matrix(1, 1, 17, "hidden_memory"), recording.memory_matrix(1, 1, 17, "hidden_memory"))
+    without = Recording(recording.config, {k: v for k, v in recording.tensors.items()
+                                           if k != "layers.0.memory.initial.hidden_momentum"})
+    with pytest.raises(ValueError, match="lacks tensor 'layers.0.memory.initial.hidden_momentum'"):
+        Recording.load(without.save(tmp_path / "broken.safetensors"))
 
 
 def test_a_deep_recording_keeps_surprise_its_meaning_and_reads_back_from_its_file(tmp_path):

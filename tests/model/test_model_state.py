@@ -173,3 +173,46 @@ def test_a_model_with_no_stateful_part_streams_any_batch():
     second = model(tokens[:, 5:], state=first.state)
     torch.testing.assert_close(second.logits, model(tokens).logits[:, 5:])
     assert second.state.position == 8
+
+
+def _at_largest_momentum(model):
+    """Every memory's learning rate and momentum gate pushed to their largest values."""
+    H = model.config.n_memory_heads
+    with torch.no_grad():
+        for block in model.blocks:
+            block.memory.gates.bias[:H] = 10.0
+            block.memory.gates.bias[2 * H:] = 10.0
+    return model
+
+
+def _read_one_byte_repeated(model, calls: int = 8, length: int = 512):
+    state = model.init_state(1)
+    with torch.no_grad():
+        for _ in range(calls):
+            out = model(torch.full((1, length), ord("x")), state=state)
+            state = out.state
+    return out.logits, [layer.memory for layer in state.layers]
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_momentum_at_its_largest_stays_finite_on_one_byte_repeated(depth):
+    """A repeated byte gives every token of a chunk the same key and gradient. Damped (the default), each
+    step enters the momentum times 1 - beta and the memory stays finite over 4,096 tokens; undamped (how the
+    Titans equations read) the linear memory's chunk moves 1 / (1 - beta) times too far and diverges."""
+    logits, memories = _read_one_byte_repeated(_at_largest_momentum(tiny_model("titans", memory_depth=depth)))
+    assert torch.isfinite(logits).all()
+    for memory in memories:
+        for matrix in (memory.memory, memory.momentum, memory.hidden_memory, memory.hidden_momentum):
+            assert matrix is None or (torch.isfinite(matrix).all() and matrix.abs().max() < 100)
+    undamped, _ = _read_one_byte_repeated(_at_largest_momentum(tiny_model("titans", momentum_dampening=False)))
+    assert not torch.isfinite(undamped).all()
+
+
+def test_a_saved_momentum_config_without_dampening_reads_as_trained():
+    """Files saved before dampening existed were trained undamped: they load undamped; a new config is damped."""
+    saved = HopeConfig.preset("titans").to_dict()
+    del saved["momentum_dampening"]
+    assert not HopeConfig.from_saved(saved).momentum_dampening
+    assert HopeConfig.from_dict(saved).momentum_dampening and HopeConfig.preset("titans").momentum_dampening
+    no_momentum = {k: v for k, v in HopeConfig.preset("hope").to_dict().items() if k != "momentum_dampening"}
+    assert HopeConfig.from_saved(no_momentum) == HopeConfig.preset("hope")

@@ -1,4 +1,6 @@
 """The deep (2-layer MLP) memory kernel against a plain per-token oracle at the same semantics."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,10 +9,14 @@ from nested_learning.ops import deep_memory_chunk, mlp_read
 from nested_learning.ops.common import l2norm
 
 
-def oracle(q, k, v, eta, log_retention, w1, w2, w1_ref, w2_ref, anchors=(0.0, 0.0)):
+def oracle(q, k, v, eta, log_retention, w1, w2, w1_ref, w2_ref, anchors=(0.0, 0.0), momenta=None, beta=None):
     """Token by token: the gradient of 1/2||W1 silu(W2 k) - v||^2 at the reference weights by autograd,
     the step divided by max(1, ||a||^2 + ||k||^2 sum_j silu'(z_j)^2 ||W1r[:, j]||^2), then
-    W <- A + alpha (W - A) - rho grad and the read after the write. Shapes as the kernel's, one chunk."""
+    W <- A + alpha (W - A) - rho grad and the read after the write. Shapes as the kernel's, one chunk.
+    With ``momenta`` (S1, S2) and ``beta`` [N, T]: S <- beta S - rho grad, W <- A + alpha (W - A) + S, and
+    the momenta after the chunk are returned too."""
+    if momenta is not None:
+        return momentum_oracle(q, k, v, eta, log_retention, w1, w2, w1_ref, w2_ref, anchors, momenta, beta)
     a1, a2 = (torch.as_tensor(a, dtype=w1.dtype).expand_as(w) for a, w in zip(anchors, (w1, w2)))
     outputs, errors = [], []
     for t in range(k.shape[1]):
@@ -35,6 +41,32 @@ def oracle(q, k, v, eta, log_retention, w1, w2, w1_ref, w2_ref, anchors=(0.0, 0.
     return torch.stack(outputs, 1), torch.stack(errors, 1), w1, w2
 
 
+def momentum_oracle(q, k, v, eta, log_retention, w1, w2, w1_ref, w2_ref, anchors, momenta, beta):
+    """:func:`oracle` with Titans momentum, one matrix pair at a time (a plain loop over heads and tokens)."""
+    a1, a2 = (torch.as_tensor(a, dtype=w1.dtype).expand_as(w) for a, w in zip(anchors, (w1, w2)))
+    w1, w2, (s1, s2) = w1.clone(), w2.clone(), (m.clone() for m in momenta)
+    outputs, errors = torch.zeros_like(v), torch.zeros_like(v)
+    for n in range(k.shape[0]):
+        for t in range(k.shape[1]):
+            a_ref, b_ref = w1_ref[n].detach().requires_grad_(), w2_ref[n].detach().requires_grad_()
+            hidden = F.silu(b_ref @ k[n, t])
+            loss = 0.5 * (a_ref @ hidden - v[n, t]).square().sum()
+            grad_w1, grad_w2 = torch.autograd.grad(loss, (a_ref, b_ref))
+            z = (w2_ref[n] @ k[n, t]).detach().requires_grad_()
+            slope, = torch.autograd.grad(F.silu(z).sum(), z)
+            bound = hidden.detach().square().sum() + k[n, t].square().sum() * (
+                slope.square() * w1_ref[n].square().sum(0)).sum()
+            rho = eta[n, t] / torch.clamp(bound, min=1.0)
+            errors[n, t] = v[n, t] - w1[n] @ F.silu(w2[n] @ k[n, t])
+            alpha = log_retention[n, t].exp()
+            s1[n] = beta[n, t] * s1[n] - rho * grad_w1
+            s2[n] = beta[n, t] * s2[n] - rho * grad_w2
+            w1[n] = a1[n] + alpha * (w1[n] - a1[n]) + s1[n]
+            w2[n] = a2[n] + alpha * (w2[n] - a2[n]) + s2[n]
+            outputs[n, t] = w1[n] @ F.silu(w2[n] @ q[n, t])
+    return outputs, errors, w1, w2, s1, s2
+
+
 def inputs(N=2, T=48, dk=64, dv=8, h=8, dtype=torch.float32, seed=0, value_scale=1.0):
     g = torch.Generator().manual_seed(seed)
     randn = lambda *s: torch.randn(*s, generator=g, dtype=dtype)
@@ -47,10 +79,11 @@ def inputs(N=2, T=48, dk=64, dv=8, h=8, dtype=torch.float32, seed=0, value_scale
 
 
 def run_chunks(q, k, v, eta, log_retention, w1, w2, chunk, position=0, kernel=deep_memory_chunk, reference=None,
-               anchors=None):
+               anchors=None, momenta=None, log_beta=None):
     """Read tokens in chunks aligned to the stream clock (``position``: the first token's): the
     reference is the weights at the last boundary (``reference``: where a stream read mid-chunk has it),
-    passed from the caller like the module does."""
+    passed from the caller like the module does. With ``momenta`` (S1, S2) the memory has momentum (beta
+    = e^``log_beta``, None: 0), and the momenta after the run are returned last."""
     w1_ref, w2_ref = (w1, w2) if reference is None else reference
     outputs, errors, a = [], [], 0
     T = k.shape[1]
@@ -58,18 +91,28 @@ def run_chunks(q, k, v, eta, log_retention, w1, w2, chunk, position=0, kernel=de
         b = min(T, ((position + a) // chunk + 1) * chunk - position)
         part = lambda x: x[:, a:b]
         if kernel is deep_memory_chunk:
-            anchor = {} if anchors is None else dict(w1_anchor=anchors[0], w2_anchor=anchors[1])
-            out = kernel(*map(part, (q, k, v, eta, log_retention)), w1, w2, w1_ref, w2_ref, return_error=True, **anchor)
+            extra = {} if anchors is None else dict(w1_anchor=anchors[0], w2_anchor=anchors[1])
+            if momenta is not None:
+                extra.update(m1=momenta[0], m2=momenta[1], log_momentum_gate=None if log_beta is None else part(log_beta))
+            out = kernel(*map(part, (q, k, v, eta, log_retention)), w1, w2, w1_ref, w2_ref, return_error=True, **extra)
             output, error, w1, w2 = out[:4]  # (its write factors, out.back and out.rate, are the recorder's)
+            if momenta is not None:
+                momenta = (out.m1, out.m2)
         else:
-            output, error, w1, w2 = kernel(*map(part, (q, k, v, eta, log_retention)), w1, w2, w1_ref, w2_ref,
-                                           anchors=(0.0, 0.0) if anchors is None else anchors)
+            extra = {}
+            if momenta is not None:
+                extra = dict(momenta=momenta, beta=torch.zeros_like(part(eta)) if log_beta is None else part(log_beta).exp())
+            output, error, w1, w2, *rest = kernel(*map(part, (q, k, v, eta, log_retention)), w1, w2, w1_ref, w2_ref,
+                                                  anchors=(0.0, 0.0) if anchors is None else anchors, **extra)
+            if momenta is not None:
+                momenta = tuple(rest)
         outputs.append(output)
         errors.append(error)
         if (position + b) % chunk == 0:
             w1_ref, w2_ref = w1, w2
         a = b
-    return torch.cat(outputs, 1), torch.cat(errors, 1), w1, w2, w1_ref, w2_ref
+    found = (torch.cat(outputs, 1), torch.cat(errors, 1), w1, w2, w1_ref, w2_ref)
+    return found if momenta is None else found + tuple(momenta)
 
 
 def rel(a, b):
@@ -88,6 +131,68 @@ def test_kernel_matches_per_token_oracle(chunk, anchored):
                           anchors=None if anchors is None else tuple(a.double() for a in anchors))
     for name, a, b in zip(("output", "error", "w1", "w2"), got, want):
         assert rel(a.double(), b) < 1e-4, name
+
+
+def momentum_inputs(x, seed=1, beta_max=0.9):
+    """Start momenta (W-shaped) and log beta in (log 0, log beta_max) for :func:`inputs`' tensors."""
+    g = torch.Generator().manual_seed(seed)
+    w1, w2, eta = x[5], x[6], x[3]
+    momenta = tuple(0.1 * torch.randn(w.shape, generator=g, dtype=w.dtype) for w in (w1, w2))
+    return momenta, torch.log(beta_max * torch.rand(eta.shape, generator=g, dtype=eta.dtype))
+
+
+@pytest.mark.parametrize("chunk, anchored, beta", [(1, True, True), (5, False, True), (16, True, True),
+                                                   (16, True, False), (48, False, True)])
+def test_momentum_kernel_matches_per_token_oracle(chunk, anchored, beta):
+    """Titans momentum on both matrices (beta in [0, 0.9) per token, or none: beta = 0 drops the start
+    momentum), the start momenta nonzero: reads, errors before each write, weights and momenta."""
+    x = inputs()
+    momenta, log_beta = momentum_inputs(x)
+    log_beta = log_beta if beta else None
+    anchors = (x[5] * 0.3 - 0.2, x[6].flip(-1)) if anchored else None
+    got = run_chunks(*x, chunk, anchors=anchors, momenta=momenta, log_beta=log_beta)
+    with torch.enable_grad():
+        want = run_chunks(*(t.double() for t in x), chunk, kernel=oracle,
+                          anchors=None if anchors is None else tuple(a.double() for a in anchors),
+                          momenta=tuple(m.double() for m in momenta), log_beta=None if log_beta is None else log_beta.double())
+    for name, a, b in zip(("output", "error", "w1", "w2", "w1_ref", "w2_ref", "m1", "m2"), got, want):
+        assert rel(a.double(), b) < 1e-4, name
+
+
+def test_momentum_changes_the_rule_and_zero_momenta_without_beta_are_the_plain_rule():
+    """beta > 0 differs from the plain rule; beta = 0 from zero momenta is exactly the plain rule (one step
+    each, nothing carried) and returns the last token's own step as the momentum."""
+    x = inputs(dtype=torch.float64)
+    zero = tuple(torch.zeros_like(w) for w in x[5:7])
+    plain = run_chunks(*x, 16)
+    no_beta = run_chunks(*x, 16, momenta=zero, log_beta=None)
+    for a, b in zip(plain, no_beta):
+        assert rel(b, a) < 1e-12
+    assert rel(run_chunks(*x, 16, momenta=zero, log_beta=momentum_inputs(x)[1])[0], plain[0]) > 1e-3
+
+
+def test_momentum_two_calls_equal_one():
+    """Split inside a chunk, the reference and both momenta carried: the same reads, weights and momenta."""
+    x = inputs(T=40, dtype=torch.float64)
+    momenta, log_beta = momentum_inputs(x)
+    whole = run_chunks(*x, 16, momenta=momenta, log_beta=log_beta)
+    first = run_chunks(*(t[:, :11] for t in x[:5]), *x[5:], 16, momenta=momenta, log_beta=log_beta[:, :11])
+    rest = run_chunks(*(t[:, 11:] for t in x[:5]), first[2], first[3], 16, position=11, reference=first[4:6],
+                      momenta=first[6:], log_beta=log_beta[:, 11:])
+    assert rel(torch.cat([first[0], rest[0]], 1), whole[0]) < 1e-12
+    assert rel(torch.cat([first[1], rest[1]], 1), whole[1]) < 1e-12
+    for a, b in zip(rest[2:], whole[2:]):
+        assert rel(a, b) < 1e-12
+
+
+def test_momentum_gradcheck_float64():
+    """Training differentiates through the momentum form too (beta, start momenta included)."""
+    x = [t.double() for t in inputs(N=1, T=5, dk=6, dv=3, h=4)]
+    momenta, log_beta = momentum_inputs(x)
+    args = [t.clone().requires_grad_() for t in (*x, x[5] - 0.2, x[6] * 0.5, *momenta, log_beta)]
+    fn = lambda *a: tuple(t for t in deep_memory_chunk(*a[:7], w1_anchor=a[7], w2_anchor=a[8], return_error=True,
+                                                       m1=a[9], m2=a[10], log_momentum_gate=a[11]) if t is not None)
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-6)
 
 
 def test_kernel_matches_oracle_for_a_chunk_cut_by_the_call():
@@ -140,7 +245,8 @@ def test_gradcheck_float64():
     q, k, v, eta, log_retention, w1, w2 = (t.double() for t in inputs(N=1, T=5, dk=6, dv=3, h=4))
     w1_ref, w2_ref = w1 + 0.3, w2 * 0.8
     args = [t.clone().requires_grad_() for t in (q, k, v, eta, log_retention, w1, w2, w1_ref, w2_ref, w1 - 0.2, w2 * 0.5)]
-    fn = lambda *a: tuple(deep_memory_chunk(*a[:9], w1_anchor=a[9], w2_anchor=a[10], return_error=True))
+    fn = lambda *a: tuple(x for x in deep_memory_chunk(*a[:9], w1_anchor=a[9], w2_anchor=a[10], return_error=True)
+                          if x is not None)
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-6)
 
 
@@ -187,24 +293,30 @@ DEFAULT_LOG_RETENTION = float(torch.log1p(-0.1 * torch.sigmoid(torch.tensor(-3.0
 
 
 def stream(n_keys, value_scale, fixed_values, T=16384, dk=1024, dv=128, h=128, C=64, seed=0,
-           log_retention=DEFAULT_LOG_RETENTION):
+           log_retention=DEFAULT_LOG_RETENTION, beta=None):
     """The shipped model's sizes (keys 1,024 wide, values and hidden 128) over T tokens at the default
     gates, retention toward the initial weights; keys drawn from ``n_keys`` unit keys (None: fresh ones),
-    values random (``fixed_values``: one value per key). Returns per-chunk weight norms and the mean
-    ||error before the write|| / ||v||, and the final weights."""
+    values random (``fixed_values``: one value per key); ``beta``: Titans momentum at that constant gate.
+    Returns per-chunk weight norms and the mean ||error before the write|| / ||v||, and the final weights."""
     g = torch.Generator().manual_seed(seed)
     w1, w2 = torch.zeros(1, dv, h), torch.randn(1, h, dk, generator=g)
     anchors = (w1, w2)
     pool = l2norm(torch.randn(1, n_keys or T, dk, generator=g))
     pool_values = torch.randn(1, n_keys or T, dv, generator=g) * value_scale
     norms, errors = [], []
+    momentum = {} if beta is None else dict(m1=torch.zeros_like(w1), m2=torch.zeros_like(w2),
+                                            log_momentum_gate=torch.full((1, C), math.log(beta)))
     for c in range(T // C):
         index = torch.randint(0, pool.shape[1], (C,), generator=g) if n_keys else torch.arange(c * C, (c + 1) * C)
         k, q = pool[:, index], l2norm(torch.randn(1, C, dk, generator=g))
         v = pool_values[:, index] if fixed_values else torch.randn(1, C, dv, generator=g) * value_scale
         out = deep_memory_chunk(q, k, v, torch.full((1, C), DEFAULT_RATE), torch.full((1, C), log_retention),
-                                w1, w2, w1_anchor=anchors[0], w2_anchor=anchors[1], return_error=True)
+                                w1, w2, w1_anchor=anchors[0], w2_anchor=anchors[1], return_error=True,
+                                **{k: v for k, v in momentum.items() if k == "log_momentum_gate"},
+                                **({} if beta is None else dict(m1=momentum["m1"], m2=momentum["m2"])))
         w1, w2 = out.w1, out.w2
+        if beta is not None:
+            momentum.update(m1=out.m1, m2=out.m2)
         norms.append((float(w1.norm()), float(w2.norm())))
         errors.append(float((out.error.norm(dim=-1) / v.norm(dim=-1)).mean()))
     return torch.tensor(norms), torch.tensor(errors), (w1, w2)
@@ -218,6 +330,18 @@ def test_weights_stay_finite_and_bounded_over_16k_tokens(n_keys, value_scale):
     point), W1 levels off (second half no larger than 1.5x the first half's largest), and no write makes
     predictions worse than the empty memory's (error before the write <= 1.1 ||v||)."""
     norms, errors, weights = stream(n_keys, value_scale, fixed_values=False)
+    assert all(torch.isfinite(w).all() for w in weights)
+    half = len(norms) // 2
+    assert norms[half:, 0].max() <= 1.5 * norms[:half, 0].max()
+    assert ((norms[:, 1] / norms[0, 1]) - 1).abs().max() < 0.1
+    assert errors.max() <= 1.1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_keys, value_scale", [(None, 1.0), (1, 100.0)])
+def test_momentum_weights_stay_finite_and_bounded_over_16k_tokens(n_keys, value_scale):
+    """The same streams with momentum at its largest gate (beta 0.9): the same bounds."""
+    norms, errors, weights = stream(n_keys, value_scale, fixed_values=False, beta=0.9)
     assert all(torch.isfinite(w).all() for w in weights)
     half = len(norms) // 2
     assert norms[half:, 0].max() <= 1.5 * norms[:half, 0].max()

@@ -22,7 +22,7 @@ DTYPES = {"int64": torch.int64, "float32": torch.float32, "float16": torch.float
 def recordings() -> list[Recording]:
     """The shipped configuration (random weights) with attention and every M_t, a tiny momentum model
     with CMS and every M_t, a file that holds the keys and writes themselves, a 2-layer memory with every
-    W1 and W2 and CMS levels learning from the loss: together every row of the table."""
+    W1 and W2 (with momentum) and CMS levels learning from the loss: together every row of the table."""
     torch.manual_seed(0)
     shipped = HopeTransformer(HopeConfig.preset("hope")).eval()
     tokens = random_tokens(1, 9)[0]
@@ -30,7 +30,8 @@ def recordings() -> list[Recording]:
     momentum_model = tiny_model("hope-paper", key_expansion=2)
     momentum, _ = record(momentum_model, tokens, full_states=True)
     stored_keys = with_stored_writes(with_stored_keys(momentum, traced_keys(momentum_model, tokens)))
-    deep, _ = record(tiny_model("hope", memory_depth=2, key_expansion=2), tokens, full_states=True)  # W1 and W2
+    deep, _ = record(tiny_model("hope", memory_depth=2, key_expansion=2, momentum=True), tokens,
+                     full_states=True)  # W1 and W2, and their momenta
     lm, _ = record(tiny_model("hope", key_expansion=2, cms_objective="lm", cms_periods=[2, 4]), tokens)  # lm updates
     return [hope, momentum, stored_keys, deep, lm]
 
