@@ -32,6 +32,7 @@ REPORTS = {
     "reach": "reports/model-targets-reach.json",  # bench/model_targets.py --only reach (issue 27)
     "copy_far": "reports/model-targets-copy-far.json",  # bench/model_targets.py --only copy_far (issue 27)
     "frames": "reports/model-targets-frames.json",  # bench/model_targets.py --only frames (issue 27)
+    "reach_slow": "reports/model-targets-hope-slow-local-reach.json",  # --only reach on CMS periods 16-1,024 (issue 27)
 }
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
@@ -351,14 +352,22 @@ REACH_LABELS = {"none": "full model", "retention": "retention off (nothing decay
 
 
 def block_reach(r: dict) -> str:
-    """The pass key 4,000 bytes back with each memory component off in turn."""
-    reach = r["reach"]
-    rows = [[REACH_LABELS.get(x["ablation"], f"CMS level {x['ablation'][4:]} off"), pct(x["own"]), est(x["loss_own"])]
-            for x in reach["reach"]]
+    """The pass key 4,000 bytes back with each memory component off in turn: the shipped checkpoint, and the
+    one trained alike with slower CMS levels (level i is the i-th period of each model's list)."""
+    reach, slow = r["reach"], r["reach_slow"]
+    periods = lambda report: ", ".join(f"{p:,}" for p in report["config"]["cms_periods"])
+    slow_rows = {x["ablation"]: x for x in slow["reach"]}
+    rows = []
+    for x in reach["reach"]:
+        other = slow_rows.get(x["ablation"])
+        rows.append([REACH_LABELS.get(x["ablation"], f"CMS level {x['ablation'][4:]} off"), pct(x["own"]),
+                     est(x["loss_own"]), pct(other["own"]) if other else "not measured",
+                     est(other["loss_own"]) if other else ""])
     distance = reach["reach"][0]["token_distance"]
-    return (f"{source(REPORTS['reach'], reach)}: the pass key {distance:,} tokens back in the original wording, "
-            "own memory, with one component switched off at a time:\n\n"
-            + table(["model", "whole key right", "loss, nats/digit"], rows))
+    return (f"{source(REPORTS['reach'], reach)} and {source(REPORTS['reach_slow'], slow)}: the pass key {distance:,} "
+            "tokens back in the original wording, own memory, with one component switched off at a time:\n\n"
+            + table(["model", f"whole key right, CMS periods {periods(reach)}", "loss, nats/digit",
+                     f"whole key right, CMS periods {periods(slow)}", "loss, nats/digit"], rows))
 
 
 def block_variants(r: dict) -> str:

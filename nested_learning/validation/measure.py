@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ablation import Ablation
-from ..model import HopeTransformer
+from ..model import IGNORE, HopeTransformer
 from ..state import HopeState
 from ..trace import HopeTrace
 
@@ -29,10 +29,19 @@ class Scores:
 
 
 def score(model: HopeTransformer, tokens: torch.Tensor, state: HopeState | None = None,
-          ablation: Ablation | None = None, trace: bool = False) -> Scores:
+          ablation: Ablation | None = None, trace: bool = False, following: torch.Tensor | None = None) -> Scores:
+    """Read ``tokens`` [B, T] from ``state``. A model whose CMS levels learn from the next-token loss
+    (``cms_objective`` "lm") is given the next tokens as it reads, as a recording and generation give them;
+    ``following`` [B]: the token after the last (None: unknown, that one position carries no loss)."""
     tokens = tokens.to(model.device)
-    with torch.inference_mode():  # no autograd bookkeeping: about 10% faster than no_grad here
-        out = model(tokens, state=state, ablation=ablation or FULL, trace=trace)
+    targets = None
+    if model.config.cms_objective == "lm" and model.config.cms_periods:
+        last = (torch.full_like(tokens[:, :1], IGNORE) if following is None
+                else following.to(tokens.device).view(-1, 1).to(tokens.dtype))
+        targets = torch.cat([tokens[:, 1:], last], dim=1)
+    # no autograd bookkeeping (about 10% faster than no_grad here); the lm levels' gradient needs autograd
+    with torch.inference_mode() if targets is None else torch.no_grad():
+        out = model(tokens, state=state, ablation=ablation or FULL, trace=trace, targets=targets)
     logits = out.logits.float()
     B, T, V = logits.shape
     loss = torch.full((B, T), float("nan"), device=logits.device)

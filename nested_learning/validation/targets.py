@@ -56,7 +56,9 @@ def read(model: HopeTransformer, tokens: torch.Tensor, state=None, ablation: Abl
     logits of the call before, so the result equals one call's)."""
     parts, previous = [], None
     for start in range(0, tokens.shape[1], call_tokens):
-        out = score(model, tokens[:, start:start + call_tokens], state=state, ablation=ablation)
+        end = start + call_tokens
+        following = tokens[:, end] if end < tokens.shape[1] else None  # an lm model's last target in this call
+        out = score(model, tokens[:, start:end], state=state, ablation=ablation, following=following)
         if previous is not None:  # the first token of this call is predicted by the last logits of the previous
             logits = previous.logits[:, -1].float()
             target = tokens[:, start].to(logits.device)

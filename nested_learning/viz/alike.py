@@ -28,6 +28,8 @@ ALIKE = (
     AlikeModel("titans-keys", "titans with Hope's keys (conv, shifted DPFP keys, one head)",
                ("reports/model-targets-titans-keys.json",)),
     AlikeModel("deep", "hope with a 2-layer MLP memory (memory_depth 2)", ("reports/model-targets-hope-deep.json",)),
+    AlikeModel("slow-local", "hope with CMS periods 16, 64, 256, 1,024 (local objective)",
+               ("reports/model-targets-hope-slow-local.json",)),
     AlikeModel("window16", "transformer, window 16 (the baseline)", ("reports/model-targets-transformer-window16.json",)),
     AlikeModel("window512", "transformer, window 512 (state-matched)", ("reports/model-targets-transformer-window512.json",)),
     AlikeModel("window512-attention", "transformer, window 512, 6,000 copy steps (cpu-attention)",
@@ -117,4 +119,5 @@ def curves_figure(frame: pd.DataFrame) -> go.Figure:
 
 
 # One per model of ALIKE (a repeated colour would draw a baseline as the shipped model's green).
-_COLOURS = ("#1b7837", "#762a83", "#c2a5cf", "#e08214", "#4d4d4d", "#2166ac", "#92c5de", "#b2182b", "#f4a582")
+_COLOURS = ("#1b7837", "#762a83", "#c2a5cf", "#e08214", "#8c510a", "#4d4d4d", "#2166ac", "#92c5de", "#b2182b",
+            "#f4a582", "#01665e")
