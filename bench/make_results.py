@@ -33,6 +33,7 @@ REPORTS = {
     "copy_far": "reports/model-targets-copy-far.json",  # bench/model_targets.py --only copy_far (issue 27)
     "frames": "reports/model-targets-frames.json",  # bench/model_targets.py --only frames (issue 27)
     "reach_slow": "reports/model-targets-hope-slow-local-reach.json",  # --only reach on CMS periods 16-1,024 (issue 27)
+    "reach_lm": "reports/model-targets-hope-lm-reach.json",  # --only reach on the lm objective at 16-1,024 (issue 31)
 }
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
@@ -351,23 +352,29 @@ REACH_LABELS = {"none": "full model", "retention": "retention off (nothing decay
                 "self_modification": "self-modification off", "adaptive_lr": "adaptive learning rate off (a fixed rate)"}
 
 
+REACH_MODELS = (("reach", "local"), ("reach_slow", "local"), ("reach_lm", "lm"))  # report, CMS objective
+
+
 def block_reach(r: dict) -> str:
-    """The pass key 4,000 bytes back with each memory component off in turn: the shipped checkpoint, and the
-    one trained alike with slower CMS levels (level i is the i-th period of each model's list)."""
-    reach, slow = r["reach"], r["reach_slow"]
+    """The pass key 4,000 bytes back with each memory component off in turn: the shipped checkpoint and the
+    two trained alike with slower CMS levels (level i is the i-th period of each model's list)."""
+    reports = [(name, objective, r[name]) for name, objective in REACH_MODELS]
     periods = lambda report: ", ".join(f"{p:,}" for p in report["config"]["cms_periods"])
-    slow_rows = {x["ablation"]: x for x in slow["reach"]}
+    columns = [{x["ablation"]: x for x in report["reach"]} for _, _, report in reports]
     rows = []
-    for x in reach["reach"]:
-        other = slow_rows.get(x["ablation"])
-        rows.append([REACH_LABELS.get(x["ablation"], f"CMS level {x['ablation'][4:]} off"), pct(x["own"]),
-                     est(x["loss_own"]), pct(other["own"]) if other else "not measured",
-                     est(other["loss_own"]) if other else ""])
-    distance = reach["reach"][0]["token_distance"]
-    return (f"{source(REPORTS['reach'], reach)} and {source(REPORTS['reach_slow'], slow)}: the pass key {distance:,} "
-            "tokens back in the original wording, own memory, with one component switched off at a time:\n\n"
-            + table(["model", f"whole key right, CMS periods {periods(reach)}", "loss, nats/digit",
-                     f"whole key right, CMS periods {periods(slow)}", "loss, nats/digit"], rows))
+    for x in reports[0][2]["reach"]:
+        row = [REACH_LABELS.get(x["ablation"], f"CMS level {x['ablation'][4:]} off")]
+        for found in columns:
+            other = found.get(x["ablation"])
+            row += [pct(other["own"]), est(other["loss_own"])] if other else ["not measured", ""]
+        rows.append(row)
+    header = ["model"]
+    for _, objective, report in reports:
+        header += [f"whole key right, CMS periods {periods(report)} ({objective})", "loss, nats/digit"]
+    distance = reports[0][2]["reach"][0]["token_distance"]
+    sources = ", ".join(source(REPORTS[name], report) for name, _, report in reports)
+    return (f"{sources}: the pass key {distance:,} tokens back in the original wording, own memory, with one "
+            "component switched off at a time:\n\n" + table(header, rows))
 
 
 def block_variants(r: dict) -> str:
