@@ -9,6 +9,18 @@ from nested_learning.ops import deep_memory_chunk, mlp_read
 from nested_learning.ops.common import l2norm
 
 
+def reference_step(k, v, eta, w1_ref, w2_ref):
+    """One token's gradient of 1/2||W1 silu(W2 k) - v||^2 at the reference weights (autograd) and its rate
+    eta / max(1, ||a||^2 + ||k||^2 sum_j silu'(z_j)^2 ||W1r[:, j]||^2)."""
+    a_ref, b_ref = w1_ref.detach().requires_grad_(), w2_ref.detach().requires_grad_()
+    hidden = F.silu(b_ref @ k)
+    grad_w1, grad_w2 = torch.autograd.grad(0.5 * (a_ref @ hidden - v).square().sum(), (a_ref, b_ref))
+    z = (w2_ref @ k).detach().requires_grad_()
+    slope, = torch.autograd.grad(F.silu(z).sum(), z)
+    bound = hidden.detach().square().sum() + k.square().sum() * (slope.square() * w1_ref.square().sum(0)).sum()
+    return grad_w1, grad_w2, eta / torch.clamp(bound, min=1.0)
+
+
 def oracle(q, k, v, eta, log_retention, w1, w2, w1_ref, w2_ref, anchors=(0.0, 0.0), momenta=None, beta=None):
     """Token by token: the gradient of 1/2||W1 silu(W2 k) - v||^2 at the reference weights by autograd,
     the step divided by max(1, ||a||^2 + ||k||^2 sum_j silu'(z_j)^2 ||W1r[:, j]||^2), then
@@ -22,15 +34,7 @@ def oracle(q, k, v, eta, log_retention, w1, w2, w1_ref, w2_ref, anchors=(0.0, 0.
     for t in range(k.shape[1]):
         out_t, err_t = [], []
         for n in range(k.shape[0]):
-            a_ref, b_ref = w1_ref[n].detach().requires_grad_(), w2_ref[n].detach().requires_grad_()
-            hidden = F.silu(b_ref @ k[n, t])
-            loss = 0.5 * (a_ref @ hidden - v[n, t]).square().sum()
-            grad_w1, grad_w2 = torch.autograd.grad(loss, (a_ref, b_ref))
-            z = (w2_ref[n] @ k[n, t]).detach().requires_grad_()
-            slope, = torch.autograd.grad(F.silu(z).sum(), z)
-            bound = hidden.detach().square().sum() + k[n, t].square().sum() * (
-                slope.square() * w1_ref[n].square().sum(0)).sum()
-            rho = eta[n, t] / torch.clamp(bound, min=1.0)
+            grad_w1, grad_w2, rho = reference_step(k[n, t], v[n, t], eta[n, t], w1_ref[n], w2_ref[n])
             err_t.append(v[n, t] - w1[n] @ F.silu(w2[n] @ k[n, t]))
             alpha = log_retention[n, t].exp()
             w1 = torch.cat([w1[:n], (a1[n] + alpha * (w1[n] - a1[n]) - rho * grad_w1)[None], w1[n + 1:]])
@@ -48,15 +52,7 @@ def momentum_oracle(q, k, v, eta, log_retention, w1, w2, w1_ref, w2_ref, anchors
     outputs, errors = torch.zeros_like(v), torch.zeros_like(v)
     for n in range(k.shape[0]):
         for t in range(k.shape[1]):
-            a_ref, b_ref = w1_ref[n].detach().requires_grad_(), w2_ref[n].detach().requires_grad_()
-            hidden = F.silu(b_ref @ k[n, t])
-            loss = 0.5 * (a_ref @ hidden - v[n, t]).square().sum()
-            grad_w1, grad_w2 = torch.autograd.grad(loss, (a_ref, b_ref))
-            z = (w2_ref[n] @ k[n, t]).detach().requires_grad_()
-            slope, = torch.autograd.grad(F.silu(z).sum(), z)
-            bound = hidden.detach().square().sum() + k[n, t].square().sum() * (
-                slope.square() * w1_ref[n].square().sum(0)).sum()
-            rho = eta[n, t] / torch.clamp(bound, min=1.0)
+            grad_w1, grad_w2, rho = reference_step(k[n, t], v[n, t], eta[n, t], w1_ref[n], w2_ref[n])
             errors[n, t] = v[n, t] - w1[n] @ F.silu(w2[n] @ k[n, t])
             alpha = log_retention[n, t].exp()
             s1[n] = beta[n, t] * s1[n] - rho * grad_w1
