@@ -39,6 +39,7 @@ ALIKE = (
                ("reports/model-targets-transformer-full-attention.json",)),
     AlikeModel("titans-damped", "titans retrained with damped momentum",
                ("reports/model-targets-titans-damped.json",)),
+    AlikeModel("lm", "hope with CMS periods 16, 64, 256, 1,024 (lm objective)", ("reports/model-targets-hope-lm.json",)),
 )
 
 # measure -> (the report's list of rows, the field that says how far back, the statistic, axis title, as a percentage)
@@ -122,4 +123,4 @@ def curves_figure(frame: pd.DataFrame) -> go.Figure:
 
 # One per model of ALIKE (a repeated colour would draw a baseline as the shipped model's green).
 _COLOURS = ("#1b7837", "#762a83", "#c2a5cf", "#e08214", "#8c510a", "#4d4d4d", "#2166ac", "#92c5de", "#b2182b",
-            "#f4a582", "#01665e", "#35978f")
+            "#f4a582", "#01665e", "#35978f", "#543005")
