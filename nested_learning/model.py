@@ -46,6 +46,13 @@ MAX_NEW_TOKENS = 65536
 IGNORE = -100  # a target that carries no loss (cross_entropy's ignore_index)
 
 
+def next_token_targets(tokens: torch.Tensor, following: torch.Tensor | None = None) -> torch.Tensor:
+    """Teacher-forced targets of ``tokens`` [B, T]: each position's next token, the last one ``following``
+    [B] (None: unknown, IGNORE)."""
+    last = torch.full_like(tokens[:, :1], IGNORE) if following is None else following.to(tokens).view(-1, 1)
+    return torch.cat([tokens[:, 1:], last], dim=1)
+
+
 class HopeBlock(nn.Module):
     def __init__(self, config: HopeConfig):
         super().__init__()
@@ -196,9 +203,7 @@ class HopeTransformer(nn.Module):
         if tokens.shape[1] == 0:
             raise ValueError("generate needs at least one prompt token")
         generator = torch.Generator().manual_seed(seed)
-        targets = None
-        if self.config.cms_objective == "lm":
-            targets = torch.cat([tokens[:, 1:], torch.full_like(tokens[:, :1], IGNORE)], dim=1)
+        targets = next_token_targets(tokens) if self.config.cms_objective == "lm" else None
         out = self(tokens, state=state, ablation=ablation, targets=targets)
         new = []
         for _ in range(max_new_tokens):

@@ -45,7 +45,8 @@ Momentum (Titans, optional, as ``ops/momentum.py`` for the linear memory): each 
 
 and with b_t = sum_{i<=t} log beta_i the chunk form keeps its shape: D_ts becomes
 sum_{r=s..t} e^{c_t - c_r} e^{b_r - b_s} (one matmul of the two decay matrices) and W_t gains
-(sum_{r<=t} e^{c_t - c_r} e^{b_r}) S_0, the start momentum carried in.
+(sum_{r<=t} e^{c_t - c_r} e^{b_r}) S_0, the start momentum carried in. (The module's damping, rho_t (1 - beta_t),
+comes in through eta: the kernel takes the rate as given.)
 Shapes (batch and heads folded into N): q, k [N, C, dk]; v [N, C, dv]; eta, log_retention [N, C];
 w1 [N, dv, h]; w2 [N, h, dk]. Cost per token: about 3 h dk + 4 h dv + C (dk + 2 h + dv) multiply-adds,
 against 3 dv dk + C (2 dk + dv) for the linear memory's chunk (docs/deep-memory.md).

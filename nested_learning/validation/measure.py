@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ablation import Ablation
-from ..model import IGNORE, HopeTransformer
+from ..model import HopeTransformer, next_token_targets
 from ..state import HopeState
 from ..trace import HopeTrace
 
@@ -34,11 +34,8 @@ def score(model: HopeTransformer, tokens: torch.Tensor, state: HopeState | None 
     (``cms_objective`` "lm") is given the next tokens as it reads, as a recording and generation give them;
     ``following`` [B]: the token after the last (None: unknown, that one position carries no loss)."""
     tokens = tokens.to(model.device)
-    targets = None
-    if model.config.cms_objective == "lm" and model.config.cms_periods:
-        last = (torch.full_like(tokens[:, :1], IGNORE) if following is None
-                else following.to(tokens.device).view(-1, 1).to(tokens.dtype))
-        targets = torch.cat([tokens[:, 1:], last], dim=1)
+    lm = model.config.cms_objective == "lm" and bool(model.config.cms_periods)
+    targets = next_token_targets(tokens, following) if lm else None
     # no autograd bookkeeping (about 10% faster than no_grad here); the lm levels' gradient needs autograd
     with torch.inference_mode() if targets is None else torch.no_grad():
         out = model(tokens, state=state, ablation=ablation or FULL, trace=trace, targets=targets)
