@@ -117,19 +117,20 @@ with repeat:
             reveal("repeat", lessons.repetition_outcome(table))
 
 with cms:
+    periods = model.config.cms_periods
     st.markdown(
-        "The **Continuum Memory System** is a chain of memory levels that learn at different speeds. "
-        "Level 0 updates after every token, level 1 every 2 tokens, level 2 every 4, and so on: fast levels "
-        "follow the moment, slow ones collect what stays true over longer stretches. Each dot below is one "
-        "update; its size is how much the weights changed.")
-    if not model.config.cms_periods:
+        "The **Continuum Memory System** is a chain of memory levels that learn at different speeds: fast "
+        "levels follow the moment, slow ones collect what stays true over longer stretches. "
+        + (f"In this model: {lessons.cms_periods_sentence(periods)} " if periods else "")
+        + "Each dot below is one update; its size is how much the weights changed.")
+    if not periods:
         st.info("This model has no CMS; choose a model with CMS on the Model page.")
     else:
         ready = predict("cms", "compared with level 0, how does the slowest level update?", lessons.CMS_OUTCOMES)
-        if st.button("Run 96 tokens and show the updates", key="learn_cms_run", type="primary", disabled=not ready,
-                     help=None if ready else WAIT_HELP):
+        if st.button(f"Run {lessons.cms_lesson_tokens(periods):,} tokens and show the updates", key="learn_cms_run",
+                     type="primary", disabled=not ready, help=None if ready else WAIT_HELP):
             with refusals_shown(), admitted():
-                recording, _ = lessons.repetition(model, "the cat sat on the mat. ", 4)
+                recording = lessons.cms_run(model)
                 table, fig = lessons.cms_rates(recording, layer=0)
                 st.plotly_chart(fig, config=PLOT_CONFIG, key="learn_cms_fig")
                 st.dataframe(for_people(table), hide_index=True, key="learn_cms_table")

@@ -22,6 +22,7 @@ from ..validation.paraphrases import PARAPHRASES
 from ..validation.targets import REREAD_VARIANTS, reread_variant
 from .guard import guarded_record
 from .safe_text import plotly_label
+from .session import MAX_RUN_TOKENS
 from .timelines import mean_surprise, raster_rows, raster_trace
 
 # Twelve pairs whose keys share letters (cat/cats/car/cart ...): enough crosstalk that the rules differ.
@@ -220,6 +221,31 @@ def surprise_by_copy_figure(recording: Recording, copy_length: int, title: str =
 
 
 # ---- 3. CMS levels update at different rates ---------------------------------------------------
+CMS_PHRASE = "the cat sat on the mat. "
+CMS_MIN_TOKENS = 96
+
+
+def cms_lesson_tokens(periods: tuple[int, ...]) -> int:
+    """Tokens the CMS lesson reads: enough for the slowest level to update twice, within one run."""
+    return min(MAX_RUN_TOKENS, max(CMS_MIN_TOKENS, 2 * max(periods, default=1)))
+
+
+def cms_run(model: HopeTransformer, ablation: Ablation | None = None) -> Recording:
+    """The lesson's phrase repeated to ``cms_lesson_tokens`` tokens, recorded: a model whose slowest level
+    updates every 1,024 tokens reads 2,048, one with periods 1-8 reads 96."""
+    n = cms_lesson_tokens(model.config.cms_periods)
+    text = (CMS_PHRASE * (n // len(CMS_PHRASE) + 1))[:n]
+    recording, _ = guarded_record(model, text, ablation=ablation or Ablation())
+    return recording
+
+
+def cms_periods_sentence(periods: tuple[int, ...]) -> str:
+    """This model's periods in a sentence: "Level 0 updates every 16 tokens, level 1 every 64 and level 2 every 256."."""
+    unit = lambda p: "token" if p == 1 else f"{p:,} tokens"
+    said = [f"Level 0 updates every {unit(periods[0])}"] + [f"level {j} every {unit(p)}" for j, p in enumerate(periods) if j]
+    return (said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]) + "."
+
+
 def cms_rates(recording: Recording, layer: int = 0) -> tuple[pd.DataFrame, go.Figure]:
     """Updates per level of one layer: count, period, mean update norm; and the raster of that layer."""
     events = recording.cms_events()

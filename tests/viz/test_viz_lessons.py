@@ -71,6 +71,24 @@ def test_cms_rates_count_updates_per_period(model):
     assert len(fig.data[0].x) == table["updates"].sum()
 
 
+@pytest.mark.parametrize("periods, tokens", [((1, 2, 4, 8), 96), ((4, 64), 128), ((16, 1024), 2048), ((1, 4096), 2048)])
+def test_the_cms_lesson_reads_until_the_slowest_level_has_updated_twice(periods, tokens):
+    """The lesson's run is sized by the model's periods (within one run): a level that never updates in it
+    would show nothing and make the class's prediction unanswerable."""
+    recording = lessons.cms_run(tiny_model(cms_periods=periods))
+    table, _ = lessons.cms_rates(recording, layer=0)
+    assert recording.n_tokens == tokens
+    assert list(table["updates"]) == [tokens // p for p in periods]
+    if 2 * max(periods) <= tokens:
+        assert table["updates"].min() >= 2 and table["mean update norm"].notna().all()
+
+
+def test_the_cms_lesson_names_this_models_periods():
+    assert lessons.cms_periods_sentence((16, 64, 1024)) == ("Level 0 updates every 16 tokens, level 1 every 64 tokens "
+                                                            "and level 2 every 1,024 tokens.")
+    assert lessons.cms_periods_sentence((1,)) == "Level 0 updates every token."
+
+
 def test_association_recall_reads_the_models_predictions(model):
     text, table, accuracy = lessons.association_recall(model, seed=1, n_pairs=3)
     rec, _ = record(model, text)
