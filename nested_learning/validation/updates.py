@@ -20,7 +20,7 @@ from ..ablation import Ablation
 from ..model import HopeTransformer
 from ..state import HopeState
 from . import data
-from .measure import FULL, changed_parameters, parameter_snapshot
+from .measure import FULL, changed_parameters, parameter_snapshot, score
 from .stats import Result, bootstrap, exact
 
 TOLERANCE = 1e-4  # fp32 relative error the chunked kernels are held to against their per-token oracles
@@ -28,7 +28,9 @@ TOLERANCE = 1e-4  # fp32 relative error the chunked kernels are held to against 
 CLAIM = ("At inference every memory writes its fast weights on the cadence its config states (the memory M every "
          "token, the self-modifying projections once per chunk, CMS level j once every period_j tokens), the "
          "token clock runs across calls, and no learned parameter changes.")
-RULE = ("The stream is read in calls (one token each at first, then cut around every chunk boundary). PASS "
+RULE = ("The stream is read in calls (one token each at first, then cut around every chunk boundary; with CMS "
+        "levels learning from the next-token loss, calls of the shortest period, where their gradient is cut "
+        "anyway). PASS "
         "when, in every layer, each component changes in exactly the calls that hold one of its scheduled "
         "positions p: every p for M, (p+1) % memory_chunk_size == 0 for the projection memories, (p+1) % period_j "
         "== 0 for CMS level j (a CMS level may skip stream position 0: its first token has no previous input "
@@ -71,8 +73,13 @@ def default_length(model: HopeTransformer) -> int:
 
 
 def call_plan(model: HopeTransformer, length: int) -> list[range]:
-    """Consecutive segments covering [0, length): single tokens first, then cuts around chunk boundaries."""
+    """Consecutive segments covering [0, length): single tokens first, then cuts around chunk boundaries;
+    for CMS levels learning from the next-token loss, blocks of the shortest period (a call edge cuts
+    their gradient, so only calls ending on those edges equal one call: docs/model-options.md)."""
     config = model.config
+    if config.cms_objective == "lm" and config.cms_periods:
+        edges = sorted(set(range(0, length, min(config.cms_periods))) | {length})
+        return [range(a, b) for a, b in zip(edges, edges[1:])]
     single = min(length, 2 * max([*config.cms_periods, 8]))
     cuts = set(range(single + 1))
     chunk = config.memory_chunk_size
@@ -99,15 +106,17 @@ def run(model: HopeTransformer, n_sequences: int = 4, length: int | None = None,
     parts, plan = components(model), call_plan(model, length)
     snapshot = parameter_snapshot(model)
     changed = torch.zeros(len(parts), len(plan), n_sequences, dtype=torch.bool)  # [component, call, sequence]
-    with torch.inference_mode():
-        state = model.init_state(n_sequences)
-        for s, segment in enumerate(plan):
-            new = model(tokens[:, segment.start:segment.stop], state=state, ablation=base).state
-            for c, part in enumerate(parts):
-                changed[c, s] = _rows_changed(part.read(state), part.read(new))
-            state = new
-        single = model(tokens, ablation=base).state
-        frozen = model(tokens, ablation=base.replace(test_time_updates=False)).state
+    # score() gives a model whose CMS levels learn from the next-token loss the next tokens, each call's
+    # last one the token after it, as a recording does.
+    state = model.init_state(n_sequences)
+    for s, segment in enumerate(plan):
+        following = tokens[:, segment.stop] if segment.stop < length else None
+        new = score(model, tokens[:, segment.start:segment.stop], state=state, ablation=base, following=following).state
+        for c, part in enumerate(parts):
+            changed[c, s] = _rows_changed(part.read(state), part.read(new))
+        state = new
+    single = score(model, tokens, ablation=base).state
+    frozen = score(model, tokens, ablation=base.replace(test_time_updates=False)).state
     initial = model.init_state(n_sequences)
     stream_error = max((_relative_difference(part.read(state), part.read(single)) for part in parts), default=0.0)
     changes_when_off = [int(_rows_changed(part.read(initial), part.read(frozen)).sum()) for part in parts]

@@ -3,6 +3,7 @@ import torch
 
 from nested_learning.model import IGNORE
 from nested_learning.validation.measure import score
+from nested_learning.validation import updates
 from nested_learning.validation.targets import read
 from tests.conftest import random_tokens, tiny_model
 
@@ -31,3 +32,12 @@ def test_reading_an_lm_model_in_calls_equals_one_call():
     whole, parts = read(model, tokens), read(model, tokens, call_tokens=10)
     torch.testing.assert_close(parts.loss, whole.loss, rtol=1e-9, atol=1e-9, equal_nan=True)
     torch.testing.assert_close(parts.state.layers[1].cms[1].memory, whole.state.layers[1].cms[1].memory)
+
+
+def test_the_memory_updates_property_sees_an_lm_models_levels_write_on_schedule():
+    """Read with the next tokens, each lm level writes in exactly its scheduled calls (without them it never
+    wrote, and the property failed an lm model for a memory that works)."""
+    result = updates.run(lm_model(), n_sequences=2)
+    assert result.passed, result.checks
+    cms = [row for row in result.tables["per_component"] if row["component"].startswith("cms.")]
+    assert cms and all(row["calls_that_wrote"] == row["calls_that_must_write"] > 0 for row in cms)
