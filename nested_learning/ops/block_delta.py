@@ -80,7 +80,9 @@ def block_delta_rule(q, k, v, eta, log_retention, memory, pending, start: int, p
     # One retention for every sequence (a CMS level's): the aligned runs' decays stay one shared row.
     la_runs = log_retention.reshape(1, 1, 1) if log_retention.numel() == 1 else la
     span = max(1, chunk_tokens // period) * period
-    runs = list(_runs(start, T, span))
+    # A period longer than a chunk makes each run one block, read with frozen weights: a few matmuls
+    # (the n_blocks == 1 path of _one_run) where the scan would build span x span matrices of zeros.
+    runs = [(a, b, full and period <= chunk_tokens) for a, b, full in _runs(start, T, span)]
     outputs, writes_all = [], []
     i = 0
     while i < len(runs):

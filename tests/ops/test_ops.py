@@ -150,6 +150,26 @@ def test_block_delta_with_wide_values_and_no_writes_equals_oracle(period, shared
     assert rel(with_writes.writes, ref.writes) < 1e-4
 
 
+@pytest.mark.parametrize("start", [0, 100])
+def test_block_delta_with_periods_longer_than_a_chunk_equals_oracle_values_and_gradients(start):
+    """Periods beyond ``chunk_tokens`` (the shipped CMS's 256 and 1,024) read each block with frozen weights
+    in a few matmuls: several such blocks in a row, a cut block at each end, and the gradients training
+    takes through them, all as the per-token oracle gives them."""
+    q, k, v, eta, _, memory = inputs(700, seed=3)
+    eta = (eta / 128).requires_grad_()
+    memory = memory.clone().requires_grad_()
+    pending = torch.randn_like(memory) * 0.1 if start else torch.zeros_like(memory)
+    log_retention = torch.log(0.8 + 0.2 * torch.rand(2, 3))
+    ref = block_delta_rule_reference(q, k, v, eta, log_retention, memory, pending, start, 128)
+    out = block_delta_rule(q, k, v, eta, log_retention, memory, pending, start, 128, chunk_tokens=64)
+    assert rel(out.output, ref.output) < 1e-4 and rel(out.memory, ref.memory) < 1e-4
+    assert rel(out.writes, ref.writes) < 1e-4 and torch.allclose(out.pending, ref.pending, atol=1e-5)
+    loss = lambda r: r.output.square().sum() + r.memory.square().sum()
+    want = torch.autograd.grad(loss(ref), (eta, memory))
+    got = torch.autograd.grad(loss(out), (eta, memory))
+    assert all(rel(g, w) < 1e-4 for g, w in zip(got, want))
+
+
 def test_block_structure_cached_in_inference_mode_still_trains():
     """The aligned runs' cached block layout, first built under inference_mode, can later be saved
     for backward (an inference tensor there would make training fail)."""
