@@ -38,12 +38,18 @@ def level_events(keys, values, writes, learning_rate, retention: float, period: 
     lr = pad(lr[:, None]).view(n_blocks, period, 1)
     active = (lr[..., 0] > 0).double()  # real pairs: padding and the stream's first token have none
     R = U / lr.clamp(min=1e-30) * active[..., None]  # r_s = v_s - W_b k_s
-    gram = K @ K.transpose(1, 2)  # [n, P, P]
-    written = gram @ U  # (P_b k_s) without the carried pending
+    if period * (K.shape[-1] + U.shape[-1]) > K.shape[-1] * U.shape[-1]:
+        # Long blocks: the block sums P_b [n, D, h] cost less than the [n, P, P] Gram matrices.
+        block_sum = U.transpose(1, 2) @ K
+        written = K @ block_sum.transpose(1, 2)  # (P_b k_s) without the carried pending
+        squared = block_sum.square().sum((1, 2))
+    else:
+        gram = K @ K.transpose(1, 2)  # [n, P, P]
+        written = gram @ U
+        squared = ((U @ U.transpose(1, 2)) * gram).sum((1, 2))
     carried_k = torch.zeros_like(V)
     carried_k[0] = K[0] @ P0.T  # P0 k_s for the first block's tokens
     cross = (U * (V - R)).sum((1, 2))  # <W_b, P_b> from this recording's writes
-    squared = ((U @ U.transpose(1, 2)) * gram).sum((1, 2))
     cross[0] += (W0 * P0).sum()
     squared[0] += P0.square().sum() + 2 * (U[0] * carried_k[0]).sum()
     norm0 = W0.square().sum()

@@ -172,14 +172,16 @@ def test_cms_events_follow_the_cadence_across_recordings():
                 assert got == want, (layer, period)
 
 
-def test_cms_event_statistics_equal_direct_computation():
-    model = tiny_model(cms_periods=(1, 4))
-    tokens = random_tokens(1, 21)[0]
-    _, state = record(model, tokens[:6])  # the second recording starts inside a period-4 block
+@pytest.mark.parametrize("periods, length", [((1, 4), 21), ((2, 16), 60)])
+def test_cms_event_statistics_equal_direct_computation(periods, length):
+    """Short blocks (Gram matrices) and blocks longer than d_model x h / (d_model + h) (block sums)."""
+    model = tiny_model(cms_periods=periods)
+    tokens = random_tokens(1, length)[0]
+    _, state = record(model, tokens[:6])  # the second recording starts inside a block of the slower level
     recording, _ = record(model, tokens[6:], state=state)
     _, trace = recording._replay_cms(0, trace=True)
     events = recording.cms_events()
-    for level, period in ((0, 1), (1, 4)):
+    for level, period in enumerate(periods):
         keys = trace.levels[level].keys[0].double()
         values = trace.levels[level].values[0].double()
         for _, event in events[(events.layer == 0) & (events.level == level)].iterrows():
