@@ -65,7 +65,8 @@ def cms_panel(recording, layer: int, t: int):
     weights, in_this_run = replay.weights(t), cms_view == CMS_VIEWS[1]
     if in_this_run:
         weights = [w - w0 for w, w0 in zip(weights, replay.weights(-1))]
-    st.plotly_chart(heatmaps.cms_figure(weights, recording.config.cms_periods, f"{'W_t - W_start' if in_this_run else 'W'} at token {t}:"),
+    st.plotly_chart(heatmaps.cms_figure(weights, recording.config.cms_periods, f"{'W_t - W_start' if in_this_run else 'W'} at token {t}:",
+                                        start=recording.start_position, t=t),
                     config=PLOT_CONFIG, key="cms_heatmaps")
 
 

@@ -76,9 +76,20 @@ def memory_figures(memory, delta, token_label: str = "", symbol: str = "M", rows
             _panels([(f"{symbol}_t - {symbol}_(t-1)", delta, symmetric_limit(delta))], 400, x_title, y_title))
 
 
-def cms_figure(weights: list, periods: tuple[int, ...], title: str = "W") -> go.Figure:
-    """One panel per CMS level, weights [D, h] drawn as [h, D] (wide), each on its own symmetric scale."""
-    panels = [(f"{title} level {j} (period {p})", as_array(w).T, symmetric_limit(w))
+def cms_level_schedule(period: int, start: int, t: int) -> str:
+    """How often a level of ``period`` has updated in a recording starting at stream position ``start``, by
+    its token ``t``, and at which of its tokens it next updates (a slow level is still for hundreds of tokens)."""
+    done = (start + t + 1) // period - start // period
+    upcoming = ((start + t + 1) // period + 1) * period - 1 - start
+    return f"{done:,} update{'' if done == 1 else 's'} in this run so far, next after token {upcoming:,}"
+
+
+def cms_figure(weights: list, periods: tuple[int, ...], title: str = "W", start: int | None = None,
+               t: int | None = None) -> go.Figure:
+    """One panel per CMS level, weights [D, h] drawn as [h, D] (wide), each on its own symmetric scale; with
+    the recording's ``start`` position and the token ``t``, each title says how often its level has updated."""
+    schedule = lambda p: "" if t is None else ": " + cms_level_schedule(p, start or 0, t)
+    panels = [(f"{title} level {j} (period {p:,}{schedule(p)})", as_array(w).T, symmetric_limit(w))
               for j, (w, p) in enumerate(zip(weights, periods))]
     fig = make_subplots(rows=len(panels), cols=1, subplot_titles=[p[0] for p in panels], vertical_spacing=0.08)
     for i, (name, matrix, lim) in enumerate(panels):

@@ -8,7 +8,7 @@ from nested_learning.recording import record
 from nested_learning.viz import compare, heatmaps, timelines
 from nested_learning.recording.replay import CMSReplay
 from nested_learning.viz.presets import TEXT_PRESETS, recall_accuracy
-from tests.conftest import tiny_model
+from tests.conftest import random_tokens, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,26 @@ def test_cms_panels_one_per_level(runs):
     fig = heatmaps.cms_figure(weights, rec.config.cms_periods)
     assert len(fig.data) == 4
     np.testing.assert_allclose(fig.data[2].z, weights[2].T.numpy())  # drawn [hidden, model dim]
+
+
+def test_each_cms_panel_says_how_often_its_level_has_updated_and_when_next():
+    """The counts are the recording's own update events: a slow level that has not updated yet says so (its
+    "change in this run" panel is all zero) and names the token it will update after."""
+    model = tiny_model(cms_periods=(1, 3, 8))
+    tokens = random_tokens(1, 40)[0]
+    _, state = record(model, tokens[:13])
+    rec, _ = record(model, tokens[13:], state=state)
+    events = rec.cms_events()
+    for t in (0, 1, 9, 26):
+        for level, period in enumerate((1, 3, 8)):
+            at = events[(events.layer == 0) & (events.level == level)]["token_index"]
+            done, upcoming = int((at <= t).sum()), int(at[at > t].min()) if (at > t).any() else None
+            said = heatmaps.cms_level_schedule(period, rec.start_position, t)
+            assert said.startswith(f"{done} update"), (t, period, said)
+            if upcoming is not None:
+                assert said.endswith(f"next after token {upcoming}"), (t, period, said)
+    fig = heatmaps.cms_figure([rec.cms_weights(0, j, 1) for j in range(3)], (1, 3, 8), start=rec.start_position, t=1)
+    assert "level 2 (period 8: 0 updates in this run so far, next after token 2)" in fig.layout.annotations[2].text
 
 
 def test_cms_replay_matches_the_model_state(runs):
