@@ -32,8 +32,12 @@ REPORTS = {
     "reach": "reports/model-targets-reach.json",  # bench/model_targets.py --only reach (issue 27)
     "copy_far": "reports/model-targets-copy-far.json",  # bench/model_targets.py --only copy_far (issue 27)
     "frames": "reports/model-targets-frames.json",  # bench/model_targets.py --only frames (issue 27)
-    "reach_slow": "reports/model-targets-hope-slow-local-reach.json",  # --only reach on CMS periods 16-1,024 (issue 27)
+    "fast_targets": "reports/model-targets-hope-fast-cms.json",  # the default until 2026-12-06 (CMS periods 1-8)
+    "fast_wordings": "reports/model-targets-hope-fast-cms-wordings.json",  # its --only wordings,gating
+    "reach_fast": "reports/model-targets-hope-fast-cms-reach.json",  # --only reach on the earlier default (CMS periods 1-8)
     "reach_lm": "reports/model-targets-hope-lm-reach.json",  # --only reach on the lm objective at 16-1,024 (issue 31)
+    "gating_lm": "reports/model-targets-hope-lm-gating.json",  # --only gating on the lm objective (issue 31)
+    "gating_deep": "reports/model-targets-hope-deep-gating.json",  # --only gating on the 2-layer memory (issue 31)
 }
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
@@ -326,10 +330,11 @@ def wordings_line(w: dict) -> str:
 
 
 def block_phrasings(r: dict) -> str:
-    """The shipped checkpoint against the cpu-phrasings run, task by task and wording by wording."""
-    shipped, phrased = r["targets"], r["phrasings"]
-    wordings = {name: {(x["task"], x["wordings"]): x for x in r[name]["wordings"]} for name in ("wordings", "phrasings")}
-    rows = [[f"{label}, {split.replace('heldout', 'held-out')} wordings", fmt(wordings["wordings"][task, split]["own"]),
+    """The cpu-phrasings run against the cpu recipe at the same CMS periods (1-8, the default it was trained
+    beside), task by task and wording by wording."""
+    shipped, phrased = r["fast_targets"], r["phrasings"]
+    wordings = {name: {(x["task"], x["wordings"]): x for x in r[name]["wordings"]} for name in ("fast_wordings", "phrasings")}
+    rows = [[f"{label}, {split.replace('heldout', 'held-out')} wordings", fmt(wordings["fast_wordings"][task, split]["own"]),
              fmt(wordings["phrasings"][task, split]["own"])]
             for task, (label, fmt) in WORDING_TASKS.items() for split in ("original", "trained", "heldout")]
     pair = lambda report, key, field, value: next(x for x in report[key] if x[field] == value)
@@ -340,24 +345,25 @@ def block_phrasings(r: dict) -> str:
              ["held-out prose, bits per byte", est(shipped["bits_per_byte"][0]["model"]),
               est(phrased["bits_per_byte"][0]["model"])]]
     gating = {name: {(g["layer"], g["gap"]): g for layer_rows in r[key]["gating"] for g in layer_rows}
-              for name, key in (("shipped", "wordings"), ("phrased", "phrasings"))}
+              for name, key in (("shipped", "fast_wordings"), ("phrased", "phrasings"))}
     rows += [[f"learning rate, reread minus new at the same position, layer {layer}, {gap} tokens",
               est(gating["shipped"][layer, gap]["reread_minus_new"]), est(gating["phrased"][layer, gap]["reread_minus_new"])]
              for layer, gap in sorted(gating["phrased"])]
-    return (f"{source(REPORTS['phrasings'], phrased)} against the shipped checkpoint (`{REPORTS['targets']}`, "
-            f"`{REPORTS['wordings']}`):\n\n" + table(["measure", "shipped (`cpu`)", "`cpu-phrasings`"], rows))
+    return (f"{source(REPORTS['phrasings'], phrased)} against the `cpu` recipe at the same CMS periods, 1, 2, 4, 8 "
+            f"(`{REPORTS['fast_targets']}`, `{REPORTS['fast_wordings']}`):\n\n"
+            + table(["measure", "`cpu`, CMS periods 1-8 (the default until 2026-12-06)", "`cpu-phrasings`"], rows))
 
 
 REACH_LABELS = {"none": "full model", "retention": "retention off (nothing decays)", "cms": "every CMS level off",
                 "self_modification": "self-modification off", "adaptive_lr": "adaptive learning rate off (a fixed rate)"}
 
 
-REACH_MODELS = (("reach", "local"), ("reach_slow", "local"), ("reach_lm", "lm"))  # report, CMS objective
+REACH_MODELS = (("reach_fast", "local"), ("reach", "local"), ("reach_lm", "lm"))  # report, CMS objective
 
 
 def block_reach(r: dict) -> str:
-    """The pass key 4,000 bytes back with each memory component off in turn: the shipped checkpoint and the
-    two trained alike with slower CMS levels (level i is the i-th period of each model's list)."""
+    """The pass key 4,000 bytes back with each memory component off in turn: the earlier default (CMS periods
+    1-8), the shipped checkpoint and the lm-objective model (level i is the i-th period of each model's list)."""
     reports = [(name, objective, r[name]) for name, objective in REACH_MODELS]
     periods = lambda report: ", ".join(f"{p:,}" for p in report["config"]["cms_periods"])
     columns = [{x["ablation"]: x for x in report["reach"]} for _, _, report in reports]
@@ -500,7 +506,43 @@ def alike_line(r: dict) -> str:
     return "; ".join(parts)
 
 
-BLOCKS = {"summary": block_summary, "targets": block_targets, "memory": block_memory,
+# The paper's options beside the shipped choices (issue 31), each a model of the alike registry.
+OPTIONS = (("hope", "shipped: linear memory; CMS periods 16, 64, 256, 1,024 learning a local target", "wordings"),
+           ("fast-cms", "CMS periods 1, 2, 4, 8 (the default before this checkpoint)", "fast_wordings"),
+           ("lm", "CMS levels learning from the next-token loss (the paper's objective), periods 16-1,024", "gating_lm"),
+           ("deep", "the paper's 2-layer MLP memory (memory_depth 2), CMS periods 1, 2, 4, 8", "gating_deep"))
+OPTION_CELLS = (("reread", 1000, "reread 1,000 back (second / first)"), ("copy", 1003, "copy 1,003 back (nats a letter)"),
+                ("recall", 70, "recall 70 back"), ("passkey", 1054, "pass key 1,054 back"),
+                ("passkey", 4054, "pass key 4,054 back"))
+
+
+def block_options(r: dict) -> str:
+    """Each of the paper's options and the shipped choices, trained alike: the headline measures."""
+    registry = {model.key: model for model in alike.ALIKE}
+    models = [registry[key] for key, _, _ in OPTIONS if r["alike"][key]]
+    frame = alike.curves(models, loaded=r["alike"])
+    rows = []
+    for key, what, gating in OPTIONS:
+        if not r["alike"][key]:
+            continue
+        row = [what]
+        for measure, tokens, _ in OPTION_CELLS:
+            hit = frame[(frame["model"] == key) & (frame["measure"] == measure) & (frame["tokens_back"] == tokens)]
+            row.append((pct if alike.MEASURES[measure][4] else est)(hit.iloc[0]) if len(hit) else "not measured")
+        row.append(next((est(x["bits_per_byte"][0]["model"]) for _, x in r["alike"][key] if x.get("bits_per_byte")),
+                        "not measured"))
+        rates = [g for layer_rows in r[gating]["gating"] for g in layer_rows if g["gap"] == 100]
+        row.append("; ".join(f"layer {g['layer']} {g['first']['mean']:.3f} -> {g['second']['mean']:.3f}" for g in rates))
+        rows.append(row)
+    sources = ", ".join([f"`{path}`" for model in models for path, _ in r["alike"][model.key]]
+                        + [f"`{REPORTS[gating]}`" for _, _, gating in OPTIONS])
+    return (f"Trained by the same recipe (`--recipe cpu` with the setting named), 48 sequences each, 95% intervals "
+            f"({sources}):\n\n" + table(["model"] + [title for _, _, title in OPTION_CELLS]
+                                         + ["held-out prose, bits per byte",
+                                            "memory learning rate, first reading -> reread 100 tokens later"], rows))
+
+
+BLOCKS = {"summary": block_summary, "options": block_options, "targets": block_targets, "memory": block_memory,
           "validation": block_validation, "balanced": block_balanced, "wordings": block_wordings,
           "gating": block_gating, "phrasings": block_phrasings, "variants": block_variants,
           "recording": block_recording, "alike": block_alike,

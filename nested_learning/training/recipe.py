@@ -5,7 +5,7 @@
 A recipe is a JSON object (a name in ``RECIPES`` or a ``.json`` file)::
 
     {"name": ..., "description": ...,
-     "model": {"preset": "hope", "overrides": {...}},        # the CLI's --preset / --set take precedence
+     "model": {"preset": "hope", "overrides": {...}},        # the CLI's --set takes precedence; another --preset drops the overrides
      "common": {TrainConfig fields shared by every stage},
      "stages": [{"name": ..., TrainConfig fields of this stage, "tasks": {task: {weight, ranges}}}, ...]}
 
@@ -39,7 +39,9 @@ CPU = {
     "name": "cpu",
     "description": "dense copy -> gapped copy, spread recall, passkeys -> 1,024 then 2,048-byte windows mixed with prose "
                    "-> rereads across other prose",
-    "model": {"preset": "hope", "overrides": {}},
+    # Slow CMS levels: they find what was read thousands of tokens back more often than the preset's
+    # periods 1, 2, 4, 8 (docs/training.md "Longer reach").
+    "model": {"preset": "hope", "overrides": {"cms_periods": [16, 64, 256, 1024]}},
     "common": {"heldout_fraction": 0.03, "eval_windows": 16, "eval_task_samples": 32, "eval_every": 0,
                "checkpoint_every": 50, "log_every": 10, "min_lr": 1e-4, "weight_decay": 0.1, "grad_clip": 1.0},
     "stages": [
@@ -81,6 +83,7 @@ CPU_BALANCED["stages"] = CPU_BALANCED["stages"][:4]  # as measured (the reread s
 CPU_BALANCED.update(name="cpu-balanced", description="dense copy -> gapped copy, spread recall, passkeys -> 1,024 "
                     "then 2,048-byte windows mixed with prose; windows balanced")
 CPU_BALANCED["common"]["balance_windows"] = True
+CPU_BALANCED["model"]["overrides"] = {}  # as measured: CMS periods 1, 2, 4, 8
 CPU_BALANCED["stages"][3].update(task_fraction=0.5, reread_fraction=0.5)
 
 # The cpu curriculum with every task sample worded from the many trained templates (phrasings.py, issue 27):
@@ -88,13 +91,14 @@ CPU_BALANCED["stages"][3].update(task_fraction=0.5, reread_fraction=0.5)
 CPU_PHRASINGS = copy.deepcopy(CPU)
 CPU_PHRASINGS.update(name="cpu-phrasings", description=CPU["description"] + "; tasks in the many trained wordings")
 CPU_PHRASINGS["common"]["task_phrasings"] = "trained"
+CPU_PHRASINGS["model"]["overrides"] = {}  # as measured: CMS periods 1, 2, 4, 8
 
 # The cpu curriculum with a copy stage long enough for attention to learn to copy: a transformer's
 # copy loss stays at chance for the cpu recipe's 400 steps, where Hope's memory copies within 100
 # (docs/training.md "A curriculum for attention"). Same later stages, data and seed.
 CPU_ATTENTION = copy.deepcopy(CPU)
 CPU_ATTENTION.update(name="cpu-attention", description=CPU["description"] + "; a copy stage of 6,000 steps")
-CPU_ATTENTION["model"]["preset"] = "transformer"
+CPU_ATTENTION["model"] = {"preset": "transformer", "overrides": {}}
 CPU_ATTENTION["stages"][0]["steps"] = 6000
 
 # A few minutes: the same curriculum, shrunk (tests and a first look).
@@ -160,8 +164,10 @@ def stage_configs(recipe: dict, base: TrainConfig) -> list[TrainConfig]:
     """One TrainConfig per stage: ``base`` (the run's data, out, device, seed ...) with the recipe's
     common and stage settings; stage 0 builds the model, later stages start from the one before."""
     model = recipe.get("model", {})
-    preset = base.preset or model.get("preset", "hope")
-    overrides = {**model.get("overrides", {}), **base.model_overrides}
+    own = model.get("preset", "hope")
+    preset = base.preset or own
+    # The recipe's overrides are settings of its own preset (a transformer trained by it gets no CMS levels).
+    overrides = {**(model.get("overrides", {}) if preset == own else {}), **base.model_overrides}
     configs = []
     for i, (stage, path) in enumerate(zip(recipe["stages"], stage_paths(Path(base.out), recipe))):
         settings = {**recipe.get("common", {}), **{k: v for k, v in stage.items() if k in STAGE_FIELDS}}

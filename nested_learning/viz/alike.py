@@ -24,12 +24,13 @@ class AlikeModel:
 SHIPPED = "shipped hope"
 ALIKE = (
     AlikeModel("hope", SHIPPED, ("reports/model-targets.json", "reports/model-targets-long.json")),
-    AlikeModel("titans", "titans (memory + attention, no self-modification or CMS)", ("reports/model-targets-titans.json",)),
+    AlikeModel("titans", "titans (memory with damped momentum + attention, no self-modification or CMS)",
+               ("reports/model-targets-titans.json",)),
     AlikeModel("titans-keys", "titans with Hope's keys (conv, shifted DPFP keys, one head)",
                ("reports/model-targets-titans-keys.json",)),
     AlikeModel("deep", "hope with a 2-layer MLP memory (memory_depth 2)", ("reports/model-targets-hope-deep.json",)),
-    AlikeModel("slow-local", "hope with CMS periods 16, 64, 256, 1,024 (local objective)",
-               ("reports/model-targets-hope-slow-local.json",)),
+    AlikeModel("fast-cms", "hope with CMS periods 1, 2, 4, 8 (the earlier default)",
+               ("reports/model-targets-hope-fast-cms.json", "reports/model-targets-hope-fast-cms-long.json")),
     AlikeModel("window16", "transformer, window 16 (the baseline)", ("reports/model-targets-transformer-window16.json",)),
     AlikeModel("window512", "transformer, window 512 (state-matched)", ("reports/model-targets-transformer-window512.json",)),
     AlikeModel("window512-attention", "transformer, window 512, 6,000 copy steps (cpu-attention)",
@@ -37,9 +38,10 @@ ALIKE = (
     AlikeModel("full", "transformer, full attention", ("reports/model-targets-transformer-full.json",)),
     AlikeModel("full-attention", "transformer, full attention, 6,000 copy steps (cpu-attention)",
                ("reports/model-targets-transformer-full-attention.json",)),
-    AlikeModel("titans-damped", "titans retrained with damped momentum",
-               ("reports/model-targets-titans-damped.json",)),
-    AlikeModel("lm", "hope with CMS periods 16, 64, 256, 1,024 (lm objective)", ("reports/model-targets-hope-lm.json",)),
+    AlikeModel("titans-undamped", "titans with undamped momentum (the earlier run)",
+               ("reports/model-targets-titans-undamped.json",)),
+    AlikeModel("lm", "hope learning its CMS levels from the next-token loss (lm objective)",
+               ("reports/model-targets-hope-lm.json",)),
 )
 
 # measure -> (the report's list of rows, the field that says how far back, the statistic, axis title, as a percentage)

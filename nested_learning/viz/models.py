@@ -34,12 +34,12 @@ CHECKPOINT_NOTES = {BASELINE_NAME: "the same-size transformer trained alike, sam
                     "transformer-window512.safetensors": "the transformer with a 512-token window (as many numbers in "
                                                          "its cache as one memory layer), trained alike",
                     "transformer-full.safetensors": "the transformer attending to every token it has read, trained alike",
-                    "titans.safetensors": "the titans preset (memory with momentum beside attention, no self-modification "
-                                          "or CMS), trained alike",
+                    "titans.safetensors": "the titans preset (memory with damped momentum beside attention, no "
+                                          "self-modification or CMS), trained alike",
                     "hope-deep.safetensors": "Hope with the paper's 2-layer MLP memory (memory_depth 2) in place of the "
                                              "linear one, trained alike",
-                    "hope-slow-local.safetensors": "Hope with slower CMS levels (periods 16, 64, 256, 1,024 in place of "
-                                                   "1, 2, 4, 8), trained alike"}
+                    "hope-lm.safetensors": "Hope whose CMS levels learn from the next-token loss (the paper's objective, "
+                                           "cms_objective lm) in place of the local target, trained alike"}
 FALLBACK_PRESET, FALLBACK_SEED = "hope", 0
 # PyTorch threads per script run. One: sessions run in parallel threads, and a busy CPU makes OpenMP's
 # spinning thread teams collapse (measured on 2 cores with one other busy process: a 512-token run took

@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -68,8 +69,24 @@ def test_stage_configs_take_the_run_settings_and_the_stage_settings():
     assert configs[-1].reread_gap > 0 and not any(c.reread_gap for c in configs[:-1])
     attention = stage_configs(load_recipe("cpu-attention"), dataclasses.replace(base, preset=""))
     assert attention[0].preset == "transformer" and attention[0].steps == 15 * configs[0].steps  # copying takes longer
-    assert [dataclasses.replace(c, steps=0, preset="") for c in attention] == [dataclasses.replace(c, steps=0, preset="")
-                                                                              for c in stage_configs(recipe, dataclasses.replace(base, preset=""))]
+    same = lambda c: dataclasses.replace(c, steps=0, preset="", model_overrides={})
+    assert [same(c) for c in attention] == [same(c) for c in stage_configs(recipe, dataclasses.replace(base, preset=""))]
+
+
+def test_the_cpu_recipe_builds_the_shipped_models_cms_and_only_for_its_own_preset():
+    """`--recipe cpu` reproduces the shipped checkpoint's slow CMS levels; a transformer or titans trained by
+    it gets none (the overrides belong to the recipe's preset), and --set still wins."""
+    base = TrainConfig(out="runs/x.safetensors", data=["d"])
+    shipped = Path(__file__).resolve().parents[2] / "assets" / "hope-default.safetensors"
+    hope = stage_configs(load_recipe("cpu"), base)[0]
+    assert hope.preset == "hope" and hope.model_overrides == {"cms_periods": [16, 64, 256, 1024]}
+    assert list(read_checkpoint_info(shipped)[0].cms_periods) == hope.model_overrides["cms_periods"]
+    for preset in ("transformer", "titans"):
+        assert stage_configs(load_recipe("cpu"), dataclasses.replace(base, preset=preset))[0].model_overrides == {}
+    mine = stage_configs(load_recipe("cpu"), dataclasses.replace(base, model_overrides={"cms_periods": [1, 2]}))[0]
+    assert mine.model_overrides == {"cms_periods": [1, 2]}
+    for name in ("cpu-balanced", "cpu-phrasings", "cpu-attention"):  # measured at periods 1, 2, 4, 8 (their preset's)
+        assert stage_configs(load_recipe(name), base)[0].model_overrides == {}
 
 
 @pytest.mark.parametrize("content, message", [
