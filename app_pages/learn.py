@@ -103,14 +103,15 @@ with repeat:
     phrase = _lesson_text(
         "**Surprise** is how wrong the memory is about a token before it learns it: `||v - M k||`. The first "
         "time a phrase goes by everything is new; when it comes again the memory has already written those "
-        "key-value pairs, so surprise drops copy after copy.",
+        "key-value pairs, so surprise drops copy after copy, in each layer whose memory writes (each layer "
+        "has its own memory and its own line below).",
         "phrase", "the cat sat on the mat. ", "repeat", "Read it 4 times",
         ("will surprise on the fourth copy be lower than on the first?", lessons.REPETITION_OUTCOMES))
     if phrase is not None:
         with refusals_shown(), admitted():
             recording, table = lessons.repetition(model, phrase, 4)
             n = len(phrase.encode("utf-8"))
-            st.plotly_chart(lessons.surprise_by_copy_figure(recording, n, "mean surprise, dotted lines = new copy"),
+            st.plotly_chart(lessons.surprise_by_copy_figure(recording, n, "surprise per memory layer, dotted lines = new copy"),
                             config=PLOT_CONFIG, key="learn_repeat_fig")
             st.dataframe(for_people(table), hide_index=True, key="learn_repeat_table")
             show_verdict(lessons.repetition_verdict(table))

@@ -23,7 +23,7 @@ from ..validation.targets import REREAD_VARIANTS, reread_variant
 from .guard import guarded_record
 from .safe_text import plotly_label
 from .session import MAX_RUN_TOKENS
-from .timelines import mean_surprise, raster_rows, raster_trace
+from .timelines import mean_surprise, raster_rows, raster_trace, stream_row
 
 # Twelve pairs whose keys share letters (cat/cats/car/cart ...): enough crosstalk that the rules differ.
 DEFAULT_STORE = ("cat = meow\ncats = purr\ncar = vroom\ncart = creak\ndog = woof\ndogs = growl\ndot = tick\n"
@@ -175,47 +175,66 @@ def store_figure(table: pd.DataFrame) -> go.Figure:
 # ---- 2. surprise falls when a phrase repeats ---------------------------------------------------
 def repetition(model: HopeTransformer, phrase: str, times: int = 4,
                ablation: Ablation | None = None) -> tuple[Recording, pd.DataFrame]:
-    """Read ``phrase`` ``times`` times in one stream; mean surprise (all memory heads) and loss per copy."""
+    """Read ``phrase`` ``times`` times in one stream; per copy each memory layer's mean surprise and learning
+    rate (over its heads) and the loss. Per layer: a trained model may leave one layer's memory nearly still,
+    and a mean over layers would hide the other's learning."""
     recording, _ = guarded_record(model, phrase * times, ablation=ablation or Ablation())
     n = len(ByteTokenizer().encode(phrase))
-    surprise = mean_surprise(recording)
+    # The learning rate beside each surprise: a layer whose rate stays near its floor barely writes.
+    per_layer = {f"{what}, layer {i}": stream_row(recording, stream, i) for i in recording.memory_layers
+                 for what, stream in (("surprise", "surprise"), ("learning rate", "learning_rate"))}
     loss = recording.stream("loss").double().numpy()
-    rows = [{"copy": i + 1, "mean surprise": float(np.nanmean(surprise[i * n:(i + 1) * n])),
-             "mean loss": float(np.nanmean(loss[i * n:(i + 1) * n]))} for i in range(times)]
+    copy = lambda values, i: float(np.nanmean(values[i * n:(i + 1) * n]))
+    rows = [{"copy": i + 1, **{name: copy(values, i) for name, values in per_layer.items()}, "mean loss": copy(loss, i)}
+            for i in range(times)]
     return recording, pd.DataFrame(rows)
+
+
+def surprise_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c.startswith("surprise, layer ")]
 
 
 REPETITION_OUTCOMES = ("lower", "about the same", "higher")
 
 
 def repetition_outcome(table: pd.DataFrame) -> str:
-    """What the class is asked to predict: mean surprise on the last copy against the first, within 10%
-    "about the same"."""
-    first, last = table["mean surprise"].iloc[0], table["mean surprise"].iloc[-1]
-    return REPETITION_OUTCOMES[0] if last < 0.9 * first else REPETITION_OUTCOMES[2] if last > 1.1 * first else REPETITION_OUTCOMES[1]
+    """What the class is asked to predict: surprise on the last copy against the first (within 10% "about
+    the same"), per memory layer when the layers differ ("lower in layer 0, higher in layer 1")."""
+    def outcome(column):
+        first, last = table[column].iloc[0], table[column].iloc[-1]
+        return REPETITION_OUTCOMES[0] if last < 0.9 * first else REPETITION_OUTCOMES[2] if last > 1.1 * first else REPETITION_OUTCOMES[1]
+    columns = surprise_columns(table)
+    if not columns:
+        return "no test-time memory"
+    found = [outcome(c) for c in columns]
+    if len(set(found)) == 1:
+        return found[0]
+    return ", ".join(f"{o} in {c.removeprefix('surprise, ')}" for o, c in zip(found, columns))
 
 
 def repetition_verdict(table: pd.DataFrame) -> list[tuple[bool, str]]:
-    """Does surprise (and loss) fall from the first copy to the last? Each claim with its numbers."""
+    """Does surprise fall from the first copy to the last in each memory layer, and does the loss? Each
+    claim with its numbers."""
     first, last = table.iloc[0], table.iloc[-1]
-    checks = []
-    for column, what in (("mean surprise", "Surprise"), ("mean loss", "Loss (nats per byte)")):
+    columns = surprise_columns(table)
+    checks = [] if columns else [(False, "Surprise: this model has no test-time memory to show it.")]
+    for column, what in [(c, "Surprise in " + c.removeprefix("surprise, ")) for c in columns] + [("mean loss", "Loss (nats per byte)")]:
         a, b = first[column], last[column]
-        if not (np.isfinite(a) and np.isfinite(b)):
-            checks.append((False, f"{what}: this model has no test-time memory to show it."))
-            continue
         falls = bool(b < a)
+        rate = column.replace("surprise", "learning rate")  # how much the layer's memory writes at all
+        rates = f" (its learning rate {table[rate].min():.3f}-{table[rate].max():.3f})" if rate in table and rate != column else ""
         checks.append((falls, f"{what} {'fell' if falls else 'did not fall'}: {a:.3f} on copy 1, {b:.3f} on copy "
-                              f"{len(table)}" + ("." if falls else ": this model does not show it on this phrase.")))
+                              f"{len(table)}{rates}" + ("." if falls else ": this model does not show it on this phrase.")))
     return checks
 
 
 def surprise_by_copy_figure(recording: Recording, copy_length: int, title: str = "") -> go.Figure:
-    surprise = mean_surprise(recording)
-    fig = go.Figure(go.Scatter(x=np.arange(recording.n_tokens), y=surprise, mode="lines", name="surprise"))
+    """Surprise per token, one line per memory layer (mean over its heads), a dotted line at each new copy."""
+    fig = go.Figure([go.Scatter(x=np.arange(recording.n_tokens), y=stream_row(recording, "surprise", i), mode="lines",
+                                name=f"layer {i}") for i in recording.memory_layers])
     for start in range(copy_length, recording.n_tokens, copy_length):
         fig.add_vline(x=start - 0.5, line=dict(color="gray", dash="dot"))
-    fig.update_layout(height=280, title=title, xaxis_title="token", yaxis_title="mean surprise",
+    fig.update_layout(height=280, title=title, xaxis_title="token", yaxis_title="surprise (mean over heads)",
                       margin=dict(l=10, r=10, t=40, b=10))
     return fig
 

@@ -59,9 +59,14 @@ def test_the_store_lesson_checks_its_claims_and_says_when_one_fails():
 
 def test_repetition_table_is_the_recordings_means(model):
     rec, table = lessons.repetition(model, "abcd", 3)
-    surprise = torch.stack([rec.stream(f"layers.{i}.memory.surprise").double().mean(1) for i in (0, 1)]).mean(0)
     assert list(table["copy"]) == [1, 2, 3]
-    np.testing.assert_allclose(table["mean surprise"], [float(surprise[i * 4:(i + 1) * 4].mean()) for i in range(3)])
+    for layer in (0, 1):  # each memory layer on its own: a mean over layers hides a still one
+        surprise = rec.stream(f"layers.{layer}.memory.surprise").double().mean(1)
+        np.testing.assert_allclose(table[f"surprise, layer {layer}"],
+                                   [float(surprise[i * 4:(i + 1) * 4].mean()) for i in range(3)])
+        rate = rec.stream(f"layers.{layer}.memory.learning_rate").double().mean(1)
+        np.testing.assert_allclose(table[f"learning rate, layer {layer}"],
+                                   [float(rate[i * 4:(i + 1) * 4].mean()) for i in range(3)])
 
 
 def test_cms_rates_count_updates_per_period(model):
@@ -119,12 +124,17 @@ def test_forgetting_keeps_the_memory_still_when_updates_are_off(model):
 
 
 def test_model_lessons_confirm_or_deny_their_claims_with_the_numbers():
-    falls = pd.DataFrame({"copy": [1, 2], "mean surprise": [0.8, 0.5], "mean loss": [2.0, 2.5]})
-    (s_ok, s_text), (l_ok, l_text) = lessons.repetition_verdict(falls)
-    assert s_ok and "0.800 on copy 1, 0.500 on copy 2" in s_text
+    falls = pd.DataFrame({"copy": [1, 2], "surprise, layer 0": [0.8, 0.5], "learning rate, layer 0": [0.3, 0.1],
+                          "surprise, layer 1": [3.0, 4.0], "mean loss": [2.0, 2.5]})
+    (s_ok, s_text), (still_ok, still_text), (l_ok, l_text) = lessons.repetition_verdict(falls)
+    assert s_ok and s_text.startswith("Surprise in layer 0 fell") and "0.800 on copy 1, 0.500 on copy 2" in s_text
+    assert "(its learning rate 0.100-0.300)" in s_text  # how much that layer's memory writes at all
+    assert not still_ok and still_text.startswith("Surprise in layer 1 did not fall")
     assert not l_ok and "does not show it" in l_text
-    no_memory = pd.DataFrame({"copy": [1, 2], "mean surprise": [np.nan, np.nan], "mean loss": [2.0, 1.0]})
+    assert lessons.repetition_outcome(falls) == "lower in layer 0, higher in layer 1"
+    no_memory = pd.DataFrame({"copy": [1, 2], "mean loss": [2.0, 1.0]})
     assert lessons.repetition_verdict(no_memory)[0] == (False, "Surprise: this model has no test-time memory to show it.")
+    assert lessons.repetition_outcome(no_memory) == "no test-time memory"
     # 16 digits at chance 10%: 5 or more right is unlikely by guessing (P = 0.017), 4 is not (P = 0.068).
     assert lessons.recall_verdict(5 / 16, 0.0, 16)[0][0] and not lessons.recall_verdict(4 / 16, 0.0, 16)[0][0]
     assert "5 or more" in lessons.recall_verdict(2 / 16, 2 / 16, 16)[0][1]
@@ -137,8 +147,9 @@ def test_model_lessons_confirm_or_deny_their_claims_with_the_numbers():
 
 def test_lesson_verdicts_run_on_a_model(model):
     _, table = lessons.repetition(model, "abc ", 3)
-    (surprise_fell, _), (loss_fell, _) = lessons.repetition_verdict(table)
-    assert surprise_fell == (table["mean surprise"].iloc[-1] < table["mean surprise"].iloc[0])
+    (layer0_fell, _), (layer1_fell, _), (loss_fell, _) = lessons.repetition_verdict(table)
+    for fell, column in ((layer0_fell, "surprise, layer 0"), (layer1_fell, "surprise, layer 1")):
+        assert fell == (table[column].iloc[-1] < table[column].iloc[0])
     assert loss_fell == (table["mean loss"].iloc[-1] < table["mean loss"].iloc[0])
     table, _ = lessons.forgetting(model, "a short passage")
     (cheaper, _), _ = lessons.forgetting_verdict(table)
@@ -159,7 +170,7 @@ def test_the_recall_lesson_reads_with_updates_on_and_off_and_names_its_outcome()
 
 @pytest.mark.parametrize("last, outcome", [(3.0, "lower"), (4.1, "about the same"), (5.0, "higher")])
 def test_the_repetition_outcome_compares_the_last_copy_with_the_first(last, outcome):
-    table = pd.DataFrame({"copy": [1, 2], "mean surprise": [4.0, last], "mean loss": [2.0, 1.0]})
+    table = pd.DataFrame({"copy": [1, 2], "surprise, layer 0": [4.0, last], "mean loss": [2.0, 1.0]})
     assert lessons.repetition_outcome(table) == outcome
 
 
