@@ -216,16 +216,20 @@ def repetition_verdict(table: pd.DataFrame) -> list[tuple[bool, str]]:
     """Does surprise fall from the first copy to the last in each memory layer, and does the loss? Each
     claim with its numbers."""
     first, last = table.iloc[0], table.iloc[-1]
-    columns = surprise_columns(table)
-    checks = [] if columns else [(False, "Surprise: this model has no test-time memory to show it.")]
-    for column, what in [(c, "Surprise in " + c.removeprefix("surprise, ")) for c in columns] + [("mean loss", "Loss (nats per byte)")]:
+
+    def claim(what: str, column: str, aside: str = "") -> tuple[bool, str]:
         a, b = first[column], last[column]
         falls = bool(b < a)
-        rate = column.replace("surprise", "learning rate")  # how much the layer's memory writes at all
-        rates = f" (its learning rate {table[rate].min():.3f}-{table[rate].max():.3f})" if rate in table and rate != column else ""
-        checks.append((falls, f"{what} {'fell' if falls else 'did not fall'}: {a:.3f} on copy 1, {b:.3f} on copy "
-                              f"{len(table)}{rates}" + ("." if falls else ": this model does not show it on this phrase.")))
-    return checks
+        return falls, (f"{what} {'fell' if falls else 'did not fall'}: {a:.3f} on copy 1, {b:.3f} on copy {len(table)}"
+                       f"{aside}" + ("." if falls else ": this model does not show it on this phrase."))
+
+    columns = surprise_columns(table)
+    checks = [] if columns else [(False, "Surprise: this model has no test-time memory to show it.")]
+    for column in columns:
+        rate = table.get(column.replace("surprise", "learning rate"))  # how much that layer's memory writes at all
+        aside = "" if rate is None else f" (its learning rate {rate.min():.3f}-{rate.max():.3f})"
+        checks.append(claim("Surprise in " + column.removeprefix("surprise, "), column, aside))
+    return checks + [claim("Loss (nats per byte)", "mean loss")]
 
 
 def surprise_by_copy_figure(recording: Recording, copy_length: int, title: str = "") -> go.Figure:
@@ -259,7 +263,8 @@ def cms_run(model: HopeTransformer, ablation: Ablation | None = None) -> Recordi
 
 
 def cms_periods_sentence(periods: tuple[int, ...]) -> str:
-    """This model's periods in a sentence: "Level 0 updates every 16 tokens, level 1 every 64 and level 2 every 256."."""
+    """This model's periods in a sentence: "Level 0 updates every 16 tokens, level 1 every 64 tokens and level 2
+    every 256 tokens."."""
     unit = lambda p: "token" if p == 1 else f"{p:,} tokens"
     said = [f"Level 0 updates every {unit(periods[0])}"] + [f"level {j} every {unit(p)}" for j, p in enumerate(periods) if j]
     return (said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]) + "."
