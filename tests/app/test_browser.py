@@ -115,7 +115,7 @@ def test_compare_learn_validate_model(page, tmp_path):
     wait_idle(page)
     page.get_by_role("tab", name="Surprise falls on repeats").click()
     click(page, "Read it 4 times")
-    page.get_by_text(re.compile(r"^Surprise (fell|did not fall)")).wait_for()  # the lesson's checked claim
+    page.get_by_text(re.compile(r"^Surprise in layer 0 (fell|did not fall)")).wait_for()  # the lesson's checked claim
     wait_idle(page)
     go(page, "Validate")
     for name in ("memory_updates", "repetition_learning", "in_context_association", "memory_ablation",
