@@ -53,7 +53,8 @@ def read(model: HopeTransformer, tokens: torch.Tensor, state=None, ablation: Abl
          call_tokens: int = CALL_TOKENS):
     """Scores of ``tokens`` [B, T] read in calls of at most ``call_tokens`` with the state carried
     (losses and hits concatenated; the first position of each later call is scored from the carried
-    logits of the call before, so the result equals one call's)."""
+    logits of the call before, so the result equals one call's; for a ``cms_objective`` "lm" model only when
+    the call edges fall on its shortest period's blocks, since a call edge cuts its levels' gradient)."""
     parts, previous = [], None
     for start in range(0, tokens.shape[1], call_tokens):
         end = start + call_tokens

@@ -2,8 +2,8 @@
 import torch
 
 from nested_learning.model import IGNORE
-from nested_learning.validation.measure import score
 from nested_learning.validation import updates
+from nested_learning.validation.measure import score
 from nested_learning.validation.targets import read
 from tests.conftest import random_tokens, tiny_model
 
